@@ -1,0 +1,3 @@
+"""Root conftest: registers the harness pytest plugin (options, markers, golden fixtures)."""
+
+pytest_plugins = ["harness.plugin"]
