@@ -7,7 +7,9 @@ then ``.convert("RGB")``). Every problem with a file is a :class:`PageError` nam
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,13 @@ __all__ = [
     "load_page",
     "open_page_image",
     "oriented_size",
+    "ManifestError",
+    "BUILTIN_SETS",
+    "fixtures_dir",
+    "cache_dir",
+    "load_manifest",
+    "builtin_pages",
+    "ensure_page_image",
 ]
 
 #: Environment variable that raises (or lowers) the pixel limit of :func:`load_page` and
@@ -186,3 +195,148 @@ def open_page_image(path: str | os.PathLike[str], *, max_pixels: int | None | st
     finally:
         image.close()
     return rgb
+
+
+# --------------------------------------------------------------------------------------------
+# manifests and fixtures
+
+#: Sets :func:`builtin_pages` knows: the committed manifests and the small default set.
+BUILTIN_SETS = ("grid", "corpus", "default")
+FIXTURES_ENV_VAR = "HARNESS_FIXTURES_DIR"
+CACHE_ENV_VAR = "HARNESS_FIXTURE_CACHE"
+
+
+class ManifestError(ValueError):
+    """A manifest that is not OmniDocBench-shaped; the message names the file and the entry."""
+
+
+def fixtures_dir() -> Path:
+    """The committed ``fixtures/`` directory (``$HARNESS_FIXTURES_DIR`` overrides)."""
+    env = os.environ.get(FIXTURES_ENV_VAR)
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def cache_dir() -> Path:
+    """Where fixture images are drawn on demand (``$HARNESS_FIXTURE_CACHE``, else fixtures/cache)."""
+    env = os.environ.get(CACHE_ENV_VAR)
+    return Path(env) if env else fixtures_dir() / "cache"
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def load_manifest(path: str | os.PathLike[str], *, images_dir: str | os.PathLike[str] | None = None,
+                  sizes_from_images: bool = False) -> list[Page]:
+    """Pages of an OmniDocBench-shaped JSON list (``[{"page_info": {...}}, ...]``).
+
+    Image paths are resolved against ``images_dir`` (default: the manifest's directory). With
+    ``sizes_from_images`` the size is read from each image header (after EXIF) instead of
+    ``page_info`` (the public OmniDocBench JSON has width/height swapped for some sources); the
+    manifest's own size is kept in ``attributes["manifest_size"]``.
+    """
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ManifestError(f"{p}: manifest not found") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{p}: not valid JSON ({exc})") from None
+    if not isinstance(data, list):
+        raise ManifestError(f"{p}: expected a JSON list of {{\"page_info\": ...}} entries, got "
+                            f"{type(data).__name__}")
+    root = Path(images_dir) if images_dir is not None else p.parent
+    pages: list[Page] = []
+    seen: dict[str, int] = {}
+    for n, entry in enumerate(data):
+        where = f"{p}: entry {n}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("page_info"), dict):
+            raise ManifestError(f"{where}: expected an object with a 'page_info' object")
+        info = entry["page_info"]
+        for key in ("width", "height"):
+            if not _positive_int(info.get(key)):
+                raise ManifestError(f"{where}: page_info.{key} must be a positive integer, got "
+                                    f"{info.get(key)!r}")
+        image_path = info.get("image_path")
+        if not isinstance(image_path, str) or not image_path:
+            raise ManifestError(f"{where}: page_info.image_path must be a non-empty string, got "
+                                f"{image_path!r}")
+        attribute = info.get("page_attribute", {})
+        if not isinstance(attribute, dict):
+            raise ManifestError(f"{where}: page_info.page_attribute must be an object")
+        gen = entry.get("harness", {})
+        if not isinstance(gen, dict):
+            raise ManifestError(f"{where}: 'harness' must be an object")
+        page_id = gen.get("id") or Path(image_path).stem
+        if not isinstance(page_id, str):
+            raise ManifestError(f"{where}: harness.id must be a string")
+        if page_id in seen:
+            raise ManifestError(f"{where}: page id {page_id!r} repeats entry {seen[page_id]}")
+        seen[page_id] = n
+        width, height = info["width"], info["height"]
+        attributes: dict[str, Any] = {"page_no": info.get("page_no", n), "page_attribute": attribute,
+                                      "manifest": str(p)}
+        if gen:
+            attributes["generator"] = gen
+        image = root / image_path
+        mode = gen.get("mode")
+        if sizes_from_images:
+            loaded = load_page(image, decode=False)
+            attributes["manifest_size"] = (width, height)
+            width, height, mode = loaded.width, loaded.height, loaded.mode
+        pages.append(Page(page_id=page_id, width=width, height=height, path=image, mode=mode,
+                          category=attribute.get("data_source"), attributes=attributes))
+    return pages
+
+
+def builtin_pages(set_name: str) -> list[Page]:
+    """The pages of a built-in set: ``grid``, ``corpus`` or ``default`` (images drawn on demand)."""
+    from harness.fixtures import DEFAULT_SET
+
+    if set_name not in BUILTIN_SETS:
+        import difflib
+        close = difflib.get_close_matches(set_name, BUILTIN_SETS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"Unknown page set {set_name!r}.{hint} Available: {', '.join(BUILTIN_SETS)}")
+    manifest = "grid" if set_name == "default" else set_name
+    pages = load_manifest(fixtures_dir() / f"{manifest}.json", images_dir=cache_dir())
+    if set_name == "default":
+        by_id = {page.page_id: page for page in pages}
+        return [by_id[page_id] for page_id in DEFAULT_SET]
+    return pages
+
+
+def ensure_page_image(page: Page) -> Path:
+    """The page's image file, drawn into the cache first if it is a fixture not drawn yet."""
+    from harness import fixtures
+
+    gen = page.attributes.get("generator")
+    if page.path is None:
+        raise PageError(None, f"page {page.page_id!r} has no image path")
+    if page.path.is_file() and page.path.stat().st_size > 0:
+        if not gen:
+            return page.path
+        stored = tuple(gen.get("stored_size", ()))
+        try:
+            with Image.open(page.path) as im:
+                if im.size == stored and im.mode == gen.get("mode", im.mode):
+                    return page.path
+        except (OSError, ValueError):
+            pass  # a broken cache file: draw it again
+    if not gen:
+        raise PageError(page.path, f"image of page {page.page_id!r} is missing and the page has no "
+                        "generator entry to draw it from")
+    set_name = Path(str(page.attributes.get("manifest", "grid"))).stem
+    spec = fixtures.spec_from_entry({"page_info": {"width": page.width, "height": page.height},
+                                     "harness": gen}, set_name)
+    page.path.parent.mkdir(parents=True, exist_ok=True)
+    # Draw into a temporary file and rename: concurrent test workers never see half a file.
+    fd, tmp = tempfile.mkstemp(dir=page.path.parent, suffix=page.path.suffix)
+    os.close(fd)
+    try:
+        fixtures.save_page(spec, Path(tmp))
+        os.replace(tmp, page.path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return page.path
