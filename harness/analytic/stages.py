@@ -1,0 +1,383 @@
+"""Stage models: the building-block formulas composed the way each implementation executes them.
+
+* ``dsocr``: the vendor remote code (transformers 4.46.3): SAM -> CLIP-L -> Linear projector per
+  view batch (crops in one batched call, then the global view), a DeepSeek-V2 MoE LM with eager
+  LlamaAttention (torch.matmul QK^T/AV over the full L x L, rotary recomputed in every layer as an
+  inv_freq @ positions matmul), an F.linear MoE gate, and lm_head over all L prefill positions.
+* ``ocr2``: transformers 5.23 ``deepseek_ocr2``: SAM (downsample to 896) -> Qwen2-style encoder
+  over [SAM tokens; learned queries] (every position runs through every layer; only the query
+  outputs are kept) -> Linear projector, then the same-shape LM with SDPA attention (default),
+  one shared element-wise rotary table, and lm_head over ``logits_to_keep`` positions (1).
+
+All numbers: FLOPs = 2 x MACs by op key; element-wise and bytes conventions in `cost`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from harness.analytic.config import DsocrDims, EncoderDims, LMDims, ModelDims, Ocr2Dims, load_dims
+from harness.analytic.constants import ClipDims, ProjectorDims, SamDims
+from harness.analytic.cost import DEFAULT_DTYPE_BYTES, Cost
+from harness.analytic.formulas import (
+    activation,
+    add,
+    attention,
+    conv2d,
+    conv_output_size,
+    embedding,
+    interpolate,
+    layer_norm,
+    linear,
+    lm_head,
+    mlp,
+    moe,
+    padded_grid,
+    rel_pos_decomposed,
+    rms_norm,
+    rotary_apply,
+    rotary_elementwise,
+    rotary_matmul,
+    swiglu_mlp,
+    window_partition,
+)
+from harness.workload import DEFAULT_PROMPT_TOKENS, ViewLayout, prefill_length
+
+__all__ = [
+    "TARGET_STAGES",
+    "sam_grid",
+    "sam_output_grid",
+    "sam_view",
+    "clip_view",
+    "projector_view",
+    "encoder_view",
+    "dsocr_view_costs",
+    "ocr2_view_costs",
+    "lm_forward",
+    "prefill_cost",
+    "decode_cost",
+    "stage_costs",
+    "request_cost",
+]
+
+Impl = Literal["sdpa", "matmul"]
+
+#: Stage names per target, in execution order (ARCHITECTURE.md).
+TARGET_STAGES: dict[str, tuple[str, ...]] = {
+    "dsocr": ("sam", "clip", "projector", "prefill", "decode"),
+    "ocr2": ("sam", "encoder", "projector", "prefill", "decode"),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# vision
+
+
+def sam_grid(sam: SamDims, size: int) -> int:
+    """Patch grid side g of a ``size`` x ``size`` view (size // patch)."""
+    return conv_output_size(size, sam.patch, sam.patch)
+
+
+def sam_output_grid(sam: SamDims, size: int) -> int:
+    """Side of SAM's output grid after the two stride-2 convs (g/4 for g divisible by 4)."""
+    g2 = conv_output_size(sam_grid(sam, size), 3, 2, 1)
+    return conv_output_size(g2, 3, 2, 1)
+
+
+def sam_view(sam: SamDims, size: int, batch: int = 1, *, impl: Impl = "sdpa", clone_net2: bool = True,
+             dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
+    """SAM ViT-B on ``batch`` views of ``size`` px: patch conv, 12 blocks (window blocks on the padded grid), neck, downsample.
+
+    Window blocks: qkv/proj Linears, rel-pos einsums and attention run on gp^2 = (14*ceil(g/14))^2
+    padded tokens (nw windows of 196); the MLP runs on g^2. Global blocks: g^2 tokens, one window.
+    The abs pos-embed is bicubically interpolated when g != 64 (element-wise only).
+    """
+    b, d = dtype_bytes, sam.dim
+    g = sam_grid(sam, size)
+    tokens = batch * g * g
+    cost = conv2d(batch, sam.in_chans, d, size, size, kernel=sam.patch, stride=sam.patch, bias=True, dtype_bytes=b)
+    if g != sam.pos_grid:
+        cost += interpolate(d, g, g, in_h=sam.pos_grid, in_w=sam.pos_grid, mode="bicubic", dtype_bytes=b)
+    cost += add(tokens * d, dtype_bytes=b)
+    for i in range(sam.depth):
+        window = 0 if i in sam.global_blocks else sam.window
+        if window:
+            gp, nw = padded_grid(g, window)
+            side, attn_tokens, table = window, batch * gp * gp, 2 * window - 1
+            cost += window_partition(batch, g, window, d, dtype_bytes=b)
+        else:
+            nw, side, attn_tokens, table = 1, g, tokens, 2 * sam.pos_grid - 1
+        cost += layer_norm(tokens * d, d, dtype_bytes=b)
+        cost += linear(attn_tokens, d, 3 * d, bias=sam.qkv_bias, dtype_bytes=b)
+        cost += rel_pos_decomposed(batch * nw * sam.heads, side, side, sam.head_dim, table_len=table,
+                                   always_interpolate=sam.rel_pos_always_interpolates, dtype_bytes=b)
+        cost += attention(batch * nw, sam.heads, side * side, side * side, sam.head_dim, impl=impl,
+                          mask_heads=sam.heads, dtype_bytes=b)
+        cost += linear(attn_tokens, d, d, bias=True, dtype_bytes=b)
+        cost += add(tokens * d, dtype_bytes=b)
+        cost += layer_norm(tokens * d, d, dtype_bytes=b)
+        cost += mlp(tokens, d, sam.mlp_dim, activation_kind="gelu", bias=True, dtype_bytes=b)
+        cost += add(tokens * d, dtype_bytes=b)
+    nc = sam.neck_channels
+    cost += conv2d(batch, d, nc, g, g, kernel=1, dtype_bytes=b)
+    cost += layer_norm(batch * nc * g * g, nc, dtype_bytes=b)
+    cost += conv2d(batch, nc, nc, g, g, kernel=3, padding=1, dtype_bytes=b)
+    cost += layer_norm(batch * nc * g * g, nc, dtype_bytes=b)
+    c1, c2 = sam.downsample_channels
+    cost += conv2d(batch, nc, c1, g, g, kernel=3, stride=2, padding=1, dtype_bytes=b)
+    g2 = conv_output_size(g, 3, 2, 1)
+    if clone_net2:  # vendor: net_3(x2.clone())
+        cost += Cost(act_read_bytes=batch * c1 * g2 * g2 * b, act_write_bytes=batch * c1 * g2 * g2 * b)
+    cost += conv2d(batch, c1, c2, g2, g2, kernel=3, stride=2, padding=1, dtype_bytes=b)
+    return cost
+
+
+def clip_view(clip: ClipDims, n_patches: int, batch: int = 1, *, impl: Impl = "sdpa",
+              dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
+    """DeepSeek-OCR CLIP-L on SAM features: N = n_patches + 1 tokens (CLS kept), 24 pre-LN layers.
+
+    The 16x16 position table is bicubically interpolated to sqrt(N)^2 when N != 257.
+    """
+    b, d = dtype_bytes, clip.dim
+    n_tokens = n_patches + 1
+    tokens = batch * n_tokens
+    # cat(CLS, SAM features), the 257-row position lookup, optional interpolation, add
+    cost = Cost(act_read_bytes=batch * n_patches * d * b, act_write_bytes=tokens * d * b)
+    cost += embedding(clip.pos_grid ** 2 + 1, d, dtype_bytes=b)
+    side = math.isqrt(n_tokens)  # the vendor's int(math.sqrt(N))
+    if side != clip.pos_grid:
+        cost += interpolate(d, side, side, in_h=clip.pos_grid, in_w=clip.pos_grid, mode="bicubic", dtype_bytes=b)
+    cost += add(tokens * d, dtype_bytes=b)
+    cost += layer_norm(tokens * d, d, dtype_bytes=b)  # pre_layrnorm
+    layer = (layer_norm(tokens * d, d, dtype_bytes=b)
+             + linear(tokens, d, 3 * d, bias=True, dtype_bytes=b)
+             + attention(batch, clip.heads, n_tokens, n_tokens, clip.head_dim, impl=impl, dtype_bytes=b)
+             + linear(tokens, d, d, bias=True, dtype_bytes=b)
+             + add(tokens * d, dtype_bytes=b)
+             + layer_norm(tokens * d, d, dtype_bytes=b)
+             + mlp(tokens, d, clip.ffn, activation_kind="quick_gelu", bias=True, dtype_bytes=b)  # type: ignore[arg-type]
+             + add(tokens * d, dtype_bytes=b))
+    return cost + layer.scaled(clip.layers)
+
+
+def projector_view(projector: ProjectorDims, n_tokens: int, batch: int = 1, *, concat_inputs: int = 0,
+                   dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
+    """The Linear projector on batch x n_tokens rows; ``concat_inputs`` > 0 adds the v1 feature concat (bytes)."""
+    cost = linear(batch * n_tokens, projector.in_features, projector.out_features, bias=projector.bias,
+                  dtype_bytes=dtype_bytes)
+    if concat_inputs:
+        elems = batch * n_tokens * projector.in_features
+        cost += Cost(act_read_bytes=elems * dtype_bytes, act_write_bytes=elems * dtype_bytes)
+    return cost
+
+
+def encoder_view(encoder: EncoderDims, n_patches: int, batch: int = 1, *, impl: Impl = "sdpa",
+                 dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
+    """OCR-2 Qwen2 encoder over L = n_patches + queries positions (all L through all layers; queries kept).
+
+    Hybrid mask (bidirectional over SAM tokens, causal over queries) is an explicit mask: the
+    attention still computes the full L x L product. Rotary table once per call (batch-1
+    position ids), applied in every layer; final RMSNorm over all L.
+    """
+    e, b = encoder, dtype_bytes
+    q = e.queries_for(n_patches)
+    seq = n_patches + q
+    tokens = batch * seq
+    h, qd, kvd = e.hidden, e.heads * e.head_dim, e.kv_heads * e.head_dim
+    cost = Cost(act_read_bytes=batch * (n_patches + q) * h * b, act_write_bytes=tokens * h * b)  # cat
+    cost += rotary_elementwise(1, seq, e.head_dim, dtype_bytes=b)
+    layer = (rms_norm(tokens * h, h, dtype_bytes=b)
+             + linear(tokens, h, qd, bias=True, dtype_bytes=b)
+             + linear(tokens, h, kvd, bias=True, dtype_bytes=b).scaled(2)
+             + rotary_apply(batch, e.heads, e.kv_heads, seq, e.head_dim, dtype_bytes=b)
+             + attention(batch, e.heads, seq, seq, e.head_dim, impl=impl, kv_heads=e.kv_heads, mask_heads=1,
+                         dtype_bytes=b)
+             + linear(tokens, qd, h, bias=False, dtype_bytes=b)
+             + add(tokens * h, dtype_bytes=b)
+             + rms_norm(tokens * h, h, dtype_bytes=b)
+             + swiglu_mlp(tokens, h, e.intermediate, dtype_bytes=b)
+             + add(tokens * h, dtype_bytes=b))
+    cost += layer.scaled(e.layers)
+    cost += rms_norm(tokens * h, h, dtype_bytes=b)
+    cost += Cost(act_read_bytes=batch * q * h * b, act_write_bytes=batch * q * h * b)  # keep the queries
+    return cost
+
+
+def dsocr_view_costs(dims: DsocrDims, size: int, batch: int = 1, *,
+                     dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> dict[str, Cost]:
+    """Vendor v1 vision stages for one view batch: {"sam", "clip", "projector"}."""
+    s = sam_output_grid(dims.sam, size)
+    return {
+        "sam": sam_view(dims.sam, size, batch, impl="sdpa", clone_net2=True, dtype_bytes=dtype_bytes),
+        "clip": clip_view(dims.clip, s * s, batch, impl="sdpa", dtype_bytes=dtype_bytes),
+        "projector": projector_view(dims.projector, s * s, batch, concat_inputs=1, dtype_bytes=dtype_bytes),
+    }
+
+
+def ocr2_view_costs(dims: Ocr2Dims, size: int, batch: int = 1, *, impl: Impl = "sdpa",
+                    dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> dict[str, Cost]:
+    """transformers OCR-2 vision stages for one view batch: {"sam", "encoder", "projector"}."""
+    s = sam_output_grid(dims.sam, size)
+    q = dims.encoder.queries_for(s * s)
+    return {
+        "sam": sam_view(dims.sam, size, batch, impl=impl, clone_net2=False, dtype_bytes=dtype_bytes),
+        "encoder": encoder_view(dims.encoder, s * s, batch, impl=impl, dtype_bytes=dtype_bytes),
+        "projector": projector_view(dims.projector, q, batch, dtype_bytes=dtype_bytes),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# language model
+
+
+def lm_forward(lm: LMDims, q_len: int, kv_len: int, *, impl: Impl, rotary: Literal["per_layer_matmul", "shared"],
+               lm_head_positions: int, fp32_logits_copy: bool, mask_heads: int,
+               dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
+    """One LM forward of ``q_len`` new tokens attending to ``kv_len`` keys (cache + new), batch 1.
+
+    Per layer: RMSNorm, q/k/v/o Linears, rotary, attention (full q_len x kv_len), RMSNorm, dense
+    SwiGLU or MoE (F.linear gate, q_len*top_k routed pairs, shared SwiGLU). Then the final norm
+    and lm_head over ``lm_head_positions`` rows.
+    """
+    b, h = dtype_bytes, lm.hidden
+    qd, kvd = lm.heads * lm.head_dim, lm.kv_heads * lm.head_dim
+    cost = embedding(q_len, h, dtype_bytes=b)
+    if rotary == "shared":
+        cost += rotary_elementwise(1, q_len, lm.head_dim, dtype_bytes=b)
+    attn = (rms_norm(q_len * h, h, dtype_bytes=b)
+            + linear(q_len, h, qd, bias=lm.attention_bias, dtype_bytes=b)
+            + linear(q_len, h, kvd, bias=lm.attention_bias, dtype_bytes=b).scaled(2)
+            + rotary_apply(1, lm.heads, lm.kv_heads, q_len, lm.head_dim, dtype_bytes=b)
+            # KV cache append: the new K and V rows are copied into the cache
+            + Cost(act_read_bytes=2 * q_len * kvd * b, act_write_bytes=2 * q_len * kvd * b)
+            + attention(1, lm.heads, q_len, kv_len, lm.head_dim, impl=impl, kv_heads=lm.kv_heads,
+                        mask_heads=mask_heads, dtype_bytes=b)
+            + linear(q_len, qd, h, bias=lm.attention_bias, dtype_bytes=b)
+            + add(q_len * h, dtype_bytes=b)
+            + rms_norm(q_len * h, h, dtype_bytes=b)
+            + add(q_len * h, dtype_bytes=b))
+    if rotary == "per_layer_matmul":
+        attn += rotary_matmul(1, q_len, lm.head_dim, dtype_bytes=b)
+    dense = swiglu_mlp(q_len, h, lm.intermediate, dtype_bytes=b)
+    sparse = moe(q_len, h, n_experts=lm.n_routed, top_k=lm.top_k, expert_hidden=lm.moe_intermediate,
+                 shared_hidden=lm.shared_intermediate, dtype_bytes=b)
+    n_moe = lm.n_moe_layers
+    cost += attn.scaled(lm.layers) + dense.scaled(lm.layers - n_moe) + sparse.scaled(n_moe)
+    cost += rms_norm(q_len * h, h, dtype_bytes=b)
+    cost += lm_head(lm_head_positions, h, lm.vocab, fp32_logits_copy=fp32_logits_copy, dtype_bytes=b)
+    return cost
+
+
+def _lm_settings(target: str, attn_implementation: str | None) -> dict[str, object]:
+    if target == "dsocr":
+        impl = attn_implementation or "eager"
+        if impl != "eager":
+            raise NotImplementedError(
+                f"dsocr LM attn_implementation={impl!r} is not modelled: the vendor LM runs eager "
+                "LlamaAttention (torch.matmul); flash_attention_2 runs flash_attn kernels no torch counter sees")
+        return {"impl": "matmul", "rotary": "per_layer_matmul", "fp32_logits_copy": True, "mask_heads": 1}
+    impl = attn_implementation or "sdpa"
+    if impl not in ("sdpa", "eager"):
+        raise NotImplementedError(f"ocr2 attn_implementation={impl!r} is not modelled (sdpa or eager)")
+    return {"impl": "sdpa" if impl == "sdpa" else "matmul", "rotary": "shared", "fp32_logits_copy": False,
+            "mask_heads": 0 if impl == "sdpa" else 1}
+
+
+def prefill_cost(target: str, length: int, *, config: "ModelDims | str | None" = None, logits_to_keep: int = 1,
+                 attn_implementation: str | None = None, dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
+    """Prefill of ``length`` tokens: v1 lm_head over all ``length`` positions; ocr2 over ``logits_to_keep`` (0 = all)."""
+    dims = load_dims(target, config)
+    s = _lm_settings(target, attn_implementation)
+    positions = length if target == "dsocr" or logits_to_keep == 0 else min(logits_to_keep, length)
+    return lm_forward(dims.lm, length, length, lm_head_positions=positions, dtype_bytes=dtype_bytes, **s)  # type: ignore[arg-type]
+
+
+def decode_cost(target: str, context: int, *, config: "ModelDims | str | None" = None,
+                attn_implementation: str | None = None, dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
+    """One decode step with ``context`` tokens already cached: 1 query over context + 1 keys, lm_head on 1 row."""
+    dims = load_dims(target, config)
+    s = _lm_settings(target, attn_implementation)
+    return lm_forward(dims.lm, 1, context + 1, lm_head_positions=1, dtype_bytes=dtype_bytes, **s)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------
+# whole stages and requests
+
+
+def _vision(target: str, dims: ModelDims, layout: ViewLayout, impl: Impl, dtype_bytes: int) -> dict[str, Cost]:
+    names = TARGET_STAGES[target][:3]
+    totals = {name: Cost() for name in names}
+    for view in layout.views:
+        if target == "dsocr":
+            per = dsocr_view_costs(dims, view.size, view.batch, dtype_bytes=dtype_bytes)  # type: ignore[arg-type]
+        else:
+            per = ocr2_view_costs(dims, view.size, view.batch, impl=impl, dtype_bytes=dtype_bytes)  # type: ignore[arg-type]
+        for name in names:
+            totals[name] = totals[name] + per[name]
+    return totals
+
+
+def stage_costs(target: str, layout: ViewLayout, *, text_tokens: int = DEFAULT_PROMPT_TOKENS,
+                decode_context: int | None = None, config: "ModelDims | str | None" = None,
+                dtype_bytes: int = DEFAULT_DTYPE_BYTES, attn_implementation: str | None = None,
+                logits_to_keep: int = 1) -> dict[str, Cost]:
+    """Analytic cost of every stage of ``target`` on ``layout`` (FLOPs = 2 x MACs, by op key).
+
+    Vision stages sum the view batches as the implementation batches them; ``prefill`` is one LM
+    forward over L = prefill_length(layout, text_tokens); ``decode`` is one step with
+    ``decode_context`` cached tokens (default L), i.e. attention over context + 1 keys.
+    """
+    if target not in TARGET_STAGES:
+        raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGET_STAGES)}")
+    dims = load_dims(target, config)
+    vision_impl: Impl = "matmul" if (target == "ocr2" and attn_implementation == "eager") else "sdpa"
+    costs = _vision(target, dims, layout, vision_impl, dtype_bytes)
+    length = prefill_length(layout, text_tokens)
+    costs["prefill"] = prefill_cost(target, length, config=dims, logits_to_keep=logits_to_keep,
+                                    attn_implementation=attn_implementation, dtype_bytes=dtype_bytes)
+    context = length if decode_context is None else decode_context
+    costs["decode"] = decode_cost(target, context, config=dims, attn_implementation=attn_implementation,
+                                  dtype_bytes=dtype_bytes)
+    return costs
+
+
+def _affine_sum(first: Cost, second: Cost, n: int) -> Cost:
+    """Sum of f(c), f(c+1), ..., f(c+n-1) for a cost affine in c, from f(c) and f(c+1)."""
+    tri = n * (n - 1) // 2
+    keys = set(first.flops) | set(second.flops)
+    flops = {k: n * first.flops.get(k, 0) + tri * (second.flops.get(k, 0) - first.flops.get(k, 0)) for k in keys}
+
+    def lin(a: int, c: int) -> int:
+        return n * a + tri * (c - a)
+
+    return Cost(flops=flops, weight_bytes=lin(first.weight_bytes, second.weight_bytes),
+                act_read_bytes=lin(first.act_read_bytes, second.act_read_bytes),
+                act_write_bytes=lin(first.act_write_bytes, second.act_write_bytes))
+
+
+def request_cost(target: str, layout: ViewLayout, *, new_tokens: int, text_tokens: int = DEFAULT_PROMPT_TOKENS,
+                 config: "ModelDims | str | None" = None, dtype_bytes: int = DEFAULT_DTYPE_BYTES,
+                 attn_implementation: str | None = None) -> dict[str, Cost]:
+    """Whole request generating ``new_tokens`` tokens: vision once, prefill(L), then new_tokens - 1 decode steps.
+
+    The prefill's logits give the first token; decode step j (1..N-1) has L + j - 1 cached
+    tokens. Returns the vision stages, "prefill", "decode" (all steps summed) and "total".
+    """
+    if not isinstance(new_tokens, int) or new_tokens < 1:
+        raise ValueError(f"new_tokens: expected a positive int, got {new_tokens!r}")
+    costs = stage_costs(target, layout, text_tokens=text_tokens, config=config, dtype_bytes=dtype_bytes,
+                        attn_implementation=attn_implementation)
+    dims = load_dims(target, config)
+    length = prefill_length(layout, text_tokens)
+    steps = new_tokens - 1
+    if steps:
+        first = decode_cost(target, length, config=dims, attn_implementation=attn_implementation,
+                            dtype_bytes=dtype_bytes)
+        second = decode_cost(target, length + 1, config=dims, attn_implementation=attn_implementation,
+                             dtype_bytes=dtype_bytes)
+        costs["decode"] = _affine_sum(first, second, steps)
+    else:
+        costs["decode"] = Cost()
+    costs["total"] = Cost.total(costs)
+    return costs
