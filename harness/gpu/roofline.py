@@ -1,0 +1,123 @@
+"""Achieved TFLOP/s, MFU and the roofline bound of one stage, from an analytic cost and a timing.
+
+Conventions:
+
+* FLOPs are the analytic **matmul-class** FLOPs (``Cost.matmul_flops``, 2 per multiply-add); the
+  element-wise class (norms, softmax, activations) runs on CUDA cores and is left out of both the
+  numerator and the tensor-core peak, as MFU is usually quoted.
+* MFU = achieved FLOP/s / the device's **dense** peak for the dtype (:mod:`harness.gpu.peaks`).
+* Roofline: predicted time = max(flops / peak FLOP/s, bytes / bandwidth), with the analytic
+  ``Cost.total_bytes`` (weights + activations read + written, each once: a lower bound on traffic).
+  The bound is "compute" when the flops term is the larger one, else "memory".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from harness.gpu.peaks import ResolvedPeak
+from harness.gpu.timing import TimingResult
+
+__all__ = ["CostLike", "Roofline", "StagePerf", "achieved_tflops", "mfu", "roofline", "stage_perf"]
+
+
+class CostLike(Protocol):
+    """What :func:`stage_perf` reads from ``harness.analytic.Cost``."""
+
+    @property
+    def matmul_flops(self) -> int: ...
+
+    @property
+    def total_bytes(self) -> int: ...
+
+
+def _check_seconds(seconds: float) -> None:
+    if not seconds > 0:
+        raise ValueError(f"seconds must be > 0, got {seconds!r}")
+
+
+def achieved_tflops(flops: float, seconds: float) -> float:
+    """FLOPs / seconds, in TFLOP/s (1e12)."""
+    _check_seconds(seconds)
+    return flops / seconds / 1e12
+
+
+def mfu(flops: float, seconds: float, peak_tflops: float) -> float:
+    """Model FLOPs utilisation: achieved TFLOP/s over the dense peak TFLOP/s (a fraction, not %)."""
+    if not peak_tflops > 0:
+        raise ValueError(f"peak_tflops must be > 0, got {peak_tflops!r}")
+    return achieved_tflops(flops, seconds) / peak_tflops
+
+
+@dataclass(frozen=True)
+class Roofline:
+    """The two roofline terms of one stage and which one bounds it."""
+
+    compute_s: float
+    memory_s: float
+
+    @property
+    def predicted_s(self) -> float:
+        return max(self.compute_s, self.memory_s)
+
+    @property
+    def bound(self) -> str:
+        """"compute" or "memory" (a tie counts as compute)."""
+        return "compute" if self.compute_s >= self.memory_s else "memory"
+
+
+def roofline(flops: float, nbytes: float, peak_tflops: float, bandwidth_gbps: float) -> Roofline:
+    """Roofline terms: flops / (peak_tflops * 1e12) and nbytes / (bandwidth_gbps * 1e9) seconds."""
+    if flops < 0 or nbytes < 0:
+        raise ValueError(f"flops and bytes must be >= 0, got {flops!r}, {nbytes!r}")
+    if not peak_tflops > 0 or not bandwidth_gbps > 0:
+        raise ValueError(f"peak and bandwidth must be > 0, got {peak_tflops!r}, {bandwidth_gbps!r}")
+    return Roofline(flops / (peak_tflops * 1e12), nbytes / (bandwidth_gbps * 1e9))
+
+
+@dataclass(frozen=True)
+class StagePerf:
+    """One row of the per-stage table: what was timed, its analytic work, and the peak it is held to.
+
+    ``stage`` is a row label: a stage name, or ``decode@<context>`` for one decode token at a context.
+    """
+
+    stage: str
+    flops: int
+    bytes: int
+    timing: TimingResult
+    peak: ResolvedPeak
+
+    @property
+    def achieved_tflops(self) -> float:
+        return achieved_tflops(self.flops, self.timing.median_s)
+
+    @property
+    def mfu(self) -> float:
+        return mfu(self.flops, self.timing.median_s, self.peak.tflops)
+
+    @property
+    def roofline(self) -> Roofline:
+        return roofline(self.flops, self.bytes, self.peak.tflops, self.peak.bandwidth_gbps)
+
+    @property
+    def roofline_fraction(self) -> float:
+        """Roofline-predicted time / measured median: 1.0 means the stage runs at its bound."""
+        return self.roofline.predicted_s / self.timing.median_s
+
+    def as_dict(self) -> dict[str, Any]:
+        line = self.roofline
+        return {"stage": self.stage, "matmul_flops": self.flops, "bytes": self.bytes,
+                "timing": self.timing.as_dict(), "achieved_tflops": self.achieved_tflops, "mfu": self.mfu,
+                "roofline_compute_s": line.compute_s, "roofline_memory_s": line.memory_s,
+                "roofline_predicted_s": line.predicted_s, "bound": line.bound,
+                "roofline_fraction": self.roofline_fraction,
+                "peak": {"device_name": self.peak.device_name, "dtype": self.peak.dtype,
+                         "tflops": self.peak.tflops, "bandwidth_gbps": self.peak.bandwidth_gbps,
+                         "source": self.peak.source}}
+
+
+def stage_perf(stage: str, cost: CostLike, timing: TimingResult, peak: ResolvedPeak) -> StagePerf:
+    """A :class:`StagePerf` from an analytic cost (matmul FLOPs, total bytes) and a timing."""
+    return StagePerf(stage, int(cost.matmul_flops), int(cost.total_bytes), timing, peak)
