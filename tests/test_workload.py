@@ -89,3 +89,142 @@ def test_every_mode_key_matches_its_name():
     for target, modes in MODES.items():
         for name, workload in modes.items():
             assert (workload.target, workload.mode) == (target, name)
+
+
+# ---- properties over random page sizes -------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from harness.workload import DEFAULT_PROMPT_TOKENS, layout_for_image  # noqa: E402
+
+CROP_WORKLOADS = [get_workload("dsocr", "gundam"), get_workload("dsocr", "gundam6"), get_workload("ocr2", "gundam")]
+ALL_WORKLOADS = [w for modes in MODES.values() for w in modes.values()]
+sides = st.integers(min_value=1, max_value=20_000)
+
+
+@settings(max_examples=300, deadline=None)
+@given(width=sides, height=sides, index=st.integers(0, len(CROP_WORKLOADS) - 1))
+def test_crop_grid_properties(width, height, index):
+    workload = CROP_WORKLOADS[index]
+    layout = compute_view_layout(workload, width, height)
+    cols, rows = layout.crop_grid
+    if workload.target == "dsocr":
+        cropped = not (width <= 640 and height <= 640)
+    else:
+        cropped = max(width, height) > workload.tile_size
+    if not cropped:
+        assert layout.crop_grid == (1, 1) and layout.n_crops == 0
+    else:
+        # the tile count stays in [min_tiles, max_tiles] and is a candidate grid
+        assert workload.min_tiles <= cols * rows <= workload.max_tiles
+        assert layout.crop_grid in candidate_grids(workload)
+        assert layout.n_crops == cols * rows
+        # no candidate is strictly closer in aspect than the one chosen
+        aspect = width / height
+        chosen = abs(aspect - cols / rows)
+        assert all(abs(aspect - c / r) >= chosen for c, r in candidate_grids(workload))
+    # placeholder formulas (v1 infer(): newline per row + separator; OCR-2: separator only)
+    n = layout.n_crops
+    if workload.target == "dsocr":
+        expected = 16 * 17 + 1 + (10 * rows * (10 * cols + 1) if n else 0)
+    else:
+        expected = 256 + 144 * n + 1
+    assert layout.image_tokens == expected
+    per_crop = 100 if workload.target == "dsocr" else 144
+    assert layout.vision_tokens == 256 + per_crop * n
+    assert layout.n_views == n + 1
+    # valid tokens: the padded global view's share plus every crop
+    assert layout.valid_tokens == -(-256 * min(width, height) // max(width, height)) + per_crop * n
+    assert layout.valid_tokens <= layout.vision_tokens
+
+
+@settings(max_examples=200, deadline=None)
+@given(width=sides, height=sides, index=st.integers(0, len(ALL_WORKLOADS) - 1))
+def test_valid_tokens_convention(width, height, index):
+    workload = ALL_WORKLOADS[index]
+    layout = compute_view_layout(workload, width, height)
+    glob = [v for v in layout.views if v.role == "global"][0]
+    crops = layout.vision_tokens - glob.tokens_per_view
+    share = layout.valid_tokens - crops
+    if layout.global_padded:
+        # paper: ceil(N * (1 - (max - min) / max)) = smallest integer >= N * min / max
+        assert share * max(width, height) >= glob.tokens_per_view * min(width, height)
+        assert (share - 1) * max(width, height) < glob.tokens_per_view * min(width, height)
+    else:
+        assert share == glob.tokens_per_view
+    assert prefill_length(layout) == 1 + DEFAULT_PROMPT_TOKENS + layout.image_tokens
+
+
+# ---- fixed facts -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("target, mode, tokens_per_view", [
+    ("dsocr", "tiny", 64),     # 512/16 = 32 -> /4 = 8 -> 8*8
+    ("dsocr", "small", 100),   # 640/16 = 40 -> 10 -> 100
+    ("dsocr", "base", 256),    # 1024/16 = 64 -> 16 -> 256
+    ("dsocr", "large", 400),   # 1280/16 = 80 -> 20 -> 400
+    ("ocr2", "small", 144),    # 768 view: query_768_resolution, 144 queries
+    ("ocr2", "base", 256),     # 1024 view: query_1024_resolution, 256 queries
+])
+def test_no_crop_mode_single_view(target, mode, tokens_per_view):
+    layout = compute_view_layout(get_workload(target, mode), 1700, 2200)
+    assert len(layout.views) == 1
+    (view,) = layout.views
+    assert (view.role, view.batch, view.tokens_per_view) == ("global", 1, tokens_per_view)
+
+
+def test_gundam_crop_tokens_per_view():
+    # v1 crops: 640/16/4 = 10 -> 100 tokens; OCR-2 crops: 768 -> 144 queries
+    v1 = compute_view_layout(get_workload("dsocr", "gundam"), 1700, 2200)
+    o2 = compute_view_layout(get_workload("ocr2", "gundam"), 1700, 2200)
+    assert [(v.role, v.batch, v.size, v.tokens_per_view) for v in v1.views] == [
+        ("crops", 6, 640, 100), ("global", 1, 1024, 256)]
+    assert [(v.role, v.batch, v.size, v.tokens_per_view) for v in o2.views] == [
+        ("global", 1, 1024, 256), ("crops", 6, 768, 144)]
+
+
+def test_gundam6_is_the_vllm_port():
+    # vLLM config.py: BASE_SIZE 1024, IMAGE_SIZE 640, CROP_MODE True, MIN_CROPS 2, MAX_CROPS 6
+    w = get_workload("dsocr", "gundam6")
+    assert (w.base_size, w.image_size, w.crop_mode, w.min_tiles, w.max_tiles, w.tile_size) == (
+        1024, 640, True, 2, 6, 640)
+    # 1400x1400 is (3,3) under 9 tiles but (2,2) under 6: 273 + 20*21 = 693
+    assert compute_view_layout(w, 1400, 1400).crop_grid == (2, 2)
+
+
+def test_ocr2_no_crop_needs_matching_sizes():
+    # transformers resizes to tile_size without crops but counts ceil(size/64)^2 placeholders
+    with pytest.raises(ValueError, match=r"Workload\.base_size"):
+        Workload("ocr2", "x", 1024, 768, False, min_tiles=2, max_tiles=6, tile_size=768)
+    with pytest.raises(ValueError, match=r"Workload\.base_size.*learned queries"):
+        Workload("ocr2", "x", 1280, 768, True, min_tiles=2, max_tiles=6, tile_size=768)
+
+
+def test_default_prompt_tokens_is_the_measured_count():
+    # "\n", "<|grounding|>", "Convert", " the", " document", " to", " mark", "down", "."
+    assert DEFAULT_PROMPT_TOKENS == 9
+
+
+def test_prefill_rejects_negative_text():
+    layout = compute_view_layout(get_workload("ocr2", "gundam"), 1700, 2200)
+    with pytest.raises(ValueError, match="text_tokens"):
+        prefill_length(layout, -1)
+    # 1 BOS + 0 text + 256 + 144*6 + 1 = 1122
+    assert prefill_length(layout, 0) == 1122
+
+
+def test_layout_for_image_follows_exif(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "sideways.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 on display: stored 2200x1700 shows as 1700x2200
+    Image.new("RGB", (2200, 1700), "white").save(path, exif=exif.tobytes())
+    workload = get_workload("dsocr", "gundam")
+    from_file = layout_for_image(workload, path)
+    assert (from_file.width, from_file.height, from_file.crop_grid) == (1700, 2200, (2, 3))
+    with Image.open(path) as im:
+        from_image = layout_for_image(workload, im)
+    assert from_image == from_file
+    # without the EXIF tag the same pixels are a landscape page: 2200/1700 = 1.294 -> (3, 2)
+    assert compute_view_layout(workload, 2200, 1700).crop_grid == (3, 2)
