@@ -96,8 +96,13 @@ def kv_cache_reset(calls: Sequence[_Call]) -> Callable[[], None] | None:
 
 def measure_calls(calls: Sequence[_Call], *, warmup: int, repeats: int,
                   device: "str | torch.device | None") -> TimingResult:
-    """Time one stage's calls as one unit (with the KV-cache reset when a cache is passed)."""
-    return time_stage(run_calls(calls), warmup, repeats, device=device, reset=kv_cache_reset(calls))
+    """Time one stage's calls as one unit (with the KV-cache reset when a cache is passed).
+
+    The calls' own ``device`` (``StageCall.device``, where the stage actually runs) wins over
+    ``device`` when set: the vendor dsocr LM, for one, may run elsewhere than the vision stages.
+    """
+    own = getattr(calls[0], "device", "") if calls else ""
+    return time_stage(run_calls(calls), warmup, repeats, device=own or device, reset=kv_cache_reset(calls))
 
 
 def profile_stages(target: _Target, built: Any, inputs: Any, *, costs: Callable[[int | None], Mapping[str, CostLike]],

@@ -27,6 +27,11 @@ def _ms(seconds: float) -> str:
     return f"{ms:.4f}"
 
 
+def _num(value: float) -> str:
+    """Two decimals from 1 up, three significant digits below (CPU runs are far under 1 TFLOP/s)."""
+    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.3g}"
+
+
 def _row(perf: StagePerf) -> tuple[str, ...]:
     line = perf.roofline
     return (
@@ -35,7 +40,7 @@ def _row(perf: StagePerf) -> tuple[str, ...]:
         f"{perf.bytes / 1e6:.1f}",
         _ms(perf.timing.median_s),
         _ms(perf.timing.iqr_s),
-        f"{perf.achieved_tflops:.2f}",
+        _num(perf.achieved_tflops),
         f"{perf.mfu:.1%}",
         _ms(line.predicted_s),
         line.bound,
