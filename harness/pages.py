@@ -115,6 +115,25 @@ def oriented_size(image: Image.Image) -> tuple[int, int]:
     return width, height
 
 
+def _declared_size(path: Path) -> tuple[int, int] | None:
+    """Width and height from a PNG, GIF or BMP header (Pillow refuses 0-pixel images unnamed)."""
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(32)
+    except OSError:
+        return None
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 24:
+        return struct.unpack(">II", head[16:24])
+    if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
+        return struct.unpack("<HH", head[6:10])
+    if head[:2] == b"BM" and len(head) >= 26:
+        width, height = struct.unpack("<ii", head[18:26])
+        return abs(width), abs(height)
+    return None
+
+
 def _open(path: str | os.PathLike[str], max_pixels: int | None | str) -> tuple[Path, Image.Image]:
     """Open the header with every failure mapped to PageError (no pixel decoding yet)."""
     p = Path(path)
@@ -133,6 +152,9 @@ def _open(path: str | os.PathLike[str], max_pixels: int | None | str) -> tuple[P
             Image.MAX_IMAGE_PIXELS = None
             image = Image.open(p)
     except UnidentifiedImageError:
+        declared = _declared_size(p)
+        if declared is not None and 0 in declared:
+            raise PageError(p, f"zero-size image ({declared[0]}x{declared[1]} in its header)") from None
         raise PageError(p, "not an image file Pillow can identify") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise PageError(p, f"unreadable image header ({type(exc).__name__}: {exc})") from None
