@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -246,11 +246,15 @@ class ViewLayout:
     """Views, placeholders and valid tokens of one page under one workload.
 
     ``image_tokens`` counts the image placeholders in ``input_ids`` (v1: newline per row and the
-    view separator included; OCR-2: the separator). ``valid_tokens`` follows the paper's Eq.:
-    padded views count ``ceil(N * min(W, H) / max(W, H))`` (computed exactly in integers; the
-    paper writes ``ceil(N * (1 - (max - min) / max))``, the same number without float error;
-    the v1 code's print floors with ``int()``), views that are not padded (crops, the
-    ``image_size <= 640`` direct resize) count all ``N`` tokens; newline and separator excluded.
+    view separator included; OCR-2: the separator). ``valid_tokens`` follows the paper's Eq. 1
+    as published: a padded view counts ``ceil(N * min(W, H) / max(W, H))`` (computed exactly in
+    integers; the paper writes ``ceil(N * (1 - (max - min) / max))``, the same number without
+    float error), views that are not padded (crops, the ``image_size <= 640`` direct resize)
+    count all ``N``; newline and separator tokens excluded. Why ceil: it is the paper's stated
+    definition, and the quantity is the paper's; the v1 ``infer()`` only prints a compression
+    ratio from ``int(N * ratio)``, which :attr:`valid_tokens_floor` reproduces (it is 0 or 1
+    lower per padded view). ``views`` are in execution order: v1 runs the crop batch, then the
+    global view; transformers' OCR-2 runs the global view, then the crop batch.
     """
 
     workload: Workload
@@ -260,9 +264,19 @@ class ViewLayout:
     crop_grid: tuple[int, int]
     n_crops: int
     crop_size: int
-    views: tuple[ViewBatch, ...] = field(repr=False)
+    views: tuple[ViewBatch, ...]
     image_tokens: int
     valid_tokens: int
+
+    @property
+    def valid_tokens_floor(self) -> int:
+        """As :attr:`valid_tokens` but floored like v1 ``infer()``'s ``int(N * ratio)`` print."""
+        if not self.global_padded:
+            return self.valid_tokens
+        glob = next(v for v in self.views if v.role == "global")
+        ceil_share = _valid(glob.tokens_per_view, self.width, self.height)
+        floor_share = glob.tokens_per_view * min(self.width, self.height) // max(self.width, self.height)
+        return self.valid_tokens - ceil_share + floor_share
 
     @property
     def vision_tokens(self) -> int:

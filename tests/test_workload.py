@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness.workload import (
+    DEFAULT_PROMPT_TOKENS,
     MODES,
     ViewBatch,
     Workload,
     candidate_grids,
     compute_view_layout,
     get_workload,
+    layout_for_image,
     prefill_length,
 )
 
@@ -93,11 +97,6 @@ def test_every_mode_key_matches_its_name():
 
 # ---- properties over random page sizes -------------------------------------------------------
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from harness.workload import DEFAULT_PROMPT_TOKENS, layout_for_image  # noqa: E402
-
 CROP_WORKLOADS = [get_workload("dsocr", "gundam"), get_workload("dsocr", "gundam6"), get_workload("ocr2", "gundam")]
 ALL_WORKLOADS = [w for modes in MODES.values() for w in modes.values()]
 sides = st.integers(min_value=1, max_value=20_000)
@@ -153,6 +152,10 @@ def test_valid_tokens_convention(width, height, index):
         assert (share - 1) * max(width, height) < glob.tokens_per_view * min(width, height)
     else:
         assert share == glob.tokens_per_view
+    # v1 infer()'s print floors: int(N * ratio); 0 or 1 below, equal when N*min/max is whole
+    floor = layout.valid_tokens_floor
+    exact = glob.tokens_per_view * min(width, height) % max(width, height) == 0
+    assert layout.valid_tokens - floor == (0 if exact or not layout.global_padded else 1)
     assert prefill_length(layout) == 1 + DEFAULT_PROMPT_TOKENS + layout.image_tokens
 
 
