@@ -187,39 +187,41 @@ def new_golden(target: str, mode: str, page: str) -> dict[str, Any]:
             "layout": None, "environment": {}, "stages": {}}
 
 
-def load_golden(path: Path, *, regenerate: str = "pytest --update-golden") -> dict[str, Any]:
+def load_golden(path: Path, *, regenerate: str = "pytest --update-golden",
+                display: str | None = None) -> dict[str, Any]:
     """Read and validate one golden file; :class:`GoldenError` names the file and the fix.
 
-    ``regenerate`` is the command printed in the error.
+    ``regenerate`` is the command printed in the error, ``display`` the file name shown.
     """
     path = Path(path)
+    shown = display or str(path)
     fix = f"\nTo regenerate it, run:\n  {regenerate}"
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise
     except (OSError, UnicodeDecodeError) as exc:
-        raise GoldenError(f"golden file {path} cannot be read: {exc}{fix}") from exc
+        raise GoldenError(f"golden file {shown} cannot be read: {exc}{fix}") from exc
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise GoldenError(f"golden file {path} is not valid JSON (line {exc.lineno}, column "
+        raise GoldenError(f"golden file {shown} is not valid JSON (line {exc.lineno}, column "
                           f"{exc.colno}: {exc.msg}); it may be truncated or hand-edited.{fix}") from exc
     if not isinstance(data, dict):
-        raise GoldenError(f"golden file {path}: expected a JSON object, got {type(data).__name__}.{fix}")
+        raise GoldenError(f"golden file {shown}: expected a JSON object, got {type(data).__name__}.{fix}")
     schema = data.get("schema")
     if schema != SCHEMA_VERSION:
-        raise GoldenError(f"golden file {path}: schema {schema!r}, this harness reads schema "
+        raise GoldenError(f"golden file {shown}: schema {schema!r}, this harness reads schema "
                           f"{SCHEMA_VERSION}.{fix}")
     stages = data.get("stages")
     if not isinstance(stages, dict) or not all(
             isinstance(by_counter, dict) and all(isinstance(e, dict) for e in by_counter.values())
             for by_counter in stages.values()):
-        raise GoldenError(f"golden file {path}: 'stages' must map stage -> counter -> entry "
+        raise GoldenError(f"golden file {shown}: 'stages' must map stage -> counter -> entry "
                           f"objects.{fix}")
     for name in ("target", "mode", "page"):
         if not isinstance(data.get(name), str):
-            raise GoldenError(f"golden file {path}: missing string field {name!r}.{fix}")
+            raise GoldenError(f"golden file {shown}: missing string field {name!r}.{fix}")
     return data
 
 

@@ -140,7 +140,8 @@ class GoldenSession:
         """The golden document at ``path`` (cached), None if absent; raises GoldenError if corrupt."""
         if path not in self._docs:
             try:
-                self._docs[path] = load_golden(path, regenerate=regenerate_command(self.config, nodeid))
+                self._docs[path] = load_golden(path, regenerate=regenerate_command(self.config, nodeid),
+                                               display=self.display_path(path))
             except FileNotFoundError:
                 self._docs[path] = None
             except GoldenError as exc:
@@ -211,8 +212,9 @@ class GoldenSession:
             mine = self.records.setdefault(tuple(file_key), FileRecord(incoming.layout, {}))
             mine.environment.update(incoming.environment)
             mine.entries.update(incoming.entries)
-        self.deselected += int(data.get("deselected", 0))
-        self.collect_errors += int(data.get("collect_errors", 0))
+        # every worker collects (and deselects) the whole suite: take one worker's figure
+        self.deselected = max(self.deselected, int(data.get("deselected", 0)))
+        self.collect_errors = max(self.collect_errors, int(data.get("collect_errors", 0)))
 
     def worker_output(self) -> str:
         """This worker's records, as JSON for ``workeroutput``."""
@@ -256,8 +258,11 @@ class GoldenSession:
         for text in self.reported:
             key = GoldenKey.parse(text)
             reported_by_file.setdefault(key.file_key, set()).add((key.stage, key.counter))
+        if full:
+            self._find_unused(reported_by_file)
         rewritten: set[Path] = set()
         if self.update:
+            self._remove_leftover_temp_files()
             for file_key, record in sorted(self.records.items()):
                 path = golden_path(self.root, *file_key)
                 try:
@@ -267,6 +272,7 @@ class GoldenSession:
                 except GoldenError:
                     old = None
                     self.replaced_corrupt.append(path)
+                # on a full run, entries no collected test maps to are dropped (reported unused)
                 keep = reported_by_file.get(file_key, set()) if full else None
                 doc = merge_entries(old, file_key, layout=record.layout,
                                     environment=record.environment, entries=record.entries, keep=keep)
@@ -277,41 +283,45 @@ class GoldenSession:
                     continue
                 (self.written if changed else self.unchanged).append(path)
                 rewritten.add(path)
-        # unused: golden files / entries that no collected test maps to (a partial run cannot
-        # tell: the tests it did not collect would look unused)
-        if not full:
-            return
-        for path in sorted(self.root.glob("*/*/*.json")):
-            if path.name.endswith(TEMP_SUFFIX):
-                continue
-            try:
-                doc = load_golden(path)
-            except (GoldenError, OSError):
-                continue
-            keys = [str(k) for k in iter_entries(doc)]
-            unused = [k for k in keys if k not in self.reported]
-            if not unused:
-                continue
-            if len(unused) == len(keys) and (doc["target"], doc["mode"], doc["page"]) not in reported_by_file:
-                self.unused_files.append(path)
-            else:
-                self.unused_entries.extend(unused)
-        if self.update and (self.unused_files or self.unused_entries):
+        if self.update and full and (self.unused_files or self.unused_entries):
             for path in self.unused_files:
                 path.unlink(missing_ok=True)
                 _remove_empty_parents(path.parent, self.root)
             for text in self.unused_entries:
                 key = GoldenKey.parse(text)
                 path = golden_path(self.root, *key.file_key)
+                if path in rewritten:
+                    continue
                 try:
                     doc = load_golden(path)
-                except (GoldenError, OSError, FileNotFoundError):
+                except (GoldenError, OSError):
                     continue
                 doc["stages"].get(key.stage, {}).pop(key.counter, None)
                 if not doc["stages"].get(key.stage, True):
                     del doc["stages"][key.stage]
                 write_atomic(path, dumps_golden(doc))
             self.deleted = True
+
+    def _remove_leftover_temp_files(self) -> None:
+        """Temporary files a crashed write left behind (``.<name>.json.<random>.tmp``)."""
+        for path in self.root.glob("*/*/.*.json.*" + TEMP_SUFFIX):
+            path.unlink(missing_ok=True)
+
+    def _find_unused(self, reported_by_file: Mapping[tuple[str, str, str], set[tuple[str, str]]]) -> None:
+        """Golden files and entries that no collected test maps to (full runs only)."""
+        for path in sorted(self.root.glob("*/*/*.json")):
+            try:
+                doc = load_golden(path)
+            except (GoldenError, OSError):
+                continue
+            file_key = (doc["target"], doc["mode"], doc["page"])
+            if path != golden_path(self.root, *file_key):
+                continue        # a misplaced file: not ours to judge
+            unused = [str(k) for k in iter_entries(doc) if str(k) not in self.reported]
+            if file_key not in reported_by_file:
+                self.unused_files.append(path)
+            elif unused:
+                self.unused_entries.extend(unused)
 
     def summary_lines(self) -> list[str]:
         """The terminal summary of goldens written, unchanged and unused."""

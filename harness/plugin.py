@@ -10,8 +10,8 @@ Registered from the root ``conftest.py``. What it adds:
   explicit ``--device`` that cannot be used (no CUDA, index out of range, not a device) is a
   usage error (exit code 4), never a skip. A ``vendor`` test is skipped without
   ``--model-path``/``--trust-remote-code``;
-* under xdist with a CUDA device, each worker pins one GPU: worker ``gw<i>`` takes the i-th
-  entry of ``CUDA_VISIBLE_DEVICES`` (or device i) and sees it as ``cuda:0``;
+* under xdist with a CUDA device, one worker per GPU: worker ``gw<k>`` uses ``cuda:<k>``, the
+  k-th entry of ``CUDA_VISIBLE_DEVICES``; more workers than GPUs is a usage error;
 * fixtures: ``harness_device``, ``gpu_device``, ``model_path``, ``golden`` (compare or record one
   golden entry), ``golden_session`` and ``bands``;
 * at the end: goldens written once per file by the process owning the terminal (xdist workers
@@ -103,34 +103,39 @@ def _cuda_device_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def _xdist_worker_index() -> int | None:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else None
+def _xdist_worker_id() -> str | None:
+    return os.environ.get("PYTEST_XDIST_WORKER") or None
 
 
-def _pin_worker_gpu(index: int | None) -> str:
-    """Make this xdist worker see one GPU; return the device it uses (cuda:0 or cuda:<index>)."""
-    worker = _xdist_worker_index()
+def worker_gpu(config: pytest.Config) -> str:
+    """The CUDA device of this process: under xdist worker ``gw<k>`` takes ``cuda:<k>`` (the k-th
+    entry of ``CUDA_VISIBLE_DEVICES``, see :mod:`harness.gpu.workers`); otherwise ``--device``'s
+    index (default 0)."""
+    from harness.gpu.workers import worker_device
+
+    worker = _xdist_worker_id()
+    if worker is None:
+        text = config.getoption("harness_device") or "cuda:0"
+        _, index = parse_device(text)
+        return f"cuda:{index or 0}"
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None and visible.strip():
-        ids = [v.strip() for v in visible.split(",") if v.strip()]
-        pick = worker if worker is not None else (index or 0)
-        os.environ["CUDA_VISIBLE_DEVICES"] = ids[pick % len(ids)]
-        return "cuda:0"
-    return f"cuda:{worker if worker is not None else (index or 0)}"
+    try:
+        return worker_device(worker, visible,
+                             device_count=None if visible is not None else _cuda_device_count()).device
+    except RuntimeError as exc:
+        raise pytest.UsageError(str(exc)) from exc
 
 
 def resolve_device(config: pytest.Config) -> str:
-    """Validate ``--device`` and return the device of this process (pinned under xdist)."""
+    """Validate ``--device`` and return the device of this process (one GPU per xdist worker)."""
     text = config.getoption("harness_device")
     if text is None:
         return DEFAULT_DEVICE
     kind, index = parse_device(text)
     if kind != "cuda":
         return kind
-    if _xdist_worker_index() is not None:
-        # the controller validated the request; pin before anything initialises CUDA here
-        return _pin_worker_gpu(index)
+    if _xdist_worker_id() is not None:
+        return worker_gpu(config)       # the controller validated the request
     count = _cuda_device_count()
     if count == 0:
         import torch
@@ -148,8 +153,6 @@ def resolve_device(config: pytest.Config) -> str:
         raise pytest.UsageError(
             f"-n {workers} with --device {text}: one xdist worker per GPU, but only {count} "
             f"visible; use -n {count}.")
-    if isinstance(workers, int) and workers > 0:
-        return "cuda"                   # each worker pins its own
     return f"cuda:{index or 0}"
 
 
@@ -326,13 +329,11 @@ def harness_device(pytestconfig: pytest.Config) -> str:
 
 @pytest.fixture(scope="session")
 def gpu_device(pytestconfig: pytest.Config) -> str:
-    """The CUDA device of gpu tests in this process (skips without CUDA)."""
+    """The CUDA device of gpu tests in this process (skips without CUDA; one GPU per xdist worker)."""
     if not _cuda_available():
         pytest.skip(CUDA_NOT_AVAILABLE_MSG)
     device = process_device(pytestconfig)
-    if device.startswith("cuda"):
-        return device if ":" in device else "cuda:0"
-    return _pin_worker_gpu(0) if _xdist_worker_index() is not None else "cuda:0"
+    return device if device.startswith("cuda") else worker_gpu(pytestconfig)
 
 
 @pytest.fixture(scope="session", name="golden_session")
