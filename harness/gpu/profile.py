@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import tempfile
 from collections.abc import Sequence
@@ -23,10 +24,20 @@ from harness.gpu.peaks import ResolvedPeak, device_name, dtype_key, resolve_peak
 from harness.gpu.roofline import StagePerf
 from harness.gpu.table import perf_table_json, perf_table_markdown, write_perf_report
 
-__all__ = ["Profile", "profile_target", "unshare_expanded_parameters", "analytic_config", "find_page",
+__all__ = ["GPU_OUT_ENV", "gpu_out_dir", "Profile", "profile_target", "unshare_expanded_parameters", "analytic_config", "find_page",
            "environment_info", "report_name"]
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+#: Where the GPU suite writes its tables and raw counts (uploaded by the nightly workflow).
+GPU_OUT_ENV = "HARNESS_GPU_OUT"
+DEFAULT_GPU_OUT = "out/gpu"
+
+
+def gpu_out_dir() -> Path:
+    """``$HARNESS_GPU_OUT`` (default ``out/gpu``), created."""
+    path = Path(os.environ.get(GPU_OUT_ENV) or DEFAULT_GPU_OUT)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @dataclass

@@ -1,0 +1,92 @@
+"""One stage counted on a CUDA build and on a meta build, held against the analytic model.
+
+The GPU suite's question: does FlopCounterMode on the vendor's own execution (CUDA, bf16, its
+attention kernels) agree with the meta/CPU count the rest of the harness trusts, op key by op
+key? The raw op names may legitimately differ by device (a fused SDPA op on CUDA, two ``bmm`` on
+meta); :meth:`CountComparison.raw_only` lists those differences for the report and the goldens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["CountComparison", "matmul_by_key", "compare_stage_counts"]
+
+
+def matmul_by_key(by_key: Mapping[str, int]) -> dict[str, int]:
+    """The non-zero matmul-class entries of an op-key mapping (``unmapped`` counts as matmul)."""
+    from harness.analytic import OP_CLASS
+
+    return {k: int(v) for k, v in sorted(by_key.items()) if v and OP_CLASS.get(k, "matmul") == "matmul"}
+
+
+@dataclass
+class CountComparison:
+    """A stage's torch counts on CUDA and on meta, and its analytic cost."""
+
+    stage: str
+    cuda: Any       # harness.counters.StageCount
+    meta: Any       # harness.counters.StageCount
+    analytic: Any   # harness.analytic.Cost
+
+    @property
+    def cuda_matmul(self) -> dict[str, int]:
+        return matmul_by_key(self.cuda.by_key)
+
+    @property
+    def meta_matmul(self) -> dict[str, int]:
+        return matmul_by_key(self.meta.by_key)
+
+    @property
+    def analytic_matmul(self) -> dict[str, int]:
+        return matmul_by_key(self.analytic.flops)
+
+    def raw_only(self) -> dict[str, dict[str, int]]:
+        """Raw ops seen on one device only: ``{"cuda": {...}, "meta": {...}}`` (op -> FLOPs)."""
+        cuda, meta = dict(self.cuda.by_op), dict(self.meta.by_op)
+        return {"cuda": {op: v for op, v in sorted(cuda.items()) if op not in meta},
+                "meta": {op: v for op, v in sorted(meta.items()) if op not in cuda}}
+
+    def problems(self) -> list[str]:
+        """Empty when CUDA == meta == analytic by matmul key and nothing ran uncounted on CUDA."""
+        found = []
+        if not self.cuda.complete:
+            found.append(f"matmul-class work ran uncounted on CUDA:\n{self.cuda.summary()}")
+        if self.cuda_matmul != self.meta_matmul:
+            found.append(f"CUDA and meta counts differ by op key\nCUDA: {self.cuda.summary()}\n"
+                         f"meta: {self.meta.summary()}\nraw ops on one side only: {self.raw_only()}")
+        if self.cuda_matmul != self.analytic_matmul:
+            found.append(f"CUDA count vs analytic\nCUDA: {self.cuda.summary()}\nanalytic: {self.analytic_matmul}")
+        return found
+
+    def as_record(self) -> dict[str, Any]:
+        return {"cuda_by_op": dict(self.cuda.by_op), "meta_by_op": dict(self.meta.by_op),
+                "cuda_matmul": self.cuda_matmul, "meta_matmul": self.meta_matmul,
+                "analytic_matmul": self.analytic_matmul, "raw_only": self.raw_only(),
+                "cuda_unknown_ops": dict(self.cuda.unknown_ops), "cuda_devices": list(self.cuda.devices),
+                "meta_devices": list(self.meta.devices)}
+
+
+def compare_stage_counts(stage: str, cuda_run: tuple, meta_run: tuple, *,
+                         model_path: Any = None) -> CountComparison:
+    """Count ``stage`` with the torch counter on both builds; ``*_run`` = (target, built, inputs).
+
+    The analytic cost is for the CUDA build's layout, dtype bytes and attention implementation.
+    """
+    import torch
+
+    from harness.analytic import stage_costs
+    from harness.counters import count
+    from harness.gpu.profile import analytic_config
+
+    target, built, inputs = cuda_run
+    mtarget, mbuilt, minputs = meta_run
+    cuda = count("torch", target.stage_calls(built, inputs, stage), target=target.name, stage=stage)
+    meta = count("torch", mtarget.stage_calls(mbuilt, minputs, stage), target=mtarget.name, stage=stage)
+    itemsize = torch.empty((), dtype=built.dtype).element_size()
+    analytic = stage_costs(target.name, inputs.layout, text_tokens=inputs.prompt_tokens, dtype_bytes=itemsize,
+                           config=analytic_config(built, model_path),
+                           attn_implementation=built.attn_implementation)[stage]
+    return CountComparison(stage, cuda, meta, analytic)
