@@ -1,0 +1,217 @@
+"""`StageCount`, the `Counter` interface, the counter registry and `count()`.
+
+Every number a counter produces carries its convention: ``raw`` is the tool's own figure in the
+tool's own unit (``convention`` = ``"flop"`` or ``"mac"``), ``flops`` is that figure converted to
+FLOPs (FLOPs = 2 x MACs). ``by_op`` keeps the tool's own op names, ``by_key`` maps the same FLOPs
+onto the analytic op keys (:mod:`.keys`). Work the tool did not count is never a silent zero:
+``unknown_ops`` lists what ran with no formula/handle/rule, ``unseen`` sizes the matmul-class
+part of it (reference formulas, FLOPs, by op key), ``ignored_ops`` lists what the tool leaves out
+on purpose.
+"""
+
+from __future__ import annotations
+
+import abc
+import difflib
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, ClassVar, Sequence
+
+from .keys import ELEMENTWISE_KEYS, KEY_CLASS, MATMUL_KEYS, UNMAPPED, is_matmul_like
+from .observe import check_call
+
+__all__ = [
+    "StageCount",
+    "Counter",
+    "CounterError",
+    "UncountedOpError",
+    "register_counter",
+    "get_counter",
+    "available_counters",
+    "count",
+    "VARIANTS",
+    "CONVENTIONS",
+]
+
+VARIANTS = ("patched", "stock")
+CONVENTIONS = ("flop", "mac")
+
+
+class CounterError(RuntimeError):
+    """A counter could not count a stage; the message says why and what to do."""
+
+
+class UncountedOpError(CounterError):
+    """A matmul- or attention-like op ran and the counter counted nothing for it."""
+
+    def __init__(self, message: str, result: "StageCount") -> None:
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class StageCount:
+    """One counter's measurement of one stage (all its calls summed). FLOPs = 2 x MACs."""
+
+    counter: str
+    variant: str
+    version: str
+    target: str
+    stage: str
+    raw: int | float                 # the tool's own figure, in ``convention`` units
+    convention: str                  # "flop" | "mac"
+    flops: int                       # raw converted to FLOPs
+    by_op: dict[str, int]            # the tool's own op names -> FLOPs
+    by_key: dict[str, int]           # analytic op keys (+ "unmapped") -> FLOPs
+    unknown_ops: dict[str, int]      # ran, no formula/handle/rule -> occurrences
+    ignored_ops: dict[str, int]      # left out on purpose -> occurrences
+    wall_time_s: float
+    by_module: dict[str, int] = field(default_factory=dict)   # stage path -> FLOPs (inclusive)
+    unseen: dict[str, int] = field(default_factory=dict)      # op key -> FLOPs that ran uncounted
+    unseen_ops: dict[str, int] = field(default_factory=dict)  # op/function -> FLOPs that ran uncounted
+    uncalled_modules: tuple[str, ...] = ()
+    patches: tuple[str, ...] = ()    # what the patched variant changed
+    warnings: list[str] = field(default_factory=list)         # the tool's warnings, not the log's
+    notes: list[str] = field(default_factory=list)
+    devices: tuple[str, ...] = ()
+
+    @property
+    def matmul_flops(self) -> int:
+        """FLOPs the counter attributed to matmul-class keys (including ``unmapped``)."""
+        return sum(v for k, v in self.by_key.items() if KEY_CLASS.get(k) == "matmul")
+
+    @property
+    def elementwise_flops(self) -> int:
+        """FLOPs the counter attributed to element-wise keys (its own per-element convention)."""
+        return sum(v for k, v in self.by_key.items() if KEY_CLASS.get(k) == "elementwise")
+
+    @property
+    def uncounted_matmul_ops(self) -> dict[str, int]:
+        """Unknown ops that look like products (matmul, conv, attention): each one is a finding."""
+        return {op: n for op, n in self.unknown_ops.items() if is_matmul_like(op)}
+
+    @property
+    def complete(self) -> bool:
+        """True when no matmul-class work ran uncounted."""
+        return not self.uncounted_matmul_ops and not any(self.unseen.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        unit = "MACs" if self.convention == "mac" else "FLOPs"
+        lines = [f"{self.counter} ({self.variant}, {self.version}) {self.target}/{self.stage}: "
+                 f"{self.flops:,} FLOPs (raw {self.raw:,} {unit}), {self.wall_time_s:.2f} s"]
+        for key in (*MATMUL_KEYS, UNMAPPED, *ELEMENTWISE_KEYS):
+            if self.by_key.get(key):
+                lines.append(f"  {key:<18} {self.by_key[key]:>22,}")
+        if self.unseen:
+            lines.append("  ran, not counted: " + ", ".join(f"{k} {v:,}" for k, v in self.unseen.items()))
+        if self.uncounted_matmul_ops:
+            lines.append("  matmul-like ops without a formula: " + ", ".join(
+                f"{k} x{v}" for k, v in self.uncounted_matmul_ops.items()))
+        return "\n".join(lines)
+
+    __str__ = summary
+
+
+class Counter(abc.ABC):
+    """A FLOP counter: runs the calls of one stage and reports a :class:`StageCount`.
+
+    Subclasses set ``name``, ``convention`` (the unit of their raw figure) and implement
+    :meth:`version` and :meth:`run`. A counter must leave torch, the model's modules, buffers and
+    hooks exactly as it found them, even when the forward raises.
+    """
+
+    name: ClassVar[str] = ""
+    convention: ClassVar[str] = "flop"
+    variants: ClassVar[tuple[str, ...]] = VARIANTS
+    description: ClassVar[str] = ""
+
+    @abc.abstractmethod
+    def version(self) -> str:
+        """The tool's version string, e.g. ``"torch 2.13.0"``."""
+
+    @abc.abstractmethod
+    def run(self, calls: Sequence[Any], *, variant: str) -> StageCount:
+        """Count ``calls`` (duck-typed StageCalls) and return a StageCount (target/stage empty)."""
+
+
+_COUNTERS: dict[str, Counter] = {}
+
+
+def register_counter(counter: type[Counter] | Counter) -> Any:
+    """Register a counter class (decorator) or instance under its ``name``; duplicates are errors."""
+    instance = counter() if isinstance(counter, type) else counter
+    if not isinstance(instance, Counter):
+        raise TypeError(f"register_counter: expected a Counter subclass or instance, got {counter!r}")
+    if not instance.name:
+        raise ValueError(f"register_counter: {type(instance).__name__} has no name")
+    if instance.convention not in CONVENTIONS:
+        raise ValueError(f"register_counter: {instance.name!r} convention {instance.convention!r} "
+                         f"is not one of {CONVENTIONS}")
+    existing = _COUNTERS.get(instance.name)
+    if existing is not None:
+        raise RuntimeError(f"duplicate registrations for counter {instance.name!r} "
+                           f"(existing={type(existing).__qualname__}, new={type(instance).__qualname__})")
+    _COUNTERS[instance.name] = instance
+    return counter
+
+
+def available_counters() -> tuple[str, ...]:
+    """Registered counter names, sorted."""
+    return tuple(sorted(_COUNTERS))
+
+
+def get_counter(name: str) -> Counter:
+    """The registered counter ``name``; an unknown name raises with the close matches."""
+    try:
+        return _COUNTERS[name]
+    except KeyError:
+        pass
+    close = difflib.get_close_matches(str(name), list(_COUNTERS), n=3, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(repr(c) for c in close)}?" if close else ""
+    raise KeyError(f"Unknown counter {name!r}.{hint}\nAvailable: {', '.join(available_counters())}")
+
+
+def count(counter: str, calls: Sequence[Any], *, variant: str = "patched", target: str = "",
+          stage: str = "", strict: bool | None = None) -> StageCount:
+    """Count one stage (all its ``calls``) with ``counter`` (``variant`` "patched" or "stock").
+
+    ``strict`` (default: True for "patched", False for "stock") raises :class:`UncountedOpError`
+    when a matmul-, conv- or attention-like op ran and the counter counted nothing for it; the
+    exception carries the StageCount. The stock variants report such ops (``unknown_ops``,
+    ``unseen``) instead: their blind spots are the finding.
+    """
+    impl = get_counter(counter)
+    if variant not in impl.variants:
+        close = difflib.get_close_matches(str(variant), impl.variants, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"Unknown variant {variant!r} for counter {counter!r}.{hint} "
+                         f"Available: {', '.join(impl.variants)}")
+    calls = list(calls)
+    if not calls:
+        raise ValueError(f"count({counter!r}): no calls for stage {stage!r}; a stage with nothing "
+                         f"to run would count 0 silently")
+    for call in calls:
+        check_call(call)
+    start = time.perf_counter()
+    result = impl.run(calls, variant=variant)
+    result.wall_time_s = time.perf_counter() - start
+    result.target = target
+    result.stage = stage or ",".join(dict.fromkeys(str(c.stage) for c in calls))
+    if strict is None:
+        strict = variant == "patched"
+    if strict and not result.complete:
+        parts = []
+        if result.uncounted_matmul_ops:
+            parts.append("ops without a formula: " + ", ".join(
+                f"{op} x{n}" for op, n in result.uncounted_matmul_ops.items()))
+        if any(result.unseen.values()):
+            parts.append("work not counted: " + ", ".join(
+                f"{k} {v:,} FLOPs" for k, v in result.unseen.items() if v))
+        raise UncountedOpError(
+            f"{counter} ({variant}) ran matmul-class work it did not count in stage "
+            f"{result.stage!r}: {'; '.join(parts)}. Register a formula/handle for it, or pass "
+            f"strict=False to get the StageCount with these listed.", result)
+    return result

@@ -1,0 +1,337 @@
+"""fvcore ``FlopCountAnalysis``: a TorchScript trace and per-op handles, in MACs.
+
+Convention: fvcore's class docstring says "We count one fused multiply-add as one flop", so its
+raw figure is MACs and ``flops = 2 * raw``. Its element-wise handles (norms: 4-5 per element,
+upsample, pooling) are converted with the same factor and land in the element-wise class.
+
+fvcore traces with ``torch.jit.trace``, positional tensor inputs only, so each call is wrapped in
+:class:`PositionalWrapper` (tensor leaves of args/kwargs in, tensor leaves of the output out;
+everything else is a constant of the trace). Module names carry the wrapper's ``module.`` prefix;
+it is replaced by the call's ``module_path``. Data-dependent Python (``.item()``, loops over the
+experts that received tokens) is frozen to the traced input.
+
+Stock is the default handle table. Patched adds handles for ``aten::scaled_dot_product_attention``
+(stock: unsupported, 0) and ``aten::_grouped_mm``, and replaces the ``aten::einsum`` handle with the
+exact label product (fvcore's numpy-path handle halves einsums that sum over no label). Either way
+every handle is observed (same return value) to key its count, and every unsupported node is
+sized with the reference formulas when it is a product: fvcore's blind spots get a size.
+
+On meta tensors ``torch.jit.trace`` fails inside ``nn.Conv2d`` (torch 2.13's meta convolution kernel
+receives traced sizes: "TypeError: cond must be a bool, but got a Tensor"); Linear, LayerNorm,
+SDPA and einsum trace on meta. Stages with a convolution need real tensors (the small config on CPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections import Counter as Tally
+from collections.abc import Mapping
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from .base import Counter, CounterError, StageCount, register_counter
+from .keys import UNMAPPED, ModuleFrame, is_matmul_like, op_key
+from .observe import ModuleStack, call_inputs, einsum_macs, grouped_mm_macs, iter_tensors, prod, sdpa_macs
+
+__all__ = ["FvcoreCounter", "PositionalWrapper", "sdpa_flop_jit", "grouped_mm_flop_jit", "einsum_exact_jit"]
+
+_WRAPPER_CHILD = "module"
+
+
+class PositionalWrapper(nn.Module):
+    """Calls ``module(*args, **kwargs)`` from positional tensors, for ``torch.jit.trace``.
+
+    ``inputs`` holds the tensor leaves of ``(args, kwargs)``; ``forward(*inputs)`` rebuilds the
+    arguments (non-tensor leaves are constants) and returns the output's tensors as a tuple.
+    """
+
+    def __init__(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        super().__init__()
+        self.module = module
+        leaves, self._spec = torch.utils._pytree.tree_flatten((tuple(args), dict(kwargs)))
+        self._leaves = leaves
+        self._tensor_positions = [i for i, leaf in enumerate(leaves) if isinstance(leaf, torch.Tensor)]
+        self.inputs = tuple(leaves[i] for i in self._tensor_positions)
+
+    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        leaves = list(self._leaves)
+        for position, tensor in zip(self._tensor_positions, tensors):
+            leaves[position] = tensor
+        args, kwargs = torch.utils._pytree.tree_unflatten(leaves, self._spec)
+        return tuple(_output_tensors(self.module(*args, **kwargs)))
+
+
+def _output_tensors(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, Mapping):  # transformers ModelOutput is an OrderedDict
+        return [t for v in value.values() for t in _output_tensors(v)]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _output_tensors(v)]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [t for f in dataclasses.fields(value) for t in _output_tensors(getattr(value, f.name))]
+    return []  # a cache object or a constant: not an output of the trace
+
+
+# Handles (jit Values in, MACs out) ---------------------------------------------------------------
+
+def _shape(value: Any) -> list[int] | None:
+    return value.type().sizes() if value.isCompleteTensor() else None
+
+
+def sdpa_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
+    """Count MACs for aten::scaled_dot_product_attention: B*H*Lq*Lk*(dq + dv)."""
+    qk, av = sdpa_macs(_shape(inputs[0]), _shape(inputs[1]), _shape(inputs[2]))
+    return qk + av
+
+
+def grouped_mm_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
+    """Count MACs for aten::_grouped_mm: out.numel() * K (2d x 2d: M * K * N)."""
+    return grouped_mm_macs(_shape(inputs[0]), _shape(inputs[1]), _shape(outputs[0]))
+
+
+def einsum_exact_jit(inputs: list[Any], outputs: list[Any]) -> int:
+    """Count MACs for aten::einsum: the product of every label's size (two operands)."""
+    equation = inputs[0].toIValue()
+    shapes = [_shape(v) for v in inputs[1].node().inputs()]
+    return einsum_macs(equation, shapes)
+
+
+def _reference_jit(kind: str) -> Callable | None:
+    """A reference handle sizing an unsupported product node (for ``unseen``), or None."""
+    return {
+        "aten::scaled_dot_product_attention": sdpa_flop_jit,
+        "aten::_grouped_mm": grouped_mm_flop_jit,
+        "aten::einsum": einsum_exact_jit,
+        "aten::baddbmm": lambda i, o: prod(_shape(o[0])) * _shape(i[1])[-1],
+        "aten::addbmm": lambda i, o: prod(_shape(i[1])) * _shape(i[2])[-1],
+        "aten::mv": lambda i, o: prod(_shape(i[0])),
+        "aten::dot": lambda i, o: _shape(i[0])[0],
+    }.get(kind)
+
+
+_KIND_BY_NODE = {
+    "aten::linear": "linear", "aten::addmm": "addmm", "aten::matmul": "matmul", "aten::mm": "matmul",
+    "aten::bmm": "matmul", "aten::baddbmm": "matmul", "aten::einsum": "einsum",
+    "aten::_convolution": "conv", "aten::scaled_dot_product_attention": "sdpa",
+    "aten::_grouped_mm": "grouped_mm", "aten::batch_norm": "norm", "aten::group_norm": "norm",
+    "aten::layer_norm": "norm", "aten::instance_norm": "norm",
+    "aten::upsample_nearest2d": "interpolate", "aten::upsample_bilinear2d": "interpolate",
+    "aten::adaptive_avg_pool2d": "other_elementwise", "aten::grid_sampler": "interpolate",
+}
+
+
+class _Observer:
+    """Keys every handle's count by the node's module scope; sizes unsupported products."""
+
+    def __init__(self, stack: ModuleStack) -> None:
+        self.stack = stack
+        self.by_key: Tally = Tally()          # MACs
+        self.counted = 0                      # MACs
+        self.ignored: Tally = Tally()
+        self.unseen: Tally = Tally()          # MACs by key
+        self.unseen_ops: Tally = Tally()      # MACs by node kind
+        self.notes: list[str] = []
+        self._ordinals: Tally = Tally()
+
+    def path_of_scope(self, scope: str) -> str:
+        inner = scope.split("/")[-1]
+        if inner == _WRAPPER_CHILD or not inner:
+            return self.stack.root_path
+        if inner.startswith(_WRAPPER_CHILD + "."):
+            rest = inner[len(_WRAPPER_CHILD) + 1:]
+            return f"{self.stack.root_path}.{rest}" if self.stack.root_path else rest
+        return self.stack.root_path
+
+    def _key(self, kind: str, node: Any) -> tuple[str, ...]:
+        scope = node.scopeName()
+        frames = self.stack.frames_for_path(self.path_of_scope(scope))
+        if kind == "addmm":
+            inner = frames[-1] if frames else None
+            kind = "linear" if inner is not None and isinstance(inner.module, nn.Linear) else "matmul"
+        ordinal = None
+        if kind == "matmul":
+            ordinal = self._ordinals[scope]
+            self._ordinals[scope] += 1
+        return (op_key(kind, frames, ordinal=ordinal),)
+
+    def wrap(self, name: str, handle: Callable) -> Callable:
+        def observed(inputs: list[Any], outputs: list[Any]) -> Any:
+            value = handle(inputs, outputs)
+            macs = sum(value.values()) if isinstance(value, Mapping) else value
+            node = outputs[0].node()
+            kind = _KIND_BY_NODE.get(name, "other_elementwise" if not is_matmul_like(name) else "matmul")
+            self.counted += macs
+            if kind == "sdpa":
+                qk, av = sdpa_macs(_shape(inputs[0]), _shape(inputs[1]), _shape(inputs[2]))
+                qk_part = macs * qk // (qk + av) if qk + av else 0
+                self.by_key["sdpa_qk"] += qk_part
+                self.by_key["sdpa_av"] += macs - qk_part
+            else:
+                (key,) = self._key(kind, node)
+                self.by_key[key] += macs
+            if name == "aten::einsum":
+                exact = einsum_exact_jit(inputs, outputs)
+                if exact != macs:
+                    self.notes.append(f"aten::einsum {inputs[0].toIValue()!r}: handle gave {macs:,} MACs, "
+                                      f"label product {exact:,}")
+            return value
+        return observed
+
+    def unsupported(self, node: Any) -> None:
+        kind = node.kind()
+        if not is_matmul_like(kind):
+            return
+        reference = _reference_jit(kind)
+        outputs, inputs = list(node.outputs()), list(node.inputs())
+        if reference is None:
+            self.notes.append(f"{kind}: a product fvcore has no handle for, and no reference size")
+            return
+        try:
+            macs = int(reference(inputs, outputs))
+        except Exception as exc:  # incomplete shapes in the trace
+            self.notes.append(f"{kind}: could not size ({type(exc).__name__}: {exc})")
+            return
+        self.unseen_ops[kind] += macs
+        if kind == "aten::scaled_dot_product_attention":
+            qk, av = sdpa_macs(_shape(inputs[0]), _shape(inputs[1]), _shape(inputs[2]))
+            self.unseen["sdpa_qk"] += qk
+            self.unseen["sdpa_av"] += av
+        else:
+            kind_name = {"aten::_grouped_mm": "grouped_mm", "aten::einsum": "einsum"}.get(kind, "matmul")
+            (key,) = self._key(kind_name, node)
+            self.unseen[key] += macs
+
+
+def _analysis_class() -> type:
+    from fvcore.nn import FlopCountAnalysis
+
+    class _ObservedFlopCountAnalysis(FlopCountAnalysis):
+        """FlopCountAnalysis that tells the observer about ignored and unsupported nodes."""
+
+        observer: _Observer
+
+        def _should_ignore_node(self, node: Any) -> bool:
+            ignore = super()._should_ignore_node(node)
+            kind = node.kind()
+            if not kind.startswith("prim::"):
+                if ignore:
+                    self.observer.ignored[kind] += 1
+                else:
+                    self.observer.unsupported(node)
+            return ignore
+
+    return _ObservedFlopCountAnalysis
+
+
+def _has_forward(module: nn.Module) -> bool:
+    return all(type(module).forward is not base.forward
+               for base in (nn.ModuleList, nn.ModuleDict, nn.Module, nn.Identity))
+
+
+@register_counter
+class FvcoreCounter(Counter):
+    """fvcore FlopCountAnalysis (MACs: "one fused multiply-add as one flop"; FLOPs = 2 x raw)."""
+
+    name = "fvcore"
+    convention = "mac"
+    description = "fvcore.nn.FlopCountAnalysis (jit trace + handles); raw MACs, FLOPs = 2 x raw"
+
+    def version(self) -> str:
+        from importlib.metadata import version
+        return f"fvcore {version('fvcore')}"
+
+    def run(self, calls: Sequence[Any], *, variant: str) -> StageCount:
+        from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS
+
+        handles: dict[str, Callable] = dict(_DEFAULT_SUPPORTED_OPS)
+        patches: list[str] = []
+        if variant == "patched":
+            for name, handle, text in (
+                ("aten::scaled_dot_product_attention", sdpa_flop_jit, "B*H*Lq*Lk*(dq+dv) MACs"),
+                ("aten::_grouped_mm", grouped_mm_flop_jit, "S*K*N MACs"),
+                ("aten::einsum", einsum_exact_jit, "exact label product (replaces the numpy-path handle)"),
+            ):
+                if name in _DEFAULT_SUPPORTED_OPS and name != "aten::einsum":
+                    patches.append(f"not patched, fvcore has its own handle: {name}")
+                    continue
+                handles[name] = handle
+                patches.append(f"handle set: {name}: {text}")
+        analysis_cls = _analysis_class()
+        raw: int | float = 0
+        by_op: Tally = Tally()
+        by_key: Tally = Tally()
+        by_module: Tally = Tally()
+        unknown: Tally = Tally()
+        ignored: Tally = Tally()
+        unseen: Tally = Tally()
+        unseen_ops: Tally = Tally()
+        uncalled: list[str] = []
+        caught: Tally = Tally()
+        notes: list[str] = []
+        devices: set[str] = set()
+        for call in calls:
+            args, kwargs = call_inputs(call)
+            devices.update(t.device.type for t in iter_tensors((args, kwargs)))
+            wrapper = PositionalWrapper(call.module, args, kwargs)
+            stack = ModuleStack(call.module, call.module_path)
+            observer = _Observer(stack)
+            analysis = analysis_cls(wrapper, wrapper.inputs)
+            analysis.observer = observer
+            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("all")
+            analysis.set_op_handle(**{n: observer.wrap(n, h) for n, h in handles.items()})
+            with warnings.catch_warnings(record=True) as records:
+                warnings.simplefilter("always")
+                try:
+                    with torch.no_grad():
+                        total = analysis.total()
+                except Exception as exc:
+                    if "meta" in devices:
+                        raise CounterError(
+                            f"fvcore could not trace {call.module_path!r} on meta tensors "
+                            f"({type(exc).__name__}: {exc}). torch.jit.trace on meta fails in "
+                            f"nn.Conv2d (meta kernel gets traced sizes); count this stage on real "
+                            f"tensors (the small config on CPU).") from exc
+                    raise
+            for record in records:
+                caught[f"{record.category.__name__}: {str(record.message).splitlines()[0]}"] += 1
+            if observer.counted != total:
+                raise CounterError(f"fvcore counter: analysis total {total:,} != observed handles "
+                                   f"{observer.counted:,} for {call.module_path!r}")
+            raw += total
+            for op, value in analysis.by_operator().items():
+                by_op[op] += 2 * value
+            root = call.module_path
+            for name, value in analysis.by_module().items():
+                if name == "":
+                    continue
+                path = observer.path_of_scope(name)
+                if name == _WRAPPER_CHILD or name.startswith(_WRAPPER_CHILD + "."):
+                    by_module[path] += 2 * value
+            unknown.update(analysis.unsupported_ops())
+            ignored.update(observer.ignored)
+            for key, macs in observer.by_key.items():
+                by_key[key] += 2 * macs
+            for key, macs in observer.unseen.items():
+                unseen[key] += 2 * macs
+            for op, macs in observer.unseen_ops.items():
+                unseen_ops[op] += 2 * macs
+            named = dict(wrapper.named_modules())
+            for name in sorted(analysis.uncalled_modules()):
+                module = named.get(name)
+                if module is not None and _has_forward(module) and name.startswith(_WRAPPER_CHILD):
+                    uncalled.append(observer.path_of_scope(name))
+            notes.extend(observer.notes)
+        raw_value = int(raw) if float(raw).is_integer() else raw
+        return StageCount(
+            counter=self.name, variant=variant, version=self.version(), target="", stage="",
+            raw=raw_value, convention=self.convention, flops=int(round(2 * raw)), by_op=dict(by_op),
+            by_key={k: v for k, v in by_key.items() if v}, unknown_ops=dict(unknown),
+            ignored_ops=dict(ignored), wall_time_s=0.0, by_module=dict(by_module),
+            unseen={k: v for k, v in unseen.items() if v}, unseen_ops=dict(unseen_ops),
+            uncalled_modules=tuple(dict.fromkeys(uncalled)), patches=tuple(patches),
+            warnings=[m if n == 1 else f"{m} (x{n})" for m, n in caught.items()],
+            notes=list(dict.fromkeys(notes)), devices=tuple(sorted(devices)))

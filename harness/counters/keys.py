@@ -1,0 +1,181 @@
+"""Mapping a counter's raw op onto the analytic op keys (ARCHITECTURE.md, "Op keys").
+
+A raw op name alone does not say which key it belongs to: ``aten.mm`` is an nn.Linear, the MoE
+gate, an expert, the lm_head or a decomposed einsum depending on where it ran. Every counter
+therefore reports each op with its *kind* (what the call is: the Python function or aten op) and
+its *module context* (the chain of modules, root to innermost, running when it executed), and
+:func:`op_key` decides the key with these rules, first match wins:
+
+1. kind ``conv`` -> ``conv``.
+2. kind ``sdpa_qk`` / ``sdpa_av`` (inside ``F.scaled_dot_product_attention``) -> the same key.
+3. any module on the chain whose own name (last path component) is exactly ``experts``, or whose
+   class name ends in ``Experts`` (not ``SharedExperts``) -> ``experts``: routed experts, whatever
+   the implementation (a module loop of nn.Linear, an eager F.linear loop, batched bmm,
+   grouped_mm). Shared experts live under ``shared_experts`` and fall through to rule 6.
+4. the innermost module's own name is ``lm_head`` -> ``lm_head``.
+5. kind ``einsum`` -> ``einsum``.
+6. kind ``linear`` inside an ``nn.Linear`` (or a subclass) -> ``linear``.
+7. kind ``linear`` anywhere else (``F.linear`` called by a module's forward: the MoE gate)
+   -> ``linear_functional``.
+8. any module on the chain whose class name contains ``Rotary`` or whose own name contains
+   ``rotary`` -> ``rotary`` (the ``inv_freq @ positions`` product; OCR-2 in transformers 5 forms
+   it as an element-wise outer product instead, so no counter sees a matmul there).
+9. kind ``matmul`` (torch.matmul, ``@``, bmm, mm, addmm, baddbmm) inside a module whose class name
+   contains ``Attention``/``Attn`` -> ``matmul_qk`` for the 1st, 3rd, ... matmul of one call of
+   that module and ``matmul_av`` for the 2nd, 4th, ... (eager attention computes scores, then
+   probabilities @ V; :func:`op_key` gets that ordinal from the counter).
+10. anything else of the matmul class -> :data:`UNMAPPED` (a finding: extend the rules).
+
+Element-wise kinds map to their own class keys (``norm``, ``activation``, ``softmax``,
+``interpolate``, ``add``, ``mul``, ``other_elementwise``) and never enter the matmul total.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from torch import nn
+
+__all__ = [
+    "MATMUL_KEYS",
+    "ELEMENTWISE_KEYS",
+    "UNMAPPED",
+    "KEY_CLASS",
+    "MATMUL_KINDS",
+    "ModuleFrame",
+    "op_key",
+    "is_matmul_like",
+    "is_matmul_key",
+]
+
+try:  # the analytic package owns the key list; mirror it when it is importable
+    from harness.analytic.cost import ELEMENTWISE_KEYS as _ANALYTIC_ELEMENTWISE
+    from harness.analytic.cost import MATMUL_KEYS as _ANALYTIC_MATMUL
+except ImportError:  # pragma: no cover - analytic not installed yet
+    _ANALYTIC_MATMUL = None
+    _ANALYTIC_ELEMENTWISE = None
+
+#: Matmul-class keys, compared exactly against the analytic model.
+MATMUL_KEYS: tuple[str, ...] = tuple(_ANALYTIC_MATMUL or (
+    "linear", "linear_functional", "experts", "conv", "einsum", "sdpa_qk", "sdpa_av",
+    "matmul_qk", "matmul_av", "rotary", "lm_head",
+))
+#: Element-wise keys: a stated per-element convention, never mixed into the matmul total.
+ELEMENTWISE_KEYS: tuple[str, ...] = tuple(_ANALYTIC_ELEMENTWISE or (
+    "norm", "activation", "softmax", "add", "mul", "interpolate", "other_elementwise",
+))
+#: Matmul-class work a counter saw but no rule could key. Reported, never hidden in a real key.
+UNMAPPED = "unmapped"
+
+#: op key -> "matmul" | "elementwise" (``unmapped`` is matmul class: it is a product).
+KEY_CLASS: dict[str, str] = {
+    **{k: "matmul" for k in MATMUL_KEYS},
+    **{k: "elementwise" for k in ELEMENTWISE_KEYS},
+    UNMAPPED: "matmul",
+}
+
+#: Kinds of the matmul class (what a call *is*, before its module context is known).
+MATMUL_KINDS = frozenset({"linear", "matmul", "einsum", "sdpa", "sdpa_qk", "sdpa_av", "conv",
+                          "grouped_mm", "mha"})
+_ELEMENTWISE_KIND_KEYS = {
+    "norm": "norm", "activation": "activation", "softmax": "softmax", "add": "add", "mul": "mul",
+    "interpolate": "interpolate", "other_elementwise": "other_elementwise",
+}
+
+
+class ModuleFrame(tuple):
+    """(path, module): one module on the call chain; ``path`` is its full path in the model."""
+
+    __slots__ = ()
+
+    def __new__(cls, path: str, module: nn.Module):
+        return super().__new__(cls, (path, module))
+
+    @property
+    def path(self) -> str:
+        return self[0]
+
+    @property
+    def module(self) -> nn.Module:
+        return self[1]
+
+    @property
+    def name(self) -> str:
+        """The module's own name (last path component)."""
+        return self[0].rsplit(".", 1)[-1]
+
+
+def is_matmul_key(key: str) -> bool:
+    """True for the matmul-class keys (including :data:`UNMAPPED`)."""
+    return KEY_CLASS.get(key) == "matmul"
+
+
+def _is_experts(frame: ModuleFrame) -> bool:
+    cls = type(frame.module).__name__
+    return frame.name == "experts" or (cls.endswith("Experts") and not cls.endswith("SharedExperts"))
+
+
+def _is_attention(frame: ModuleFrame) -> bool:
+    cls = type(frame.module).__name__.lower()
+    return "attention" in cls or "attn" in cls
+
+
+def _is_rotary(frame: ModuleFrame) -> bool:
+    return "Rotary" in type(frame.module).__name__ or "rotary" in frame.name
+
+
+def op_key(kind: str, frames: Sequence[ModuleFrame], *, ordinal: int | None = None) -> str:
+    """The analytic op key for one op of ``kind`` run under ``frames`` (root first).
+
+    ``ordinal`` is the 0-based index of this ``matmul``-kind call among the matmul calls of the
+    innermost module's current call (rule 9); ``None`` when the counter cannot tell.
+    """
+    if kind in _ELEMENTWISE_KIND_KEYS:
+        return _ELEMENTWISE_KIND_KEYS[kind]
+    if kind == "conv":
+        return "conv"
+    if kind in ("sdpa_qk", "sdpa_av"):
+        return kind
+    if any(_is_experts(f) for f in frames):
+        return "experts"
+    innermost = frames[-1] if frames else None
+    if innermost is not None and innermost.name == "lm_head":
+        return "lm_head"
+    if kind == "einsum":
+        return "einsum"
+    if kind == "linear":
+        if innermost is not None and isinstance(innermost.module, nn.Linear):
+            return "linear"
+        return "linear_functional"
+    if any(_is_rotary(f) for f in frames):
+        return "rotary"
+    if kind == "matmul" and innermost is not None and _is_attention(innermost) and ordinal is not None:
+        return "matmul_qk" if ordinal % 2 == 0 else "matmul_av"
+    return UNMAPPED
+
+
+# Matmul-like op names ---------------------------------------------------------------------------
+
+_MATMUL_TOKENS = frozenset({
+    "mm", "bmm", "matmul", "linear", "conv", "convolution", "conv1d", "conv2d", "conv3d",
+    "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "einsum", "addmm", "baddbmm",
+    "addbmm", "addmv", "mv", "dot", "vdot", "tensordot", "bilinear", "attention", "attn",
+})
+_MATMUL_SUBSTRINGS = ("grouped_mm", "scaled_mm", "_int_mm", "attention", "flash_attn", "conv_")
+
+
+def is_matmul_like(name: str) -> bool:
+    """True when an op/function/module name looks like a product (matmul, conv, attention ...).
+
+    Used to decide whether an op that ran without a formula is a *finding* (it multiplies
+    matrices, so a count of 0 is wrong) rather than element-wise or data-movement work.
+    ``name`` may be ``aten.mm.default``, ``aten::_grouped_mm``, ``transformers::grouped_mm_fallback``
+    or a Python function name.
+    """
+    low = name.lower()
+    tokens = set(re.split(r"[^a-z0-9]+|_", low))
+    tokens |= set(re.split(r"[^a-z0-9_]+", low))  # keep underscore-joined names like conv_transpose2d
+    if tokens & _MATMUL_TOKENS:
+        return True
+    return any(s in low for s in _MATMUL_SUBSTRINGS if s != "conv_") or "conv_transpose" in low

@@ -1,0 +1,386 @@
+"""thop ``profile`` (package ultralytics-thop): module hooks + functional products, in MACs.
+
+Convention: thop's "ops" are multiply-accumulates; ``flops = 2 * raw``.
+
+What ultralytics-thop 2.2.3 does (read from its source, pinned by tests/test_counters_facts.py):
+module rules (``register_hooks``) for Linear, Conv, norms, softmax, upsample, ... and, since 2.2,
+a ``TorchFunctionMode`` that counts functional products run *outside* every module that has a
+non-zero rule: ``torch.matmul``/``@``/bmm, ``torch.einsum``, ``F.linear``, ``F.multi_head_attention_forward``
+and ``F.scaled_dot_product_attention`` (``functional_hooks``). So the blind spots listed for the old
+thop (SDPA, einsum, matmul, F.linear all unseen) no longer hold on this version. What it still
+cannot see: products it has no functional rule for (``torch._grouped_mm``/``F.grouped_mm``, ``torch.mm``,
+``addmm``, ``baddbmm``, ``F.conv*``), element-wise functions (``quick_gelu``, ``F.silu``, RMSNorm
+written as pow/mean/rsqrt) and leaf modules without a rule (nn.GELU, nn.SiLU, custom RMSNorm).
+
+Stock: ``thop.profile(model, inputs)`` as shipped. Patched, all scoped to the one call:
+* ``custom_ops`` for norms and activations under the harness per-element convention
+  (``harness.analytic.cost.ELEMENTWISE_FLOPS``: FLOPs per output element; thop's total gets half
+  of it in MAC units so the x2 conversion lands on the same FLOPs), kept in the element-wise keys;
+* functional rules for the products thop has none for (added to ``thop.profile.functional_hooks``
+  for the call, removed afterwards);
+* the SDPA monkeypatch (wrap ``torch.nn.functional.scaled_dot_product_attention`` and add
+  B*H*Lq*Lk*d MACs for QK^T plus the same for AV) only for a thop that does not count SDPA itself;
+  on 2.2.3 it would double count, so it is not applied and the patch line says so.
+
+Observation (both variants, return values unchanged): thop's own rules are wrapped (through
+``custom_ops`` for the module rules, through ``functional_hooks`` for the functional ones) to key
+each count by module path; a function recorder lists every functional product thop did not count,
+with its size (``unseen``). thop's temporary ``total_ops`` attributes are removed by thop itself;
+the tests check nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections import Counter as Tally
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Counter, CounterError, StageCount, register_counter
+from .keys import KEY_CLASS, UNMAPPED, ModuleFrame, op_key
+from .observe import (FunctionCall, FunctionRecorder, ModuleStack, _KIND_BY_FUNC, call_inputs,
+                      function_name, iter_tensors, reference_macs, sdpa_macs)
+
+__all__ = ["ThopCounter", "ELEMENTWISE_RULES", "elementwise_rule_for", "thop_counts_sdpa"]
+
+try:
+    from harness.analytic.cost import ELEMENTWISE_FLOPS as _ELEMENTWISE_FLOPS
+except ImportError:  # pragma: no cover - mirror of the analytic convention
+    _ELEMENTWISE_FLOPS = {"layer_norm": 5, "rms_norm": 4, "gelu": 8, "quick_gelu": 5, "silu": 4,
+                          "softmax": 5}
+
+#: Per-element conventions of the patched thop custom_ops: (match, convention name, op key).
+#: ``match`` is tested against the module class name (and its bases' names).
+ELEMENTWISE_RULES: tuple[tuple[Callable[[str], bool], str, str], ...] = (
+    (lambda n: n.endswith("RMSNorm"), "rms_norm", "norm"),
+    (lambda n: n == "LayerNorm" or n.endswith("LayerNorm") or n.endswith("LayerNorm2d"), "layer_norm", "norm"),
+    (lambda n: "QuickGELU" in n, "quick_gelu", "activation"),
+    (lambda n: "GELU" in n or n == "GELUActivation", "gelu", "activation"),
+    (lambda n: n in ("SiLU", "SiLUActivation") or n.endswith("SiLU"), "silu", "activation"),
+    (lambda n: n == "Softmax", "softmax", "softmax"),
+)
+
+#: thop module rules -> the kind they count (for keying).
+_RULE_KINDS = {
+    "count_linear": "linear", "count_convNd": "conv", "count_convtNd": "conv",
+    "count_normalization": "norm", "count_softmax": "softmax", "count_upsample": "interpolate",
+    "count_prelu": "activation", "count_avgpool": "other_elementwise",
+    "count_adap_avgpool": "other_elementwise", "count_multihead_attention": "mha",
+    "count_bilinear": "matmul",
+}
+_MATMUL_RULE_KINDS = {"linear", "conv", "mha", "matmul"}
+
+
+def elementwise_rule_for(module_type: type) -> tuple[str, str] | None:
+    """(convention name, op key) of the patched element-wise rule for a module type, or None."""
+    for cls in module_type.__mro__:
+        if cls is nn.Module:
+            break
+        for match, convention, key in ELEMENTWISE_RULES:
+            if match(cls.__name__):
+                return convention, key
+    return None
+
+
+def thop_counts_sdpa() -> bool:
+    """True when the installed thop counts F.scaled_dot_product_attention itself."""
+    tp = _thop_profile_module()
+    return bool(getattr(tp, "_COUNTS_FUNCTIONS", False)) and \
+        F.scaled_dot_product_attention in getattr(tp, "functional_hooks", {})
+
+
+def _thop_profile_module() -> Any:
+    """The ``thop.profile`` module (``thop.profile`` the attribute is the function)."""
+    import importlib
+    return importlib.import_module("thop.profile")
+
+
+class _CallWrapper(nn.Module):
+    """``forward()`` runs ``module(*args, **kwargs)``: thop.profile only passes positional inputs."""
+
+    def __init__(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        super().__init__()
+        self.module = module
+        self._call_args = args
+        self._call_kwargs = kwargs
+
+    def forward(self) -> Any:
+        return self.module(*self._call_args, **self._call_kwargs)
+
+
+class _Observer:
+    def __init__(self, stack: ModuleStack, functions: FunctionRecorder) -> None:
+        self.stack = stack
+        self.functions = functions
+        self.module_ops: float = 0.0
+        self.function_ops: float = 0.0
+        self.patch_ops: float = 0.0        # the SDPA monkeypatch: outside thop's total
+        self.by_key: Tally = Tally()       # MAC units (floats allowed)
+        self.by_op: Tally = Tally()
+        self.by_path: Tally = Tally()
+        self.elementwise_flops: Tally = Tally()  # exact FLOPs of the patched element-wise rules
+        self.notes: list[str] = []
+
+    def module_rule(self, rule: Callable, kind: str, key_override: str | None = None) -> Callable:
+        def observed(m: nn.Module, x: Any, y: Any) -> Any:
+            before = m.__dict__.get("total_ops", 0)
+            result = rule(m, x, y)
+            ops = m.__dict__.get("total_ops", 0) - before
+            if ops:
+                path = self.stack.path_of(m)
+                frames = self.stack.frames_for_path(path)
+                key = key_override or (op_key(kind, frames) if kind in _MATMUL_RULE_KINDS or kind in KEY_CLASS
+                                       else "other_elementwise")
+                if kind == "mha":
+                    key = UNMAPPED
+                self.module_ops += ops
+                self.by_key[key] += ops
+                self.by_op[f"module:{getattr(rule, '__name__', 'rule')}"] += ops
+                self.by_path[path] += ops
+            return result
+        observed.__name__ = getattr(rule, "__name__", "rule")
+        return observed
+
+    def functional_rule(self, rule: Callable, *, patch: bool = False) -> Callable:
+        def observed(args: Any, kwargs: Any, y: Any) -> Any:
+            ops = rule(args, kwargs, y)
+            record = self.functions.find_by_output(y)
+            if record is None:
+                self.notes.append(f"thop counted a functional call the recorder did not see ({ops} MACs)")
+                self.by_key[UNMAPPED] += ops
+            else:
+                record.counted += ops
+                self._key_function(record, ops, prefix="patch" if patch else "function")
+            self.function_ops += ops  # inside thop's own total, patch rules included
+            return ops
+        return observed
+
+    def _key_function(self, record: FunctionCall, ops: float, prefix: str) -> None:
+        if record.kind == "sdpa":
+            qk, av = record.macs
+            qk_part = ops * qk / (qk + av) if qk + av else 0
+            self.by_key["sdpa_qk"] += qk_part
+            self.by_key["sdpa_av"] += ops - qk_part
+        else:
+            self.by_key[record.key] += ops
+        self.by_op[f"{prefix}:{record.name}"] += ops
+        self.by_path[record.path] += ops
+
+
+def _resolve(module_type: type, table: dict) -> Callable | None:
+    for cls in module_type.__mro__:
+        if cls in table:
+            return table[cls]
+    return None
+
+
+@contextlib.contextmanager
+def _scoped_items(mapping: dict, items: dict) -> Iterator[None]:
+    """Set ``items`` in ``mapping`` for the block; put back exactly what was there."""
+    missing = object()
+    saved = {k: mapping.get(k, missing) for k in items}
+    mapping.update(items)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is missing:
+                mapping.pop(k, None)
+            else:
+                mapping[k] = v
+
+
+@contextlib.contextmanager
+def _sdpa_monkeypatch(observer: _Observer, ruled: Callable[[nn.Module], bool]) -> Iterator[None]:
+    """Wrap ``torch.nn.functional.scaled_dot_product_attention`` for the block (restored on error).
+
+    ``torch.nn.functional`` is one module object, so code that did ``from torch.nn import
+    functional as F`` sees the wrapper too; code that imported the function itself does not (the
+    function recorder lists those calls as unseen).
+    """
+    original = F.scaled_dot_product_attention
+
+    def counted_sdpa(query, key, value, *args, **kwargs):
+        out = original(query, key, value, *args, **kwargs)
+        if not any(ruled(f.module) for f in observer.stack.frames):
+            qk, av = sdpa_macs(query.shape, key.shape, value.shape)
+            record = observer.functions.find_by_output(out)
+            if record is not None:
+                record.counted += qk + av
+                observer._key_function(record, qk + av, prefix="patch")
+            else:
+                observer.by_key["sdpa_qk"] += qk
+                observer.by_key["sdpa_av"] += av
+            observer.patch_ops += qk + av
+        return out
+
+    torch.nn.functional.scaled_dot_product_attention = counted_sdpa
+    try:
+        yield
+    finally:
+        torch.nn.functional.scaled_dot_product_attention = original
+
+
+@register_counter
+class ThopCounter(Counter):
+    """ultralytics-thop ``profile`` (MACs; FLOPs = 2 x raw)."""
+
+    name = "thop"
+    convention = "mac"
+    description = "thop.profile (module rules + functional products); raw MACs, FLOPs = 2 x raw"
+
+    def version(self) -> str:
+        import thop
+        return f"ultralytics-thop {thop.__version__}"
+
+    def run(self, calls: Sequence[Any], *, variant: str) -> StageCount:
+        import thop
+
+        tp = _thop_profile_module()
+        patched = variant == "patched"
+        patches: list[str] = []
+        raw = 0.0
+        by_op: Tally = Tally()
+        by_key: Tally = Tally()
+        by_path: Tally = Tally()
+        unknown: Tally = Tally()
+        ignored: Tally = Tally()
+        unseen: Tally = Tally()
+        unseen_ops: Tally = Tally()
+        notes: list[str] = []
+        captured: list[str] = []
+        devices: set[str] = set()
+        counts_sdpa = thop_counts_sdpa()
+        for call in calls:
+            args, kwargs = call_inputs(call)
+            devices.update(t.device.type for t in iter_tensors((args, kwargs)))
+            wrapper = _CallWrapper(call.module, args, kwargs)
+            stack = ModuleStack(call.module, call.module_path, skip=(wrapper,))
+            functions = FunctionRecorder(stack)
+            observer = _Observer(stack, functions)
+            custom_ops: dict[type, Callable] = {}
+            rule_kind: dict[type, str] = {}
+            types = {type(m) for m in call.module.modules()}
+            for module_type in types:
+                rule = _resolve(module_type, tp.register_hooks)
+                elementwise = elementwise_rule_for(module_type) if patched else None
+                if elementwise is not None:
+                    convention, key = elementwise
+                    custom_ops[module_type] = observer.module_rule(
+                        _elementwise_rule(convention, observer, key), key, key_override=key)
+                    rule_kind[module_type] = key
+                elif rule is not None and rule is not tp.zero_ops:
+                    kind = _RULE_KINDS.get(getattr(rule, "__name__", ""), "other_elementwise")
+                    custom_ops[module_type] = observer.module_rule(rule, kind)
+                    rule_kind[module_type] = kind
+                elif rule is tp.zero_ops:
+                    rule_kind[module_type] = "zero"
+
+            def matmul_ruled(m: nn.Module) -> bool:
+                return rule_kind.get(type(m)) in _MATMUL_RULE_KINDS
+
+            functional = {f: observer.functional_rule(r) for f, r in tp.functional_hooks.items()}
+            if patched:
+                added = []
+                for func, kind in _KIND_BY_FUNC.items():
+                    if func not in tp.functional_hooks and kind not in ("mha", "sdpa"):
+                        functional[func] = observer.functional_rule(_reference_rule(kind, func), patch=True)
+                        added.append(function_name(func))
+                if added:
+                    patches.append("functional rules added (thop has none; reference MACs): "
+                                   + ", ".join(sorted(added)))
+                if counts_sdpa:
+                    patches.append("SDPA monkeypatch not applied: thop "
+                                   f"{thop.__version__} counts F.scaled_dot_product_attention itself "
+                                   "(functional_hooks); wrapping it would double count")
+                else:
+                    patches.append("SDPA monkeypatch applied: F.scaled_dot_product_attention wrapped, "
+                                   "B*H*Lq*Lk*(dq+dv) MACs per call")
+                names = sorted({_elementwise_label(t) for t in types if elementwise_rule_for(t)})
+                if names:
+                    patches.append("custom_ops (harness per-element FLOPs, half in thop MAC units): "
+                                   + ", ".join(names))
+            sdpa_patch = (_sdpa_monkeypatch(observer, matmul_ruled) if patched and not counts_sdpa
+                          else contextlib.nullcontext())
+            out = io.StringIO()
+            with torch.no_grad(), stack, functions, _scoped_items(tp.functional_hooks, functional), \
+                    sdpa_patch, contextlib.redirect_stdout(out):
+                total, _params = thop.profile(wrapper, inputs=(), custom_ops=custom_ops, verbose=False)
+            captured.extend(line for line in out.getvalue().splitlines() if line.strip())
+            observed = observer.module_ops + observer.function_ops
+            if abs(observed - total) > 1e-6 * max(1.0, abs(total)):
+                raise CounterError(f"thop counter: profile returned {total:,} MACs but the observed rules "
+                                   f"add up to {observed:,} for {call.module_path!r}")
+            raw += total + observer.patch_ops
+            by_op.update(observer.by_op)
+            by_key.update(observer.by_key)
+            by_path.update(observer.by_path)
+            notes.extend(observer.notes)
+            # leaf modules that ran with no rule, and zero rules (ignored on purpose)
+            for module_id, calls_made in stack.calls_by_module.items():
+                module = stack.module_by_id[module_id]
+                kind = rule_kind.get(type(module))
+                name = f"module:{type(module).__name__}"
+                if kind == "zero":
+                    ignored[name] += calls_made
+                elif kind is None and not list(module.children()):
+                    unknown[name] += calls_made
+            for record in functions.calls:  # products thop could not see
+                reference = record.total_macs
+                if record.counted or not reference:
+                    continue
+                if any(matmul_ruled(f.module) for f in record.frames):
+                    continue  # inside nn.Linear & co: the module rule counts it
+                unknown[f"function:{record.name}"] += 1
+                unseen_ops[record.name] += 2 * reference
+                for key, macs in record.keyed_macs().items():
+                    unseen[key] += 2 * macs
+            functions.release()
+        ew_exact = by_key  # MAC units; element-wise custom rules hold exact half-FLOPs
+        by_key_flops = {k: _as_int(2 * v) for k, v in ew_exact.items() if v}
+        inclusive: Tally = Tally()
+        roots = {len(c.module_path.split(".")) if c.module_path else 0 for c in calls}
+        for path, ops in by_path.items():
+            parts = path.split(".") if path else []
+            for i in range(min(roots), len(parts) + 1):
+                inclusive[".".join(parts[:i])] += ops
+        return StageCount(
+            counter=self.name, variant=variant, version=self.version(), target="", stage="",
+            raw=_as_int(raw), convention=self.convention, flops=_as_int(round(2 * raw)),
+            by_op={k: _as_int(2 * v) for k, v in by_op.items() if v}, by_key=by_key_flops,
+            unknown_ops=dict(unknown), ignored_ops=dict(ignored), wall_time_s=0.0,
+            by_module={k: _as_int(2 * v) for k, v in inclusive.items()},
+            unseen={k: v for k, v in unseen.items() if v}, unseen_ops=dict(unseen_ops),
+            patches=tuple(dict.fromkeys(patches)), warnings=captured, notes=list(dict.fromkeys(notes)),
+            devices=tuple(sorted(devices)))
+
+
+def _as_int(value: float | int) -> int | float:
+    value = float(value)
+    return int(value) if value.is_integer() else value
+
+
+def _elementwise_label(module_type: type) -> str:
+    convention, _key = elementwise_rule_for(module_type)
+    return f"{module_type.__name__}={_ELEMENTWISE_FLOPS[convention]}/elem ({convention})"
+
+
+def _elementwise_rule(convention: str, observer: _Observer, key: str) -> Callable:
+    per_element = _ELEMENTWISE_FLOPS[convention]
+
+    def rule(m: nn.Module, x: Any, y: Any) -> None:
+        out = y[0] if isinstance(y, (tuple, list)) else y
+        m.total_ops += per_element * out.numel() / 2  # MAC units: x2 gives the harness FLOPs
+    rule.__name__ = f"harness_{convention}"
+    return rule
+
+
+def _reference_rule(kind: str, func: Any) -> Callable:
+    def rule(args: Any, kwargs: Any, y: Any) -> int:
+        return sum(reference_macs(kind, func, args, kwargs or {}, y))
+    rule.__name__ = f"harness_{kind}"
+    return rule

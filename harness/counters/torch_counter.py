@@ -1,0 +1,252 @@
+"""torch ``FlopCounterMode``: FLOPs (2 per multiply-add), per aten op, per module.
+
+Stock is ``FlopCounterMode`` exactly as torch ships it. Patched adds formulas for what torch 2.13
+has none for, through ``custom_mapping`` (scoped to the one FlopCounterMode instance; torch's
+global ``flop_registry`` is never touched):
+
+* ``aten._scaled_dot_product_flash_attention_for_cpu`` -- what ``F.scaled_dot_product_attention``
+  dispatches to on CPU tensors, with or without a mask (stock: 0). On meta SDPA takes the math
+  path and decomposes to ``bmm``, which torch counts either way.
+* ``aten._grouped_mm`` -- ``torch._grouped_mm`` / ``F.grouped_mm``, the default MoE experts of
+  transformers 5 (stock: 0).
+* ``transformers::grouped_mm_fallback`` -- transformers' opaque grouped-mm custom op, when it is
+  registered.
+
+A formula torch already has is never overridden (the patch notes it instead). Next to the counter
+a dispatch recorder sees every aten op that FlopCounterMode executed and checks it against the
+same formula table: an op without a formula that looks like a product is an *unknown matmul-like
+op* (``StageCount.uncounted_matmul_ops``; ``count(strict=True)`` raises), everything else without
+a formula is listed in ``unknown_ops`` (element-wise work torch does not count) or
+``ignored_ops`` (data movement and metadata, 0 FLOPs by nature).
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from typing import Any, Callable, Sequence
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode, flop_registry
+
+from .base import Counter, CounterError, StageCount, register_counter
+from .keys import UNMAPPED, op_key
+from .observe import (FunctionCall, FunctionRecorder, ModuleStack, call_inputs, grouped_mm_macs,
+                      iter_tensors, sdpa_macs)
+
+__all__ = ["TorchCounter", "patched_formulas", "ZERO_FLOP_ATEN_OPS"]
+
+aten = torch.ops.aten
+
+
+# Formulas for the patched variant (shape arithmetic, as torch's own; FLOPs = 2 x MACs) ------------
+
+def sdpa_cpu_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    """Count flops for CPU flash SDPA: 2 * (QK^T + AV) MACs; masks and causality not discounted."""
+    qk, av = sdpa_macs(query_shape, key_shape, value_shape)
+    return 2 * (qk + av)
+
+
+def grouped_mm_flop(a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+    """Count flops for grouped mm: 2 * out.numel() * K (2d x 2d: 2 * M * K * N)."""
+    return 2 * grouped_mm_macs(a_shape, b_shape, out_shape)
+
+
+def patched_formulas() -> tuple[dict[Any, Callable], list[str]]:
+    """``custom_mapping`` for the patched FlopCounterMode, and a line per patch (or skip)."""
+    wanted: list[tuple[Any, Callable, str]] = [
+        (aten._scaled_dot_product_flash_attention_for_cpu, sdpa_cpu_flop,
+         "SDPA on CPU tensors (_scaled_dot_product_flash_attention_for_cpu): 4*B*H*Lq*Lk*d"),
+        (aten._grouped_mm, grouped_mm_flop, "torch._grouped_mm / F.grouped_mm: 2*S*K*N"),
+    ]
+    fallback = _transformers_grouped_mm_fallback()
+    if fallback is not None:
+        wanted.append((fallback, grouped_mm_flop, "transformers::grouped_mm_fallback: 2*S*K*N"))
+    mapping: dict[Any, Callable] = {}
+    lines: list[str] = []
+    for packet, formula, text in wanted:
+        if packet in flop_registry:
+            lines.append(f"not patched, torch has its own formula: {text}")
+        else:
+            mapping[packet] = formula
+            lines.append(f"formula registered: {text}")
+    return mapping, lines
+
+
+def _transformers_grouped_mm_fallback() -> Any:
+    try:
+        return torch.ops.transformers.grouped_mm_fallback
+    except (AttributeError, RuntimeError):
+        return None
+
+
+# Ops that move or describe data: 0 FLOPs by nature (the analogue of fvcore's _IGNORED_OPS) --------
+ZERO_FLOP_ATEN_OPS = frozenset({
+    "alias", "arange", "as_strided", "cat", "chunk", "clone", "constant_pad_nd", "contiguous",
+    "copy", "copy_", "detach", "diagonal", "embedding", "empty", "empty_like", "empty_strided",
+    "eq", "expand", "expand_as", "fill", "fill_", "flatten", "full", "full_like", "gather", "ge",
+    "gt", "index", "index_put", "index_put_", "index_select", "is_nonzero", "item", "le", "lift_fresh",
+    "lift_fresh_copy", "linspace", "lt", "masked_fill", "masked_fill_", "masked_scatter",
+    "masked_scatter_", "narrow", "ne", "new_empty", "new_empty_strided", "new_full", "new_ones",
+    "new_zeros", "nonzero", "one_hot", "ones", "ones_like", "permute", "repeat", "repeat_interleave",
+    "reshape", "resize_", "roll", "scalar_tensor", "select", "slice", "slice_scatter", "sort",
+    "split", "split_with_sizes", "squeeze", "stack", "t", "topk", "transpose", "unbind", "unflatten",
+    "unfold", "unsqueeze", "view", "view_as", "where", "zero_", "zeros", "zeros_like", "_local_scalar_dense",
+    "_reshape_alias", "_to_copy", "_unsafe_view", "bitwise_not", "bitwise_and", "logical_not",
+    "argmax", "argsort", "max", "min", "tril", "triu", "histc", "bincount", "cumsum", "floor_divide",
+    "remainder", "isin", "all", "any", "_assert_async", "_assert_tensor_metadata", "sym_size",
+    "sym_stride", "sym_numel", "sym_storage_offset", "size", "stride", "dim", "numel", "is_contiguous",
+    "sym_is_contiguous", "is_strides_like_format", "is_non_overlapping_and_dense", "storage_offset",
+    "_has_compatible_shallow_copy_type", "set_", "_unsafe_index", "index_add", "index_add_",
+    "scatter", "scatter_", "scatter_add", "scatter_add_", "pad", "_pad_enum", "zero", "clamp",
+    "clamp_", "floor", "ceil", "round", "sign",
+})
+
+
+def _aten_name(packet: Any) -> str:
+    return str(packet)  # "aten.mm"
+
+
+def _short(name: str) -> str:
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+class _AtenRecorder(TorchDispatchMode):
+    """Sees every aten op FlopCounterMode executed (it sits below it), keys the counted ones."""
+
+    def __init__(self, registry: dict, functions: FunctionRecorder, stack: ModuleStack) -> None:
+        super().__init__()
+        self.registry = registry
+        self.functions = functions
+        self.stack = stack
+        self.by_key: Tally = Tally()
+        self.counted_total = 0
+        self.unknown: Tally = Tally()
+        self.ignored: Tally = Tally()
+        self.notes: list[str] = []
+        self._ordinals: dict[int, int] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        packet = func._overloadpacket
+        name = _aten_name(packet)
+        if packet in self.registry:
+            flops = int(self.registry[packet](*args, **kwargs, out_val=out))
+            if flops:
+                self._attribute(name, args, flops)
+        elif _short(name) in ZERO_FLOP_ATEN_OPS or name.startswith("prim."):
+            self.ignored[name] += 1
+        else:
+            self.unknown[name] += 1
+        return out
+
+    def _attribute(self, name: str, args: Sequence[Any], flops: int) -> None:
+        self.counted_total += flops
+        call: FunctionCall | None = self.functions.current
+        if call is not None:
+            call.counted += flops
+        if "attention" in name:  # a fused SDPA kernel: split QK^T / AV from the shapes
+            qk, av = sdpa_macs(args[0].shape, args[1].shape, args[2].shape)
+            qk_flops = flops * qk // (qk + av) if qk + av else 0
+            if "scaled_dot_product" in name and 2 * (qk + av) != flops:
+                self.notes.append(f"{name}: formula gave {flops:,} FLOPs, reference {2 * (qk + av):,}")
+            self.by_key["sdpa_qk"] += qk_flops
+            self.by_key["sdpa_av"] += flops - qk_flops
+            return
+        if call is not None and call.kind == "sdpa":  # SDPA decomposed (meta / math path): bmm, bmm
+            n = self._ordinals.get(call.seq, 0)
+            self._ordinals[call.seq] = n + 1
+            self.by_key["sdpa_qk" if n == 0 else "sdpa_av" if n == 1 else UNMAPPED] += flops
+            return
+        if call is not None:
+            self.by_key[call.key] += flops
+            return
+        kind = ("conv" if "convolution" in name else "grouped_mm" if "grouped_mm" in name else "matmul")
+        self.by_key[op_key(kind, self.stack.snapshot())] += flops
+
+
+def _map_module_name(name: str, root_type: str, root_path: str) -> str:
+    """FlopCounterMode names modules ``<RootClass>.<child>...``; make them model paths."""
+    if name == root_type:
+        return root_path
+    if name.startswith(root_type + "."):
+        rest = name[len(root_type) + 1:]
+        return f"{root_path}.{rest}" if root_path else rest
+    return f"{root_path}::{name}" if root_path else name
+
+
+@register_counter
+class TorchCounter(Counter):
+    """torch.utils.flop_counter.FlopCounterMode (FLOPs, 2 per MAC)."""
+
+    name = "torch"
+    convention = "flop"
+    description = "torch.utils.flop_counter.FlopCounterMode over aten ops; FLOPs = 2 x MACs"
+
+    def version(self) -> str:
+        return f"torch {torch.__version__}"
+
+    def run(self, calls: Sequence[Any], *, variant: str) -> StageCount:
+        mapping, patch_lines = patched_formulas() if variant == "patched" else ({}, [])
+        raw = 0
+        by_op: Tally = Tally()
+        by_key: Tally = Tally()
+        by_module: Tally = Tally()
+        unknown: Tally = Tally()
+        ignored: Tally = Tally()
+        unseen: Tally = Tally()
+        unseen_ops: Tally = Tally()
+        notes: list[str] = []
+        devices: set[str] = set()
+        for call in calls:
+            args, kwargs = call_inputs(call)
+            devices.update(t.device.type for t in iter_tensors((args, kwargs)))
+            stack = ModuleStack(call.module, call.module_path)
+            functions = FunctionRecorder(stack)
+            mode = FlopCounterMode(display=False, custom_mapping=mapping)
+            recorder = _AtenRecorder(mode.flop_registry, functions, stack)
+            with torch.no_grad(), stack, functions, recorder, mode:
+                call.module(*args, **kwargs)
+            total = mode.get_total_flops()
+            if total != recorder.counted_total:
+                raise CounterError(f"torch counter: FlopCounterMode counted {total:,} FLOPs but the "
+                                   f"recorder attributed {recorder.counted_total:,} in "
+                                   f"{call.module_path!r}; the attribution is broken")
+            raw += total
+            counts = mode.get_flop_counts()
+            for packet, value in counts.get("Global", {}).items():
+                by_op[_aten_name(packet)] += value
+            root_type = type(call.module).__name__
+            for name, ops in counts.items():
+                if name != "Global":
+                    by_module[_map_module_name(name, root_type, call.module_path)] += sum(ops.values())
+            by_key.update(recorder.by_key)
+            unknown.update(recorder.unknown)
+            ignored.update(recorder.ignored)
+            notes.extend(recorder.notes)
+            for fcall in functions.calls:  # products that ran and that torch counted 0 for
+                reference = 2 * fcall.total_macs
+                if fcall.counted == 0 and reference:
+                    for key, macs in fcall.keyed_macs().items():
+                        unseen[key] += 2 * macs
+                    unseen_ops[fcall.name] += reference
+                elif fcall.counted and fcall.counted != reference:
+                    notes.append(f"{fcall.name} at {fcall.path}: torch counted {fcall.counted:,} "
+                                 f"FLOPs, reference formula {reference:,}")
+            functions.release()
+        if "meta" in devices:
+            notes.append("on meta, SDPA takes the math path and is counted as two bmm per call")
+        return StageCount(
+            counter=self.name, variant=variant, version=self.version(), target="", stage="",
+            raw=raw, convention=self.convention, flops=raw, by_op=dict(by_op),
+            by_key={k: v for k, v in by_key.items() if v}, unknown_ops=dict(unknown),
+            ignored_ops=dict(ignored), wall_time_s=0.0, by_module=dict(by_module),
+            unseen={k: v for k, v in unseen.items() if v}, unseen_ops=dict(unseen_ops),
+            patches=tuple(patch_lines), notes=_dedupe(notes), devices=tuple(sorted(devices)))
+
+
+def _dedupe(lines: list[str]) -> list[str]:
+    seen = Tally(lines)
+    return [line if n == 1 else f"{line} (x{n})" for line, n in seen.items()]
