@@ -117,7 +117,7 @@ def analytic_config(built: Any, model_path: str | Path | None = None) -> Any:
 
 
 def find_page(page: str) -> Any:
-    """A built-in page by id (``letter``, ``a4``, ...), or a path to an image file."""
+    """A built-in page by id (``letter``, ``a4``, ...; its image drawn if needed), or an image path."""
     from harness import pages
 
     if Path(page).suffix and Path(page).exists():
@@ -126,6 +126,7 @@ def find_page(page: str) -> Any:
     for set_name in ("default", "grid", "corpus"):
         for candidate in pages.builtin_pages(set_name):
             if candidate.page_id == page:
+                pages.ensure_page_image(candidate)  # fixture pages are drawn on demand
                 return candidate
             known.append(candidate.page_id)
     raise ValueError(f"unknown page {page!r}: not an image file and not a built-in page "
