@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -77,7 +78,7 @@ BOS_TOKENS = 1
 
 
 def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -363,7 +364,7 @@ def _global_padded(workload: Workload) -> bool:
 def _check_size(name: str, value: object) -> int:
     if not _is_int(value) or value <= 0:  # type: ignore[operator]
         raise ValueError(f"{name}: expected a positive int number of pixels, got {value!r}")
-    return value  # type: ignore[return-value]
+    return int(value)  # type: ignore[call-overload]
 
 
 def _valid(tokens: int, width: int, height: int) -> int:

@@ -78,6 +78,13 @@ def test_bad_page_size_is_rejected(width, height):
         compute_view_layout(get_workload("dsocr", "base"), width, height)
 
 
+def test_numpy_sizes_are_plain_ints():
+    import numpy as np
+
+    layout = compute_view_layout(get_workload("dsocr", "gundam"), np.int64(1700), np.int32(2200))
+    assert (type(layout.width), layout.crop_grid) == (int, (2, 3))
+
+
 def test_prefill_is_bos_text_image():
     layout = compute_view_layout(get_workload("dsocr", "base"), 1700, 2200)
     # 1 BOS + 9 text + 16*17+1 = 273 placeholders = 283
