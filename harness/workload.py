@@ -72,8 +72,9 @@ DEFAULT_PROMPT = "<image>\n<|grounding|>Convert the document to markdown."
 DEFAULT_PROMPT_TOKENS = 9
 #: Both targets prepend exactly one BOS (id 0, ``<｜begin▁of▁sentence｜>``) before the text:
 #: v1 ``infer()`` and both official vLLM ports add it by hand (``[bos_id] + tokenized_str``);
-#: transformers' ``DeepseekOcr2Processor`` tokenizes with ``add_special_tokens=True`` and the
-#: checkpoint's LlamaTokenizerFast has ``add_bos_token=True``, ``add_eos_token=False``.
+#: transformers' ``DeepseekOcr2Processor`` tokenizes with ``add_special_tokens=True``, which
+#: adds BOS with a LlamaTokenizerFast configured ``add_bos_token=True, add_eos_token=False`` as
+#: v1's tokenizer_config.json is (OCR-2's own tokenizer config was not available to check).
 BOS_TOKENS = 1
 
 
