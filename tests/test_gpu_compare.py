@@ -45,3 +45,22 @@ def test_cpu_like_blind_spot_is_reported():
     assert len(problems) == 3
     assert problems[0].startswith("matmul-class work ran uncounted")
     assert "differ by op key" in problems[1] and "vs analytic" in problems[2]
+
+
+def test_the_gpu_suite_path_runs_on_cpu_small():
+    # The GPU suite's comparison, with a real CPU build standing in for CUDA: the small OCR-2,
+    # one decode token. The patched torch counter gives CPU SDPA a formula, so all three agree.
+    import torch
+
+    from harness.gpu.compare import compare_stage_counts
+    from harness.targets import get_target
+
+    target = get_target("ocr2")
+    page = (1000, 1400)  # a blank page of this size: pixels never change FLOPs
+    real = (target, target.build("cpu", torch.float32, small=True),
+            target.prepare(page, "small", device="cpu", dtype=torch.float32))
+    meta = (target, target.build("meta", torch.float32, small=True),
+            target.prepare(page, "small", device="meta", dtype=torch.float32))
+    comparison = compare_stage_counts("decode", real, meta)
+    assert comparison.problems() == []
+    assert comparison.cuda_matmul["sdpa_qk"] > 0 and comparison.cuda_matmul["lm_head"] > 0
