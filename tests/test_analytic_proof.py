@@ -440,3 +440,22 @@ def test_decode_matches_transformers(ocr2_sdpa, ocr2_eager, attn: str, context: 
     assert_matmul_keys_equal(analytic, measured)
     key = "sdpa_qk" if attn == "sdpa" else "matmul_qk"
     assert analytic.flops[key] == 12 * 2 * 10 * (context + 1) * 128  # one query over context + 1 keys
+
+
+@pytest.mark.parametrize("mode", ["gundam", "small"])
+def test_ocr2_letter_vision_stages_match_get_image_features(ocr2_sdpa, mode: str) -> None:
+    """The vision stages of a Letter page as DeepseekOcr2Model.get_image_features runs them
+    (global batch, then all crops in one batch), against stage_costs on the workload layout."""
+    from harness.analytic import LETTER_PAGE, stage_costs
+    from harness.workload import compute_view_layout, get_workload
+
+    layout = compute_view_layout(get_workload("ocr2", mode), *LETTER_PAGE)
+    views = {v.role: v for v in layout.views}
+    model = ocr2_sdpa.model
+    glob = _pixels(1, views["global"].size)
+    local = _pixels(views["crops"].batch, views["crops"].size) if "crops" in views else None
+    n_local = [views["crops"].batch] if "crops" in views else None
+    measured = measure(lambda: model.get_image_features(glob, local, n_local))
+    costs = stage_costs("ocr2", layout)
+    vision = costs["sam"] + costs["encoder"] + costs["projector"]
+    assert_matmul_keys_equal(vision, measured)
