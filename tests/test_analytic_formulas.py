@@ -118,6 +118,16 @@ def test_cost_rejects_unknown_keys_and_bad_values() -> None:
         Cost().flops["linear"] = 3  # type: ignore[index]
 
 
+def test_cost_pickles_and_serialises() -> None:
+    import pickle
+
+    c = Cost({"linear": 12, "softmax": 5}, weight_bytes=4, act_read_bytes=2, act_write_bytes=2)
+    assert pickle.loads(pickle.dumps(c)) == c
+    d = c.as_dict()
+    assert d["flops"] == {"linear": 12, "softmax": 5} and d["matmul_flops"] == 12 and d["total_bytes"] == 8
+    assert json.loads(json.dumps(d))["intensity"] == pytest.approx(17 / 8)
+
+
 def test_elementwise_convention_is_the_documented_one() -> None:
     assert dict(ELEMENTWISE_FLOPS) == {
         "layer_norm": 5, "rms_norm": 4, "gelu": 8, "quick_gelu": 5, "silu": 4, "softmax": 5, "add": 1, "mul": 1,

@@ -19,6 +19,7 @@ __all__ = [
     "BYTES_CONVENTION",
     "DEFAULT_DTYPE_BYTES",
     "Cost",
+    "FlopsByKey",
 ]
 
 #: Matmul-class op keys (ARCHITECTURE.md): the key says how the work runs, which decides which
@@ -78,7 +79,20 @@ BYTES_CONVENTION = (
 )
 
 
-def _check_flops(flops: Mapping[str, int]) -> dict[str, int]:
+class FlopsByKey(dict):  # type: ignore[type-arg]
+    """A read-only, picklable dict of op key -> FLOPs (the type of ``Cost.flops``)."""
+
+    def _readonly(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("Cost.flops is read-only; build a new Cost instead")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _readonly  # type: ignore[assignment]
+    __ior__ = _readonly  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[type, tuple[dict[str, int]]]:
+        return (type(self), (dict(self),))
+
+
+def _check_flops(flops: Mapping[str, int]) -> FlopsByKey:
     out: dict[str, int] = {}
     for key, value in flops.items():
         if key not in OP_CLASS:
@@ -87,7 +101,7 @@ def _check_flops(flops: Mapping[str, int]) -> dict[str, int]:
             raise ValueError(f"Cost.flops[{key!r}]: expected a non-negative int, got {value!r}")
         if value:
             out[key] = value
-    return out
+    return FlopsByKey(sorted(out.items()))
 
 
 @dataclass(frozen=True)
@@ -100,7 +114,7 @@ class Cost:
     act_write_bytes: int = 0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "flops", MappingProxyType(_check_flops(self.flops)))
+        object.__setattr__(self, "flops", _check_flops(self.flops))
         for name in ("weight_bytes", "act_read_bytes", "act_write_bytes"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -135,6 +149,13 @@ class Cost:
     def matmul_intensity(self) -> float:
         """Matmul-class FLOPs per byte moved (0.0 when nothing moves)."""
         return self.matmul_flops / self.total_bytes if self.total_bytes else 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form: flops by key, FLOPs by class, bytes and intensity."""
+        return {"flops": dict(self.flops), "matmul_flops": self.matmul_flops,
+                "elementwise_flops": self.elementwise_flops, "weight_bytes": self.weight_bytes,
+                "act_read_bytes": self.act_read_bytes, "act_write_bytes": self.act_write_bytes,
+                "total_bytes": self.total_bytes, "intensity": self.intensity}
 
     def by_class(self) -> dict[str, int]:
         """FLOPs summed per op class: {"matmul": ..., "elementwise": ...}."""

@@ -155,13 +155,13 @@ def attention(batch: int, heads: int, q_len: int, kv_len: int, head_dim: int, *,
     ``mask_heads`` heads: 1 = broadcast, H = per-head float bias), softmax 5/score. No causal
     saving: every counter and kernel formula counts the full Lq x Lk product.
     """
+    if impl not in ("sdpa", "matmul"):
+        raise ValueError(f"attention: impl must be 'sdpa' or 'matmul', got {impl!r}")
     _pos("batch", batch, zero=True)
     kv_heads = heads if kv_heads is None else kv_heads
     v_head_dim = head_dim if v_head_dim is None else v_head_dim
     scores = batch * heads * q_len * kv_len
     prefix = "sdpa" if impl == "sdpa" else "matmul"
-    if impl not in ("sdpa", "matmul"):
-        raise ValueError(f"attention: impl must be 'sdpa' or 'matmul', got {impl!r}")
     flops = {
         f"{prefix}_qk": 2 * scores * head_dim,
         f"{prefix}_av": 2 * scores * v_head_dim,
@@ -385,6 +385,8 @@ def embedding(tokens: int, dim: int, *, dtype_bytes: int = DEFAULT_DTYPE_BYTES) 
 def interpolate(channels: int, out_h: int, out_w: int, *, in_h: int, in_w: int,
                 mode: Literal["bicubic", "linear"], dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """F.interpolate: 16 FLOPs per output element (bicubic, separable) or 4 (linear, 1-D)."""
+    if mode not in ("bicubic", "linear"):
+        raise ValueError(f"interpolate: mode must be 'bicubic' or 'linear', got {mode!r}")
     per = EW["interp_bicubic"] if mode == "bicubic" else EW["interp_linear"]
     out = channels * out_h * out_w
     return Cost(flops={"interpolate": per * out}, act_read_bytes=channels * in_h * in_w * dtype_bytes,
