@@ -27,7 +27,14 @@ import pytest
 import torch
 
 from harness.gpu.device import device_class, format_device_class
-from harness.gpu.peaks import PEAK_BANDWIDTH_ENV, PEAK_TFLOPS_ENV, device_name, dtype_key, resolve_peak
+from harness.gpu.peaks import (
+    PEAK_BANDWIDTH_ENV,
+    PEAK_TFLOPS_ENV,
+    device_name,
+    dtype_key,
+    lookup_peak,
+    resolve_peak,
+)
 from harness.gpu.profile import gpu_out_dir
 from harness.gpu.roofline import mfu
 from harness.gpu.timing import time_stage
@@ -144,6 +151,8 @@ def test_this_gpu_has_a_peak(gpu_device):
         pytest.skip(f"peaks overridden for {name!r}")
     peak = resolve_peak(name, "bf16")  # an unknown GPU fails here, naming itself and the override
     assert peak.tflops > 0 and peak.bandwidth_gbps > 0
+    # the entry matched by name is the right architecture
+    assert lookup_peak(name).capability == torch.cuda.get_device_capability(gpu_device)
 
 
 def test_cuda_event_timing_and_matmul_mfu_within_dense_peak(gpu_device):

@@ -135,3 +135,11 @@ def test_device_name_of_non_cuda_devices():
     assert device_name("meta") == "meta"
     with pytest.raises(UnknownDeviceError, match="'cpu'"):
         resolve_peak(device_name("cpu"), "fp32", env={})
+
+
+def test_docs_table_is_the_table():
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "gpu.md").read_text(encoding="utf-8")
+    assert peaks.peak_table_markdown() in docs, (
+        "docs/gpu.md's peak table is stale: paste harness.gpu.peaks.peak_table_markdown() into it")

@@ -33,6 +33,7 @@ __all__ = [
     "UnknownDeviceError",
     "PEAKS",
     "known_device_names",
+    "peak_table_markdown",
     "lookup_peak",
     "resolve_peak",
     "dtype_key",
@@ -201,6 +202,18 @@ class ResolvedPeak:
     def ridge_intensity(self) -> float:
         """FLOP/byte above which the roofline is compute bound."""
         return self.flops_per_s / self.bytes_per_s
+
+
+def peak_table_markdown() -> str:
+    """:data:`PEAKS` as a Markdown table (docs/gpu.md embeds exactly this text)."""
+    lines = ["| GPU | `torch.cuda.get_device_name()` | bf16 | fp16 | tf32 | fp32 | GB/s | sm |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for peak in PEAKS:
+        t = peak.tflops
+        names = ", ".join(f"`{n}`" for n in peak.torch_names)
+        lines.append(f"| {peak.label} | {names} | {t['bf16']:g} | {t['fp16']:g} | {t['tf32']:g} | {t['fp32']:g} "
+                     f"| {peak.bandwidth_gbps:g} | {peak.capability[0]}.{peak.capability[1]} |")
+    return "\n".join(lines) + "\n"
 
 
 def _positive(value: object, what: str) -> float:
