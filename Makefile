@@ -8,7 +8,7 @@ OUT ?= out/report
 VENDOR_VENV ?= .venv-vendor
 MODEL_PATH ?= $(DEEPSEEK_OCR_PATH)
 
-.PHONY: setup test test-gpu golden golden-vendor report bench vendor-env test-vendor clean
+.PHONY: setup test test-gpu test-gpu-all golden golden-vendor report bench vendor-env test-vendor test-vendor-gpu clean
 
 setup: $(VENV)/.installed
 
@@ -26,14 +26,20 @@ test: setup
 test-gpu: setup
 	$(PY) -m pytest -m gpu --device $(DEVICE)
 
+# One xdist worker per GPU, each pinned to its own device from CUDA_VISIBLE_DEVICES.
+NGPU ?= 1
+test-gpu-all: setup
+	$(PY) -m pytest -m gpu -n $(NGPU) --device cuda
+
 golden: setup
 	$(PY) -m pytest --update-golden
 
 report: setup
 	$(PY) -m harness report --out $(OUT)
 
+BENCH_DEVICE ?= cpu
 bench: setup
-	$(PY) -m pytest benchmarks --benchmark-only --benchmark-autosave
+	$(PY) -m pytest benchmarks --benchmark-only --benchmark-autosave --device $(BENCH_DEVICE)
 
 # The vendor DeepSeek-OCR remote code needs transformers 4.46.3: a separate environment.
 vendor-env:
@@ -41,6 +47,9 @@ vendor-env:
 
 test-vendor: vendor-env
 	$(VENDOR_VENV)/bin/python -m pytest -m vendor --model-path "$(MODEL_PATH)" --trust-remote-code
+
+test-vendor-gpu: vendor-env
+	$(VENDOR_VENV)/bin/python -m pytest -m "gpu and vendor" --device $(DEVICE) --model-path "$(MODEL_PATH)" --trust-remote-code
 
 golden-vendor: vendor-env
 	$(VENDOR_VENV)/bin/python -m pytest -m vendor --model-path "$(MODEL_PATH)" --trust-remote-code --update-golden
