@@ -19,7 +19,6 @@ import contextlib
 import json
 import threading
 from collections import Counter
-from dataclasses import replace
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -40,7 +39,6 @@ from harness.analytic import (
     load_ocr2_dims,
     ocr2_view_costs,
     prefill_cost,
-    projector_view,
     sam_view,
 )
 from harness.analytic.config import DATA_DIR

@@ -21,7 +21,6 @@ from harness.analytic.config import DsocrDims, EncoderDims, LMDims, ModelDims, O
 from harness.analytic.constants import ClipDims, ProjectorDims, SamDims
 from harness.analytic.cost import DEFAULT_DTYPE_BYTES, Cost
 from harness.analytic.formulas import (
-    activation,
     add,
     attention,
     conv2d,
