@@ -6,6 +6,8 @@
   reader of the raw figure would make (raw MACs read as FLOPs: off by -50%);
 * **element-wise class** -- what the counter counted under element-wise keys (norms, softmax,
   activations, in the tool's own per-element convention): not part of the matmul class;
+* **known approximations** of the tool, sized op by op against the reference formulas
+  (``measured.deviations``, e.g. fvcore's einsum handle rounding to 4 significant digits);
 * **each blind spot** the counter showed in this run (matmul-class work that ran and that it did
   not count, ``measured.unseen``), sized by the *analytic* op keys it covers -- an independent
   size, e.g. "SDPA QK^T+AV not seen: -234.7 GFLOP". A blind spot not in :data:`KNOWN_BLIND_SPOTS`
@@ -159,6 +161,11 @@ def explain_delta(analytic: Any, measured: StageCount) -> DeltaExplanation:
             "element-wise class", sum(elementwise.values()),
             f"counted by {measured.counter} in its own per-element convention, not matmul class: "
             + ", ".join(f"{k} {_fmt(v)}" for k, v in elementwise.items())))
+
+    for cause, value in measured.deviations.items():
+        if value:
+            components.append(DeltaComponent(
+                cause, int(value), "the tool's count minus the exact reference formula for the same ops"))
 
     findings: list[str] = []
     grouped: dict[str, list[str]] = {}
