@@ -1,0 +1,236 @@
+"""The ``harness`` command: ``harness report`` (the main job) and ``harness layout``.
+
+``harness report`` needs nothing but the install: DeepSeek-OCR-2 built from its configuration on
+the meta device (no weights), the built-in default pages, every mode, every counter installed
+(torch, fvcore, thop; patched and stock). ``--model-path DIR --trust-remote-code`` adds the vendor
+DeepSeek-OCR. Bad input is an error naming the input and what to do, exit code 2, and nothing
+already in ``--out`` is touched.
+
+``harness layout`` prints, for pages x modes, the views each page becomes and its token counts
+(no model, instant).
+
+Exit codes: 0 success, 1 an unexpected failure (traceback), 2 bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Sequence, TextIO
+
+__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_BAD_INPUT"]
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+DEFAULT_OUT = "out/report"
+DEFAULT_PLOT_PAGE = "letter"
+
+
+def _add_page_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("pages")
+    group.add_argument("--pages", nargs="+", metavar="PATH", default=None,
+                       help="page images, directories of them, or OmniDocBench-style JSON manifests "
+                            "([{\"page_info\": {\"width\", \"height\", \"image_path\"}}, ...])")
+    group.add_argument("--page-set", choices=("default", "grid", "corpus"), default=None,
+                       help="a built-in page set instead of --pages (default: 'default', 5 pages: "
+                            "letter, a4, slide, small, strip-h)")
+
+
+def _add_target_options(parser: argparse.ArgumentParser, *, model: bool) -> None:
+    parser.add_argument("--target", action="append", metavar="NAME", default=None,
+                        help="ocr2 (DeepSeek-OCR-2, transformers-native; the default) and/or dsocr (vendor "
+                             "DeepSeek-OCR; the default too when --model-path is given); comma-separated "
+                             "or repeated")
+    parser.add_argument("--modes", action="append", metavar="MODE[,MODE]", default=None,
+                        help="modes to cover (default: every mode of each target), e.g. base,gundam")
+    if model:
+        parser.add_argument("--model-path", metavar="DIR", default=None,
+                            help="local vendor DeepSeek-OCR directory (config.json + remote code; weights "
+                                 "optional): adds target dsocr")
+        parser.add_argument("--trust-remote-code", action="store_true",
+                            help="allow running the Python files of --model-path (required with it)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness",
+        description="Stage-by-stage FLOP verification of DeepSeek-OCR / DeepSeek-OCR-2 (FLOPs = 2 x MACs).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    report = sub.add_parser(
+        "report", help="measure and write the FLOP report (Markdown, JSON, CSV, static compute, plots)",
+        description="Count every stage of every mode on every page with every installed counter (patched "
+                    "and stock), explain each delta against the analytic model, and write report.md, "
+                    "report.json, report.csv, static_compute.{json,md} and PNG plots into --out "
+                    "(atomically: a failed run leaves the previous report in place).")
+    _add_target_options(report, model=True)
+    _add_page_options(report)
+    report.add_argument("--counters", action="append", metavar="NAME[:VARIANT]", default=None,
+                        help="torch, fvcore, thop; NAME counts both the patched variant (what the suite "
+                             "asserts) and the stock one (as shipped: its blind spots are sized), "
+                             "NAME:patched or NAME:stock only one (default: every installed counter)")
+    report.add_argument("--device", default="meta",
+                        help="where the models are built and counted: meta (default; no weights, fast), "
+                             "cpu, cuda[:N] (real random weights, slow at full size)")
+    report.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
+                        help=f"output directory (default: {DEFAULT_OUT}); created, or replaced if it holds "
+                             "a previous report")
+    report.add_argument("--plot-page", default=None, metavar="PAGE",
+                        help=f"page of the per-stage bar plot and headline tables (default: "
+                             f"{DEFAULT_PLOT_PAGE!r} if present, else the first page)")
+    report.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    report.add_argument("-q", "--quiet", action="store_true", help="no progress output (the summary line stays)")
+
+    layout = sub.add_parser(
+        "layout", help="print the view layout and token counts of pages x modes (no model)",
+        description="For each page and mode: the views SAM sees, the crop grid, vision tokens, image "
+                    "placeholders, the paper's valid tokens and the prefill length.")
+    _add_target_options(layout, model=False)
+    _add_page_options(layout)
+    layout.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                        help="output format (default: an aligned table)")
+    return parser
+
+
+# -------------------------------------------------------------------------------------- report
+def _plan(args: argparse.Namespace, argv: Sequence[str]):
+    from harness.report.inputs import (InputError, ReportPlan, resolve_counters, resolve_device, resolve_modes,
+                                       resolve_pages, resolve_targets)
+
+    targets = resolve_targets(args.target, args.model_path, args.trust_remote_code)
+    resolve_modes(targets, args.modes)
+    pages, source = resolve_pages(args.pages, args.page_set)
+    choice = resolve_counters(args.counters)
+    device = resolve_device(args.device)
+    ids = [p.page_id for p in pages]
+    plot_page = args.plot_page
+    if plot_page is not None and plot_page not in ids:
+        import difflib
+
+        close = difflib.get_close_matches(plot_page, ids, n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise InputError(f"--plot-page {plot_page!r}: not one of the report's pages.{hint} Pages: {', '.join(ids)}")
+    if plot_page is None:
+        plot_page = DEFAULT_PLOT_PAGE if DEFAULT_PLOT_PAGE in ids else ids[0]
+    return ReportPlan(pages=pages, pages_source=source, targets=targets, counters=choice.specs,
+                      skipped_counters=choice.skipped, device=device,
+                      page_set=args.page_set or (None if args.pages else "default"),
+                      model_path=args.model_path, trust_remote_code=args.trust_remote_code,
+                      plot_page=plot_page, command=shlex.join(["harness", *argv]))
+
+
+def _report(args: argparse.Namespace, argv: Sequence[str], stdout: TextIO, stderr: TextIO) -> int:
+    from harness.report.build import run_report
+    from harness.report.output import check_out_dir
+
+    plan = _plan(args, argv)
+    check_out_dir(Path(args.out))   # before any work: a bad --out costs nothing
+    for name, why in plan.skipped_counters.items():
+        print(f"note: counter {name} skipped: {why}", file=stderr)
+    for target in plan.targets:
+        if target.unavailable:
+            print(f"WARNING: {target.name}: counters cannot run in this environment ({target.unavailable}); "
+                  "its analytic model and layouts are reported", file=stderr)
+    result = run_report(plan, Path(args.out), progress=False if args.quiet else None, stream=stderr,
+                        plots=not args.no_plots)
+    print(result.summary_line, file=stdout)
+    return EXIT_OK
+
+
+# -------------------------------------------------------------------------------------- layout
+def layout_rows(targets, pages) -> list[dict]:
+    """One row per target x page x mode: views, grid and token counts."""
+    from harness.workload import compute_view_layout, get_workload, prefill_length
+
+    rows = []
+    for target in targets:
+        for page in pages:
+            for mode in target.modes:
+                layout = compute_view_layout(get_workload(target.name, mode), page.width, page.height)
+                rows.append({
+                    "target": target.name, "mode": mode, "page": page.page_id, "width": page.width,
+                    "height": page.height,
+                    "crop_grid": f"{layout.crop_cols}x{layout.crop_rows}" if layout.n_crops else "-",
+                    "n_crops": layout.n_crops,
+                    "views": " + ".join(f"{v.batch}x{v.size}px {v.role}" for v in layout.views),
+                    "n_views": layout.n_views, "vision_tokens": layout.vision_tokens,
+                    "image_tokens": layout.image_tokens, "valid_tokens": layout.valid_tokens,
+                    "prefill_length": prefill_length(layout),
+                })
+    return rows
+
+
+def _layout(args: argparse.Namespace, stdout: TextIO) -> int:
+    from harness.report.inputs import TargetPlan, resolve_modes, resolve_pages, split_names
+    from harness.workload import MODES
+
+    names = split_names(args.target) or list(MODES)
+    for name in names:
+        if name not in MODES:
+            from harness.report.inputs import _unknown
+
+            raise _unknown("target", name, tuple(MODES), "--target")
+    targets = [TargetPlan(n) for n in names]
+    resolve_modes(targets, args.modes)
+    pages, _ = resolve_pages(args.pages, args.page_set)
+    rows = layout_rows(targets, pages)
+    if args.format == "json":
+        stdout.write(json.dumps(rows, indent=2) + "\n")
+    elif args.format == "csv":
+        import csv
+
+        writer = csv.DictWriter(stdout, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        columns = [("target", "target"), ("mode", "mode"), ("page", "page"), ("size", None),
+                   ("crop grid", "crop_grid"), ("views", "views"), ("vision tok", "vision_tokens"),
+                   ("placeholders", "image_tokens"), ("valid", "valid_tokens"), ("L", "prefill_length")]
+        table = [[f"{r['width']}x{r['height']}" if key is None else str(r[key]) for _, key in columns]
+                 for r in rows]
+        widths = [max([len(h)] + [len(row[i]) for row in table]) for i, (h, _) in enumerate(columns)]
+        numeric = {6, 7, 8, 9}
+        fmt = lambda cells: "  ".join(c.rjust(w) if i in numeric else c.ljust(w)  # noqa: E731
+                                      for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        stdout.write(fmt([h for h, _ in columns]) + "\n")
+        stdout.write("  ".join("-" * w for w in widths) + "\n")
+        for row in table:
+            stdout.write(fmt(row) + "\n")
+        stdout.write("vision tok: encoder outputs over all views; placeholders: image tokens in input_ids; "
+                     "valid: the paper's Eq. 1; L: prefill length (BOS + prompt + placeholders)\n")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------- main
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """Run ``harness`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    from harness.report.inputs import InputError
+    from harness.report.output import OutputError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:   # argparse: usage errors are 2, --help is 0
+        return int(exc.code or 0)
+    try:
+        if args.command == "report":
+            return _report(args, argv, stdout, stderr)
+        return _layout(args, stdout)
+    except (InputError, OutputError) as exc:
+        print(f"harness {args.command}: error: {exc}", file=stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"harness {args.command}: interrupted; nothing was written", file=stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

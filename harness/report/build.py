@@ -1,0 +1,106 @@
+"""``harness report`` end to end: collect, render, plot, write atomically, summarise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from harness.report import render
+from harness.report.collect import Collected, collect
+from harness.report.inputs import ReportPlan
+from harness.report.output import ReportDir, check_out_dir
+
+__all__ = ["ReportResult", "run_report", "FILES"]
+
+#: The data files of a report (plots come on top), with what each holds.
+FILES = {
+    "report.md": "the report to read: configuration, headline, stage tables per mode, blind spots, pages, plots",
+    "report.json": "machine-readable: one record per page x mode x stage x counter with layout and environment",
+    "report.csv": "the same records as flat columns (pandas.read_csv)",
+    "static_compute.json": "per page x mode x stage: parameters, analytic FLOPs, bytes, activations, intensity",
+    "static_compute.md": "the same, as tables",
+}
+
+
+@dataclass
+class ReportResult:
+    out: Path
+    collected: Collected
+    files: list[str] = field(default_factory=list)
+    plots: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    summary_line: str = ""
+
+
+def _dimensions(plan: ReportPlan) -> str:
+    modes = [(t.name, len(t.modes)) for t in plan.targets]
+    if len(modes) == 1:
+        mode_text = f"{modes[0][1]} modes"
+    else:
+        mode_text = f"{sum(n for _, n in modes)} modes ({', '.join(f'{t} {n}' for t, n in modes)})"
+    return (f"{len(plan.pages)} pages × {mode_text} × {plan.stage_count} stages × "
+            f"{len(plan.counters)} counters")
+
+
+def summary_line(plan: ReportPlan, collected: Collected, out: Path, data_files: list[str],
+                 plots: list[str], seconds: float) -> str:
+    counts = render.summary_counts(collected)
+    extra = []
+    if counts["key_mismatches"]:
+        extra.append(f"{counts['key_mismatches']} torch op-key mismatches")
+    if counts["unknown_blind_spots"]:
+        extra.append(f"{counts['unknown_blind_spots']} unknown blind spots")
+    if counts["not_measured"]:
+        extra.append(f"{counts['not_measured']} cells NOT MEASURED (see report.md)")
+    return (f"report: {_dimensions(plan)} → {out} ({', '.join(data_files[:3])}, "
+            f"{', '.join(data_files[3:])}{', ' if data_files[3:] else ''}{len(plots)} plots) in {seconds:.1f} s; "
+            f"{counts['above_band']} unexplained deltas above band"
+            + ("; " + "; ".join(extra) if extra else ""))
+
+
+def run_report(plan: ReportPlan, out: Path | str, *, progress: bool | None = None,
+               stream: TextIO | None = None, cache: Any = None, plots: bool = True) -> ReportResult:
+    """Measure, render and write the report of ``plan`` into ``out`` (atomically)."""
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    stream = stream if stream is not None else sys.stderr
+    out = Path(out)
+    check_out_dir(out)
+
+    def say(text: str) -> None:
+        if progress is not False:
+            print(text, file=stream, flush=True)
+
+    def bar(total: int) -> Any:
+        return tqdm(total=total, desc="measuring", unit="cell", file=stream, disable=True if progress is False else (False if progress else None),
+                    dynamic_ncols=True, mininterval=0.5)
+
+    collected = collect(plan, progress=bar if progress is not False else None, status=say, cache=cache)
+    say("writing report files and plots ...")
+    data_files = list(FILES)
+    with ReportDir(out) as tmp:
+        tmp.write_text("report.csv", render.report_csv(collected))
+        static = render.static_compute(collected)
+        tmp.write_text("static_compute.json", render.dumps(static))
+        tmp.write_text("static_compute.md", render.static_compute_markdown(collected))
+        made = make_plots(collected, tmp.path) if plots else {}
+        seconds = time.perf_counter() - start
+        line = summary_line(plan, collected, out, data_files, list(made), seconds)
+        extra = {"summary_line": line, "files": data_files, "plots": list(made),
+                 "seconds": round(seconds, 3)}
+        tmp.write_text("report.json", render.dumps(render.report_json(collected, extra)))
+        tmp.write_text("report.md", render.report_markdown(collected, summary_line=line, plots=made,
+                                                           files={**FILES, **made}))
+        tmp.commit()
+    return ReportResult(out=out, collected=collected, files=data_files, plots=list(made), seconds=seconds,
+                        summary_line=line)
+
+
+def make_plots(collected: Collected, directory: Path) -> dict[str, str]:
+    from harness.report.plots import make_plots as draw
+
+    return draw(collected, directory)

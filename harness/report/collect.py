@@ -1,0 +1,348 @@
+"""Collecting the report's numbers through the verification suite's own engine.
+
+The measured counts come from :class:`harness.suite.SuiteCache`, the session cache the suite
+asserts with (``tests/test_suite.py``): the same model builds, the same ``stage_calls``, the same
+``count()``, memoised by the same shape key, and the same analytic costs. :class:`ReportCache`
+adds only what the suite does not measure: the **stock** variant of each counter (the tools as
+shipped, whose blind spots the report sizes), keyed and memoised exactly like the patched one.
+
+Each record is one ``target x mode x page x stage x counter`` cell. The verification verdict
+mirrors the suite's: ``explain_delta`` splits the delta into known causes and a remainder, and
+the remainder must lie within the ``verify`` band of ``golden/tolerances.toml``; for torch the
+matmul class must also match the analytic model op key by op key.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from harness.report.inputs import CounterSpec, ReportPlan
+from harness.suite import SUITE_VARIANT, Case, Measurement, SuiteCache, layout_record
+
+__all__ = ["ReportCache", "Record", "StageInfo", "Collected", "collect", "environment_versions",
+           "golden_dir", "BANDS_FILE"]
+
+#: ``golden/tolerances.toml`` next to the package (an editable install / checkout).
+BANDS_FILE = "tolerances.toml"
+
+
+def golden_dir() -> Path:
+    """The repository's ``golden/`` directory (goldens and tolerance bands)."""
+    return Path(__file__).resolve().parents[2] / "golden"
+
+
+class ReportCache(SuiteCache):
+    """The suite's :class:`SuiteCache`, plus the stock counter variants (same keys, same memo)."""
+
+    def measure_variant(self, case: Case, variant: str) -> Any:
+        """``case``'s StageCount under ``variant``; the suite's own :meth:`measure` for patched."""
+        if variant == SUITE_VARIANT:
+            return self.measure(case)
+        key = self.variant_key(case, variant)
+        found = self.measurements.get(key)
+        if found is None:
+            found = self._measure_variant(case, variant)
+            self.measurements[key] = found
+        else:
+            self.lookups += 1
+        if found.error is not None:
+            raise found.error
+        return found.count
+
+    def variant_key(self, case: Case, variant: str) -> tuple:
+        """The memo key: the suite's ``(target, stage, counter, shape key)``; stock counters as
+        ``<counter>:stock``."""
+        counter = case.counter if variant == SUITE_VARIANT else f"{case.counter}:{variant}"
+        return (case.target, case.stage, counter, self.shape_key(case))
+
+    def _measure_variant(self, case: Case, variant: str) -> Measurement:
+        import traceback
+
+        from harness.counters import count
+
+        start = time.perf_counter()
+        try:
+            built = self.built_model(case.target)
+            calls = self.target(case.target).stage_calls(built, self._inputs(case), case.stage)
+            # stock: blind spots are the finding, reported rather than raised (count's default)
+            result = count(case.counter, calls, variant=variant, target=case.target, stage=case.stage)
+            return Measurement(result, None, time.perf_counter() - start, case.page)
+        except Exception as exc:
+            text = "".join(traceback.format_exception(exc, limit=-12))
+            try:
+                return Measurement(None, exc, time.perf_counter() - start, case.page, text)
+            except TypeError:  # an older Measurement without the failure text
+                return Measurement(None, exc, time.perf_counter() - start, case.page)
+
+
+@dataclass
+class StageInfo:
+    """The analytic side of one ``target x mode x page x stage``."""
+
+    target: str
+    mode: str
+    page: str
+    stage: str
+    cost: Any                       # harness.analytic.Cost
+    params: int | None              # parameters of the stage's modules (None: model not built)
+    shape_key: tuple
+    attn_implementation: str
+
+
+@dataclass
+class Record:
+    """One ``target x mode x page x stage x counter`` cell of the report."""
+
+    target: str
+    mode: str
+    page: str
+    stage: str
+    spec: CounterSpec
+    shape_key: tuple
+    status: str                     # "measured" | "not measured"
+    reused_from: str | None = None  # page/mode whose identical shape key was measured first
+    seconds: float = 0.0            # model time of the measurement (0 for a reuse)
+    count: Any = None               # harness.counters.StageCount
+    error: str | None = None
+    explanation: Any = None         # harness.counters.delta.DeltaExplanation
+    band: Any = None                # harness.golden.Band ("verify")
+    within_band: bool | None = None
+    key_mismatches: list[str] = field(default_factory=list)   # torch: matmul keys != analytic
+    unknown_blind_spots: list[str] = field(default_factory=list)
+
+    @property
+    def counter(self) -> str:
+        return self.spec.counter
+
+    @property
+    def variant(self) -> str:
+        return self.spec.variant
+
+    @property
+    def verified(self) -> bool | None:
+        """The suite's verdict for this cell (None: not measured)."""
+        if self.status != "measured":
+            return None
+        return bool(self.within_band) and not self.key_mismatches and not self.unknown_blind_spots
+
+    @property
+    def golden_key(self) -> str:
+        return f"{self.target}-{self.mode}-{self.page}-{self.stage}-{self.counter}"
+
+
+@dataclass
+class Collected:
+    """Everything measured and computed for one report."""
+
+    plan: ReportPlan
+    layouts: dict[tuple[str, str, str], Any] = field(default_factory=dict)     # (t, mode, page) -> ViewLayout
+    stages: dict[tuple[str, str, str, str], StageInfo] = field(default_factory=dict)
+    records: list[Record] = field(default_factory=list)
+    environment: dict[str, Any] = field(default_factory=dict)
+    target_environment: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    build_seconds: dict[str, float] = field(default_factory=dict)
+    measure_seconds: float = 0.0
+    model_runs: int = 0
+    reuses: int = 0
+    cache: ReportCache | None = None
+    text_tokens: int = 0
+
+    def stages_of(self, target: str) -> tuple[str, ...]:
+        from harness.analytic.stages import TARGET_STAGES
+
+        return TARGET_STAGES[target]
+
+    def layout_record(self, target: str, mode: str, page: str) -> dict[str, Any]:
+        layout = self.layouts[(target, mode, page)]
+        record = layout_record(layout, text_tokens=self.text_tokens)
+        record["vision_tokens"] = layout.vision_tokens
+        record["n_views"] = layout.n_views
+        return record
+
+
+def environment_versions() -> dict[str, Any]:
+    """Package versions and the machine: what a reader needs to reproduce the numbers."""
+    import harness
+
+    def version(dist: str) -> str | None:
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return None
+
+    env: dict[str, Any] = {
+        "harness": harness.__version__,
+        "python": platform.python_version(),
+        "torch": version("torch"),
+        "transformers": version("transformers"),
+        "fvcore": version("fvcore"),
+        "thop": version("ultralytics-thop"),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).resolve().parent,
+                                capture_output=True, text=True, timeout=5)
+        if commit.returncode == 0:
+            env["git_commit"] = commit.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return env
+
+
+def _bands():
+    from harness.golden import load_bands
+
+    return load_bands(golden_dir() / BANDS_FILE)
+
+
+def _verify(record: Record, analytic: Any, bands: Any) -> None:
+    """The suite's verification verdict (tests/test_suite.py ``verification_problems``)."""
+    from harness.analytic import MATMUL_KEYS
+    from harness.counters import UNMAPPED, explain_delta
+
+    measured = record.count
+    explanation = explain_delta(analytic, measured)
+    record.explanation = explanation
+    band = bands.lookup("verify", record.stage, record.counter, measured.convention)
+    record.band = band
+    expected = explanation.analytic_matmul
+    record.within_band = band.allows(expected + explanation.remainder, expected)
+    if record.counter == "torch":
+        flops = dict(analytic.flops)
+        record.key_mismatches = [
+            f"{k}: measured {measured.by_key.get(k, 0):,} vs analytic {flops.get(k, 0):,}"
+            for k in (*MATMUL_KEYS, UNMAPPED) if measured.by_key.get(k, 0) != flops.get(k, 0)]
+    record.unknown_blind_spots = [f"{c.name}: {c.flops:+,} ({c.detail})"
+                                  for c in explanation.components if not c.known]
+
+
+def _error_text(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text.strip()
+
+
+def work_items(plan: ReportPlan) -> Iterator[tuple[str, str, Any, str]]:
+    """``(target, mode, page, stage)`` in report order."""
+    from harness.analytic.stages import TARGET_STAGES
+
+    for tplan in plan.targets:
+        for mode in tplan.modes:
+            for page in plan.pages:
+                for stage in TARGET_STAGES[tplan.name]:
+                    yield tplan.name, mode, page, stage
+
+
+def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
+            status: Callable[[str], None] | None = None, cache: ReportCache | None = None) -> Collected:
+    """Measure every cell of ``plan`` (memoised per shape key) and compute the analytic side."""
+    from harness.analytic import stage_costs
+    from harness.workload import DEFAULT_PROMPT_TOKENS, compute_view_layout, get_workload
+
+    say = status or (lambda text: None)
+    if cache is None:
+        cache = ReportCache(model_path=plan.model_path, trust_remote_code=plan.trust_remote_code,
+                            device=plan.device, _pages={p.page_id: p for p in plan.pages})
+    out = Collected(plan=plan, cache=cache, text_tokens=cache.text_tokens or DEFAULT_PROMPT_TOKENS)
+    out.environment = environment_versions()
+    bands = _bands()
+    seen: dict[tuple, str] = {}   # memo key -> "page/mode" where it was first measured here
+
+    # layouts and builds first: the bar then covers the measurements only
+    build_errors: dict[str, str] = {}
+    for tplan in plan.targets:
+        for mode in tplan.modes:
+            for page in plan.pages:
+                out.layouts[(tplan.name, mode, page.page_id)] = compute_view_layout(
+                    get_workload(tplan.name, mode), page.width, page.height)
+        if tplan.unavailable:
+            build_errors[tplan.name] = tplan.unavailable
+            out.notes.append(f"{tplan.name}: counters not run: {tplan.unavailable}. Its analytic model, "
+                             "layouts and token counts are reported.")
+            continue
+        if not plan.counters:
+            continue
+        say(f"building {tplan.name} on {plan.device} (no weights on meta) ...")
+        start = time.perf_counter()
+        try:
+            built = cache.built_model(tplan.name)
+        except Exception as exc:  # memoised by the cache; every cell of the target says why
+            build_errors[tplan.name] = f"building {tplan.name} failed: {_error_text(exc)}"
+            out.notes.append(f"{tplan.name}: {build_errors[tplan.name]}")
+        else:
+            out.target_environment[tplan.name] = {
+                "device": built.device, "stage_devices": dict(built.stage_devices),
+                "dtype": str(built.dtype).replace("torch.", ""),
+                "attn_implementation": built.attn_implementation,
+                "experts_implementation": built.experts_implementation,
+                "weights": built.weights, "parameters": built.parameter_count,
+                "build_notes": list(built.notes)}
+        out.build_seconds[tplan.name] = time.perf_counter() - start
+
+    items = list(work_items(plan))
+    total = len(items) * max(1, len(plan.counters))
+    bar = progress(total=total) if progress is not None else None
+    start_all = time.perf_counter()
+    try:
+        for target, mode, page, stage in items:
+            case0 = Case(target, mode, page.page_id, stage, "torch")
+            layout = out.layouts[(target, mode, page.page_id)]
+            built = cache.built.get(target)
+            attn = built.attn_implementation if built is not None else None
+            if built is not None:
+                cost = cache.analytic(case0)
+            else:
+                cost = stage_costs(target, layout, text_tokens=out.text_tokens, attn_implementation=attn)[stage]
+            params = built.stage_parameters(stage) if built is not None else None
+            key = cache.shape_key(case0)
+            out.stages[(target, mode, page.page_id, stage)] = StageInfo(
+                target, mode, page.page_id, stage, cost, params, key,
+                attn or ("eager" if target == "dsocr" else "sdpa"))
+            for spec in plan.counters:
+                case = Case(target, mode, page.page_id, stage, spec.counter)
+                record = Record(target, mode, page.page_id, stage, spec, key, "not measured")
+                if bar is not None:
+                    bar.set_postfix_str(f"{target} {mode} {page.page_id} {stage} {spec.label}", refresh=False)
+                if target in build_errors:
+                    record.error = build_errors[target]
+                else:
+                    memo = cache.variant_key(case, spec.variant)
+                    first = seen.get(memo)
+                    before = time.perf_counter()
+                    try:
+                        record.count = cache.measure_variant(case, spec.variant)
+                        record.status = "measured"
+                    except Exception as exc:
+                        partial = getattr(exc, "result", None)   # UncountedOpError carries the count
+                        if partial is not None:
+                            record.count = partial
+                            record.status = "measured"
+                        record.error = _error_text(exc)
+                    if first is None:
+                        seen[memo] = f"{page.page_id}/{mode}"
+                        record.seconds = time.perf_counter() - before
+                        out.model_runs += 1
+                    else:
+                        record.reused_from = first
+                        out.reuses += 1
+                    if record.count is not None:
+                        _verify(record, cost, bands)
+                out.records.append(record)
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    out.measure_seconds = time.perf_counter() - start_all
+    out.environment["bands"] = str(bands.path) if bands.path is not None else None
+    return out

@@ -1,0 +1,335 @@
+"""What a report covers, resolved from the command line: pages, targets, modes, counters, device.
+
+Every problem is an :class:`InputError` that names the input and says what to do; the CLI turns
+it into exit code 2 before anything is measured or written.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata as md
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from harness.pages import BUILTIN_SETS, ManifestError, Page, PageError
+
+__all__ = [
+    "InputError",
+    "CounterSpec",
+    "TargetPlan",
+    "ReportPlan",
+    "IMAGE_SUFFIXES",
+    "DEFAULT_TARGET",
+    "COUNTER_PACKAGES",
+    "resolve_pages",
+    "resolve_targets",
+    "resolve_modes",
+    "resolve_counters",
+    "resolve_device",
+    "split_names",
+    "counter_installed",
+]
+
+#: File name endings taken from a ``--pages`` directory (case-insensitive).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+#: The target a report covers when none is named (needs nothing but the install).
+DEFAULT_TARGET = "ocr2"
+#: counter -> (import name, distribution name, pip hint) of the package it needs.
+COUNTER_PACKAGES: dict[str, tuple[str, str, str]] = {
+    "torch": ("torch", "torch", "pip install torch"),
+    "fvcore": ("fvcore", "fvcore", "pip install 'fvcore==0.1.5.post20221221' (or: pip install -e '.[counters]')"),
+    "thop": ("thop", "ultralytics-thop", "pip install ultralytics-thop (or: pip install -e '.[counters]')"),
+}
+COUNTERS = tuple(COUNTER_PACKAGES)
+VARIANTS = ("patched", "stock")
+
+
+class InputError(ValueError):
+    """A command-line input that cannot be used; the message names it and says what to do."""
+
+
+def split_names(values: Iterable[str] | str | None) -> list[str]:
+    """``["a,b", "c"]`` -> ``["a", "b", "c"]`` (order kept, duplicates dropped)."""
+    if values is None:
+        return []
+    if isinstance(values, str):
+        values = [values]
+    return list(dict.fromkeys(n.strip() for v in values for n in v.split(",") if n.strip()))
+
+
+def _unknown(kind: str, name: str, known: Sequence[str], option: str) -> InputError:
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return InputError(f"{option} {name!r}: unknown {kind}.{hint} Available: {', '.join(known)}")
+
+
+# ---------------------------------------------------------------------------------------- pages
+def _check_page_ids(pages: list[Page], where: str) -> list[Page]:
+    seen: dict[str, Page] = {}
+    for page in pages:
+        pid = page.page_id
+        if not pid or "/" in pid or "\\" in pid or pid.startswith("."):
+            raise InputError(f"{where}: page id {pid!r} (from {page.path}) cannot name a report row; "
+                             "rename the file (no leading dot, no path separators)")
+        if pid in seen:
+            raise InputError(f"{where}: two pages have the id {pid!r} ({seen[pid].path} and {page.path}); "
+                             "page ids come from file names without extension: rename one of them")
+        seen[pid] = page
+    return pages
+
+
+def _load_image(path: Path) -> Page:
+    from harness.pages import load_page
+
+    try:
+        # the header and EXIF give the size the tilers see; pixels are never needed on meta
+        return load_page(path, decode=False)
+    except PageError as exc:
+        raise InputError(f"--pages {path}: {exc.problem}. Pass an image file Pillow can read, a "
+                         "directory of them, or an OmniDocBench-style JSON manifest") from None
+
+
+def _load_manifest(path: Path) -> list[Page]:
+    from harness.pages import load_manifest
+
+    try:
+        pages = load_manifest(path)
+    except ManifestError as exc:
+        raise InputError(f"--pages {exc}. A manifest is OmniDocBench's JSON shape: a list of "
+                         "{\"page_info\": {\"width\": W, \"height\": H, \"image_path\": \"...\"}}") from None
+    if not pages:
+        raise InputError(f"--pages {path}: the manifest lists no pages")
+    return pages
+
+
+def resolve_pages(paths: Sequence[str | os.PathLike[str]] | None, page_set: str | None) -> tuple[list[Page], str]:
+    """The pages of ``--pages`` (files, directories, manifests) or of ``--page-set``.
+
+    Returns the pages and a one-line description of where they came from.
+    """
+    if paths and page_set:
+        raise InputError("--pages and --page-set are exclusive: give page files/directories/manifests, "
+                         "or a built-in set, not both")
+    if not paths:
+        name = page_set or "default"
+        if name not in BUILTIN_SETS:
+            raise _unknown("page set", name, BUILTIN_SETS, "--page-set")
+        from harness.pages import builtin_pages
+
+        try:
+            pages = builtin_pages(name)
+        except (ManifestError, ValueError) as exc:
+            raise InputError(f"--page-set {name}: {exc}") from None
+        return _check_page_ids(pages, f"--page-set {name}"), f"built-in page set {name!r}"
+    pages: list[Page] = []
+    sources: list[str] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.exists():
+            raise InputError(f"--pages {raw}: no such file or directory")
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                           and not p.name.startswith("."))
+            if not files:
+                raise InputError(f"--pages {raw}: the directory holds no image files "
+                                 f"({', '.join(IMAGE_SUFFIXES)})")
+            pages.extend(_load_image(p) for p in files)
+            sources.append(f"{len(files)} image(s) in {path}")
+        elif path.suffix.lower() == ".json":
+            found = _load_manifest(path)
+            pages.extend(found)
+            sources.append(f"manifest {path} ({len(found)} page(s))")
+        else:
+            pages.append(_load_image(path))
+            sources.append(str(path))
+    return _check_page_ids(pages, "--pages"), "; ".join(sources)
+
+
+# ------------------------------------------------------------------------------------ targets
+@dataclass
+class TargetPlan:
+    """One target of the report and whether its counters can run in this environment."""
+
+    name: str
+    modes: tuple[str, ...] = ()
+    #: None: counters can run; otherwise why not (the analytic model and layouts still report).
+    unavailable: str | None = None
+
+
+def _transformers_major() -> int:
+    try:
+        return int(md.version("transformers").split(".")[0])
+    except (md.PackageNotFoundError, ValueError):
+        return 0
+
+
+def resolve_targets(names: Sequence[str] | None, model_path: str | None,
+                    trust_remote_code: bool) -> list[TargetPlan]:
+    """``--target`` names (default: ocr2, plus dsocr when ``--model-path`` names a directory)."""
+    from harness.workload import MODES
+
+    known = tuple(MODES)
+    wanted = split_names(names)
+    for name in wanted:
+        if name not in known:
+            raise _unknown("target", name, known, "--target")
+    if not wanted:
+        wanted = [DEFAULT_TARGET] + (["dsocr"] if model_path else [])
+    if model_path is not None and "dsocr" not in wanted:
+        raise InputError(f"--model-path {model_path}: only target 'dsocr' reads a model directory, and "
+                         f"--target {','.join(wanted)} leaves it out; add dsocr to --target or drop --model-path")
+    plans = []
+    for name in wanted:
+        plan = TargetPlan(name)
+        if name == "dsocr":
+            plan.unavailable = _dsocr_problem(model_path, trust_remote_code)
+        elif name == "ocr2" and _transformers_major() < 5:
+            version = md.version("transformers") if _transformers_major() else "not installed"
+            plan.unavailable = (f"transformers {version} has no DeepSeek-OCR-2 (needs >= 5): run the ocr2 "
+                                "counters in the main environment (make setup; .venv/bin/python -m harness report)")
+        plans.append(plan)
+    return plans
+
+
+def _dsocr_problem(model_path: str | None, trust_remote_code: bool) -> str | None:
+    """Bad input raises; an environment that cannot run the vendor code returns the reason."""
+    from harness.targets.base import TargetError
+    from harness.targets.vendor import VENDOR_ENV_VAR, find_model_dir
+
+    path = model_path or os.environ.get(VENDOR_ENV_VAR)
+    if not path:
+        raise InputError("--target dsocr needs the vendor DeepSeek-OCR directory: pass --model-path DIR "
+                         f"(config.json + remote code; weights optional) or set {VENDOR_ENV_VAR}, "
+                         "and --trust-remote-code")
+    try:
+        find_model_dir(path)
+    except TargetError as exc:
+        raise InputError(f"--model-path {path}: {exc}") from None
+    if not trust_remote_code:
+        raise InputError(f"--model-path {path}: the vendor DeepSeek-OCR runs the Python files of that "
+                         "directory; pass --trust-remote-code to allow it")
+    try:
+        from harness.targets.vendor import check_transformers
+
+        check_transformers()
+    except TargetError as exc:
+        return str(exc)
+    return None
+
+
+def resolve_modes(targets: list[TargetPlan], names: Sequence[str] | None) -> None:
+    """Fill each plan's modes from ``--modes`` (default: every mode of the target)."""
+    from harness.workload import MODES
+
+    wanted = split_names(names)
+    every = list(dict.fromkeys(m for t in targets for m in MODES[t.name]))
+    for name in wanted:
+        if name not in every:
+            raise _unknown(f"mode of {', '.join(t.name for t in targets)}", name, every, "--modes")
+    for plan in targets:
+        modes = tuple(MODES[plan.name]) if not wanted else tuple(m for m in wanted if m in MODES[plan.name])
+        plan.modes = modes
+    empty = [t.name for t in targets if not t.modes]
+    if empty and len(empty) == len(targets):  # pragma: no cover - guarded by the check above
+        raise InputError(f"--modes {','.join(wanted)}: no mode of {', '.join(empty)}")
+
+
+# ----------------------------------------------------------------------------------- counters
+@dataclass(frozen=True, order=True)
+class CounterSpec:
+    """One counter column: a counter and its variant (``patched``: the suite's; ``stock``: as shipped)."""
+
+    counter: str
+    variant: str = "patched"
+
+    @property
+    def label(self) -> str:
+        """``torch`` for the patched variant the suite asserts, ``torch stock`` for the stock one."""
+        return self.counter if self.variant == "patched" else f"{self.counter} stock"
+
+    @property
+    def slug(self) -> str:
+        return f"{self.counter}-{self.variant}"
+
+
+def counter_installed(counter: str) -> str | None:
+    """None when the counter's package imports here; otherwise what to install."""
+    module, dist, hint = COUNTER_PACKAGES[counter]
+    if importlib.util.find_spec(module) is None:
+        return f"{dist} is not installed ({hint})"
+    return None
+
+
+@dataclass
+class CounterChoice:
+    specs: list[CounterSpec] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)   # counter -> why
+
+
+def resolve_counters(names: Sequence[str] | None) -> CounterChoice:
+    """``--counters``: ``NAME`` (patched and stock), ``NAME:patched`` or ``NAME:stock``.
+
+    By default every counter whose package is installed, both variants; missing packages are
+    skipped with a note. A counter named explicitly must be installed.
+    """
+    wanted = split_names(names)
+    choice = CounterChoice()
+    if not wanted:
+        for counter in COUNTERS:
+            problem = counter_installed(counter)
+            if problem:
+                choice.skipped[counter] = problem
+                continue
+            choice.specs += [CounterSpec(counter, v) for v in VARIANTS]
+        return choice
+    for text in wanted:
+        counter, _, variant = text.partition(":")
+        if counter not in COUNTERS:
+            raise _unknown("counter", counter, COUNTERS, "--counters")
+        if variant and variant not in VARIANTS:
+            raise _unknown(f"variant of {counter}", variant, VARIANTS, "--counters")
+        problem = counter_installed(counter)
+        if problem:
+            raise InputError(f"--counters {text}: {problem}")
+        for v in ([variant] if variant else VARIANTS):
+            spec = CounterSpec(counter, v)
+            if spec not in choice.specs:
+                choice.specs.append(spec)
+    return choice
+
+
+# ------------------------------------------------------------------------------------- device
+def resolve_device(text: str) -> str:
+    """``meta`` (default), ``cpu`` or ``cuda[:N]``; CUDA must exist when asked for."""
+    from harness.targets.base import TargetError, parse_device
+
+    try:
+        return parse_device(text)
+    except (TargetError, ValueError) as exc:
+        raise InputError(f"--device {text}: {exc}") from None
+
+
+@dataclass
+class ReportPlan:
+    """Everything a report covers, resolved and checked."""
+
+    pages: list[Page]
+    pages_source: str
+    targets: list[TargetPlan]
+    counters: list[CounterSpec]
+    skipped_counters: dict[str, str]
+    device: str = "meta"
+    page_set: str | None = None
+    model_path: str | None = None
+    trust_remote_code: bool = False
+    plot_page: str | None = None
+    command: str = ""
+
+    @property
+    def stage_count(self) -> int:
+        from harness.analytic.stages import TARGET_STAGES
+
+        return max((len(TARGET_STAGES[t.name]) for t in self.targets), default=0)

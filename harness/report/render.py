@@ -1,0 +1,589 @@
+"""The report's files: report.json, report.csv, report.md, static_compute.json, static_compute.md.
+
+JSON and CSV hold exact integers (FLOPs = 2 x MACs; bytes at the analytic dtype, bf16 = 2 B by
+default); the Markdown rounds to 4 significant digits with units. Every not-measured cell is
+shown as such with its reason, never as a zero.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections import defaultdict
+from typing import Any, Iterable
+
+from harness.report import units
+from harness.report.collect import Collected, Record, StageInfo
+
+__all__ = ["SCHEMA", "CSV_COLUMNS", "report_json", "report_csv", "report_markdown", "static_compute",
+           "static_compute_markdown", "layout_groups", "summary_counts", "record_row"]
+
+#: Identifies report.json's layout; bumped when a field changes meaning.
+SCHEMA = "harness.report/1"
+CONVENTION = ("FLOPs = 2 x MACs everywhere. Counters that report MACs (fvcore, thop) keep their raw "
+              "figure and convention next to the converted FLOPs. Analytic FLOPs are split into the "
+              "matmul class (compared exactly) and the element-wise class (a stated per-element "
+              "convention, never mixed into the matmul total). Bytes: op-level traffic at 2 bytes "
+              "per element (bf16).")
+
+#: Flat columns of report.csv, one row per target x mode x page x stage x counter.
+CSV_COLUMNS: tuple[str, ...] = (
+    "target", "mode", "page", "page_width", "page_height", "stage", "counter", "variant", "status",
+    "verified", "within_band", "crop_cols", "crop_rows", "n_crops", "n_views", "vision_tokens",
+    "image_tokens", "valid_tokens", "prefill_length", "decode_context",
+    "analytic_matmul_flops", "analytic_elementwise_flops", "analytic_total_flops",
+    "measured_flops", "measured_raw", "measured_convention", "measured_matmul_flops",
+    "measured_elementwise_flops", "delta_flops", "explained_flops", "unexplained_flops",
+    "unexplained_rel", "blind_spot_flops", "elementwise_counted_flops", "band_rel", "band_abs",
+    "params", "weight_bytes", "act_read_bytes", "act_write_bytes", "total_bytes", "intensity_flop_per_byte",
+    "device", "dtype", "attn_implementation", "experts_implementation", "counter_version",
+    "shape_key", "reused_from", "seconds", "error",
+)
+
+
+# ----------------------------------------------------------------------------------- helpers
+def _shape_key_text(key: tuple) -> str:
+    if key and key[0] == "views":
+        return "views " + " + ".join(f"{b}x{s}px({role})" for role, b, s, _ in key[1:])
+    return f"{key[0]}={key[1]}" if len(key) == 2 else str(key)
+
+
+def _decode_context(info_key: tuple) -> int | None:
+    return int(info_key[1]) if info_key and info_key[0] == "T" else None
+
+
+def _blind_flops(record: Record) -> int:
+    exp = record.explanation
+    if exp is None:
+        return 0
+    return sum(c.flops for c in exp.components if c.name not in ("convention", "element-wise class"))
+
+
+def _elementwise_counted(record: Record) -> int:
+    exp = record.explanation
+    if exp is None:
+        return 0
+    return sum(c.flops for c in exp.components if c.name == "element-wise class")
+
+
+def _env_of(collected: Collected, record: Record | StageInfo) -> dict[str, Any]:
+    env = collected.target_environment.get(record.target, {})
+    devices = env.get("stage_devices") or {}
+    return {
+        "device": devices.get(record.stage, env.get("device", collected.plan.device if env else None)),
+        "dtype": env.get("dtype"),
+        "attn_implementation": env.get("attn_implementation",
+                                       getattr(record, "attn_implementation", None)),
+        "experts_implementation": env.get("experts_implementation"),
+        "weights": env.get("weights"),
+    }
+
+
+def _analytic_dict(info: StageInfo) -> dict[str, Any]:
+    cost = info.cost
+    return {
+        "matmul_flops": cost.matmul_flops, "elementwise_flops": cost.elementwise_flops,
+        "total_flops": cost.total_flops, "flops_by_key": dict(cost.flops),
+        "weight_bytes": cost.weight_bytes, "act_read_bytes": cost.act_read_bytes,
+        "act_write_bytes": cost.act_write_bytes, "total_bytes": cost.total_bytes,
+        "intensity_flop_per_byte": cost.intensity, "params": info.params,
+        "attn_implementation": info.attn_implementation,
+    }
+
+
+def _measured_dict(record: Record) -> dict[str, Any] | None:
+    c = record.count
+    if c is None:
+        return None
+    return {
+        "raw": c.raw, "convention": c.convention, "flops": c.flops, "matmul_flops": c.matmul_flops,
+        "elementwise_flops": c.elementwise_flops, "by_key": dict(c.by_key), "by_op": dict(c.by_op),
+        "unknown_ops": dict(c.unknown_ops), "ignored_ops": dict(c.ignored_ops), "unseen": dict(c.unseen),
+        "unseen_ops": dict(c.unseen_ops), "uncalled_modules": list(c.uncalled_modules),
+        "patches": list(c.patches), "warnings": list(c.warnings), "notes": list(c.notes),
+        "version": c.version, "devices": list(c.devices),
+    }
+
+
+def _delta_dict(record: Record) -> dict[str, Any] | None:
+    e = record.explanation
+    if e is None:
+        return None
+    rel = e.remainder_rel if math.isfinite(e.remainder_rel) else None
+    return {
+        "analytic_matmul_flops": e.analytic_matmul, "measured_flops": e.measured_flops,
+        "delta_flops": e.delta, "explained_flops": e.explained, "unexplained_flops": e.remainder,
+        "unexplained_rel": rel,
+        "components": [{"name": c.name, "flops": c.flops, "detail": c.detail, "known": c.known}
+                       for c in e.components],
+        "by_key": [{"key": k, "analytic": a, "measured": m} for k, a, m in e.rows],
+        "findings": list(e.findings),
+    }
+
+
+def record_dict(collected: Collected, record: Record) -> dict[str, Any]:
+    """One report.json record: the cell, its layout, environment, analytic, measured and delta."""
+    info = collected.stages[(record.target, record.mode, record.page, record.stage)]
+    band = record.band
+    return {
+        "target": record.target, "mode": record.mode, "page": record.page, "stage": record.stage,
+        "counter": record.counter, "variant": record.variant, "golden_key": record.golden_key,
+        "status": record.status, "verified": record.verified, "within_band": record.within_band,
+        "error": record.error, "reused_from": record.reused_from, "seconds": round(record.seconds, 4),
+        "shape_key": list(record.shape_key), "decode_context": _decode_context(record.shape_key),
+        "layout": collected.layout_record(record.target, record.mode, record.page),
+        "environment": {**_env_of(collected, record),
+                        "counter_version": record.count.version if record.count is not None else None},
+        "analytic": _analytic_dict(info),
+        "measured": _measured_dict(record),
+        "delta": _delta_dict(record),
+        "band": None if band is None else {"kind": "verify", "rel": band.rel, "abs": band.abs, "where": band.where},
+        "key_mismatches": list(record.key_mismatches),
+        "unknown_blind_spots": list(record.unknown_blind_spots),
+    }
+
+
+def summary_counts(collected: Collected) -> dict[str, int]:
+    """How many cells were measured, reused, not measured, above band, and so on."""
+    records = collected.records
+    measured = [r for r in records if r.status == "measured"]
+    return {
+        "records": len(records),
+        "measured": len(measured),
+        "not_measured": len(records) - len(measured),
+        "model_runs": collected.model_runs,
+        "reused": collected.reuses,
+        "above_band": sum(1 for r in measured if r.within_band is False),
+        "key_mismatches": sum(1 for r in measured if r.key_mismatches),
+        "unknown_blind_spots": sum(1 for r in measured if r.unknown_blind_spots),
+        "verified": sum(1 for r in measured if r.verified),
+        "errors": sum(1 for r in records if r.error),
+    }
+
+
+def _config_dict(collected: Collected) -> dict[str, Any]:
+    plan = collected.plan
+    return {
+        "command": plan.command,
+        "targets": [{"name": t.name, "modes": list(t.modes), "counters_unavailable": t.unavailable}
+                    for t in plan.targets],
+        "pages_source": plan.pages_source,
+        "page_set": plan.page_set,
+        "counters": [{"counter": s.counter, "variant": s.variant, "label": s.label} for s in plan.counters],
+        "counters_skipped": dict(plan.skipped_counters),
+        "device": plan.device,
+        "model_path": plan.model_path,
+        "prompt_text_tokens": collected.text_tokens,
+        "plot_page": plan.plot_page,
+    }
+
+
+def report_json(collected: Collected, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The whole report as one JSON-ready document."""
+    from harness.analytic import BYTES_CONVENTION, ELEMENTWISE_FLOPS
+
+    plan = collected.plan
+    return {
+        "schema": SCHEMA,
+        "convention": CONVENTION,
+        "elementwise_flops_per_element": dict(ELEMENTWISE_FLOPS),
+        "bytes_convention": BYTES_CONVENTION,
+        "config": _config_dict(collected),
+        "environment": {**collected.environment, "targets": collected.target_environment},
+        "summary": {**summary_counts(collected),
+                    "build_seconds": {k: round(v, 3) for k, v in collected.build_seconds.items()},
+                    "measure_seconds": round(collected.measure_seconds, 3), **(extra or {})},
+        "pages": [{"page": p.page_id, "width": p.width, "height": p.height,
+                   "path": None if p.path is None else str(p.path), "category": p.category}
+                  for p in plan.pages],
+        "layouts": [{"target": t, "mode": m, "page": p, **collected.layout_record(t, m, p)}
+                    for (t, m, p) in collected.layouts],
+        "records": [record_dict(collected, r) for r in collected.records],
+        "notes": list(collected.notes),
+    }
+
+
+def record_row(collected: Collected, record: Record) -> dict[str, Any]:
+    """One report.csv row (flat, exact integers)."""
+    info = collected.stages[(record.target, record.mode, record.page, record.stage)]
+    layout = collected.layouts[(record.target, record.mode, record.page)]
+    lrec = collected.layout_record(record.target, record.mode, record.page)
+    env = _env_of(collected, record)
+    cost, c, e, band = info.cost, record.count, record.explanation, record.band
+    rel = e.remainder_rel if e is not None and math.isfinite(e.remainder_rel) else None
+    return {
+        "target": record.target, "mode": record.mode, "page": record.page,
+        "page_width": layout.width, "page_height": layout.height, "stage": record.stage,
+        "counter": record.counter, "variant": record.variant, "status": record.status,
+        "verified": record.verified, "within_band": record.within_band,
+        "crop_cols": layout.crop_cols, "crop_rows": layout.crop_rows, "n_crops": layout.n_crops,
+        "n_views": layout.n_views, "vision_tokens": layout.vision_tokens,
+        "image_tokens": layout.image_tokens, "valid_tokens": layout.valid_tokens,
+        "prefill_length": lrec["prefill_length"], "decode_context": _decode_context(record.shape_key),
+        "analytic_matmul_flops": cost.matmul_flops, "analytic_elementwise_flops": cost.elementwise_flops,
+        "analytic_total_flops": cost.total_flops,
+        "measured_flops": None if c is None else c.flops, "measured_raw": None if c is None else c.raw,
+        "measured_convention": None if c is None else c.convention,
+        "measured_matmul_flops": None if c is None else c.matmul_flops,
+        "measured_elementwise_flops": None if c is None else c.elementwise_flops,
+        "delta_flops": None if e is None else e.delta, "explained_flops": None if e is None else e.explained,
+        "unexplained_flops": None if e is None else e.remainder, "unexplained_rel": rel,
+        "blind_spot_flops": None if e is None else _blind_flops(record),
+        "elementwise_counted_flops": None if e is None else _elementwise_counted(record),
+        "band_rel": None if band is None else band.rel, "band_abs": None if band is None else band.abs,
+        "params": info.params, "weight_bytes": cost.weight_bytes, "act_read_bytes": cost.act_read_bytes,
+        "act_write_bytes": cost.act_write_bytes, "total_bytes": cost.total_bytes,
+        "intensity_flop_per_byte": cost.intensity,
+        "device": env["device"], "dtype": env["dtype"], "attn_implementation": env["attn_implementation"],
+        "experts_implementation": env["experts_implementation"],
+        "counter_version": None if c is None else c.version,
+        "shape_key": _shape_key_text(record.shape_key), "reused_from": record.reused_from,
+        "seconds": round(record.seconds, 4), "error": record.error,
+    }
+
+
+def report_csv(collected: Collected) -> str:
+    """report.csv: :data:`CSV_COLUMNS`, one row per record (empty cell = not measured)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for record in collected.records:
+        row = record_row(collected, record)
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------------ static compute
+def static_compute(collected: Collected) -> dict[str, Any]:
+    """Per page x mode x stage: parameters, FLOPs (analytic), bytes and activations, intensity."""
+    rows = []
+    for (target, mode, page, stage), info in collected.stages.items():
+        cost = info.cost
+        rows.append({
+            "target": target, "mode": mode, "page": page, "stage": stage, "params": info.params,
+            "matmul_flops": cost.matmul_flops, "elementwise_flops": cost.elementwise_flops,
+            "total_flops": cost.total_flops, "weight_bytes": cost.weight_bytes,
+            "activation_read_bytes": cost.act_read_bytes, "activation_write_bytes": cost.act_write_bytes,
+            "total_bytes": cost.total_bytes, "intensity_flop_per_byte": cost.intensity,
+            "shape_key": list(info.shape_key),
+        })
+    return {"schema": "harness.static_compute/1", "convention": CONVENTION, "rows": rows}
+
+
+def static_compute_markdown(collected: Collected) -> str:
+    lines = ["# Static compute per page", "", CONVENTION, "",
+             "Analytic model (no counter): parameters of the stage's modules, FLOPs by class, weights "
+             "read and activations read/written (op-level traffic, bf16), arithmetic intensity "
+             "(total FLOPs per byte). Pages with the same layout share one table.", ""]
+    for target, groups in layout_groups(collected).items():
+        lines += [f"## {target}", ""]
+        for mode, page_groups in groups.items():
+            for pages, label in page_groups:
+                lines += [f"### {target} {mode}: {', '.join(pages)}", "", f"Layout: {label}", ""]
+                lines += _analytic_table(collected, target, mode, pages[0])
+                lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# --------------------------------------------------------------------------------- markdown
+def _md_table(header: list[str], rows: Iterable[list[str]], align: str | None = None) -> list[str]:
+    align = align or ("l" + "r" * (len(header) - 1))
+    marks = {"l": "---", "r": "---:", "c": ":---:"}
+    out = ["| " + " | ".join(header) + " |", "| " + " | ".join(marks[a] for a in align) + " |"]
+    out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return out
+
+
+def _layout_label(collected: Collected, target: str, mode: str, page: str) -> str:
+    layout = collected.layouts[(target, mode, page)]
+    rec = collected.layout_record(target, mode, page)
+    views = " + ".join(f"{v.batch}x{v.size}px {v.role}" for v in layout.views)
+    grid = f"{layout.crop_cols}x{layout.crop_rows} crops" if layout.n_crops else "no crops"
+    return (f"{views} ({grid}); {layout.vision_tokens} vision tokens, {layout.image_tokens} placeholders, "
+            f"{layout.valid_tokens} valid; prefill L = {rec['prefill_length']}")
+
+
+def layout_groups(collected: Collected) -> dict[str, dict[str, list[tuple[list[str], str]]]]:
+    """target -> mode -> [(pages sharing every stage's shape key, layout label)] in page order."""
+    out: dict[str, dict[str, list[tuple[list[str], str]]]] = {}
+    for tplan in collected.plan.targets:
+        out[tplan.name] = {}
+        for mode in tplan.modes:
+            groups: dict[tuple, list[str]] = {}
+            for page in collected.plan.pages:
+                sig = tuple(collected.stages[(tplan.name, mode, page.page_id, s)].shape_key
+                            for s in collected.stages_of(tplan.name))
+                groups.setdefault(sig, []).append(page.page_id)
+            out[tplan.name][mode] = [(pages, _layout_label(collected, tplan.name, mode, pages[0]))
+                                     for pages in groups.values()]
+    return out
+
+
+def _analytic_table(collected: Collected, target: str, mode: str, page: str) -> list[str]:
+    rows = []
+    total = None
+    for stage in collected.stages_of(target):
+        info = collected.stages[(target, mode, page, stage)]
+        c = info.cost
+        total = c if total is None else total + c
+        rows.append([stage, units.count(info.params), units.flop(c.matmul_flops), units.flop(c.elementwise_flops),
+                     units.nbytes(c.weight_bytes), units.nbytes(c.act_read_bytes + c.act_write_bytes),
+                     units.nbytes(c.total_bytes), units.sig(c.intensity)])
+    if total is not None:
+        rows.append(["**total**", "", f"**{units.flop(total.matmul_flops)}**", units.flop(total.elementwise_flops),
+                     units.nbytes(total.weight_bytes), units.nbytes(total.act_read_bytes + total.act_write_bytes),
+                     units.nbytes(total.total_bytes), units.sig(total.intensity)])
+    return _md_table(["stage", "params", "analytic matmul", "analytic element-wise", "weights read",
+                      "activations r+w", "bytes", "FLOP/B"], rows)
+
+
+def _explained_text(record: Record) -> str:
+    e = record.explanation
+    parts = [f"{c.name} {units.flop_signed(c.flops)}" + ("" if c.known else " **UNKNOWN**")
+             for c in e.components if c.flops]
+    return f"{units.flop_signed(e.explained)}" + (f" ({'; '.join(parts)})" if parts else "")
+
+
+def _verdict(record: Record) -> str:
+    if record.status != "measured":
+        return "**NOT MEASURED**"
+    if record.verified:
+        return "ok"
+    problems = []
+    if record.within_band is False:
+        problems.append("above band")
+    if record.key_mismatches:
+        problems.append("keys differ")
+    if record.unknown_blind_spots:
+        problems.append("unknown blind spot")
+    return "**" + ", ".join(problems) + "**"
+
+
+def _counter_table(collected: Collected, target: str, mode: str, page: str) -> list[str]:
+    rows = []
+    by_cell = {(r.stage, r.spec): r for r in collected.records
+               if r.target == target and r.mode == mode and r.page == page}
+    for stage in collected.stages_of(target):
+        for spec in collected.plan.counters:
+            r = by_cell.get((stage, spec))
+            if r is None:
+                continue
+            if r.count is None:
+                reason = (r.error or "not measured").splitlines()[0]
+                if len(reason) > 160:
+                    reason = reason[:157] + "..."
+                rows.append([stage, spec.label, "**n/a**", "", "", "", "", f"**NOT MEASURED**: {reason}"])
+                continue
+            e = r.explanation
+            raw = (f"{units.flop(r.count.flops)}" + (f" (raw {units.sig(r.count.raw / 1e9)} G MACs)"
+                                                     if r.count.convention == "mac" else ""))
+            rows.append([stage, spec.label, raw, units.flop_signed(e.delta), _explained_text(r),
+                         units.flop_signed(e.remainder) + f" ({units.pct(e.remainder, e.analytic_matmul)})",
+                         f"rel {r.band.rel:g}, abs {r.band.abs:g}", _verdict(r)])
+    return _md_table(["stage", "counter", "measured", "Δ vs analytic matmul", "explained", "unexplained",
+                      "verify band", "verdict"], rows, align="llrrlrll")
+
+
+def _headline_table(collected: Collected, target: str, mode: str, page: str) -> list[str]:
+    specs = collected.plan.counters
+    by_cell = {(r.stage, r.spec): r for r in collected.records
+               if r.target == target and r.mode == mode and r.page == page}
+    rows = []
+    for stage in collected.stages_of(target):
+        info = collected.stages[(target, mode, page, stage)]
+        row = [stage, units.flop(info.cost.matmul_flops), units.flop(info.cost.elementwise_flops)]
+        for spec in specs:
+            r = by_cell.get((stage, spec))
+            if r is None or r.count is None:
+                row.append("**n/m**")
+            else:
+                text = units.flop(r.count.flops)
+                if r.explanation is not None and r.explanation.remainder:
+                    text += f" (unexpl. {units.flop_signed(r.explanation.remainder)})"
+                row.append(text if r.verified else f"{text} ⚠")
+        rows.append(row)
+    return _md_table(["stage", "analytic matmul", "analytic elem-wise", *[s.label for s in specs]], rows)
+
+
+def _blind_spot_section(collected: Collected) -> list[str]:
+    """Named and sized: what each counter did not see, and what could not be measured at all."""
+    seen: dict[tuple, dict[str, Any]] = {}
+    for r in collected.records:
+        if r.explanation is None:
+            continue
+        for c in r.explanation.components:
+            if c.name in ("convention", "element-wise class") or not c.flops:
+                continue
+            key = (r.spec.label, c.name, r.target, r.mode, r.stage, r.shape_key)
+            entry = seen.setdefault(key, {"flops": c.flops, "pages": [], "detail": c.detail, "known": c.known})
+            entry["pages"].append(r.page)
+    lines = ["## Counter blind spots", "",
+             "Matmul-class work that ran and that a counter did not count, sized by the analytic op keys "
+             "it covers (negative: missing from the counter's figure).", ""]
+    if not seen:
+        lines += ["No counter missed any matmul-class work in the measured cells.", ""]
+    else:
+        rows = []
+        for (label, name, target, mode, stage, _), e in sorted(seen.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], kv[0][3], kv[0][4])):
+            flag = "" if e["known"] else " **(UNKNOWN: a new finding)**"
+            rows.append([f"{label}: {name}{flag}", f"{target} {mode}", stage, ", ".join(e["pages"]),
+                         units.flop(-e["flops"])])
+        lines += _md_table(["counter: blind spot", "target mode", "stage", "pages", "not seen"], rows,
+                           align="lllll")
+        lines.append("")
+        causes = {}
+        for (label, name, *_), e in seen.items():
+            causes.setdefault(f"{label}: {name}", e["detail"].split(";")[0])
+        lines += ["Causes:", ""] + [f"- **{k}**: {v}" for k, v in causes.items()] + [""]
+    missing: dict[tuple, dict[str, Any]] = {}
+    for r in collected.records:
+        if r.count is not None:
+            continue
+        info = collected.stages[(r.target, r.mode, r.page, r.stage)]
+        key = (r.spec.label, r.target, r.mode, r.stage, r.shape_key)
+        entry = missing.setdefault(key, {"flops": info.cost.matmul_flops, "pages": [],
+                                         "why": (r.error or "").splitlines()[0] if r.error else "not measured"})
+        entry["pages"].append(r.page)
+    if missing:
+        lines += ["### Not measured", "",
+                  "Cells no counter figure exists for; the analytic matmul FLOPs say how much work is "
+                  "unverified there.", ""]
+        rows = []
+        for (label, target, mode, stage, _), e in missing.items():
+            why = e["why"] if len(e["why"]) <= 200 else e["why"][:197] + "..."
+            rows.append([label, f"{target} {mode}", stage, ", ".join(e["pages"]), units.flop(e["flops"]), why])
+        lines += _md_table(["counter", "target mode", "stage", "pages", "analytic matmul unverified", "why"],
+                           rows, align="lllllr"[:6].replace("r", "l"))
+        lines.append("")
+    return lines
+
+
+def _pages_section(collected: Collected) -> list[str]:
+    lines = ["## Pages: token counts and crop grids", "",
+             "Sizes after EXIF orientation. *vision tokens*: encoder outputs over all views; "
+             "*placeholders*: image tokens in input_ids (v1: newlines and separator included; OCR-2: the "
+             "separator); *valid*: the paper's Eq. 1 count; *L*: prefill length = 1 BOS + "
+             f"{collected.text_tokens} prompt tokens + placeholders.", ""]
+    for tplan in collected.plan.targets:
+        rows = []
+        for page in collected.plan.pages:
+            for mode in tplan.modes:
+                layout = collected.layouts[(tplan.name, mode, page.page_id)]
+                rec = collected.layout_record(tplan.name, mode, page.page_id)
+                grid = f"{layout.crop_cols}x{layout.crop_rows}" if layout.n_crops else "-"
+                views = " + ".join(f"{v.batch}x{v.size}" for v in layout.views)
+                rows.append([page.page_id, f"{page.width}x{page.height}", mode, grid, str(layout.n_crops), views,
+                             str(layout.vision_tokens), str(layout.image_tokens), str(layout.valid_tokens),
+                             str(rec["prefill_length"])])
+        lines += [f"### {tplan.name}", ""]
+        lines += _md_table(["page", "size", "mode", "crop grid", "crops", "views (n x px)", "vision tokens",
+                            "placeholders", "valid", "L"], rows, align="lllrrlrrrr")
+        lines.append("")
+    return lines
+
+
+def _config_section(collected: Collected, files: dict[str, str] | None) -> list[str]:
+    plan, env = collected.plan, collected.environment
+    rows = [["command", f"`{plan.command}`" if plan.command else ""],
+            ["targets", "; ".join(f"{t.name} (modes {', '.join(t.modes)})" + (" — **counters not run**" if t.unavailable else "")
+                                  for t in plan.targets)],
+            ["pages", f"{len(plan.pages)}: {plan.pages_source}"],
+            ["counters", ", ".join(s.label for s in plan.counters) or "**none**"],
+            ["device", plan.device],
+            ["prompt text tokens", str(collected.text_tokens)]]
+    for name, skip in plan.skipped_counters.items():
+        rows.append([f"{name} (skipped)", f"**{skip}**"])
+    for target, tenv in collected.target_environment.items():
+        rows.append([f"{target} build", f"dtype {tenv['dtype']}, attention {tenv['attn_implementation']}, "
+                     f"experts {tenv['experts_implementation']}, weights {tenv['weights']}, "
+                     f"{units.count(tenv['parameters'])} parameters"])
+    versions = ", ".join(f"{k} {env.get(k) or 'not installed'}" for k in
+                         ("harness", "python", "torch", "transformers", "fvcore", "thop"))
+    rows.append(["versions", versions])
+    rows.append(["machine", f"{env.get('platform')}, {env.get('cpu_count')} CPUs"
+                 + (f", git {env['git_commit']}" if env.get("git_commit") else "")])
+    rows.append(["tolerance bands", str(env.get("bands"))])
+    return ["## Configuration", ""] + _md_table(["", ""], rows, align="ll") + [""]
+
+
+def report_markdown(collected: Collected, *, summary_line: str = "", plots: dict[str, str] | None = None,
+                    files: dict[str, str] | None = None) -> str:
+    """report.md: configuration, headline, per-mode stage tables, blind spots, pages, plots, notes."""
+    from harness.analytic import BYTES_CONVENTION, ELEMENTWISE_FLOPS
+
+    plan = collected.plan
+    counts = summary_counts(collected)
+    lines = ["# harness report: DeepSeek-OCR FLOPs, stage by stage", "", f"**Convention.** {CONVENTION}", ""]
+    if summary_line:
+        lines += [f"`{summary_line}`", ""]
+    verdict = (f"**{counts['measured']}** of {counts['records']} cells measured "
+               f"({counts['model_runs']} model runs, {counts['reused']} reused by shape key), "
+               f"**{counts['verified']}** verified; **{counts['above_band']}** unexplained deltas above band, "
+               f"**{counts['key_mismatches']}** torch op-key mismatches, **{counts['unknown_blind_spots']}** "
+               f"unknown blind spots, **{counts['not_measured']}** not measured.")
+    lines += [verdict, ""]
+    lines += _config_section(collected, files)
+
+    head_page = plan.plot_page
+    if head_page:
+        lines += [f"## Headline: page {head_page!r}", "",
+                  "Measured FLOPs per counter (patched = the suite's variant; stock = as shipped). "
+                  "⚠ = the cell is not verified (see the stage tables); n/m = not measured.", ""]
+        for tplan in plan.targets:
+            for mode in tplan.modes:
+                lines += [f"### {tplan.name} {mode}", "",
+                          _layout_label(collected, tplan.name, mode, head_page), ""]
+                lines += _headline_table(collected, tplan.name, mode, head_page) + [""]
+
+    for target, groups in layout_groups(collected).items():
+        lines += [f"## {target}: stage tables per mode", ""]
+        for mode, page_groups in groups.items():
+            for pages, label in page_groups:
+                title = f"### {target} {mode}: {', '.join(pages)}"
+                lines += [title, "", f"Layout: {label}" + (" (identical for these pages: measured once)"
+                                                             if len(pages) > 1 else ""), ""]
+                lines += _analytic_table(collected, target, mode, pages[0]) + [""]
+                if plan.counters:
+                    lines += _counter_table(collected, target, mode, pages[0]) + [""]
+
+    lines += _blind_spot_section(collected)
+    lines += _pages_section(collected)
+    if plots:
+        lines += ["## Plots", ""]
+        for name, caption in plots.items():
+            lines += [f"**{caption}**", "", f"![{caption}]({name})", ""]
+    if files:
+        lines += ["## Files", ""] + [f"- `{name}`: {what}" for name, what in files.items()] + [""]
+    lines += ["## Notes", ""]
+    notes = list(collected.notes)
+    notes.append(f"Element-wise convention (FLOPs per output element): "
+                 + ", ".join(f"{k} {v}" for k, v in ELEMENTWISE_FLOPS.items()) + ".")
+    notes.append(f"Bytes: {BYTES_CONVENTION}")
+    notes.append("Delta = counter FLOPs - analytic matmul FLOPs = explained (element-wise work the counter "
+                 "counts in its own convention, known blind spots sized by the analytic op keys) + "
+                 "unexplained remainder. The verdict is the verification suite's: remainder within the "
+                 "verify band of golden/tolerances.toml, no unknown blind spot, and for torch every "
+                 "matmul-class op key equal to the analytic model.")
+    notes.append(f"Counts are a pure function of the configuration and the shapes a stage sees: each shape "
+                 f"key was measured once ({counts['model_runs']} runs) and reused for {counts['reused']} "
+                 "cells of other pages/modes with the same views, prefill length or decode context.")
+    for target, tenv in collected.target_environment.items():
+        for note in tenv.get("build_notes", []):
+            notes.append(f"{target}: {note}")
+    lines += [f"- {n}" for n in dict.fromkeys(notes)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def dumps(data: Any) -> str:
+    """Deterministic JSON (sorted keys off: records keep their reading order)."""
+    return json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False, default=_default) + "\n"
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return str(value)
