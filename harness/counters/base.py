@@ -25,6 +25,7 @@ __all__ = [
     "Counter",
     "CounterError",
     "UncountedOpError",
+    "UnknownCounterError",
     "register_counter",
     "get_counter",
     "available_counters",
@@ -39,6 +40,13 @@ CONVENTIONS = ("flop", "mac")
 
 class CounterError(RuntimeError):
     """A counter could not count a stage; the message says why and what to do."""
+
+
+class UnknownCounterError(KeyError):
+    """An unknown counter name; the message lists the close matches and what is available."""
+
+    def __str__(self) -> str:  # KeyError would show the repr, escaping the newline
+        return str(self.args[0]) if self.args else ""
 
 
 class UncountedOpError(CounterError):
@@ -172,7 +180,7 @@ def get_counter(name: str) -> Counter:
         pass
     close = difflib.get_close_matches(str(name), list(_COUNTERS), n=3, cutoff=0.5)
     hint = f" Did you mean: {', '.join(repr(c) for c in close)}?" if close else ""
-    raise KeyError(f"Unknown counter {name!r}.{hint}\nAvailable: {', '.join(available_counters())}")
+    raise UnknownCounterError(f"Unknown counter {name!r}.{hint}\nAvailable: {', '.join(available_counters())}")
 
 
 def count(counter: str, calls: Sequence[Any], *, variant: str = "patched", target: str = "",

@@ -213,8 +213,18 @@ class _Observer:
             self.unseen[key] += macs
 
 
+def _import_fvcore() -> Any:
+    """Import fvcore.nn; its import scripts functions (fvcore.nn.focal_loss), which torch 2.13
+    deprecates with a warning that belongs to fvcore, not to the caller's log."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=DeprecationWarning)
+        import fvcore.nn
+        import fvcore.nn.flop_count
+    return fvcore.nn
+
+
 def _analysis_class() -> type:
-    from fvcore.nn import FlopCountAnalysis
+    FlopCountAnalysis = _import_fvcore().FlopCountAnalysis
 
     class _ObservedFlopCountAnalysis(FlopCountAnalysis):
         """FlopCountAnalysis that tells the observer about ignored and unsupported nodes."""
@@ -256,8 +266,7 @@ class FvcoreCounter(Counter):
         return f"fvcore {version('fvcore')}"
 
     def run(self, calls: Sequence[Any], *, variant: str) -> StageCount:
-        from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS
-
+        _DEFAULT_SUPPORTED_OPS = _import_fvcore().flop_count._DEFAULT_SUPPORTED_OPS
         handles: dict[str, Callable] = dict(_DEFAULT_SUPPORTED_OPS)
         patches: list[str] = []
         if variant == "patched":

@@ -9,7 +9,8 @@ its *module context* (the chain of modules, root to innermost, running when it e
 1. kind ``conv`` -> ``conv``.
 2. kind ``sdpa_qk`` / ``sdpa_av`` (inside ``F.scaled_dot_product_attention``) -> the same key.
 3. any module on the chain whose own name (last path component) is exactly ``experts``, or whose
-   class name ends in ``Experts`` (not ``SharedExperts``) -> ``experts``: routed experts, whatever
+   class name ends in ``Experts`` (not ``SharedExperts``), or an ``experts`` component in the
+   innermost module's path (an nn.ModuleList of experts is iterated, never called) -> ``experts``: routed experts, whatever
    the implementation (a module loop of nn.Linear, an eager F.linear loop, batched bmm,
    grouped_mm). Shared experts live under ``shared_experts`` and fall through to rule 6.
 4. the innermost module's own name is ``lm_head`` -> ``lm_head``.
@@ -137,9 +138,9 @@ def op_key(kind: str, frames: Sequence[ModuleFrame], *, ordinal: int | None = No
         return "conv"
     if kind in ("sdpa_qk", "sdpa_av"):
         return kind
-    if any(_is_experts(f) for f in frames):
-        return "experts"
     innermost = frames[-1] if frames else None
+    if any(_is_experts(f) for f in frames) or (innermost is not None and "experts" in innermost.path.split(".")):
+        return "experts"
     if innermost is not None and innermost.name == "lm_head":
         return "lm_head"
     if kind == "einsum":

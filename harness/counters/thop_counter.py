@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from collections import Counter as Tally
 from typing import Any, Callable, Iterator, Sequence
 
@@ -308,7 +309,7 @@ class ThopCounter(Counter):
                           else contextlib.nullcontext())
             out = io.StringIO()
             with torch.no_grad(), stack, functions, _scoped_items(tp.functional_hooks, functional), \
-                    sdpa_patch, contextlib.redirect_stdout(out):
+                    sdpa_patch, contextlib.redirect_stdout(out), _captured_thop_logs(captured):
                 total, _params = thop.profile(wrapper, inputs=(), custom_ops=custom_ops, verbose=False)
             captured.extend(line for line in out.getvalue().splitlines() if line.strip())
             observed = observer.module_ops + observer.function_ops
@@ -357,6 +358,33 @@ class ThopCounter(Counter):
             unseen={k: v for k, v in unseen.items() if v}, unseen_ops=dict(unseen_ops),
             patches=tuple(dict.fromkeys(patches)), warnings=captured, notes=list(dict.fromkeys(notes)),
             devices=tuple(sorted(devices)))
+
+
+@contextlib.contextmanager
+def _captured_thop_logs(sink: list[str]) -> Iterator[None]:
+    """Route thop's log records (it logs on the root logger and on its module loggers) into ``sink``.
+
+    A filter on each logger thop logs through drops thop's records after copying their message;
+    everything else passes. The filters are removed on exit.
+    """
+    import logging
+
+    class _ThopRecords(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            if f"{os.sep}thop{os.sep}" in record.pathname:
+                sink.append(f"{record.levelname}: {record.getMessage().splitlines()[0]}")
+                return False
+            return True
+
+    filt = _ThopRecords()
+    loggers = [logging.getLogger(), logging.getLogger("thop.vision.basic_hooks"), logging.getLogger("thop.profile")]
+    for logger in loggers:
+        logger.addFilter(filt)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(filt)
 
 
 def _as_int(value: float | int) -> int | float:
