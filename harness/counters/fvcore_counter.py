@@ -218,8 +218,10 @@ def _import_fvcore() -> Any:
     deprecates with a warning that belongs to fvcore, not to the caller's log."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=DeprecationWarning)
+        import importlib
+
         import fvcore.nn
-        import fvcore.nn.flop_count
+        importlib.import_module("fvcore.nn.flop_count")
     return fvcore.nn
 
 
@@ -266,7 +268,10 @@ class FvcoreCounter(Counter):
         return f"fvcore {version('fvcore')}"
 
     def run(self, calls: Sequence[Any], *, variant: str) -> StageCount:
-        _DEFAULT_SUPPORTED_OPS = _import_fvcore().flop_count._DEFAULT_SUPPORTED_OPS
+        import importlib
+
+        _import_fvcore()
+        _DEFAULT_SUPPORTED_OPS = importlib.import_module("fvcore.nn.flop_count")._DEFAULT_SUPPORTED_OPS
         handles: dict[str, Callable] = dict(_DEFAULT_SUPPORTED_OPS)
         patches: list[str] = []
         if variant == "patched":
