@@ -1,14 +1,14 @@
 """``harness report``: the stage-by-stage FLOP report (Markdown, JSON, CSV, static compute, plots).
 
 The numbers come from the verification suite's own engine (:class:`harness.suite.SuiteCache`,
-extended by :class:`~harness.report.collect.ReportCache` with the stock counter variants), so a
+plus the stock counter variants, memoised in the same table), so a
 report and a suite run on the same environment can never disagree. FLOPs = 2 x MACs everywhere.
 """
 
 from harness.report.build import FILES, ReportResult, run_report
-from harness.report.collect import Collected, Record, ReportCache, collect
+from harness.report.collect import Collected, Record, collect, measure_variant
 from harness.report.inputs import CounterSpec, InputError, ReportPlan, TargetPlan
 from harness.report.output import OutputError
 
-__all__ = ["run_report", "ReportResult", "FILES", "collect", "Collected", "Record", "ReportCache",
+__all__ = ["run_report", "ReportResult", "FILES", "collect", "Collected", "Record", "measure_variant",
            "ReportPlan", "TargetPlan", "CounterSpec", "InputError", "OutputError"]

@@ -2,9 +2,9 @@
 
 The measured counts come from :class:`harness.suite.SuiteCache`, the session cache the suite
 asserts with (``tests/test_suite.py``): the same model builds, the same ``stage_calls``, the same
-``count()``, memoised by the same shape key, and the same analytic costs. :class:`ReportCache`
+``count()``, memoised by the same shape key, and the same analytic costs. :func:`measure_variant`
 adds only what the suite does not measure: the **stock** variant of each counter (the tools as
-shipped, whose blind spots the report sizes), keyed and memoised exactly like the patched one.
+shipped, whose blind spots the report sizes), keyed and memoised in the same table.
 
 Each record is one ``target x mode x page x stage x counter`` cell. The verification verdict
 mirrors the suite's: ``explain_delta`` splits the delta into known causes and a remainder, and
@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator
 from harness.report.inputs import CounterSpec, ReportPlan
 from harness.suite import SUITE_VARIANT, Case, Measurement, SuiteCache, layout_record
 
-__all__ = ["ReportCache", "Record", "StageInfo", "Collected", "collect", "environment_versions",
+__all__ = ["measure_variant", "variant_key", "register_pages", "Record", "StageInfo", "Collected", "collect", "environment_versions",
            "golden_dir", "BANDS_FILE"]
 
 #: ``golden/tolerances.toml`` next to the package (an editable install / checkout).
@@ -39,48 +39,62 @@ def golden_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "golden"
 
 
-class ReportCache(SuiteCache):
-    """The suite's :class:`SuiteCache`, plus the stock counter variants (same keys, same memo)."""
+def variant_key(cache: SuiteCache, case: Case, variant: str) -> tuple:
+    """The memo key of ``case`` under ``variant``: the suite's own ``(target, stage, counter, shape
+    key)`` for the patched variant; ``<counter>:<variant>`` in the counter slot otherwise."""
+    counter = case.counter if variant == SUITE_VARIANT else f"{case.counter}:{variant}"
+    return (case.target, case.stage, counter, cache.shape_key(case))
 
-    def measure_variant(self, case: Case, variant: str) -> Any:
-        """``case``'s StageCount under ``variant``; the suite's own :meth:`measure` for patched."""
-        if variant == SUITE_VARIANT:
-            return self.measure(case)
-        key = self.variant_key(case, variant)
-        found = self.measurements.get(key)
-        if found is None:
-            found = self._measure_variant(case, variant)
-            self.measurements[key] = found
-        else:
-            self.lookups += 1
-        if found.error is not None:
-            raise found.error
-        return found.count
 
-    def variant_key(self, case: Case, variant: str) -> tuple:
-        """The memo key: the suite's ``(target, stage, counter, shape key)``; stock counters as
-        ``<counter>:stock``."""
-        counter = case.counter if variant == SUITE_VARIANT else f"{case.counter}:{variant}"
-        return (case.target, case.stage, counter, self.shape_key(case))
+def measure_variant(cache: SuiteCache, case: Case, variant: str) -> Any:
+    """``case``'s StageCount under ``variant``: :meth:`SuiteCache.measure` itself for the patched
+    variant (what the suite asserts); for the stock variant the same steps (the cache's built
+    model, inputs and ``stage_calls``, then ``count()``), memoised in the same table."""
+    if variant == SUITE_VARIANT:
+        return cache.measure(case)
+    key = variant_key(cache, case, variant)
+    found = cache.measurements.get(key)
+    if found is None:
+        found = _measure_stock(cache, case, variant)
+        cache.measurements[key] = found
+    else:
+        cache.lookups += 1
+    if found.error is not None:
+        raise found.error
+    return found.count
 
-    def _measure_variant(self, case: Case, variant: str) -> Measurement:
-        import traceback
 
-        from harness.counters import count
+def _measure_stock(cache: SuiteCache, case: Case, variant: str) -> Measurement:
+    import traceback
 
-        start = time.perf_counter()
+    from harness.counters import count
+
+    start = time.perf_counter()
+    try:
+        built = cache.built_model(case.target)
+        calls = cache.target(case.target).stage_calls(built, cache._inputs(case), case.stage)
+        # stock: blind spots are the finding, reported rather than raised (count's default)
+        result = count(case.counter, calls, variant=variant, target=case.target, stage=case.stage)
+        return Measurement(result, None, time.perf_counter() - start, case.page)
+    except Exception as exc:
+        measurement = Measurement(None, exc, time.perf_counter() - start, case.page)
+        if hasattr(measurement, "failure"):
+            measurement.failure = "".join(traceback.format_exception(exc, limit=-12))
+        return measurement
+
+
+def register_pages(cache: SuiteCache, pages: list[Any]) -> None:
+    """Make the report's pages known to ``cache`` (a fresh cache, or the suite's own session cache)."""
+    for page in pages:
         try:
-            built = self.built_model(case.target)
-            calls = self.target(case.target).stage_calls(built, self._inputs(case), case.stage)
-            # stock: blind spots are the finding, reported rather than raised (count's default)
-            result = count(case.counter, calls, variant=variant, target=case.target, stage=case.stage)
-            return Measurement(result, None, time.perf_counter() - start, case.page)
-        except Exception as exc:
-            text = "".join(traceback.format_exception(exc, limit=-12))
-            try:
-                return Measurement(None, exc, time.perf_counter() - start, case.page, text)
-            except TypeError:  # an older Measurement without the failure text
-                return Measurement(None, exc, time.perf_counter() - start, case.page)
+            known = cache.page(page.page_id)
+        except KeyError:
+            known = None
+        if known is None:
+            cache._pages[page.page_id] = page   # noqa: SLF001 - SuiteCache keeps pages by id
+        elif (known.width, known.height) != (page.width, page.height):
+            raise ValueError(f"page {page.page_id!r}: {page.width}x{page.height} here, but the shared "
+                             f"cache knows a page of that id at {known.width}x{known.height}; rename it")
 
 
 @dataclass
@@ -153,7 +167,7 @@ class Collected:
     measure_seconds: float = 0.0
     model_runs: int = 0
     reuses: int = 0
-    cache: ReportCache | None = None
+    cache: SuiteCache | None = None
     text_tokens: int = 0
 
     def stages_of(self, target: str) -> tuple[str, ...]:
@@ -244,15 +258,17 @@ def work_items(plan: ReportPlan) -> Iterator[tuple[str, str, Any, str]]:
 
 
 def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
-            status: Callable[[str], None] | None = None, cache: ReportCache | None = None) -> Collected:
+            status: Callable[[str], None] | None = None, cache: SuiteCache | None = None) -> Collected:
     """Measure every cell of ``plan`` (memoised per shape key) and compute the analytic side."""
     from harness.analytic import stage_costs
     from harness.workload import DEFAULT_PROMPT_TOKENS, compute_view_layout, get_workload
 
     say = status or (lambda text: None)
     if cache is None:
-        cache = ReportCache(model_path=plan.model_path, trust_remote_code=plan.trust_remote_code,
-                            device=plan.device, _pages={p.page_id: p for p in plan.pages})
+        cache = SuiteCache(model_path=plan.model_path, trust_remote_code=plan.trust_remote_code,
+                           device=plan.device, _pages={p.page_id: p for p in plan.pages})
+    else:
+        register_pages(cache, plan.pages)
     out = Collected(plan=plan, cache=cache, text_tokens=cache.text_tokens or DEFAULT_PROMPT_TOKENS)
     out.environment = environment_versions()
     bands = _bands()
@@ -316,11 +332,11 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
                 if target in build_errors:
                     record.error = build_errors[target]
                 else:
-                    memo = cache.variant_key(case, spec.variant)
+                    memo = variant_key(cache, case, spec.variant)
                     first = seen.get(memo)
                     before = time.perf_counter()
                     try:
-                        record.count = cache.measure_variant(case, spec.variant)
+                        record.count = measure_variant(cache, case, spec.variant)
                         record.status = "measured"
                     except Exception as exc:
                         partial = getattr(exc, "result", None)   # UncountedOpError carries the count

@@ -1,0 +1,468 @@
+"""``harness report``: its numbers are the suite's, shape keys are reused correctly, its files and
+plots exist with the documented schema, and bad input is exit code 2 with nothing written.
+
+The measured report runs once per module on the OCR-2 ``small`` mode (one 768-px view; the
+cheapest full-size counts) with the suite's own session cache, so the numbers checked here are
+the very objects the verification suite asserts.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from harness.cli import EXIT_BAD_INPUT, main
+from harness.golden import compare_entry, golden_path, load_bands, load_golden
+from harness.report import units
+from harness.report.build import FILES, run_report
+from harness.report.collect import golden_dir, measure_variant
+from harness.report.inputs import CounterSpec, ReportPlan, TargetPlan
+from harness.report.render import CSV_COLUMNS, SCHEMA
+from harness.suite import Case, SuiteCache, entry_record
+
+REPO = Path(__file__).resolve().parents[1]
+MODE = "small"
+SPECS = [CounterSpec("torch", "patched"), CounterSpec("torch", "stock"), CounterSpec("fvcore", "patched"),
+         CounterSpec("thop", "stock")]
+STAGES = ("sam", "encoder", "projector", "prefill", "decode")
+
+
+def _png(path: Path, size: tuple[int, int]) -> Path:
+    Image.new("RGB", size, (255, 255, 255)).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cache(request: pytest.FixtureRequest) -> SuiteCache:
+    """The suite's session cache when the plugin provides it (same objects the suite asserts)."""
+    try:
+        return request.getfixturevalue("suite_cache")
+    except pytest.FixtureLookupError:  # pragma: no cover - plugin without the fixture
+        return SuiteCache()
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory, cache: SuiteCache):
+    """One measured report: letter, a4 (built-in) and a 900x700 file, OCR-2 small, four counters."""
+    from harness.pages import builtin_pages, load_page
+
+    root = tmp_path_factory.mktemp("report")
+    builtin = {p.page_id: p for p in builtin_pages("default")}
+    extra = load_page(_png(root / "scan-900x700.png", (900, 700)))
+    pages = [builtin["letter"], builtin["a4"], extra]
+    plan = ReportPlan(pages=pages, pages_source="test", targets=[TargetPlan("ocr2", (MODE,))],
+                      counters=list(SPECS), skipped_counters={"example": "not installed (test note)"},
+                      device="meta", plot_page="letter", command="harness report (test)")
+    out = root / "out"
+    stderr = io.StringIO()
+    result = run_report(plan, out, progress=False, stream=stderr, cache=cache)
+    return result
+
+
+# ------------------------------------------------------------------------------ same numbers
+def test_patched_records_are_the_suites_measurements(report, cache: SuiteCache) -> None:
+    """Every patched record is the StageCount SuiteCache.measure returns for that case."""
+    checked = 0
+    for r in report.collected.records:
+        if r.variant != "patched" or r.count is None:
+            continue
+        case = Case(r.target, r.mode, r.page, r.stage, r.counter)
+        assert r.count is cache.measure(case), r.golden_key
+        assert r.count.flops == cache.measure(case).flops
+        assert report.collected.stages[(r.target, r.mode, r.page, r.stage)].cost == cache.analytic(case)
+        checked += 1
+    assert checked == len(STAGES) * 3 * 2 - 3   # torch + fvcore patched; fvcore sam not measurable on meta
+
+
+def test_records_match_goldens_where_they_exist(report) -> None:
+    """Where golden/ holds the suite's golden of a cell, the report's count equals it (regress band)."""
+    bands = load_bands(golden_dir() / "tolerances.toml")
+    compared = 0
+    for r in report.collected.records:
+        if r.variant != "patched" or r.count is None:
+            continue
+        path = golden_path(golden_dir(), r.target, r.mode, r.page)
+        if not path.is_file():
+            continue
+        entry = load_golden(path)["stages"].get(r.stage, {}).get(r.counter)
+        if entry is None:
+            continue
+        band = bands.lookup("regress", r.stage, r.counter, r.count.convention)
+        obtained = json.loads(json.dumps(entry_record(r.count)))
+        assert compare_entry(obtained, entry, band) == [], r.golden_key
+        compared += 1
+    if not compared:
+        pytest.skip("no suite goldens for these cells in golden/ yet (make golden writes them)")
+
+
+def test_verdicts_follow_explain_delta_and_bands(report) -> None:
+    """Measured = analytic matmul + explained + unexplained; the verdict uses the verify band."""
+    for r in report.collected.records:
+        if r.count is None:
+            assert r.status == "not measured" and r.error and r.verified is None
+            continue
+        e = r.explanation
+        assert e.measured_flops == r.count.flops
+        assert e.analytic_matmul + e.explained + e.remainder == r.count.flops
+        assert r.within_band == r.band.allows(e.analytic_matmul + e.remainder, e.analytic_matmul)
+        assert r.verified is True, (r.golden_key, str(e), r.key_mismatches)
+
+
+def test_stock_counter_blind_spot_is_sized(report) -> None:
+    """torch stock on meta sees SDPA (it decomposes there); fvcore's meta conv limit is loud."""
+    by = {(r.stage, r.spec): r for r in report.collected.records if r.page == "letter"}
+    sam_fvcore = by[("sam", CounterSpec("fvcore", "patched"))]
+    assert sam_fvcore.count is None and "meta" in sam_fvcore.error
+    md = (report.out / "report.md").read_text()
+    assert "NOT MEASURED" in md and "Not measured" in md
+    assert "torch stock" in md
+
+
+# --------------------------------------------------------------------------- reuse by shape
+def test_pages_sharing_a_layout_are_measured_once(report) -> None:
+    """letter, a4 and a 900x700 scan share OCR-2 small's layout: one model run per (stage, counter)."""
+    records = report.collected.records
+    for stage in STAGES:
+        for spec in SPECS:
+            cells = [r for r in records if r.stage == stage and r.spec == spec]
+            assert [r.page for r in cells] == ["letter", "a4", "scan-900x700"]
+            first, *rest = cells
+            assert first.reused_from is None
+            for r in rest:
+                assert r.reused_from == "letter/small"
+                assert r.seconds == 0.0
+                assert r.count is first.count and r.error == first.error
+    runs = len(STAGES) * len(SPECS)
+    assert report.collected.model_runs + report.collected.reuses == 3 * runs
+    assert report.collected.reuses == 2 * runs
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_reused_count_equals_a_fresh_unmemoised_count(report, cache: SuiteCache, stage: str) -> None:
+    """The 900x700 page's (reused) torch count equals counting that page afresh, no memo."""
+    from harness.counters import count
+
+    record = next(r for r in report.collected.records
+                  if r.page == "scan-900x700" and r.stage == stage and r.spec == CounterSpec("torch"))
+    assert record.reused_from is not None
+    target = cache.target("ocr2")
+    built = cache.built_model("ocr2")
+    inputs = target.prepare((900, 700), MODE, device="meta")       # new inputs: no upstream cache
+    fresh = count("torch", target.stage_calls(built, inputs, stage), variant="patched", target="ocr2",
+                  stage=stage)
+    assert fresh is not record.count
+    assert (fresh.flops, fresh.raw, fresh.by_key, fresh.by_op) == \
+           (record.count.flops, record.count.raw, record.count.by_key, record.count.by_op)
+
+
+def test_stock_variant_is_memoised_like_the_suites(report, cache: SuiteCache) -> None:
+    case = Case("ocr2", MODE, "a4", "encoder", "torch")
+    stock = measure_variant(cache, case, "stock")
+    assert stock is next(r.count for r in report.collected.records
+                         if r.page == "letter" and r.stage == "encoder" and r.spec == CounterSpec("torch", "stock"))
+    assert stock.variant == "stock" and measure_variant(cache, case, "patched").variant == "patched"
+
+
+# ---------------------------------------------------------------------------- files, schema
+def test_files_and_plots_are_written(report) -> None:
+    names = sorted(p.name for p in report.out.iterdir())
+    assert set(FILES) <= set(names)
+    assert report.plots == ["stage_bars_ocr2_letter.png", "vision_vs_tokens_ocr2.png", "unexplained_ocr2.png",
+                            "decode_ocr2.png"]
+    for name in report.plots:
+        path = report.out / name
+        assert path.stat().st_size > 10_000, name
+        with Image.open(path) as image:
+            assert image.format == "PNG" and image.width > 400 and image.height > 200
+    assert not [p for p in report.out.parent.iterdir() if p.name.startswith(".")], "temporary dirs left"
+
+
+def test_report_json_schema(report) -> None:
+    doc = json.loads((report.out / "report.json").read_text())
+    assert doc["schema"] == SCHEMA
+    assert "2 x MACs" in doc["convention"]
+    for key in ("harness", "torch", "transformers", "fvcore", "thop", "python"):
+        assert key in doc["environment"]
+    env = doc["environment"]["targets"]["ocr2"]
+    assert env["dtype"] == "float32" and env["attn_implementation"] == "sdpa" and env["device"] == "meta"
+    assert len(doc["records"]) == 3 * len(STAGES) * len(SPECS)
+    for rec in doc["records"]:
+        for key in ("target", "mode", "page", "stage", "counter", "variant", "status", "layout", "environment",
+                    "analytic", "measured", "delta", "shape_key", "golden_key"):
+            assert key in rec
+        assert rec["layout"]["prefill_length"] == 155 and rec["layout"]["views"][0]["size"] == 768
+        assert rec["environment"]["dtype"] == "float32"
+        assert isinstance(rec["analytic"]["matmul_flops"], int)
+        if rec["status"] == "measured":
+            m, d = rec["measured"], rec["delta"]
+            assert isinstance(m["flops"], int) and m["convention"] in ("flop", "mac")
+            assert d["analytic_matmul_flops"] + d["explained_flops"] + d["unexplained_flops"] == m["flops"]
+        else:
+            assert rec["measured"] is None and rec["error"]
+    assert doc["summary"]["records"] == len(doc["records"])
+    assert doc["summary"]["summary_line"].startswith("report: 3 pages × 1 modes × 5 stages × 4 counters")
+
+
+def test_report_csv_is_flat_and_exact(report) -> None:
+    pandas = pytest.importorskip("pandas")
+    text = (report.out / "report.csv").read_text()
+    assert next(csv.reader(io.StringIO(text))) == list(CSV_COLUMNS)
+    frame = pandas.read_csv(report.out / "report.csv")
+    assert len(frame) == 3 * len(STAGES) * len(SPECS)
+    measured = frame[frame.status == "measured"]
+    assert (measured.measured_flops == measured.analytic_matmul_flops + measured.explained_flops
+            + measured.unexplained_flops).all()
+    assert frame.analytic_matmul_flops.dtype.kind == "i"
+    doc = json.loads((report.out / "report.json").read_text())
+    exact = {(r["page"], r["stage"], r["counter"], r["variant"]): r["measured"]["flops"]
+             for r in doc["records"] if r["measured"]}
+    for row in measured.itertuples():
+        assert int(row.measured_flops) == exact[(row.page, row.stage, row.counter, row.variant)]
+    missing = frame[frame.status != "measured"]
+    assert missing.measured_flops.isna().all() and missing.error.notna().all()
+
+
+def test_markdown_sections(report) -> None:
+    md = (report.out / "report.md").read_text()
+    for heading in ("## Configuration", "## Headline: page 'letter'", "## ocr2: stage tables per mode",
+                    "## Counter blind spots", "## Pages: token counts and crop grids", "## Plots", "## Notes"):
+        assert heading in md
+    assert "letter, a4, scan-900x700" in md           # one table for the three pages of one layout
+    assert "example (skipped)" in md
+    assert "FLOPs = 2 x MACs" in md
+    static = json.loads((report.out / "static_compute.json").read_text())
+    assert {r["stage"] for r in static["rows"]} == set(STAGES)
+    assert all(isinstance(r["params"], int) and r["params"] > 0 for r in static["rows"])
+    assert "# Static compute per page" in (report.out / "static_compute.md").read_text()
+
+
+# ------------------------------------------------------------------------------- atomicity
+def test_failed_run_keeps_the_previous_report(report, cache: SuiteCache, monkeypatch) -> None:
+    import harness.report.render as render
+
+    before = {p.name: p.read_bytes() for p in report.out.iterdir()}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full (simulated)")
+
+    monkeypatch.setattr(render, "report_markdown", broken)
+    plan = report.collected.plan
+    with pytest.raises(RuntimeError, match="simulated"):
+        run_report(plan, report.out, progress=False, stream=io.StringIO(), cache=cache, plots=False)
+    after = {p.name: p.read_bytes() for p in report.out.iterdir()}
+    assert after == before
+    assert not [p for p in report.out.parent.iterdir() if p.name.startswith(".")]
+
+
+# ------------------------------------------------------------------------------ bad input
+def _run(argv, tmp_path: Path) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(argv, stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def previous(tmp_path: Path) -> Path:
+    """An --out holding a previous report that a failing run must leave untouched."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.json").write_text(json.dumps({"schema": SCHEMA, "marker": 1}))
+    return out
+
+
+def _bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    manifest = tmp_path / "bad.json"
+    manifest.write_text(json.dumps([{"page_info": {"width": 0, "height": 10, "image_path": "x.png"}}]))
+    good = _png(tmp_path / "good.png", (50, 40))
+    dup = tmp_path / "dup"
+    dup.mkdir()
+    _png(dup / "good.png", (60, 40))
+    not_report = tmp_path / "mine"
+    not_report.mkdir()
+    (not_report / "notes.txt").write_text("my files")
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    fake_vendor = tmp_path / "vendor"
+    fake_vendor.mkdir()
+    return [
+        (["--pages", str(tmp_path / "missing.png")], "missing.png: no such file or directory"),
+        (["--pages", str(empty)], "holds no image files"),
+        (["--pages", str(corrupt)], "corrupt.png"),
+        (["--pages", str(manifest)], "page_info.width must be a positive integer"),
+        (["--pages", str(good), str(dup / "good.png")], "two pages have the id 'good'"),
+        (["--pages", str(good), "--page-set", "grid"], "--pages and --page-set are exclusive"),
+        (["--modes", "gundum"], "Did you mean 'gundam'"),
+        (["--counters", "fvcor"], "Did you mean 'fvcore'"),
+        (["--counters", "thop:stok"], "Did you mean 'stock'"),
+        (["--target", "ocr3"], "Did you mean 'ocr2'"),
+        (["--model-path", str(fake_vendor)], "lacks config.json"),
+        (["--model-path", str(tmp_path / "nowhere"), "--target", "dsocr"], "is not a local directory"),
+        (["--target", "dsocr"], "needs the vendor DeepSeek-OCR directory"),
+        (["--device", "tpu"], "--device tpu"),
+        (["--plot-page", "leter"], "Did you mean 'letter'"),
+        (["--out", str(not_report)], "not a harness report"),
+        (["--out", str(a_file)], "is not a directory"),
+    ]
+
+
+def test_bad_inputs_exit_2_and_write_nothing(tmp_path: Path, previous: Path, monkeypatch) -> None:
+    import harness.report.build as build
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("measured despite bad input")
+
+    monkeypatch.setattr(build, "collect", must_not_run)
+    before = (previous / "report.json").read_bytes()
+    for args, expected in _bad_inputs(tmp_path):
+        argv = ["report", *args] + ([] if "--out" in args else ["--out", str(previous)])
+        code, out, err = _run(argv, tmp_path)
+        assert code == EXIT_BAD_INPUT, (args, err)
+        assert expected in err, (args, err)
+        assert err.startswith("harness report: error: "), err
+        assert out == ""
+    assert (previous / "report.json").read_bytes() == before
+    assert sorted(p.name for p in previous.iterdir()) == ["report.json"]
+
+
+def test_trust_remote_code_is_required(tmp_path: Path) -> None:
+    from harness.targets.vendor import REMOTE_CODE_FILES
+
+    vendor = tmp_path / "vendor"
+    vendor.mkdir()
+    for name in ("config.json", *REMOTE_CODE_FILES):
+        (vendor / name).write_text("{}")
+    code, _, err = _run(["report", "--model-path", str(vendor), "--out", str(tmp_path / "o")], tmp_path)
+    assert code == EXIT_BAD_INPUT and "--trust-remote-code" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_argparse_usage_error_is_exit_2(tmp_path: Path) -> None:
+    code, _, _ = _run(["report", "--no-such-option"], tmp_path)
+    assert code == 2
+    code, _, _ = _run(["frobnicate"], tmp_path)
+    assert code == 2
+
+
+# ------------------------------------------------------------------ environment, counters
+def test_missing_counter_package_is_skipped_with_a_note(monkeypatch) -> None:
+    import importlib.util
+
+    from harness.report import inputs
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "fvcore" else real(name, *a))
+    choice = inputs.resolve_counters(None)
+    assert "fvcore" in choice.skipped and "pip install" in choice.skipped["fvcore"]
+    assert {s.counter for s in choice.specs} == {"torch", "thop"}
+    with pytest.raises(inputs.InputError, match="fvcore is not installed"):
+        inputs.resolve_counters(["fvcore"])
+
+
+def test_counter_specs() -> None:
+    from harness.report.inputs import resolve_counters
+
+    assert resolve_counters(["torch:stock,thop"]).specs == [
+        CounterSpec("torch", "stock"), CounterSpec("thop", "patched"), CounterSpec("thop", "stock")]
+    assert CounterSpec("thop", "stock").label == "thop stock" and CounterSpec("thop").label == "thop"
+
+
+@pytest.mark.skipif(int(__import__("transformers").__version__.split(".")[0]) < 5,
+                    reason="in the vendor environment the dsocr counters can run")
+def test_dsocr_outside_the_vendor_env_reports_analytic_only(tmp_path: Path) -> None:
+    """A valid vendor directory in the main environment: loud note, analytic and layouts, no counts."""
+    from harness.report.collect import collect
+    from harness.report.inputs import resolve_pages, resolve_targets
+    from harness.targets.vendor import REMOTE_CODE_FILES
+
+    vendor = tmp_path / "vendor"
+    vendor.mkdir()
+    for name in ("config.json", *REMOTE_CODE_FILES):
+        (vendor / name).write_text("{}")
+    targets = resolve_targets(["dsocr"], str(vendor), True)
+    assert "transformers==4.46.3" in targets[0].unavailable
+    targets[0].modes = ("base",)
+    pages, source = resolve_pages(None, "default")
+    plan = ReportPlan(pages=pages[:1], pages_source=source, targets=targets, counters=[CounterSpec("torch")],
+                      skipped_counters={}, model_path=str(vendor), trust_remote_code=True)
+    collected = collect(plan)
+    assert {r.status for r in collected.records} == {"not measured"}
+    assert all("4.46.3" in r.error for r in collected.records)
+    assert collected.stages[("dsocr", "base", "letter", "prefill")].cost.matmul_flops > 0
+    assert any("counters not run" in n for n in collected.notes)
+
+
+# ---------------------------------------------------------------------------------- inputs
+def test_pages_from_a_directory_and_a_manifest(tmp_path: Path) -> None:
+    from harness.report.inputs import resolve_pages
+
+    folder = tmp_path / "pages"
+    folder.mkdir()
+    _png(folder / "b.png", (300, 200))
+    _png(folder / "a.png", (200, 300))
+    (folder / "readme.txt").write_text("not a page")
+    pages, source = resolve_pages([str(folder)], None)
+    assert [(p.page_id, p.width, p.height) for p in pages] == [("a", 200, 300), ("b", 300, 200)]
+    manifest = tmp_path / "omnidocbench.json"
+    manifest.write_text(json.dumps([{"layout_dets": [], "page_info": {
+        "page_no": 0, "width": 1654, "height": 2339, "image_path": "scan_001.jpg"}}]))
+    pages, source = resolve_pages([str(manifest)], None)
+    assert [(p.page_id, p.width, p.height) for p in pages] == [("scan_001", 1654, 2339)]
+    assert "manifest" in source
+
+
+def test_layout_subcommand(tmp_path: Path) -> None:
+    code, out, err = _run(["layout", "--target", "ocr2", "--modes", "gundam", "--page-set", "default"], tmp_path)
+    assert code == 0, err
+    assert "letter" in out and "2x3" in out and "1131" in out
+    code, out, _ = _run(["layout", "--target", "dsocr", "--modes", "gundam", "--format", "json",
+                         "--pages", str(_png(tmp_path / "p.png", (1700, 2200)))], tmp_path)
+    rows = json.loads(out)
+    assert rows == [{"target": "dsocr", "mode": "gundam", "page": "p", "width": 1700, "height": 2200,
+                     "crop_grid": "2x3", "n_crops": 6, "views": "6x640px crops + 1x1024px global", "n_views": 7,
+                     "vision_tokens": 856, "image_tokens": 903, "valid_tokens": 798, "prefill_length": 913}]
+    code, out, _ = _run(["layout", "--format", "csv", "--modes", "base", "--page-set", "default"], tmp_path)
+    assert code == 0 and out.splitlines()[0].startswith("target,mode,page,width,height")
+    assert len(out.splitlines()) == 1 + 2 * 5
+
+
+def test_units() -> None:
+    assert units.flop(234.7e9) == "234.7 GFLOP"
+    assert units.flop(4_063_302_451_200) == "4.063 TFLOP"
+    assert units.flop(999.96e9) == "1.000 TFLOP" or units.flop(999.96e9) == "1000 GFLOP"
+    assert units.flop(0) == "0 FLOP" and units.flop(None) == "n/a"
+    assert units.flop_signed(-22.55e9) == "-22.55 GFLOP" and units.flop_signed(0) == "0"
+    assert units.nbytes(7.415e9) == "7.415 GB"
+    assert units.count(3_389_119_360) == "3.389 B"
+    assert units.pct(1, 1000) == "+0.1000%"
+    assert units.sig(0.99969) == "0.9997"
+    assert math.isclose(float(units.sig(123456.0)), 123456.0)
+
+
+# ------------------------------------------------------------------------------- end to end
+def test_python_m_harness_report_end_to_end(tmp_path: Path) -> None:
+    """The real command line, in a subprocess: one page, one mode, torch only, plots skipped."""
+    page = _png(tmp_path / "page.png", (600, 800))
+    out = tmp_path / "report"
+    proc = subprocess.run([sys.executable, "-m", "harness", "report", "--pages", str(page), "--modes", "small",
+                           "--counters", "torch:patched", "--no-plots", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stdout.strip().splitlines()[-1]
+    assert line.startswith("report: 1 pages × 1 modes × 5 stages × 1 counters → ")
+    assert "0 unexplained deltas above band" in line
+    assert "building ocr2 on meta" in proc.stderr
+    doc = json.loads((out / "report.json").read_text())
+    assert [r["status"] for r in doc["records"]] == ["measured"] * 5
+    assert all(r["verified"] for r in doc["records"])
