@@ -246,6 +246,26 @@ def _analysis_class() -> type:
     return _ObservedFlopCountAnalysis
 
 
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwargs",
+               "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs")
+
+
+def _hook_keys(root: nn.Module) -> dict[int, dict[str, set]]:
+    return {id(m): {d: set(getattr(m, d, {})) for d in _HOOK_DICTS} for m in root.modules()}
+
+
+def _remove_hooks_added_since(root: nn.Module, before: dict[int, dict[str, set]]) -> None:
+    """Drop forward hooks registered after ``before`` was taken (fvcore's, left behind on error)."""
+    for m in root.modules():
+        saved = before.get(id(m), {})
+        for name in _HOOK_DICTS:
+            hooks = getattr(m, name, None)
+            if hooks is None:
+                continue
+            for key in [k for k in hooks if k not in saved.get(name, set())]:
+                del hooks[key]
+
+
 def _as_int(value: int | float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
@@ -310,12 +330,15 @@ class FvcoreCounter(Counter):
             analysis.observer = observer
             analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("all")
             analysis.set_op_handle(**{n: observer.wrap(n, h) for n, h in handles.items()})
+            hooks_before = _hook_keys(wrapper)
             with warnings.catch_warnings(record=True) as records:
                 warnings.simplefilter("always")
                 try:
                     with torch.no_grad():
                         total = analysis.total()
                 except Exception as exc:
+                    # fvcore removes its scope hooks only when the trace succeeds
+                    _remove_hooks_added_since(wrapper, hooks_before)
                     if "meta" in devices:
                         raise CounterError(
                             f"fvcore could not trace {call.module_path!r} on meta tensors "
