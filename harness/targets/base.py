@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import re
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -37,6 +38,7 @@ __all__ = [
     "materialize_parameters",
     "load_safetensors",
     "parse_device",
+    "cached",
     "FILLER_TOKEN_BASE",
     "prompt_token_ids",
 ]
@@ -129,7 +131,7 @@ class ModelInputs:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     #: ``"image"`` (decoded page), ``"blank"`` (a white page of the given size) or ``"meta"``.
     pixel_source: str = "meta"
-    #: Upstream stage outputs, keyed by (id(model), stage): computed once, reused.
+    #: Upstream stage outputs per model (see :func:`cached`): computed once, reused.
     cache: dict[tuple[int, str], Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -187,6 +189,18 @@ class Target:
             raise ValueError(f"BuiltModel is a {built.target!r} model, not {self.name!r}")
         if inputs is not None and inputs.target != self.name:
             raise ValueError(f"ModelInputs were prepared for {inputs.target!r}, not {self.name!r}")
+
+
+def cached(inputs: ModelInputs, model: nn.Module, name: str, compute: Callable[[], Any]) -> Any:
+    """``compute()`` once per (model, name) for these inputs; a weak reference guards against a
+    new model reusing a collected model's id."""
+    key = (id(model), name)
+    hit = inputs.cache.get(key)
+    if hit is not None and hit[0]() is model:
+        return hit[1]
+    value = compute()
+    inputs.cache[key] = (weakref.ref(model), value)
+    return value
 
 
 # Devices ---------------------------------------------------------------------------------------
@@ -366,17 +380,22 @@ def _random(shape: Sequence[int], generator: torch.Generator, std: float) -> tor
     return torch.randn(tuple(shape), generator=generator) * std
 
 
-def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
-    """All tensors of a ``.safetensors`` file, or of every ``*.safetensors`` in a directory."""
-    from safetensors.torch import load_file
+def load_safetensors(path: str | Path, prefixes: Iterable[str] = ("",)) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.safetensors`` file, or of every ``*.safetensors`` in a directory, whose
+    names start with one of ``prefixes`` (each read only when wanted)."""
+    from safetensors import safe_open
 
     p = Path(path)
     files = sorted(p.glob("*.safetensors")) if p.is_dir() else [p]
     if not files or not all(f.is_file() for f in files):
         raise TargetError(f"weights {str(path)!r}: no .safetensors file found")
+    wanted = tuple(prefixes)
     state: dict[str, torch.Tensor] = {}
     for f in files:
-        state.update(load_file(str(f)))
+        with safe_open(str(f), framework="pt") as handle:
+            for key in handle.keys():
+                if any(pre == "" or key == pre or key.startswith(pre + ".") for pre in wanted):
+                    state[key] = handle.get_tensor(key)
     return state
 
 

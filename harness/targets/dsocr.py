@@ -118,14 +118,14 @@ class DsocrTarget(Target):
                                           torch_dtype=dtype)
         notes: list[str] = []
         lm_device = "cpu" if device == "meta" else device
-        state, weights_desc = self._weights(model_dir, weights, small, seed, device)
+        weights_path, weights_desc = self._weights(model_dir, weights, small, seed, device)
         if device == "meta":
             for path in VISION_PATHS:
                 base.resolve_module(model, path).to("meta")
             notes.append("vision on meta; the LM runs on CPU (moe_infer calls .cpu().numpy()) and is "
                          "materialised on the first prefill/decode stage call")
         else:
-            _materialize(model, ("",), device, dtype, seed, state)
+            _materialize(model, ("",), device, dtype, seed, weights_path, notes)
         model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
@@ -138,7 +138,7 @@ class DsocrTarget(Target):
             config=model.config, stage_map=stage_map, small=small, weights=weights_desc,
             stage_devices=stage_devices, parameter_count=sum(p.numel() for p in model.parameters()),
             notes=notes)
-        built.extra.update(seed=seed, state=state, lm_ready=device != "meta", model_dir=model_dir)
+        built.extra.update(seed=seed, weights_path=weights_path, lm_ready=device != "meta", model_dir=model_dir)
         return built
 
     @staticmethod
@@ -147,14 +147,14 @@ class DsocrTarget(Target):
             weights = model_dir
         if weights is None or weights == "random":
             return None, f"random(seed={seed})" + ("; vision none (meta)" if device == "meta" else "")
-        return base.load_safetensors(weights), str(weights)
+        return Path(weights), str(weights)
 
     def _lm_ready(self, built: BuiltModel) -> None:
         """Give the LM real storage on its device (meta builds: CPU), once."""
         if built.extra.get("lm_ready"):
             return
         _materialize(built.model, LM_PATHS, built.stage_devices["prefill"], built.dtype,
-                     built.extra.get("seed", 0), built.extra.get("state"))
+                     built.extra.get("seed", 0), built.extra.get("weights_path"), built.notes)
         built.extra["lm_ready"] = True
 
     # Inputs -------------------------------------------------------------------------------------
@@ -267,21 +267,14 @@ class DsocrTarget(Target):
 
     # Upstream outputs ----------------------------------------------------------------------------
     def _sam_outputs(self, built: BuiltModel, inputs: ModelInputs) -> list[torch.Tensor]:
-        key = (id(built.model), "sam")
-        if key not in inputs.cache:
-            sam = built.model.model.sam_model
-            with torch.no_grad():
-                inputs.cache[key] = [sam(p) for p in _pixels(built, inputs)]
-        return inputs.cache[key]
+        sam = built.model.model.sam_model
+        return base.cached(inputs, built.model, "sam", lambda: _no_grad(
+            lambda: [sam(p) for p in _pixels(built, inputs)]))
 
     def _clip_outputs(self, built: BuiltModel, inputs: ModelInputs) -> list[torch.Tensor]:
-        key = (id(built.model), "clip")
-        if key not in inputs.cache:
-            clip = built.model.model.vision_model
-            with torch.no_grad():
-                inputs.cache[key] = [clip(p, f) for p, f in zip(_pixels(built, inputs),
-                                                                 self._sam_outputs(built, inputs))]
-        return inputs.cache[key]
+        clip = built.model.model.vision_model
+        return base.cached(inputs, built.model, "clip", lambda: _no_grad(
+            lambda: [clip(p, f) for p, f in zip(_pixels(built, inputs), self._sam_outputs(built, inputs))]))
 
     def _projector_inputs(self, built: BuiltModel, inputs: ModelInputs) -> list[torch.Tensor]:
         # CLIP without its CLS token, then SAM flattened to tokens: (B, n, 1024 + 1024).
@@ -289,12 +282,9 @@ class DsocrTarget(Target):
                 for c, s in zip(self._clip_outputs(built, inputs), self._sam_outputs(built, inputs))]
 
     def _projector_outputs(self, built: BuiltModel, inputs: ModelInputs) -> list[torch.Tensor]:
-        key = (id(built.model), "projector")
-        if key not in inputs.cache:
-            projector = built.model.model.projector
-            with torch.no_grad():
-                inputs.cache[key] = [projector(x) for x in self._projector_inputs(built, inputs)]
-        return inputs.cache[key]
+        projector = built.model.model.projector
+        return base.cached(inputs, built.model, "projector", lambda: _no_grad(
+            lambda: [projector(x) for x in self._projector_inputs(built, inputs)]))
 
     def _image_sequence(self, built: BuiltModel, inputs: ModelInputs) -> torch.Tensor:
         """The vendor's image token rows: [crop mosaic + newlines, global + newlines, separator]."""
@@ -323,23 +313,27 @@ class DsocrTarget(Target):
         return sequence
 
     def _prefill_embeds(self, built: BuiltModel, inputs: ModelInputs) -> tuple[torch.Tensor, str]:
-        key = (id(built.model), "prefill_embeds")
-        if key not in inputs.cache:
-            dev = built.stage_devices["prefill"]
-            ids = inputs.input_ids.to(dev)
-            with torch.no_grad():
-                embeds = built.model.model.embed_tokens(ids)
-                if built.stage_devices["projector"] == dev:
-                    sequence = self._image_sequence(built, inputs).to(embeds.dtype)
-                    embeds = embeds.masked_scatter(inputs.image_mask.to(dev).unsqueeze(-1), sequence)
-                    note = ("inputs_embeds: token embeddings with the projected image features scattered "
-                            "into the image placeholders (vendor order: crop mosaic, global, separator)")
-                else:
-                    note = (f"inputs_embeds: text-only prefill of the same length {inputs.seq_len} (vision "
-                            f"ran on {built.stage_devices['projector']}, the LM on {dev}; image positions "
-                            "hold the placeholder embedding): identical FLOPs, they depend on L only")
-            inputs.cache[key] = (embeds, note)
-        return inputs.cache[key]
+        return base.cached(inputs, built.model, "prefill_embeds", lambda: self._embeds(built, inputs))
+
+    def _embeds(self, built: BuiltModel, inputs: ModelInputs) -> tuple[torch.Tensor, str]:
+        dev = built.stage_devices["prefill"]
+        ids = inputs.input_ids.to(dev)
+        with torch.no_grad():
+            embeds = built.model.model.embed_tokens(ids)
+            if built.stage_devices["projector"] != dev:
+                return embeds, (
+                    f"inputs_embeds: text-only prefill of the same length {inputs.seq_len} (vision ran on "
+                    f"{built.stage_devices['projector']}, the LM on {dev}; image positions hold the placeholder "
+                    "embedding): identical FLOPs, they depend on L only")
+            sequence = self._image_sequence(built, inputs).to(embeds.dtype)
+            embeds = embeds.masked_scatter(inputs.image_mask.to(dev).unsqueeze(-1), sequence)
+        return embeds, ("inputs_embeds: token embeddings with the projected image features scattered into the "
+                        "image placeholders (vendor order: crop mosaic, global, separator)")
+
+
+def _no_grad(compute):
+    with torch.no_grad():
+        return compute()
 
 
 def _pixels(built: BuiltModel, inputs: ModelInputs) -> list[torch.Tensor]:
@@ -363,11 +357,22 @@ def _share_experts(name: str, shape: torch.Size):
 
 
 def _materialize(model: nn.Module, prefixes: tuple[str, ...], device: str, dtype: torch.dtype, seed: int,
-                 state: dict[str, torch.Tensor] | None) -> None:
+                 weights_path: Path | None, notes: list[str]) -> None:
+    """Real storage for the parameters under ``prefixes``: checkpoint tensors (read only for these
+    prefixes) or seeded random ones. A parameter the checkpoint lacks is an error."""
+    state = base.load_safetensors(weights_path, prefixes) if weights_path is not None else None
     base.materialize_parameters(model, device, dtype, prefixes=prefixes, seed=seed,
                                 share=_share_experts if state is None else None, state=state)
-    missing = [n for n, p in model.named_parameters()
-               if p.device.type == "meta" and any(p_ == "" or n.startswith(p_ + ".") or n == p_ for p_ in prefixes)]
+    inside = lambda n: any(p == "" or n == p or n.startswith(p + ".") for p in prefixes)  # noqa: E731
+    missing = [n for n, p in model.named_parameters() if p.device.type == "meta" and inside(n)]
     if missing:
-        raise TargetError(f"checkpoint lacks {len(missing)} parameters of the vendor model, e.g. "
-                          f"{', '.join(missing[:5])}")
+        raise TargetError(f"checkpoint {str(weights_path)!r} lacks {len(missing)} parameters of the vendor "
+                          f"model, e.g. {', '.join(missing[:5])}")
+    if state is not None:
+        names = {n for n, _ in model.named_parameters(remove_duplicate=False)}
+        unused = sorted(set(state) - names)
+        if unused:  # recorded, not fatal: a checkpoint may carry tensors the code never builds
+            notes.append(f"checkpoint tensors not in the model ({len(unused)}): {', '.join(unused[:5])}")
+    elif any(p == "" or p == "model.layers" for p in prefixes):
+        notes.append("random expert weights share one tensor per layer and projection: values never "
+                     "change FLOPs")

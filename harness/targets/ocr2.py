@@ -303,12 +303,9 @@ class Ocr2Target(Target):
 
     # Upstream outputs (computed once per model, cached on the inputs) -----------------------------
     def _sam_outputs(self, built: BuiltModel, inputs: ModelInputs) -> list[torch.Tensor]:
-        key = (id(built.model), "sam")
-        if key not in inputs.cache:
-            sam = built.model.model.vision_tower.sam_encoder
-            with torch.no_grad():
-                inputs.cache[key] = [sam(p).last_hidden_state for p in _pixels(built, inputs)]
-        return inputs.cache[key]
+        sam = built.model.model.vision_tower.sam_encoder
+        return base.cached(inputs, built.model, "sam", lambda: _no_grad(
+            lambda: [sam(p).last_hidden_state for p in _pixels(built, inputs)]))
 
     def _encoder_inputs(self, built: BuiltModel, inputs: ModelInputs) -> list[tuple[torch.Tensor, int]]:
         tower = built.model.model.vision_tower
@@ -322,43 +319,41 @@ class Ocr2Target(Target):
         return result
 
     def _encoder_outputs(self, built: BuiltModel, inputs: ModelInputs) -> list[torch.Tensor]:
-        key = (id(built.model), "encoder")
-        if key not in inputs.cache:
-            encoder = built.model.model.vision_tower.vision_encoder
-            with torch.no_grad():
-                inputs.cache[key] = [encoder(c, n).last_hidden_state[:, n:, :]
-                                     for c, n in self._encoder_inputs(built, inputs)]
-        return inputs.cache[key]
+        encoder = built.model.model.vision_tower.vision_encoder
+        return base.cached(inputs, built.model, "encoder", lambda: _no_grad(
+            lambda: [encoder(c, n).last_hidden_state[:, n:, :] for c, n in self._encoder_inputs(built, inputs)]))
 
     def _projector_outputs(self, built: BuiltModel, inputs: ModelInputs) -> list[torch.Tensor]:
-        key = (id(built.model), "projector")
-        if key not in inputs.cache:
-            projector = built.model.model.multi_modal_projector
-            with torch.no_grad():
-                inputs.cache[key] = [projector(f) for f in self._encoder_outputs(built, inputs)]
-        return inputs.cache[key]
+        projector = built.model.model.multi_modal_projector
+        return base.cached(inputs, built.model, "projector", lambda: _no_grad(
+            lambda: [projector(f) for f in self._encoder_outputs(built, inputs)]))
 
     def _prefill_embeds(self, built: BuiltModel, inputs: ModelInputs) -> torch.Tensor:
-        key = (id(built.model), "prefill_embeds")
-        if key not in inputs.cache:
-            inner = built.model.model
-            by_role = dict(zip((v.role for v in inputs.layout.views), self._projector_outputs(built, inputs)))
-            # get_image_features: [local (crops, row-major), global, view_separator]
-            parts = []
-            if "crops" in by_role:
-                parts.append(by_role["crops"].reshape(-1, by_role["crops"].shape[-1]))
-            parts.append(by_role["global"].reshape(-1, by_role["global"].shape[-1]))
-            parts.append(inner.view_separator.unsqueeze(0))
-            features = torch.cat(parts, dim=0)
-            if features.shape[0] != inputs.layout.image_tokens:
-                raise TargetError(f"ocr2 image features have {features.shape[0]} rows, the layout has "
-                                  f"{inputs.layout.image_tokens} image placeholders")
-            ids = inputs.input_ids.to(built.device)
-            with torch.no_grad():
-                embeds = inner.language_model.embed_tokens(ids)
-                mask = inputs.image_mask.to(built.device).unsqueeze(-1)
-                inputs.cache[key] = embeds.masked_scatter(mask, features.to(embeds.dtype))
-        return inputs.cache[key]
+        return base.cached(inputs, built.model, "prefill_embeds", lambda: self._scatter(built, inputs))
+
+    def _scatter(self, built: BuiltModel, inputs: ModelInputs) -> torch.Tensor:
+        inner = built.model.model
+        by_role = dict(zip((v.role for v in inputs.layout.views), self._projector_outputs(built, inputs)))
+        # get_image_features: [local (crops, row-major), global, view_separator]
+        parts = []
+        if "crops" in by_role:
+            parts.append(by_role["crops"].reshape(-1, by_role["crops"].shape[-1]))
+        parts.append(by_role["global"].reshape(-1, by_role["global"].shape[-1]))
+        parts.append(inner.view_separator.unsqueeze(0))
+        features = torch.cat(parts, dim=0)
+        if features.shape[0] != inputs.layout.image_tokens:
+            raise TargetError(f"ocr2 image features have {features.shape[0]} rows, the layout has "
+                              f"{inputs.layout.image_tokens} image placeholders")
+        ids = inputs.input_ids.to(built.device)
+        with torch.no_grad():
+            embeds = inner.language_model.embed_tokens(ids)
+            mask = inputs.image_mask.to(built.device).unsqueeze(-1)
+            return embeds.masked_scatter(mask, features.to(embeds.dtype))
+
+
+def _no_grad(compute):
+    with torch.no_grad():
+        return compute()
 
 
 def _pixels(built: BuiltModel, inputs: ModelInputs) -> list[torch.Tensor]:
