@@ -44,9 +44,10 @@ CUDA_NOT_AVAILABLE_MSG = "CUDA not available: gpu tests run on a CUDA machine (p
 GPU_NEEDS_CUDA_DEVICE_MSG = "gpu test, but --device {device} was given: pass --device cuda:N to run it"
 DEFAULT_DEVICE = "cpu"
 DEVICE_RE = re.compile(r"^(cpu|meta|cuda)(?::(\d+))?$")
-PAGE_SETS = ("all", "default", "grid", "corpus")
+PAGE_SETS = ("all", "grid", "corpus", "default")  # = harness.suite.PAGE_SETS
 
 _SESSION_KEY = pytest.StashKey[GoldenSession]()
+_SUITE_KEY = pytest.StashKey[Any]()
 _DEVICE_KEY = pytest.StashKey[str]()
 
 
@@ -167,6 +168,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
     config.addinivalue_line("markers", "golden(key): the test checks golden <target>-<mode>-<page>-<stage>-<counter>")
     config.stash[_DEVICE_KEY] = resolve_device(config)
+    _validate_selection(config)
     root = Path(config.getoption("harness_golden_dir") or config.rootpath / "golden")
     if not root.is_absolute():
         root = Path(config.invocation_params.dir) / root
@@ -179,6 +181,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(GoldenHooks(session), "harness-goldens")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistGoldenHooks(session), "harness-xdist-goldens")
+
+
+def _validate_selection(config: pytest.Config) -> None:
+    """Unknown names given to --target/--mode/--page/--stage/--counter are usage errors."""
+    dests = ("harness_target", "harness_mode", "harness_page", "harness_stage", "harness_counter")
+    if not any(config.getoption(d, None) for d in dests):
+        return
+    from harness.suite import selection_from_config, validate_selection
+
+    errors = validate_selection(selection_from_config(config))
+    if errors:
+        raise pytest.UsageError("\n".join(errors))
 
 
 def golden_session(config: pytest.Config) -> GoldenSession:
@@ -293,6 +307,12 @@ class GoldenHooks:
             terminalreporter.write_sep("-", "harness goldens")
             for line in lines:
                 terminalreporter.write_line(line)
+        cache = config.stash.get(_SUITE_KEY, None)
+        stats = cache.stats_lines() if cache is not None else []
+        if stats:
+            terminalreporter.write_sep("-", "harness suite cache")
+            for line in stats:
+                terminalreporter.write_line(line)
 
 
 class XdistGoldenHooks:
@@ -334,6 +354,25 @@ def gpu_device(pytestconfig: pytest.Config) -> str:
         pytest.skip(CUDA_NOT_AVAILABLE_MSG)
     device = process_device(pytestconfig)
     return device if device.startswith("cuda") else worker_gpu(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def suite_cache(pytestconfig: pytest.Config):
+    """The session cache of the verification suite: built models (on meta), layouts, analytic
+    costs, and measured counts memoised per shape key (see :mod:`harness.suite`)."""
+    from harness.suite import SuiteCache
+
+    if _SUITE_KEY not in pytestconfig.stash:
+        pytestconfig.stash[_SUITE_KEY] = SuiteCache(
+            model_path=vendor_model_path(pytestconfig),
+            trust_remote_code=bool(pytestconfig.getoption("harness_trust_remote_code")))
+    return pytestconfig.stash[_SUITE_KEY]
+
+
+@pytest.fixture(scope="session")
+def built_model(suite_cache):
+    """``built_model(target)``: the target's model built once per session on meta."""
+    return suite_cache.built_model
 
 
 @pytest.fixture(scope="session", name="golden_session")
@@ -399,6 +438,15 @@ class GoldenCheck:
         env = base_environment(process_device(self._item.config))
         env.update(environment or {})
         self._session.check(self.key, entry, layout=layout, environment=env, nodeid=self._item.nodeid)
+
+    def exists(self) -> bool:
+        """Whether this test's golden entry exists (a corrupt file counts as absent)."""
+        key = self.key
+        try:
+            doc = self._session.load(self._session.path_for(key), self._item.nodeid)
+        except Exception:
+            return False
+        return doc is not None and key.counter in doc["stages"].get(key.stage, {})
 
     def read(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(entry, document)`` of this test's golden, failing with the fix when missing."""
