@@ -53,7 +53,7 @@ def test_full_update_run_deletes_unused(stale):
     (("-m", "not slow"), "-m"),
     (("--deselect", "test_fake.py::test_stage[fake-base-letter-sam-torch]"), "--deselect, 1 deselected"),
     (("test_fake.py",), "explicit test paths"),
-    (("--target", "fake"), "--target"),
+    (("--target", "ocr2"), "--target"),
     (("--mode", "base"), "--mode"),
     (("--page-set", "grid"), "--page-set"),
 ])
