@@ -146,6 +146,25 @@ def test_vendor_builds_with_the_documented_parameter_counts(vendor_meta):
 
 
 @pytest.mark.vendor
+def test_vendor_code_ran_offline_with_private_stand_ins(vendor_meta):
+    import importlib.util
+    import os
+    import sys
+    import tempfile
+
+    from transformers.utils import import_utils
+
+    assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["TRANSFORMERS_OFFLINE"] == "1"
+    if importlib.util.find_spec("torchvision") is not None and "harness.stub" in getattr(
+            sys.modules.get("torchvision"), "__version__", ""):
+        stub = sys.modules["torchvision"]
+        assert stub.__file__.startswith(tempfile.gettempdir())       # private temp dir, not the repo
+        assert not import_utils.is_torchvision_available()           # transformers never saw it
+        with pytest.raises(RuntimeError, match="stand-in"):
+            stub.transforms.ToTensor()(None)
+
+
+@pytest.mark.vendor
 def test_vendor_stage_map_error_names_the_path(vendor_meta):
     with pytest.raises(StageMapError) as info:
         validate_stage_map(vendor_meta.model, {"clip": ("model.clip_model",)})
