@@ -430,7 +430,8 @@ class SuiteCache:
         """What made the counts, beyond the package versions: device, dtype, implementations."""
         built = self.built_model(case.target)
         return {
-            "device": built.stage_devices.get(case.stage, built.device) if built.stage_devices else built.device,
+            "device": built.device,
+            "stage_devices": dict(built.stage_devices),
             "dtype": str(built.dtype).replace("torch.", ""),
             "attn_implementation": built.attn_implementation,
             "experts_implementation": built.experts_implementation,
