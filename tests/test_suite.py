@@ -25,6 +25,7 @@ from harness.golden import Mismatch, format_mismatch
 from harness.suite import (
     NOT_MEASURABLE_ON_META,
     Case,
+    SuiteCache,
     entry_record,
     layout_record,
     native_transformers,
@@ -49,9 +50,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     else:
         cases = suite_cases(selection)
     native = native_transformers()
+    cache = SuiteCache()        # layouts only (pure arithmetic): the xdist groups
     params = []
     for case in cases:
         marks = [pytest.mark.golden(case.id)]
+        # under `pytest -n N --dist loadgroup`, the pages of one prefill length (hence mostly one
+        # view layout) stay on one worker, so each worker measures each shape key once
+        length = cache.shape_key(Case(case.target, case.mode, case.page, "prefill", case.counter))[1]
+        marks.append(pytest.mark.xdist_group(f"{case.target}-L{length}"))
         if not vendor_check and needs_vendor(case.target):
             marks.append(pytest.mark.vendor)
         if not vendor_check and case.target == "ocr2" and not native:
