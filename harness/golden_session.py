@@ -153,16 +153,23 @@ class GoldenSession:
                               + f"\nTo regenerate it, run:\n  {regenerate_command(self.config, nodeid)}")
         return doc
 
-    def read(self, key: GoldenKey, nodeid: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-        """``(entry, document)`` of ``key``; fails the test with the fix if missing or corrupt."""
+    def read(self, key: GoldenKey, nodeid: str | None = None, *,
+             command: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(entry, document)`` of ``key``; fails the test with the fix if missing or corrupt.
+
+        ``command``: the fix to print, when another test (or environment) makes this golden.
+        """
         __tracebackhide__ = True
         path = self.path_for(key)
         shown = self.display_path(path)
         try:
             doc = self.load(path, nodeid)
         except GoldenError as exc:
+            if command is not None:
+                text = str(exc).rsplit("\nTo regenerate it, run:", 1)[0]
+                pytest.fail(f"{text}\nTo regenerate it, run:\n  {command}", pytrace=False)
             pytest.fail(str(exc), pytrace=False)
-        command = regenerate_command(self.config, nodeid)
+        command = command or regenerate_command(self.config, nodeid)
         if doc is None:
             pytest.fail(f"golden {key}: no golden file {shown}.\nTo create it, run:\n  {command}",
                         pytrace=False)

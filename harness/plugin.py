@@ -13,7 +13,8 @@ Registered from the root ``conftest.py``. What it adds:
 * under xdist with a CUDA device, one worker per GPU: worker ``gw<k>`` uses ``cuda:<k>``, the
   k-th entry of ``CUDA_VISIBLE_DEVICES``; more workers than GPUs is a usage error;
 * fixtures: ``harness_device``, ``gpu_device``, ``model_path``, ``golden`` (compare or record one
-  golden entry), ``golden_session`` and ``bands``;
+  golden entry), ``golden_session``, ``bands``, and for the verification suite ``suite_cache``
+  (built models on meta, counts memoised per shape key) and ``built_model``;
 * at the end: goldens written once per file by the process owning the terminal (xdist workers
   send their records to the controller), and a summary of goldens written, unchanged, unused.
 """
@@ -32,6 +33,7 @@ import pytest
 
 from harness.golden import BandsError, GoldenKey
 from harness.golden_session import PROPERTY, WORKER_OUTPUT, GoldenSession
+from harness.suite import PAGE_SETS
 
 VENDOR_ENV_VAR = "DEEPSEEK_OCR_PATH"
 VENDOR_SKIP_REASON = (
@@ -44,7 +46,6 @@ CUDA_NOT_AVAILABLE_MSG = "CUDA not available: gpu tests run on a CUDA machine (p
 GPU_NEEDS_CUDA_DEVICE_MSG = "gpu test, but --device {device} was given: pass --device cuda:N to run it"
 DEFAULT_DEVICE = "cpu"
 DEVICE_RE = re.compile(r"^(cpu|meta|cuda)(?::(\d+))?$")
-PAGE_SETS = ("all", "grid", "corpus", "default")  # = harness.suite.PAGE_SETS
 
 _SESSION_KEY = pytest.StashKey[GoldenSession]()
 _SUITE_KEY = pytest.StashKey[Any]()
@@ -77,14 +78,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--page-set", action="store", dest="harness_page_set", default=None,
                     choices=PAGE_SETS,
                     help="pages of the suite: default, grid, corpus or all (default: all)")
-
-
-def selected(config: pytest.Config, dest: str) -> list[str] | None:
-    """The names given to a repeatable, comma-separated selector option, or None."""
-    values = config.getoption(dest, None)
-    if not values:
-        return None
-    return [name.strip() for value in values for name in value.split(",") if name.strip()]
 
 
 # ------------------------------------------------------------------------------------ devices
@@ -448,10 +441,11 @@ class GoldenCheck:
             return False
         return doc is not None and key.counter in doc["stages"].get(key.stage, {})
 
-    def read(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """``(entry, document)`` of this test's golden, failing with the fix when missing."""
+    def read(self, *, command: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(entry, document)`` of this test's golden, failing with the fix when missing
+        (``command``: the fix to print when another test or environment makes the golden)."""
         __tracebackhide__ = True
-        return self._session.read(self.key, self._item.nodeid)
+        return self._session.read(self.key, self._item.nodeid, command=command)
 
 
 @pytest.fixture

@@ -134,11 +134,19 @@ def test_stage(case: Case, suite_cache, golden, bands) -> None:
         pytest.fail("\n\n".join(problems), pytrace=False)
 
 
+def vendor_command(case: Case) -> str:
+    """How the vendor golden of ``case`` is made: in the vendor environment, from the vendor code."""
+    return ("make golden-vendor MODEL_PATH=<DeepSeek-OCR directory>   # all vendor goldens; or, in the "
+            "vendor environment (make vendor-env):\n  .venv-vendor/bin/python -m pytest -m vendor "
+            "--model-path <DeepSeek-OCR directory> --trust-remote-code --update-golden "
+            f"--target {case.target} --mode {case.mode} --page {case.page}")
+
+
 def test_vendor_golden(case: Case, suite_cache, golden, bands) -> None:
     """Analytic model vs the torch counts recorded in the vendor environment (golden/dsocr/**)."""
     if golden.update and not golden.exists():
         pytest.skip("no vendor golden yet; this run regenerates goldens (make golden-vendor)")
-    entry, doc = golden.read()
+    entry, doc = golden.read(command=vendor_command(case))
     layout = layout_record(suite_cache.layout(case.target, case.mode, case.page),
                            text_tokens=suite_cache.text_tokens)
     rows = [Mismatch(f"layout.{k}", layout.get(k), v, "layout changed")
