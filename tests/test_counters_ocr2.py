@@ -197,3 +197,12 @@ def test_fvcore_einsum_rounding_is_a_named_deviation(small_cpu_eager):
     delta = explain_delta(small_cpu_eager.costs["sam"], result)
     names = [c.name for c in delta.components]
     assert any("einsum handle rounds" in n for n in names), delta
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_thop_patched_elementwise_matches_the_analytic_convention(full_meta, stage):
+    """thop's patched custom_ops use the analytic per-element convention for norms and activations."""
+    result = full_meta.count(stage, "thop", "patched")
+    analytic = full_meta.costs[stage].flops
+    for key in ("norm", "activation"):
+        assert result.by_key.get(key, 0) == analytic.get(key, 0), (key, result.summary())

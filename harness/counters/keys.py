@@ -163,7 +163,7 @@ _MATMUL_TOKENS = frozenset({
     "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "einsum", "addmm", "baddbmm",
     "addbmm", "addmv", "mv", "dot", "vdot", "tensordot", "bilinear", "attention", "attn",
 })
-_MATMUL_SUBSTRINGS = ("grouped_mm", "scaled_mm", "_int_mm", "attention", "flash_attn", "conv_")
+_MATMUL_SUBSTRINGS = ("grouped_mm", "scaled_mm", "_int_mm", "attention", "flash_attn", "conv_transpose")
 
 
 def is_matmul_like(name: str) -> bool:
@@ -171,12 +171,9 @@ def is_matmul_like(name: str) -> bool:
 
     Used to decide whether an op that ran without a formula is a *finding* (it multiplies
     matrices, so a count of 0 is wrong) rather than element-wise or data-movement work.
-    ``name`` may be ``aten.mm.default``, ``aten::_grouped_mm``, ``transformers::grouped_mm_fallback``
-    or a Python function name.
+    ``name`` may be ``aten.mm.default``, ``aten::_grouped_mm``, ``transformers::grouped_mm_fallback``,
+    ``function:torch.matmul`` or ``module:Conv2d``; ``aten::upsample_bilinear2d`` is not a product.
     """
     low = name.lower()
-    tokens = set(re.split(r"[^a-z0-9]+|_", low))
-    tokens |= set(re.split(r"[^a-z0-9_]+", low))  # keep underscore-joined names like conv_transpose2d
-    if tokens & _MATMUL_TOKENS:
-        return True
-    return any(s in low for s in _MATMUL_SUBSTRINGS if s != "conv_") or "conv_transpose" in low
+    tokens = set(re.split(r"[^a-z0-9]+|_", low)) | set(re.split(r"[^a-z0-9_]+", low))
+    return bool(tokens & _MATMUL_TOKENS) or any(s in low for s in _MATMUL_SUBSTRINGS)
