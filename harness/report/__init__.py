@@ -6,9 +6,9 @@ report and a suite run on the same environment can never disagree. FLOPs = 2 x M
 """
 
 from harness.report.build import FILES, ReportResult, run_report
-from harness.report.collect import Collected, Record, collect, measure_variant
+from harness.report.collect import Collected, Record, measure_variant
 from harness.report.inputs import CounterSpec, InputError, ReportPlan, TargetPlan
 from harness.report.output import OutputError
 
-__all__ = ["run_report", "ReportResult", "FILES", "collect", "Collected", "Record", "measure_variant",
+__all__ = ["run_report", "ReportResult", "FILES", "Collected", "Record", "measure_variant",
            "ReportPlan", "TargetPlan", "CounterSpec", "InputError", "OutputError"]

@@ -62,7 +62,8 @@ def summary_line(plan: ReportPlan, collected: Collected, out: Path, data_files: 
 
 
 def run_report(plan: ReportPlan, out: Path | str, *, progress: bool | None = None,
-               stream: TextIO | None = None, cache: Any = None, plots: bool = True) -> ReportResult:
+               stream: TextIO | None = None, cache: Any = None, plots: bool = True,
+               jobs: int = 1) -> ReportResult:
     """Measure, render and write the report of ``plan`` into ``out`` (atomically)."""
     from tqdm import tqdm
 
@@ -76,10 +77,11 @@ def run_report(plan: ReportPlan, out: Path | str, *, progress: bool | None = Non
             print(text, file=stream, flush=True)
 
     def bar(total: int) -> Any:
-        return tqdm(total=total, desc="measuring", unit="cell", file=stream, disable=True if progress is False else (False if progress else None),
+        return tqdm(total=total, desc="counting (one run per shape key)", unit="count", file=stream, disable=True if progress is False else (False if progress else None),
                     dynamic_ncols=True, mininterval=0.5)
 
-    collected = collect(plan, progress=bar if progress is not False else None, status=say, cache=cache)
+    collected = collect(plan, progress=bar if progress is not False else None, status=say, cache=cache,
+                        jobs=jobs)
     say("writing report files and plots ...")
     data_files = list(FILES)
     with ReportDir(out) as tmp:

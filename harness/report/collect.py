@@ -246,6 +246,144 @@ def _error_text(exc: BaseException) -> str:
     return text.strip()
 
 
+def _pending(cache: SuiteCache, plan: ReportPlan, items: list, build_errors: dict[str, str]) -> list[tuple]:
+    """``(case, variant, memo key)`` of every shape key still to measure, first occurrence first."""
+    tasks, keys = [], set()
+    for target, mode, page, stage in items:
+        if target in build_errors:
+            continue
+        for spec in plan.counters:
+            case = Case(target, mode, page.page_id, stage, spec.counter)
+            key = variant_key(cache, case, spec.variant)
+            if key in keys or key in cache.measurements:
+                continue
+            keys.add(key)
+            tasks.append((case, spec.variant, key))
+    return tasks
+
+
+def _effective_jobs(jobs: int, plan: ReportPlan, n_tasks: int) -> int:
+    """Worker processes: only on meta (nothing real to copy), only with fork, never more than tasks."""
+    import multiprocessing
+
+    if jobs <= 1 or n_tasks < 2 or plan.device != "meta":
+        return 1
+    if any(t.name == "dsocr" and not t.unavailable for t in plan.targets):
+        return 1   # the vendor LM runs on CPU with real weights: one copy, one process
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return min(jobs, n_tasks)
+
+
+#: The cache a forked worker measures with, and the queue it reports each count on (set in the
+#: parent just before the fork; fork start method only).
+_WORKER_CACHE: SuiteCache | None = None
+_WORKER_QUEUE: Any = None
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _worker_measure(task: tuple) -> tuple:
+    """In a worker: the cache's own measurement of one shape key, made picklable."""
+    import pickle
+
+    case, variant, key = task
+    cache = _WORKER_CACHE
+    assert cache is not None
+    try:
+        measure_variant(cache, case, variant)
+    except Exception:
+        pass
+    found = cache.measurements[key]
+    error = found.error
+    if error is not None:
+        try:
+            pickle.loads(pickle.dumps(error))
+        except Exception:
+            error = ("remote", type(error).__name__, str(error), getattr(error, "result", None))
+    return key, found.count, error, found.seconds, found.page, getattr(found, "failure", "")
+
+
+def _worker_unit(unit: list[tuple]) -> int:
+    """In a worker: measure a unit of tasks in order (one ModelInputs: upstream outputs computed once)."""
+    for task in unit:
+        _WORKER_QUEUE.put(_worker_measure(task))
+    return len(unit)
+
+
+def _rebuild_error(error: Any) -> BaseException | None:
+    if not isinstance(error, tuple):
+        return error
+    _, name, message, result = error
+    from harness.counters import CounterError, UncountedOpError
+
+    if name == "UncountedOpError" and result is not None:
+        return UncountedOpError(message, result)
+    rebuilt = CounterError(f"{name}: {message}")
+    if result is not None:
+        rebuilt.result = result  # type: ignore[attr-defined]
+    return rebuilt
+
+
+#: Stages whose inputs are outputs of earlier stages of the same page (computed once per inputs).
+_UPSTREAM_STAGES = frozenset({"sam", "clip", "encoder", "projector", "prefill"})
+
+
+def work_units(tasks: list[tuple]) -> list[list[tuple]]:
+    """Tasks grouped for workers: a page's stages that share upstream outputs stay in one unit
+    (they are computed once per inputs); every other task (decode) is a unit of its own. Largest
+    units first, so the short ones fill the gaps at the end."""
+    groups: dict[tuple, list[tuple]] = {}
+    singles: list[list[tuple]] = []
+    for task in tasks:
+        case = task[0]
+        if case.stage in _UPSTREAM_STAGES:
+            groups.setdefault((case.target, case.mode, case.page), []).append(task)
+        else:
+            singles.append([task])
+    units = sorted(groups.values(), key=len, reverse=True)
+    return units + singles
+
+
+def _prefetch_parallel(cache: SuiteCache, tasks: list[tuple], workers: int, bar: Any) -> None:
+    """Measure ``tasks`` in forked workers; store each Measurement in the parent's memo table."""
+    import multiprocessing
+    import queue as queue_module
+
+    global _WORKER_CACHE, _WORKER_QUEUE
+    context = multiprocessing.get_context("fork")
+    _WORKER_CACHE, _WORKER_QUEUE = cache, context.Queue()
+    received = 0
+    try:
+        with context.Pool(workers, initializer=_worker_init) as pool:
+            done = pool.map_async(_worker_unit, work_units(tasks), chunksize=1)
+            while received < len(tasks):
+                try:
+                    key, count, error, seconds, page, failure = _WORKER_QUEUE.get(timeout=0.5)
+                except queue_module.Empty:
+                    if done.ready():
+                        done.get()      # re-raises a worker's crash
+                        if received < len(tasks):
+                            raise RuntimeError(f"report workers finished with {len(tasks) - received} "
+                                               "counts missing")
+                    continue
+                measurement = Measurement(count, _rebuild_error(error), seconds, page)
+                if hasattr(measurement, "failure"):
+                    measurement.failure = failure
+                cache.measurements[key] = measurement
+                received += 1
+                if bar is not None:
+                    bar.set_postfix_str(f"{key[0]} {key[1]} {key[2]}", refresh=False)
+                    bar.update(1)
+            done.get()
+    finally:
+        _WORKER_CACHE, _WORKER_QUEUE = None, None
+
+
 def work_items(plan: ReportPlan) -> Iterator[tuple[str, str, Any, str]]:
     """``(target, mode, page, stage)`` in report order."""
     from harness.analytic.stages import TARGET_STAGES
@@ -258,8 +396,14 @@ def work_items(plan: ReportPlan) -> Iterator[tuple[str, str, Any, str]]:
 
 
 def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
-            status: Callable[[str], None] | None = None, cache: SuiteCache | None = None) -> Collected:
-    """Measure every cell of ``plan`` (memoised per shape key) and compute the analytic side."""
+            status: Callable[[str], None] | None = None, cache: SuiteCache | None = None,
+            jobs: int = 1) -> Collected:
+    """Measure every cell of ``plan`` (memoised per shape key) and compute the analytic side.
+
+    Each shape key not yet in the cache is measured once (``jobs`` > 1: in forked worker
+    processes, each running the cache's own ``measure``; the results land in the same memo
+    table), then every cell is read from the memo in report order.
+    """
     from harness.analytic import stage_costs
     from harness.workload import DEFAULT_PROMPT_TOKENS, compute_view_layout, get_workload
 
@@ -306,59 +450,77 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
         out.build_seconds[tplan.name] = time.perf_counter() - start
 
     items = list(work_items(plan))
-    total = len(items) * max(1, len(plan.counters))
-    bar = progress(total=total) if progress is not None else None
+    tasks = _pending(cache, plan, items, build_errors)
+    bar = progress(total=len(tasks)) if progress is not None and tasks else None
     start_all = time.perf_counter()
     try:
-        for target, mode, page, stage in items:
-            case0 = Case(target, mode, page.page_id, stage, "torch")
-            layout = out.layouts[(target, mode, page.page_id)]
-            built = cache.built.get(target)
-            attn = built.attn_implementation if built is not None else None
-            if built is not None:
-                cost = cache.analytic(case0)
-            else:
-                cost = stage_costs(target, layout, text_tokens=out.text_tokens, attn_implementation=attn)[stage]
-            params = built.stage_parameters(stage) if built is not None else None
-            key = cache.shape_key(case0)
-            out.stages[(target, mode, page.page_id, stage)] = StageInfo(
-                target, mode, page.page_id, stage, cost, params, key,
-                attn or ("eager" if target == "dsocr" else "sdpa"))
-            for spec in plan.counters:
-                case = Case(target, mode, page.page_id, stage, spec.counter)
-                record = Record(target, mode, page.page_id, stage, spec, key, "not measured")
+        workers = _effective_jobs(jobs, plan, len(tasks))
+        if workers > 1:
+            say(f"measuring {len(tasks)} shape keys in {workers} worker processes ...")
+            _prefetch_parallel(cache, tasks, workers, bar)
+        else:
+            for case, variant, _ in tasks:
                 if bar is not None:
-                    bar.set_postfix_str(f"{target} {mode} {page.page_id} {stage} {spec.label}", refresh=False)
-                if target in build_errors:
-                    record.error = build_errors[target]
-                else:
-                    memo = variant_key(cache, case, spec.variant)
-                    first = seen.get(memo)
-                    before = time.perf_counter()
-                    try:
-                        record.count = measure_variant(cache, case, spec.variant)
-                        record.status = "measured"
-                    except Exception as exc:
-                        partial = getattr(exc, "result", None)   # UncountedOpError carries the count
-                        if partial is not None:
-                            record.count = partial
-                            record.status = "measured"
-                        record.error = _error_text(exc)
-                    if first is None:
-                        seen[memo] = f"{page.page_id}/{mode}"
-                        record.seconds = time.perf_counter() - before
-                        out.model_runs += 1
-                    else:
-                        record.reused_from = first
-                        out.reuses += 1
-                    if record.count is not None:
-                        _verify(record, cost, bands)
-                out.records.append(record)
+                    bar.set_postfix_str(f"{case.target} {case.mode} {case.page} {case.stage} {case.counter} "
+                                        f"{variant}", refresh=False)
+                try:
+                    measure_variant(cache, case, variant)
+                except Exception:
+                    pass    # memoised with its error; the record below says why
                 if bar is not None:
                     bar.update(1)
     finally:
         if bar is not None:
             bar.close()
+    fresh = {key for _, _, key in tasks}
+
+    for target, mode, page, stage in items:
+        case0 = Case(target, mode, page.page_id, stage, "torch")
+        layout = out.layouts[(target, mode, page.page_id)]
+        built = cache.built.get(target)
+        attn = built.attn_implementation if built is not None else None
+        if built is not None:
+            cost = cache.analytic(case0)
+        else:
+            cost = stage_costs(target, layout, text_tokens=out.text_tokens, attn_implementation=attn)[stage]
+        params = built.stage_parameters(stage) if built is not None else None
+        key = cache.shape_key(case0)
+        out.stages[(target, mode, page.page_id, stage)] = StageInfo(
+            target, mode, page.page_id, stage, cost, params, key,
+            attn or ("eager" if target == "dsocr" else "sdpa"))
+        for spec in plan.counters:
+            case = Case(target, mode, page.page_id, stage, spec.counter)
+            record = Record(target, mode, page.page_id, stage, spec, key, "not measured")
+            if target in build_errors:
+                record.error = build_errors[target]
+                out.records.append(record)
+                continue
+            memo = variant_key(cache, case, spec.variant)
+            try:
+                record.count = measure_variant(cache, case, spec.variant)   # a memo hit by now
+                record.status = "measured"
+            except Exception as exc:
+                partial = getattr(exc, "result", None)   # UncountedOpError carries the count
+                if partial is not None:
+                    record.count = partial
+                    record.status = "measured"
+                record.error = _error_text(exc)
+            first = seen.get(memo)
+            if first is None:
+                seen[memo] = f"{page.page_id}/{mode}"
+                found = cache.measurements.get(memo)
+                record.seconds = found.seconds if found is not None and memo in fresh else 0.0
+                if memo in fresh:
+                    out.model_runs += 1
+                else:
+                    record.reused_from = "an earlier run in this process"
+                    out.reuses += 1
+            else:
+                record.reused_from = first
+                out.reuses += 1
+            if record.count is not None:
+                _verify(record, cost, bands)
+            out.records.append(record)
     out.measure_seconds = time.perf_counter() - start_all
     out.environment["bands"] = str(bands.path) if bands.path is not None else None
     return out
