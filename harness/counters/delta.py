@@ -18,11 +18,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .base import StageCount
-from .keys import ELEMENTWISE_KEYS, KEY_CLASS, MATMUL_KEYS, UNMAPPED
+from .keys import KEY_CLASS, MATMUL_KEYS, UNMAPPED
 
 __all__ = ["BlindSpot", "KNOWN_BLIND_SPOTS", "DeltaComponent", "DeltaExplanation", "explain_delta"]
 

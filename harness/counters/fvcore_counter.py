@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from .base import Counter, CounterError, StageCount, register_counter
-from .keys import UNMAPPED, ModuleFrame, is_matmul_like, op_key
+from .keys import is_matmul_like, op_key
 from .observe import ModuleStack, call_inputs, einsum_macs, grouped_mm_macs, iter_tensors, prod, sdpa_macs
 
 __all__ = ["EINSUM_ROUNDING", "FvcoreCounter", "PositionalWrapper", "sdpa_flop_jit", "grouped_mm_flop_jit", "einsum_exact_jit"]

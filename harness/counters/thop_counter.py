@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Counter, CounterError, StageCount, register_counter
-from .keys import KEY_CLASS, UNMAPPED, ModuleFrame, op_key
+from .keys import KEY_CLASS, UNMAPPED, op_key
 from .observe import (FunctionCall, FunctionRecorder, ModuleStack, _KIND_BY_FUNC, call_inputs,
                       function_name, iter_tensors, reference_macs, sdpa_macs)
 
@@ -123,7 +123,6 @@ class _Observer:
         self.by_key: Tally = Tally()       # MAC units (floats allowed)
         self.by_op: Tally = Tally()
         self.by_path: Tally = Tally()
-        self.elementwise_flops: Tally = Tally()  # exact FLOPs of the patched element-wise rules
         self.notes: list[str] = []
 
     def module_rule(self, rule: Callable, kind: str, key_override: str | None = None) -> Callable:
@@ -341,8 +340,8 @@ class ThopCounter(Counter):
                 for key, macs in record.keyed_macs().items():
                     unseen[key] += 2 * macs
             functions.release()
-        ew_exact = by_key  # MAC units; element-wise custom rules hold exact half-FLOPs
-        by_key_flops = {k: _as_int(2 * v) for k, v in ew_exact.items() if v}
+        # by_key is in thop's MAC units (the element-wise custom rules hold half their FLOPs): x2
+        by_key_flops = {k: _as_int(2 * v) for k, v in by_key.items() if v}
         inclusive: Tally = Tally()
         roots = {len(c.module_path.split(".")) if c.module_path else 0 for c in calls}
         for path, ops in by_path.items():
