@@ -76,20 +76,26 @@ def run_report(plan: ReportPlan, out: Path | str, *, progress: bool | None = Non
         if progress is not False:
             print(text, file=stream, flush=True)
 
-    def bar(total: int) -> Any:
-        return tqdm(total=total, desc="counting (one run per shape key)", unit="count", file=stream, disable=True if progress is False else (False if progress else None),
-                    dynamic_ncols=True, mininterval=0.5)
+    def bar(total: int, desc: str = "counting (one run per shape key)", unit: str = "count") -> Any:
+        disable = True if progress is False else (False if progress else None)   # None: only on a TTY
+        return tqdm(total=total, desc=desc, unit=unit, file=stream, disable=disable, dynamic_ncols=True,
+                    mininterval=0.5)
 
     collected = collect(plan, progress=bar if progress is not False else None, status=say, cache=cache,
                         jobs=jobs)
-    say("writing report files and plots ...")
+    say("writing the report ...")
     data_files = list(FILES)
     with ReportDir(out) as tmp:
         tmp.write_text("report.csv", render.report_csv(collected))
         static = render.static_compute(collected)
         tmp.write_text("static_compute.json", render.dumps(static))
         tmp.write_text("static_compute.md", render.static_compute_markdown(collected))
-        made = make_plots(collected, tmp.path) if plots else {}
+        made: dict[str, str] = {}
+        if plots:
+            from harness.report.plots import make_plots, plot_jobs
+
+            with bar(len(plot_jobs(collected)), desc="plotting", unit="plot") as plot_bar:
+                made = make_plots(collected, tmp.path, tick=lambda name: plot_bar.update(1))
         seconds = time.perf_counter() - start
         line = summary_line(plan, collected, out, data_files, list(made), seconds)
         extra = {"summary_line": line, "files": data_files, "plots": list(made),
@@ -101,8 +107,3 @@ def run_report(plan: ReportPlan, out: Path | str, *, progress: bool | None = Non
     return ReportResult(out=out, collected=collected, files=data_files, plots=list(made), seconds=seconds,
                         summary_line=line)
 
-
-def make_plots(collected: Collected, directory: Path) -> dict[str, str]:
-    from harness.report.plots import make_plots as draw
-
-    return draw(collected, directory)

@@ -146,6 +146,9 @@ def vision_vs_tokens(collected: Collected, target: str, path: Path) -> dict[str,
         color = _MODE_COLORS[n % len(_MODE_COLORS)]
         ax.scatter(xs, ys, s=sizes, color=color, alpha=0.55, edgecolor="none",
                    label=f"{mode} (analytic, {len(corpus)} corpus pages)")
+        for (x, y), pages_here in points.items():
+            ax.annotate(f"{pages_here}", (x, y / 1e12), textcoords="offset points", xytext=(11, 7 - 9 * n),
+                        fontsize=7, color=color)
         stats[mode] = {"points": len(points), "pages": len(corpus)}
         # measured torch (patched) vision totals of this report's pages
         mx, my = [], []
@@ -166,12 +169,18 @@ def vision_vs_tokens(collected: Collected, target: str, path: Path) -> dict[str,
         if mx:
             ax.scatter(mx, my, s=70, facecolor="none", edgecolor=color, linewidth=1.6, marker="D",
                        label=f"{mode}: torch count, this report's pages")
+    from matplotlib.ticker import FormatStrFormatter, ScalarFormatter
+
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(FormatStrFormatter("%g"))
+    ax.tick_params(axis="both", which="minor", labelsize=7)
     ax.set_xlabel("vision tokens (encoder outputs over all views)")
     ax.set_ylabel("vision FLOPs, matmul class (TFLOP)")
     ax.set_title(f"{target}: vision FLOPs ({' + '.join(vision)}) against vision tokens, by mode\n"
-                 "built-in OmniDocBench-shaped corpus; marker area = pages at that point", fontsize=10)
+                 "built-in OmniDocBench-shaped corpus; marker area and number = pages at that point", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     legend = ax.legend(fontsize=8, loc="upper left")
     for handle in legend.legend_handles:   # uniform legend markers (the plot's sizes encode counts)
@@ -194,8 +203,8 @@ def unexplained_heatmap(collected: Collected, target: str, path: Path) -> None:
     specs = plan.counters or []
     cells = {(r.page, r.mode, r.stage, r.spec): r for r in collected.records if r.target == target}
     ncols = max(1, len(specs))
-    fig, axes = plt.subplots(1, ncols, figsize=(1.2 + 2.3 * ncols, 1.6 + 0.28 * len(rows)), squeeze=False,
-                             sharey=True)
+    fig, axes = plt.subplots(1, ncols, figsize=(1.6 + 2.3 * ncols, 1.9 + 0.28 * len(rows)), squeeze=False,
+                             sharey=True, layout="constrained")
     floor, ceil = 1e-9, 1.0
     norm = LogNorm(vmin=floor, vmax=ceil)
     cmap = plt.get_cmap("OrRd")
@@ -235,11 +244,11 @@ def unexplained_heatmap(collected: Collected, target: str, path: Path) -> None:
         ax.set_yticklabels([f"{p} / {m}" for p, m in rows], fontsize=7.5)
         ax.set_title(spec.label if spec is not None else "no counters", fontsize=9)
     if image is not None:
-        bar = fig.colorbar(image, ax=axes[0].tolist(), fraction=0.025, pad=0.02)
+        bar = fig.colorbar(image, ax=axes[0].tolist(), fraction=0.03, pad=0.01)
         bar.set_label("|unexplained| / analytic matmul FLOPs", fontsize=8)
     fig.suptitle(f"{target}: unexplained remainder after explain_delta, page / mode x stage, per counter\n"
                  "green 0 = every FLOP of the delta explained; red frame = above the verify band; "
-                 "n/m = not measured", fontsize=10, y=1.0 + 0.9 / fig.get_figheight())
+                 "n/m = not measured", fontsize=10)
     _save(fig, path)
 
 
@@ -294,24 +303,34 @@ def decode_per_token(collected: Collected, target: str, path: Path) -> None:
     _save(fig, path)
 
 
-def make_plots(collected: Collected, out_dir: Path) -> dict[str, str]:
-    """Draw every plot into ``out_dir``; returns file name -> caption, in drawing order."""
-    out_dir = Path(out_dir)
-    made: dict[str, str] = {}
+def plot_jobs(collected: Collected) -> list[tuple[str, str, Any]]:
+    """``(file name, caption, draw(path))`` of every plot, in drawing order."""
+    jobs: list[tuple[str, str, Any]] = []
     page = collected.plan.plot_page
     for tplan in collected.plan.targets:
         t = tplan.name
         if page is not None:
-            name = f"stage_bars_{t}_{page}.png"
-            stage_bars(collected, t, page, out_dir / name)
-            made[name] = f"{t}: FLOPs per stage on page {page!r}, analytic vs each counter, by op key"
-        name = f"vision_vs_tokens_{t}.png"
-        vision_vs_tokens(collected, t, out_dir / name)
-        made[name] = f"{t}: vision FLOPs against vision tokens over the corpus, by mode"
-        name = f"unexplained_{t}.png"
-        unexplained_heatmap(collected, t, out_dir / name)
-        made[name] = f"{t}: unexplained remainder, page x stage, per counter"
-        name = f"decode_{t}.png"
-        decode_per_token(collected, t, out_dir / name)
-        made[name] = f"{t}: decode FLOPs per token against context length"
+            jobs.append((f"stage_bars_{t}_{page}.png",
+                         f"{t}: FLOPs per stage on page {page!r}, analytic vs each counter, by op key",
+                         lambda p, t=t: stage_bars(collected, t, page, p)))
+        jobs.append((f"vision_vs_tokens_{t}.png", f"{t}: vision FLOPs against vision tokens over the corpus, by mode",
+                     lambda p, t=t: vision_vs_tokens(collected, t, p)))
+        jobs.append((f"unexplained_{t}.png", f"{t}: unexplained remainder, page x stage, per counter",
+                     lambda p, t=t: unexplained_heatmap(collected, t, p)))
+        jobs.append((f"decode_{t}.png", f"{t}: decode FLOPs per token against context length",
+                     lambda p, t=t: decode_per_token(collected, t, p)))
+    return jobs
+
+
+def make_plots(collected: Collected, out_dir: Path, *, tick: Any = None) -> dict[str, str]:
+    """Draw every plot into ``out_dir``; returns file name -> caption, in drawing order.
+
+    ``tick(name)`` is called after each plot (progress)."""
+    out_dir = Path(out_dir)
+    made: dict[str, str] = {}
+    for name, caption, draw in plot_jobs(collected):
+        draw(out_dir / name)
+        made[name] = caption
+        if tick is not None:
+            tick(name)
     return made
