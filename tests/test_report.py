@@ -200,7 +200,10 @@ def test_report_json_schema(report) -> None:
                     "analytic", "measured", "delta", "shape_key", "golden_key"):
             assert key in rec
         assert rec["layout"]["prefill_length"] == 155 and rec["layout"]["views"][0]["size"] == 768
-        assert rec["environment"]["dtype"] == "float32"
+        assert rec["environment"]["dtype"] == "float32" and rec["environment"]["device"] == "meta"
+        for key in ("harness", "torch", "transformers", "fvcore", "thop", "attn_implementation",
+                    "experts_implementation"):
+            assert key in rec["environment"]
         assert isinstance(rec["analytic"]["matmul_flops"], int)
         if rec["status"] == "measured":
             m, d = rec["measured"], rec["delta"]
@@ -438,6 +441,17 @@ def test_layout_subcommand(tmp_path: Path) -> None:
     code, out, _ = _run(["layout", "--format", "csv", "--modes", "base", "--page-set", "default"], tmp_path)
     assert code == 0 and out.splitlines()[0].startswith("target,mode,page,width,height")
     assert len(out.splitlines()) == 1 + 2 * 5
+
+
+def test_short_reason() -> None:
+    from harness.report.render import short_reason
+
+    text = ("CounterError: fvcore could not trace 'x' on meta tensors (TypeError: cond must be a bool, but got "
+            "a Tensor. Use torch._check_tensor_all() instead). count this stage on real tensors (the small config).")
+    assert short_reason(text) == ("CounterError: fvcore could not trace 'x' on meta tensors. count this stage on "
+                                  "real tensors (the small config).")
+    assert short_reason(None) == "not measured"
+    assert len(short_reason("y" * 500, 100)) == 100
 
 
 def test_units() -> None:

@@ -39,6 +39,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "unexplained_rel", "blind_spot_flops", "elementwise_counted_flops", "band_rel", "band_abs",
     "params", "weight_bytes", "act_read_bytes", "act_write_bytes", "total_bytes", "intensity_flop_per_byte",
     "device", "dtype", "attn_implementation", "experts_implementation", "counter_version",
+    "harness_version", "torch_version", "transformers_version", "fvcore_version", "thop_version",
     "shape_key", "reused_from", "seconds", "error",
 )
 
@@ -79,6 +80,11 @@ def _env_of(collected: Collected, record: Record | StageInfo) -> dict[str, Any]:
         "experts_implementation": env.get("experts_implementation"),
         "weights": env.get("weights"),
     }
+
+
+def _versions(collected: Collected) -> dict[str, Any]:
+    env = collected.environment
+    return {name: env.get(name) for name in ("harness", "torch", "transformers", "fvcore", "thop")}
 
 
 def _analytic_dict(info: StageInfo) -> dict[str, Any]:
@@ -134,7 +140,7 @@ def record_dict(collected: Collected, record: Record) -> dict[str, Any]:
         "error": record.error, "reused_from": record.reused_from, "seconds": round(record.seconds, 4),
         "shape_key": list(record.shape_key), "decode_context": _decode_context(record.shape_key),
         "layout": collected.layout_record(record.target, record.mode, record.page),
-        "environment": {**_env_of(collected, record),
+        "environment": {**_env_of(collected, record), **_versions(collected),
                         "counter_version": record.count.version if record.count is not None else None},
         "analytic": _analytic_dict(info),
         "measured": _measured_dict(record),
@@ -239,6 +245,7 @@ def record_row(collected: Collected, record: Record) -> dict[str, Any]:
         "device": env["device"], "dtype": env["dtype"], "attn_implementation": env["attn_implementation"],
         "experts_implementation": env["experts_implementation"],
         "counter_version": None if c is None else c.version,
+        **{f"{k}_version": v for k, v in _versions(collected).items()},
         "shape_key": _shape_key_text(record.shape_key), "reused_from": record.reused_from,
         "seconds": round(record.seconds, 4), "error": record.error,
     }
@@ -339,6 +346,35 @@ def _analytic_table(collected: Collected, target: str, mode: str, page: str) -> 
                       "activations r+w", "bytes", "FLOP/B"], rows)
 
 
+def short_reason(text: str | None, limit: int = 240) -> str:
+    """The first line of an error without long parenthesised internals, at most ``limit`` chars."""
+    import re
+
+    if not text:
+        return "not measured"
+    line = text.strip().splitlines()[0]
+    out, depth, start = [], 0, 0
+    for i, ch in enumerate(line):            # drop balanced (...) groups of 60+ characters
+        if ch == "(":
+            if depth == 0:
+                start = i
+            depth += 1
+        elif ch == ")" and depth:
+            depth -= 1
+            if depth == 0:
+                group = line[start:i + 1]
+                if len(group) < 60:
+                    out.append(group)
+            continue
+        if depth == 0:
+            out.append(ch)
+    if depth:                                 # unbalanced: keep the tail as it was
+        out.append(line[start:])
+    short = re.sub(r"\s+", " ", "".join(out))
+    short = re.sub(r"\s+([.,;:])(?=\s|$)", r"\1", short).strip()
+    return short if len(short) <= limit else short[: limit - 3] + "..."
+
+
 def _explained_text(record: Record) -> str:
     e = record.explanation
     parts = [f"{c.name} {units.flop_signed(c.flops)}" + ("" if c.known else " **UNKNOWN**")
@@ -371,9 +407,7 @@ def _counter_table(collected: Collected, target: str, mode: str, page: str) -> l
             if r is None:
                 continue
             if r.count is None:
-                reason = (r.error or "not measured").splitlines()[0]
-                if len(reason) > 160:
-                    reason = reason[:157] + "..."
+                reason = short_reason(r.error, 160)
                 rows.append([stage, spec.label, "**n/a**", "", "", "", "", f"**NOT MEASURED**: {reason}"])
                 continue
             e = r.explanation
@@ -444,7 +478,7 @@ def _blind_spot_section(collected: Collected) -> list[str]:
         info = collected.stages[(r.target, r.mode, r.page, r.stage)]
         key = (r.spec.label, r.target, r.mode, r.stage, r.shape_key)
         entry = missing.setdefault(key, {"flops": info.cost.matmul_flops, "pages": [],
-                                         "why": (r.error or "").splitlines()[0] if r.error else "not measured"})
+                                         "why": short_reason(r.error)})
         entry["pages"].append(r.page)
     if missing:
         lines += ["### Not measured", "",
@@ -452,8 +486,7 @@ def _blind_spot_section(collected: Collected) -> list[str]:
                   "unverified there.", ""]
         rows = []
         for (label, target, mode, stage, _), e in missing.items():
-            why = e["why"] if len(e["why"]) <= 200 else e["why"][:197] + "..."
-            rows.append([label, f"{target} {mode}", stage, ", ".join(e["pages"]), units.flop(e["flops"]), why])
+            rows.append([label, f"{target} {mode}", stage, ", ".join(e["pages"]), units.flop(e["flops"]), e["why"]])
         lines += _md_table(["counter", "target mode", "stage", "pages", "analytic matmul unverified", "why"],
                            rows, align="lllllr"[:6].replace("r", "l"))
         lines.append("")
@@ -494,7 +527,10 @@ def _config_section(collected: Collected, files: dict[str, str] | None) -> list[
             ["device", plan.device],
             ["prompt text tokens", str(collected.text_tokens)]]
     for name, skip in plan.skipped_counters.items():
-        rows.append([f"{name} (skipped)", f"**{skip}**"])
+        if " " in name:   # a variant left out by choice (stated), not a missing package
+            rows.append([f"{name} (not counted)", skip])
+        else:
+            rows.append([f"{name} (skipped)", f"**{skip}**"])
     for target, tenv in collected.target_environment.items():
         rows.append([f"{target} build", f"dtype {tenv['dtype']}, attention {tenv['attn_implementation']}, "
                      f"experts {tenv['experts_implementation']}, weights {tenv['weights']}, "
