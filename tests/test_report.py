@@ -99,6 +99,10 @@ def test_records_match_goldens_where_they_exist(report) -> None:
         obtained = json.loads(json.dumps(entry_record(r.count)))
         assert compare_entry(obtained, entry, band) == [], r.golden_key
         compared += 1
+        assert r.golden == "match", (r.golden_key, r.golden_differences)
+    for r in report.collected.records:
+        if r.variant == "stock":
+            assert r.golden == "n/a"
     if not compared:
         pytest.skip("no suite goldens for these cells in golden/ yet (make golden writes them)")
 
@@ -506,3 +510,27 @@ def test_worker_processes_give_the_same_counts(report) -> None:
     tasks = [(Case("ocr2", MODE, "letter", s, "torch"), "patched", (s,)) for s in STAGES]
     units = work_units(tasks)
     assert [len(u) for u in units] == [4, 1] and units[1][0][0].stage == "decode"
+
+
+def test_golden_checker_flags_a_changed_count(report, tmp_path: Path) -> None:
+    """A golden whose figure differs from the count is reported as such (never silently equal)."""
+    from harness.golden import dumps_golden, new_golden
+    from harness.report.collect import GoldenChecker
+
+    record = next(r for r in report.collected.records
+                  if r.page == "letter" and r.stage == "projector" and r.spec == CounterSpec("torch"))
+    doc = new_golden("ocr2", MODE, "letter")
+    entry = entry_record(record.count)
+    doc["stages"] = {"projector": {"torch": {**entry, "flops": entry["flops"] + 2}}}
+    path = golden_path(tmp_path, "ocr2", MODE, "letter")
+    path.parent.mkdir(parents=True)
+    path.write_text(dumps_golden(doc))
+    checker = GoldenChecker(tmp_path, load_bands(tmp_path / "none.toml"))
+    status, rows = checker.check(record)
+    assert status == "differs" and any("flops" in row for row in rows)
+    doc["stages"]["projector"]["torch"] = entry
+    path.write_text(dumps_golden(doc))
+    assert GoldenChecker(tmp_path, load_bands(tmp_path / "none.toml")).check(record) == ("match", [])
+    other = next(r for r in report.collected.records
+                 if r.page == "a4" and r.stage == "sam" and r.spec == CounterSpec("torch"))
+    assert checker.check(other)[0] == "no golden"

@@ -53,6 +53,8 @@ def summary_line(plan: ReportPlan, collected: Collected, out: Path, data_files: 
         extra.append(f"{counts['key_mismatches']} torch op-key mismatches")
     if counts["unknown_blind_spots"]:
         extra.append(f"{counts['unknown_blind_spots']} unknown blind spots")
+    if counts["golden_differs"]:
+        extra.append(f"{counts['golden_differs']} counts DIFFER from their golden")
     if counts["not_measured"]:
         extra.append(f"{counts['not_measured']} cells NOT MEASURED (see report.md)")
     return (f"report: {_dimensions(plan)} → {out} ({', '.join(data_files[:3])}, "

@@ -131,6 +131,8 @@ class Record:
     within_band: bool | None = None
     key_mismatches: list[str] = field(default_factory=list)   # torch: matmul keys != analytic
     unknown_blind_spots: list[str] = field(default_factory=list)
+    golden: str = "n/a"             # "match" | "differs" | "no golden" | "n/a" (see GoldenChecker)
+    golden_differences: list[str] = field(default_factory=list)
 
     @property
     def counter(self) -> str:
@@ -239,6 +241,48 @@ def _verify(record: Record, analytic: Any, bands: Any) -> None:
             for k in (*MATMUL_KEYS, UNMAPPED) if measured.by_key.get(k, 0) != flops.get(k, 0)]
     record.unknown_blind_spots = [f"{c.name}: {c.flops:+,} ({c.detail})"
                                   for c in explanation.components if not c.known]
+
+
+class GoldenChecker:
+    """The suite's regression half: a patched count against its golden in ``golden/`` (regress band).
+
+    ``status``: ``"match"``, ``"differs"`` (with the differing fields), ``"no golden"`` (the suite
+    has none for this page x mode yet), or ``"n/a"`` (stock variants have no goldens).
+    """
+
+    def __init__(self, root: Path, bands: Any) -> None:
+        self.root = root
+        self.bands = bands
+        self._docs: dict[Path, Any] = {}
+
+    def _doc(self, path: Path) -> Any:
+        from harness.golden import GoldenError, load_golden
+
+        if path not in self._docs:
+            try:
+                self._docs[path] = load_golden(path)
+            except (FileNotFoundError, GoldenError, OSError, ValueError):
+                self._docs[path] = None
+        return self._docs[path]
+
+    def check(self, record: "Record") -> tuple[str, list[str]]:
+        import json
+
+        from harness.golden import compare_entry, golden_path
+        from harness.suite import entry_record
+
+        if record.variant != SUITE_VARIANT or record.count is None:
+            return "n/a", []
+        doc = self._doc(golden_path(self.root, record.target, record.mode, record.page))
+        entry = None if doc is None else doc.get("stages", {}).get(record.stage, {}).get(record.counter)
+        if entry is None:
+            return "no golden", []
+        band = self.bands.lookup("regress", record.stage, record.counter, record.count.convention)
+        obtained = json.loads(json.dumps(entry_record(record.count)))
+        rows = compare_entry(obtained, entry, band)
+        if rows:
+            return "differs", [f"{r.field}: now {r.obtained!r}, golden {r.expected!r}" for r in rows[:8]]
+        return "match", []
 
 
 def _error_text(exc: BaseException) -> str:
@@ -416,6 +460,7 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
     out = Collected(plan=plan, cache=cache, text_tokens=cache.text_tokens or DEFAULT_PROMPT_TOKENS)
     out.environment = environment_versions()
     bands = _bands()
+    goldens = GoldenChecker(golden_dir(), bands)
     seen: dict[tuple, str] = {}   # memo key -> "page/mode" where it was first measured here
 
     # layouts and builds first: the bar then covers the measurements only
@@ -520,6 +565,7 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
                 out.reuses += 1
             if record.count is not None:
                 _verify(record, cost, bands)
+                record.golden, record.golden_differences = goldens.check(record)
             out.records.append(record)
     out.measure_seconds = time.perf_counter() - start_all
     out.environment["bands"] = str(bands.path) if bands.path is not None else None

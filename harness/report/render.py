@@ -31,7 +31,7 @@ CONVENTION = ("FLOPs = 2 x MACs everywhere. Counters that report MACs (fvcore, t
 #: Flat columns of report.csv, one row per target x mode x page x stage x counter.
 CSV_COLUMNS: tuple[str, ...] = (
     "target", "mode", "page", "page_width", "page_height", "stage", "counter", "variant", "status",
-    "verified", "within_band", "crop_cols", "crop_rows", "n_crops", "n_views", "vision_tokens",
+    "verified", "within_band", "golden", "crop_cols", "crop_rows", "n_crops", "n_views", "vision_tokens",
     "image_tokens", "valid_tokens", "prefill_length", "decode_context",
     "analytic_matmul_flops", "analytic_elementwise_flops", "analytic_total_flops",
     "measured_flops", "measured_raw", "measured_convention", "measured_matmul_flops",
@@ -148,6 +148,7 @@ def record_dict(collected: Collected, record: Record) -> dict[str, Any]:
         "band": None if band is None else {"kind": "verify", "rel": band.rel, "abs": band.abs, "where": band.where},
         "key_mismatches": list(record.key_mismatches),
         "unknown_blind_spots": list(record.unknown_blind_spots),
+        "golden": record.golden, "golden_differences": list(record.golden_differences),
     }
 
 
@@ -165,6 +166,9 @@ def summary_counts(collected: Collected) -> dict[str, int]:
         "key_mismatches": sum(1 for r in measured if r.key_mismatches),
         "unknown_blind_spots": sum(1 for r in measured if r.unknown_blind_spots),
         "verified": sum(1 for r in measured if r.verified),
+        "golden_match": sum(1 for r in measured if r.golden == "match"),
+        "golden_differs": sum(1 for r in measured if r.golden == "differs"),
+        "golden_missing": sum(1 for r in measured if r.golden == "no golden"),
         "errors": sum(1 for r in records if r.error),
     }
 
@@ -223,7 +227,7 @@ def record_row(collected: Collected, record: Record) -> dict[str, Any]:
         "target": record.target, "mode": record.mode, "page": record.page,
         "page_width": layout.width, "page_height": layout.height, "stage": record.stage,
         "counter": record.counter, "variant": record.variant, "status": record.status,
-        "verified": record.verified, "within_band": record.within_band,
+        "verified": record.verified, "within_band": record.within_band, "golden": record.golden,
         "crop_cols": layout.crop_cols, "crop_rows": layout.crop_rows, "n_crops": layout.n_crops,
         "n_views": layout.n_views, "vision_tokens": layout.vision_tokens,
         "image_tokens": layout.image_tokens, "valid_tokens": layout.valid_tokens,
@@ -385,8 +389,9 @@ def _explained_text(record: Record) -> str:
 def _verdict(record: Record) -> str:
     if record.status != "measured":
         return "**NOT MEASURED**"
+    golden = {"match": "; = golden", "differs": "; **≠ golden**", "no golden": "; no golden"}.get(record.golden, "")
     if record.verified:
-        return "ok"
+        return "ok" + golden
     problems = []
     if record.within_band is False:
         problems.append("above band")
@@ -394,7 +399,7 @@ def _verdict(record: Record) -> str:
         problems.append("keys differ")
     if record.unknown_blind_spots:
         problems.append("unknown blind spot")
-    return "**" + ", ".join(problems) + "**"
+    return "**" + ", ".join(problems) + "**" + golden
 
 
 def _counter_table(collected: Collected, target: str, mode: str, page: str) -> list[str]:
@@ -558,7 +563,9 @@ def report_markdown(collected: Collected, *, summary_line: str = "", plots: dict
                f"({counts['model_runs']} model runs, {counts['reused']} reused by shape key), "
                f"**{counts['verified']}** verified; **{counts['above_band']}** unexplained deltas above band, "
                f"**{counts['key_mismatches']}** torch op-key mismatches, **{counts['unknown_blind_spots']}** "
-               f"unknown blind spots, **{counts['not_measured']}** not measured.")
+               f"unknown blind spots, **{counts['not_measured']}** not measured. Against the suite's goldens "
+               f"(golden/, regress band): **{counts['golden_match']}** equal, **{counts['golden_differs']}** "
+               f"differ, {counts['golden_missing']} without a golden yet (stock variants have none).")
     lines += [verdict, ""]
     lines += _config_section(collected, files)
 
