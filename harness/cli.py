@@ -108,7 +108,7 @@ def _plan(args: argparse.Namespace, argv: Sequence[str]):
                                        resolve_pages, resolve_targets)
 
     targets = resolve_targets(args.target, args.model_path, args.trust_remote_code)
-    resolve_modes(targets, args.modes)
+    mode_notes = resolve_modes(targets, args.modes)
     pages, source = resolve_pages(args.pages, args.page_set)
     device = resolve_device(args.device)
     choice = resolve_counters(args.counters, device)
@@ -126,7 +126,7 @@ def _plan(args: argparse.Namespace, argv: Sequence[str]):
                       skipped_counters=choice.skipped, device=device,
                       page_set=args.page_set or (None if args.pages else "default"),
                       model_path=args.model_path, trust_remote_code=args.trust_remote_code,
-                      plot_page=plot_page, command=shlex.join(["harness", *argv]))
+                      plot_page=plot_page, command=shlex.join(["harness", *argv]), notes=mode_notes)
 
 
 def _report(args: argparse.Namespace, argv: Sequence[str], stdout: TextIO, stderr: TextIO) -> int:
@@ -142,6 +142,8 @@ def _report(args: argparse.Namespace, argv: Sequence[str], stdout: TextIO, stder
     if args.jobs is not None and args.jobs < 1:
         raise InputError(f"--jobs {args.jobs}: expected a positive number of worker processes")
     jobs = args.jobs if args.jobs is not None else max(1, min(MAX_DEFAULT_JOBS, os.cpu_count() or 1))
+    for note in plan.notes:
+        print(f"note: {note}", file=stderr)
     for name, why in plan.skipped_counters.items():
         if name in ("torch stock",):
             continue    # a choice, stated in the report, not a problem of the environment
@@ -186,9 +188,9 @@ def _layout(args: argparse.Namespace, stdout: TextIO) -> int:
     names = split_names(args.target) or list(MODES)
     for name in names:
         if name not in MODES:
-            from harness.report.inputs import _unknown
+            from harness.report.inputs import unknown_name
 
-            raise _unknown("target", name, tuple(MODES), "--target")
+            raise unknown_name("target", name, tuple(MODES), "--target")
     targets = [TargetPlan(n) for n in names]
     resolve_modes(targets, args.modes)
     pages, _ = resolve_pages(args.pages, args.page_set)

@@ -459,6 +459,7 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
         register_pages(cache, plan.pages)
     out = Collected(plan=plan, cache=cache, text_tokens=cache.text_tokens or DEFAULT_PROMPT_TOKENS)
     out.environment = environment_versions()
+    out.notes.extend(plan.notes)
     bands = _bands()
     goldens = GoldenChecker(golden_dir(), bands)
     seen: dict[tuple, str] = {}   # memo key -> "page/mode" where it was first measured here

@@ -31,6 +31,7 @@ __all__ = [
     "resolve_device",
     "split_names",
     "counter_installed",
+    "unknown_name",
 ]
 
 #: File name endings taken from a ``--pages`` directory (case-insensitive).
@@ -60,7 +61,7 @@ def split_names(values: Iterable[str] | str | None) -> list[str]:
     return list(dict.fromkeys(n.strip() for v in values for n in v.split(",") if n.strip()))
 
 
-def _unknown(kind: str, name: str, known: Sequence[str], option: str) -> InputError:
+def unknown_name(kind: str, name: str, known: Sequence[str], option: str) -> InputError:
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return InputError(f"{option} {name!r}: unknown {kind}.{hint} Available: {', '.join(known)}")
@@ -116,7 +117,7 @@ def resolve_pages(paths: Sequence[str | os.PathLike[str]] | None, page_set: str 
     if not paths:
         name = page_set or "default"
         if name not in BUILTIN_SETS:
-            raise _unknown("page set", name, BUILTIN_SETS, "--page-set")
+            raise unknown_name("page set", name, BUILTIN_SETS, "--page-set")
         from harness.pages import builtin_pages
 
         try:
@@ -175,7 +176,7 @@ def resolve_targets(names: Sequence[str] | None, model_path: str | None,
     wanted = split_names(names)
     for name in wanted:
         if name not in known:
-            raise _unknown("target", name, known, "--target")
+            raise unknown_name("target", name, known, "--target")
     if not wanted:
         wanted = [DEFAULT_TARGET] + (["dsocr"] if model_path else [])
     if model_path is not None and "dsocr" not in wanted:
@@ -220,21 +221,26 @@ def _dsocr_problem(model_path: str | None, trust_remote_code: bool) -> str | Non
     return None
 
 
-def resolve_modes(targets: list[TargetPlan], names: Sequence[str] | None) -> None:
-    """Fill each plan's modes from ``--modes`` (default: every mode of the target)."""
+def resolve_modes(targets: list[TargetPlan], names: Sequence[str] | None) -> list[str]:
+    """Fill each plan's modes from ``--modes`` (default: every mode of the target).
+
+    A target none of whose modes is named is dropped from ``targets``; the returned notes say so.
+    """
     from harness.workload import MODES
 
     wanted = split_names(names)
     every = list(dict.fromkeys(m for t in targets for m in MODES[t.name]))
     for name in wanted:
         if name not in every:
-            raise _unknown(f"mode of {', '.join(t.name for t in targets)}", name, every, "--modes")
-    for plan in targets:
-        modes = tuple(MODES[plan.name]) if not wanted else tuple(m for m in wanted if m in MODES[plan.name])
-        plan.modes = modes
-    empty = [t.name for t in targets if not t.modes]
-    if empty and len(empty) == len(targets):  # pragma: no cover - guarded by the check above
-        raise InputError(f"--modes {','.join(wanted)}: no mode of {', '.join(empty)}")
+            raise unknown_name(f"mode of {', '.join(t.name for t in targets)}", name, every, "--modes")
+    notes = []
+    for plan in list(targets):
+        plan.modes = tuple(MODES[plan.name]) if not wanted else tuple(m for m in wanted if m in MODES[plan.name])
+        if not plan.modes:
+            targets.remove(plan)
+            notes.append(f"target {plan.name} left out: none of --modes {','.join(wanted)} is one of its modes "
+                         f"({', '.join(MODES[plan.name])})")
+    return notes
 
 
 # ----------------------------------------------------------------------------------- counters
@@ -300,9 +306,9 @@ def resolve_counters(names: Sequence[str] | None, device: str = "meta") -> Count
     for text in wanted:
         counter, _, variant = text.partition(":")
         if counter not in COUNTERS:
-            raise _unknown("counter", counter, COUNTERS, "--counters")
+            raise unknown_name("counter", counter, COUNTERS, "--counters")
         if variant and variant not in VARIANTS:
-            raise _unknown(f"variant of {counter}", variant, VARIANTS, "--counters")
+            raise unknown_name(f"variant of {counter}", variant, VARIANTS, "--counters")
         problem = counter_installed(counter)
         if problem:
             raise InputError(f"--counters {text}: {problem}")
@@ -339,6 +345,7 @@ class ReportPlan:
     trust_remote_code: bool = False
     plot_page: str | None = None
     command: str = ""
+    notes: list[str] = field(default_factory=list)
 
     @property
     def stage_count(self) -> int:
