@@ -86,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"page of the per-stage bar plot and headline tables (default: "
                              f"{DEFAULT_PLOT_PAGE!r} if present, else the first page)")
     report.add_argument("--jobs", type=int, default=None, metavar="N",
-                        help="worker processes for the counts on meta (default: the CPU count, at most "
-                             f"{MAX_DEFAULT_JOBS}); 1 counts in this process")
+                        help="worker processes for the counts on meta (default: the idle CPUs, i.e. the CPU "
+                             f"count minus the 1-minute load average, at most {MAX_DEFAULT_JOBS}; one "
+                             "process when fewer than 2 are idle); 1 counts in this process")
     report.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     report.add_argument("-q", "--quiet", action="store_true", help="no progress output (the summary line stays)")
 
@@ -133,15 +134,13 @@ def _report(args: argparse.Namespace, argv: Sequence[str], stdout: TextIO, stder
     from harness.report.build import run_report
     from harness.report.output import check_out_dir
 
-    import os
-
     from harness.report.inputs import InputError
 
     plan = _plan(args, argv)
     check_out_dir(Path(args.out))   # before any work: a bad --out costs nothing
     if args.jobs is not None and args.jobs < 1:
         raise InputError(f"--jobs {args.jobs}: expected a positive number of worker processes")
-    jobs = args.jobs if args.jobs is not None else max(1, min(MAX_DEFAULT_JOBS, os.cpu_count() or 1))
+    jobs = args.jobs if args.jobs is not None else default_jobs()
     for note in plan.notes:
         print(f"note: {note}", file=stderr)
     for name, why in plan.skipped_counters.items():
@@ -156,6 +155,24 @@ def _report(args: argparse.Namespace, argv: Sequence[str], stdout: TextIO, stder
                         plots=not args.no_plots, jobs=jobs)
     print(result.summary_line, file=stdout)
     return EXIT_OK
+
+
+def default_jobs() -> int:
+    """Worker processes worth starting: the idle CPUs (CPU count minus the 1-minute load), at most
+    :data:`MAX_DEFAULT_JOBS`. Forked workers repeat some warm-up, so on a busy machine one process
+    is faster; below 2 idle CPUs the counts run in this process."""
+    import os
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        idle = cpus - os.getloadavg()[0]
+    except (AttributeError, OSError):
+        idle = cpus
+    jobs = min(MAX_DEFAULT_JOBS, cpus, int(idle + 0.5))
+    return jobs if jobs >= 2 else 1
 
 
 # -------------------------------------------------------------------------------------- layout

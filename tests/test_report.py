@@ -534,3 +534,14 @@ def test_golden_checker_flags_a_changed_count(report, tmp_path: Path) -> None:
     other = next(r for r in report.collected.records
                  if r.page == "a4" and r.stage == "sam" and r.spec == CounterSpec("torch"))
     assert checker.check(other)[0] == "no golden"
+
+
+@pytest.mark.parametrize("cpus, load, expected", [(2, 0.1, 2), (2, 0.8, 1), (2, 3.5, 1), (16, 1.0, 4), (1, 0.0, 1)])
+def test_default_jobs_follow_idle_cpus(monkeypatch, cpus: int, load: float, expected: int) -> None:
+    import os
+
+    from harness.cli import default_jobs
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    assert default_jobs() == expected
