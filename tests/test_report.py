@@ -125,6 +125,7 @@ def test_stock_counter_blind_spot_is_sized(report) -> None:
     by = {(r.stage, r.spec): r for r in report.collected.records if r.page == "letter"}
     sam_fvcore = by[("sam", CounterSpec("fvcore", "patched"))]
     assert sam_fvcore.count is None and "meta" in sam_fvcore.error
+    assert "NOT_MEASURABLE_ON_META" in sam_fvcore.error       # the suite's own documented reason
     md = (report.out / "report.md").read_text()
     assert "NOT MEASURED" in md and "Not measured" in md
     assert "torch stock" in md
@@ -138,6 +139,9 @@ def test_pages_sharing_a_layout_are_measured_once(report) -> None:
         for spec in SPECS:
             cells = [r for r in records if r.stage == stage and r.spec == spec]
             assert [r.page for r in cells] == ["letter", "a4", "scan-900x700"]
+            if cells[0].error and "NOT_MEASURABLE_ON_META" in cells[0].error:
+                assert all(r.count is None for r in cells)     # not attempted: nothing measured, reused
+                continue
             first, *rest = cells
             # None: measured by this report; else measured earlier in this session (the suite's tests)
             assert first.reused_from in (None, "an earlier run in this process")
@@ -145,7 +149,7 @@ def test_pages_sharing_a_layout_are_measured_once(report) -> None:
                 assert r.reused_from == "letter/small"
                 assert r.seconds == 0.0
                 assert r.count is first.count and r.error == first.error
-    runs = len(STAGES) * len(SPECS)
+    runs = len(STAGES) * len(SPECS) - 1          # fvcore sam: not attempted on meta
     assert report.collected.model_runs + report.collected.reuses == 3 * runs
     assert report.collected.model_runs <= runs
 

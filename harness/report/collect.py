@@ -290,6 +290,17 @@ def _error_text(exc: BaseException) -> str:
     return text.strip()
 
 
+def _not_measurable(plan: ReportPlan, case: Case) -> str | None:
+    """The suite's documented reason a case cannot be measured on meta (NOT_MEASURABLE_ON_META)."""
+    if plan.device != "meta":
+        return None
+    try:
+        from harness.suite import not_measurable
+    except ImportError:  # pragma: no cover - an older suite without the table
+        return None
+    return not_measurable(case)
+
+
 def _pending(cache: SuiteCache, plan: ReportPlan, items: list, build_errors: dict[str, str]) -> list[tuple]:
     """``(case, variant, memo key)`` of every shape key still to measure, first occurrence first."""
     tasks, keys = [], set()
@@ -298,6 +309,8 @@ def _pending(cache: SuiteCache, plan: ReportPlan, items: list, build_errors: dic
             continue
         for spec in plan.counters:
             case = Case(target, mode, page.page_id, stage, spec.counter)
+            if _not_measurable(plan, case):
+                continue
             key = variant_key(cache, case, spec.variant)
             if key in keys or key in cache.measurements:
                 continue
@@ -539,6 +552,11 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
             record = Record(target, mode, page.page_id, stage, spec, key, "not measured")
             if target in build_errors:
                 record.error = build_errors[target]
+                out.records.append(record)
+                continue
+            reason = _not_measurable(plan, case)
+            if reason:
+                record.error = f"{reason}; count it on real tensors with --device cpu (slow at full size)"
                 out.records.append(record)
                 continue
             memo = variant_key(cache, case, spec.variant)
