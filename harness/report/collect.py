@@ -234,7 +234,9 @@ def _verify(record: Record, analytic: Any, bands: Any) -> None:
     record.band = band
     expected = explanation.analytic_matmul
     record.within_band = band.allows(expected + explanation.remainder, expected)
-    if record.counter == "torch":
+    if record.counter == "torch" and record.variant == SUITE_VARIANT:
+        # the suite's exact op-key check (patched torch); a stock variant's known blind spots are
+        # explained by explain_delta instead
         flops = dict(analytic.flops)
         record.key_mismatches = [
             f"{k}: measured {measured.by_key.get(k, 0):,} vs analytic {flops.get(k, 0):,}"
