@@ -83,27 +83,26 @@ def load_ocr2_config(small: bool = False, path: str | Path | None = None):
     return DeepseekOcr2Config(**data)
 
 
-def _install_meta_placeholder_check() -> None:
-    """Let ``get_placeholder_mask``'s count check pass on meta tensors.
+def _install_meta_placeholder_check(model: Any) -> None:
+    """Let this model's ``get_placeholder_mask`` work on meta tensors (this instance only).
 
     ``DeepseekOcr2Model.get_placeholder_mask`` checks ``n_image_tokens * hidden ==
-    features.numel()`` with ``.item()``, impossible on meta. The wrapper skips only meta
-    conditions and delegates everything else; :meth:`Ocr2Target.prepare` checks the same count
-    against the layout instead.
+    features.numel()`` with ``.item()``, impossible on meta. The instance override builds the
+    same mask and skips only that check when the ids are on meta; everything else delegates to
+    transformers. Nothing global changes (no module attribute is replaced), so counters see
+    torch and transformers exactly as they were; :meth:`Ocr2Target.prepare` checks the same
+    count against the layout instead.
     """
-    from transformers.models.deepseek_ocr2 import modeling_deepseek_ocr2 as mod
+    inner = model.model
+    original = inner.get_placeholder_mask
+    image_token_id = inner.config.image_token_id
 
-    original = mod.torch_compilable_check
-    if getattr(original, "_harness_meta_safe", False):
-        return
+    def get_placeholder_mask(input_ids: Any, inputs_embeds: torch.Tensor, image_features: torch.Tensor) -> Any:
+        if input_ids is None or input_ids.device.type != "meta":
+            return original(input_ids, inputs_embeds, image_features)
+        return (input_ids == image_token_id).unsqueeze(-1).to(inputs_embeds.device)
 
-    def check(cond: Any, msg: Any, error_type: type[Exception] = ValueError) -> None:
-        if isinstance(cond, torch.Tensor) and cond.device.type == "meta":
-            return
-        original(cond, msg, error_type)
-
-    check._harness_meta_safe = True  # type: ignore[attr-defined]
-    mod.torch_compilable_check = check
+    inner.get_placeholder_mask = get_placeholder_mask
 
 
 class Ocr2Target(Target):
@@ -160,7 +159,7 @@ class Ocr2Target(Target):
         if device == "meta":
             with torch.device("meta"):
                 model = DeepseekOcr2ForConditionalGeneration._from_config(config, **kwargs)
-            _install_meta_placeholder_check()
+            _install_meta_placeholder_check(model)
             weights_desc = "none (meta)"
         else:
             with base.empty_parameters():
