@@ -237,4 +237,4 @@ def test_meta_build_changes_nothing_global(target, meta_built):
 
     assert not getattr(mod.torch_compilable_check, "_harness_meta_safe", False)
     assert "get_placeholder_mask" in vars(meta_built.model.model)
-    assert "get_placeholder_mask" not in vars(mod.DeepseekOcr2Model)
+    assert vars(mod.DeepseekOcr2Model)["get_placeholder_mask"].__module__ == mod.__name__
