@@ -18,7 +18,6 @@ import importlib.metadata as md
 import os
 import platform
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -121,7 +121,7 @@ def stage_bars(collected: Collected, target: str, page: str, path: Path) -> None
 def vision_vs_tokens(collected: Collected, target: str, path: Path) -> dict[str, Any]:
     from harness.analytic import stage_costs
     from harness.pages import builtin_pages
-    from harness.workload import compute_view_layout, get_workload, prefill_length
+    from harness.workload import compute_view_layout, get_workload
 
     tplan = next(t for t in collected.plan.targets if t.name == target)
     vision = collected.stages_of(target)[:3]

@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import math
-from collections import defaultdict
 from typing import Any, Iterable
 
 from harness.report import units
@@ -493,7 +492,7 @@ def _blind_spot_section(collected: Collected) -> list[str]:
         for (label, target, mode, stage, _), e in missing.items():
             rows.append([label, f"{target} {mode}", stage, ", ".join(e["pages"]), units.flop(e["flops"]), e["why"]])
         lines += _md_table(["counter", "target mode", "stage", "pages", "analytic matmul unverified", "why"],
-                           rows, align="lllllr"[:6].replace("r", "l"))
+                           rows, align="llllrl")
         lines.append("")
     return lines
 
