@@ -549,3 +549,13 @@ def test_default_jobs_follow_idle_cpus(monkeypatch, cpus: int, load: float, expe
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
     assert default_jobs() == expected
+
+
+def test_heatmap_groups_rows_by_layout_for_many_pages(report, tmp_path: Path, monkeypatch) -> None:
+    from harness.report import plots
+
+    monkeypatch.setattr(plots, "MAX_HEATMAP_ROWS", 2)
+    path = tmp_path / "heat.png"
+    plots.unexplained_heatmap(report.collected, "ocr2", path)
+    with Image.open(path) as image:
+        assert image.height < 600          # one row (the three pages share a layout), not three

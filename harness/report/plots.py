@@ -39,6 +39,8 @@ _KEY_COLORS = {
     "matmul_av": "#BF4342", "rotary": "#DA8BC3", "lm_head": "#64B5CD", "unmapped": "#000000",
 }
 _ELEMENTWISE_COLOR = "#BBBBBB"
+#: Above this many page x mode rows the heatmap shows one row per layout group.
+MAX_HEATMAP_ROWS = 45
 _MODE_COLORS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B2", "#937860", "#DA8BC3"]
 
 
@@ -200,6 +202,18 @@ def unexplained_heatmap(collected: Collected, target: str, path: Path) -> None:
     tplan = next(t for t in plan.targets if t.name == target)
     stages = collected.stages_of(target)
     rows = [(page.page_id, mode) for page in plan.pages for mode in tplan.modes]
+    labels = [f"{p} / {m}" for p, m in rows]
+    if len(rows) > MAX_HEATMAP_ROWS:
+        # many pages: one row per layout group (pages sharing every stage's shape key have
+        # identical counts, so identical remainders)
+        from harness.report.render import layout_groups
+
+        rows, labels = [], []
+        for mode, groups in layout_groups(collected)[target].items():
+            for pages, _ in groups:
+                rows.append((pages[0], mode))
+                more = f" (+{len(pages) - 1} pages)" if len(pages) > 1 else ""
+                labels.append(f"{pages[0]}{more} / {mode}")
     specs = plan.counters or []
     cells = {(r.page, r.mode, r.stage, r.spec): r for r in collected.records if r.target == target}
     ncols = max(1, len(specs))
@@ -241,7 +255,7 @@ def unexplained_heatmap(collected: Collected, target: str, path: Path) -> None:
         ax.set_xticks(range(len(stages)))
         ax.set_xticklabels(stages, rotation=45, ha="right", fontsize=7.5)
         ax.set_yticks(range(len(rows)))
-        ax.set_yticklabels([f"{p} / {m}" for p, m in rows], fontsize=7.5)
+        ax.set_yticklabels(labels, fontsize=7.5)
         ax.set_title(spec.label if spec is not None else "no counters", fontsize=9)
     if image is not None:
         bar = fig.colorbar(image, ax=axes[0].tolist(), fraction=0.03, pad=0.01)
