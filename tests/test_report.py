@@ -487,7 +487,7 @@ def test_python_m_harness_report_end_to_end(tmp_path: Path) -> None:
     line = proc.stdout.strip().splitlines()[-1]
     assert line.startswith("report: 1 pages × 1 modes × 5 stages × 1 counters → ")
     assert "0 unexplained deltas above band" in line
-    assert "building ocr2 on meta" in proc.stderr
+    assert "building ocr2 on meta (no weights)" in proc.stderr
     doc = json.loads((out / "report.json").read_text())
     assert [r["status"] for r in doc["records"]] == ["measured"] * 5
     assert all(r["verified"] for r in doc["records"])

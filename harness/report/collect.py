@@ -492,7 +492,11 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
             continue
         if not plan.counters:
             continue
-        say(f"building {tplan.name} on {plan.device} (no weights on meta) ...")
+        label = (f"building {tplan.name} on {plan.device}"
+                 + (" (no weights)" if plan.device == "meta" else " (seeded random weights)"))
+        build_bar = progress(total=1, desc=label, unit="model") if progress is not None else None
+        if build_bar is None or getattr(build_bar, "disable", False) is True:
+            say(label + " ...")         # no bar drawn (not a terminal): a line instead
         start = time.perf_counter()
         try:
             built = cache.built_model(tplan.name)
@@ -507,11 +511,16 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
                 "experts_implementation": built.experts_implementation,
                 "weights": built.weights, "parameters": built.parameter_count,
                 "build_notes": list(built.notes)}
+        finally:
+            if build_bar is not None:
+                build_bar.update(1)
+                build_bar.close()
         out.build_seconds[tplan.name] = time.perf_counter() - start
 
     items = list(work_items(plan))
     tasks = _pending(cache, plan, items, build_errors)
-    bar = progress(total=len(tasks)) if progress is not None and tasks else None
+    bar = (progress(total=len(tasks), desc="counting (one run per shape key)", unit="count")
+           if progress is not None and tasks else None)
     start_all = time.perf_counter()
     try:
         workers = _effective_jobs(jobs, plan, len(tasks))
