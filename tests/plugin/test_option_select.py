@@ -16,12 +16,13 @@ SUITE = Path(__file__).resolve().parents[1] / "test_suite.py"
 def suite(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makeconftest('pytest_plugins = ["harness.plugin"]\n')
     pytester.makeini("[pytest]\naddopts = -p no:cacheprovider -p no:hypothesispytest -p no:benchmark -p no:anyio\n")
-    pytester.makepyfile(test_suite=SUITE.read_text())
+    # another basename: the outer run may already have imported a module called test_suite
+    pytester.makepyfile(test_selected_suite=SUITE.read_text())
     return pytester
 
 
 def _ids(result: pytest.RunResult) -> list[str]:
-    return [line.split("::", 1)[1] for line in result.outlines if line.startswith("test_suite.py::")]
+    return [line.split("::", 1)[1] for line in result.outlines if line.startswith("test_selected_suite.py::")]
 
 
 def test_selection_narrows_to_readable_ids(suite):
