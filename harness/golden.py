@@ -449,7 +449,8 @@ def _difference(row: Mismatch) -> str:
         diff = got - want
         text = f"{diff:+,}" if isinstance(diff, int) else f"{diff:+,.6g}"
         if want:
-            text += f" ({diff / abs(want):+.3%})"
+            rel = diff / abs(want)
+            text += f" ({rel:+.3%})" if abs(rel) >= 1e-4 or rel == 0 else f" ({rel:+.2e} rel)"
         return text + (f" {row.note}" if row.note else "")
     return row.note or "differs"
 
