@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from harness.golden import GoldenKey
+from harness.golden import GoldenKey, Mismatch, format_mismatch
 
 if TYPE_CHECKING:  # pragma: no cover
     from harness.pages import Page
@@ -50,6 +50,12 @@ __all__ = [
     "shape_key",
     "layout_record",
     "entry_record",
+    "built_environment",
+    "key_differences",
+    "key_rows",
+    "Verification",
+    "verification",
+    "verification_problems",
     "needs_vendor",
     "not_measurable",
     "NOT_MEASURABLE_ON_META",
@@ -270,6 +276,101 @@ def entry_record(count: Any) -> dict[str, Any]:
     }
 
 
+def built_environment(built: Any) -> dict[str, Any]:
+    """What made a built model's counts, beyond the package versions: device, dtype, implementations,
+    weights (the suite's golden ``environment`` and the report's per-target environment)."""
+    return {
+        "device": built.device,
+        "stage_devices": dict(built.stage_devices),
+        "dtype": str(built.dtype).replace("torch.", ""),
+        "attn_implementation": built.attn_implementation,
+        "experts_implementation": built.experts_implementation,
+        "weights": built.weights,
+    }
+
+
+# ------------------------------------------------------------------------------------ verification
+def key_differences(analytic: Mapping[str, int], measured: Mapping[str, int],
+                    keys: Iterable[str]) -> list[tuple[str, int, int]]:
+    """``(op key, measured, analytic)`` for each of ``keys`` whose FLOPs differ (absent: 0)."""
+    return [(k, measured.get(k, 0), analytic.get(k, 0)) for k in keys if measured.get(k, 0) != analytic.get(k, 0)]
+
+
+def key_rows(analytic: Mapping[str, int], measured: Mapping[str, int], keys: Iterable[str]) -> list[Mismatch]:
+    """``by_key[<k>]`` failure rows (measured obtained, analytic expected) of :func:`key_differences`."""
+    return [Mismatch(f"by_key[{k}]", m, a) for k, m, a in key_differences(analytic, measured, keys)]
+
+
+@dataclass
+class Verification:
+    """The verification half of a case: the analytic model against a measured count.
+
+    ``key_differences``: torch only, ``(op key, measured, analytic)`` of the matmul class keys
+    that differ (they must be exact);
+    ``within_band``: the remainder after ``explain_delta`` lies within the ``verify`` band;
+    ``unknown``: blind spots no known cause explains.
+    """
+
+    explanation: Any                 # harness.counters.delta.DeltaExplanation
+    band: Any                        # harness.golden.Band ("verify")
+    within_band: bool
+    key_differences: list[tuple[str, int, int]]
+    unknown: list[Any]               # DeltaExplanation components with known == False
+
+    @property
+    def key_rows(self) -> list[Mismatch]:
+        return [Mismatch(f"by_key[{k}]", m, a) for k, m, a in self.key_differences]
+
+    @property
+    def key_lines(self) -> list[str]:
+        return [f"{k}: measured {m:,} vs analytic {a:,}" for k, m, a in self.key_differences]
+
+    @property
+    def unknown_lines(self) -> list[str]:
+        return [f"{c.name}: {c.flops:+,} ({c.detail})" for c in self.unknown]
+
+
+def verification(counter: str, stage: str, analytic: Any, measured: Any, bands: Any) -> Verification:
+    """The suite's verification verdict of one measured count (see :func:`verification_problems`)."""
+    from harness.analytic import MATMUL_KEYS
+    from harness.counters import UNMAPPED, explain_delta
+
+    keys = (*MATMUL_KEYS, UNMAPPED) if counter == "torch" else ()
+    differences = key_differences(dict(analytic.flops), measured.by_key, keys)
+    explanation = explain_delta(analytic, measured)
+    band = bands.lookup("verify", stage, counter, measured.convention)
+    expected = explanation.analytic_matmul
+    within = band.allows(expected + explanation.remainder, expected)
+    unknown = [c for c in explanation.components if not c.known]
+    return Verification(explanation, band, within, differences, unknown)
+
+
+def verification_problems(case: "Case", analytic: Any, measured: Any, bands: Any) -> list[str]:
+    """Failure messages of the verification half (empty: verified)."""
+    verdict = verification(case.counter, case.stage, analytic, measured, bands)
+    explanation = verdict.explanation
+    problems = []
+    if verdict.key_differences:
+        problems.append(format_mismatch(
+            f"verify {case.id}: matmul class differs between torch (obtained) and the analytic "
+            "model (expected); it must be exact, op key by op key.", verdict.key_rows))
+    if not verdict.within_band:
+        expected = explanation.analytic_matmul
+        rows = [Mismatch("measured - explained", expected + explanation.remainder, expected,
+                         "unexplained remainder")]
+        problems.append(format_mismatch(
+            f"verify {case.id}: {case.counter} ({measured.variant}) after explain_delta differs from "
+            "the analytic matmul class (expected) beyond the band.", rows, band=verdict.band,
+            context=str(explanation).splitlines()))
+    if verdict.unknown:
+        problems.append(
+            f"verify {case.id}: {case.counter} ({measured.variant}) has blind spots no known cause "
+            "explains (document them in harness.counters.delta.KNOWN_BLIND_SPOTS, or fix the counter):\n"
+            + "\n".join(f"  {line}" for line in verdict.unknown_lines)
+            + "\n" + str(explanation))
+    return problems
+
+
 # ------------------------------------------------------------------------------------ cache
 @dataclass
 class Measurement:
@@ -310,13 +411,36 @@ class SuiteCache:
     # pages and layouts --------------------------------------------------------------------
     def page(self, page_id: str) -> "Page":
         if self._pages is None:
-            self._pages = suite_pages("all")
-            for name in ("default",):
-                from harness.pages import builtin_pages
-
-                for page in builtin_pages(name):
-                    self._pages.setdefault(page.page_id, page)
+            self._pages = self._builtin_pages()
         return self._pages[page_id]
+
+    @staticmethod
+    def _builtin_pages() -> dict[str, "Page"]:
+        from harness.pages import builtin_pages
+
+        pages = suite_pages("all")
+        for name in ("default",):
+            for page in builtin_pages(name):
+                pages.setdefault(page.page_id, page)
+        return pages
+
+    def register_pages(self, pages: Iterable["Page"], *, builtin: bool = True) -> None:
+        """Make ``pages`` known by id (e.g. a report's own files), next to the built-in sets.
+
+        ``builtin=False`` on a cache that knows no pages yet: these pages are all it knows (the
+        built-in sets are not loaded). A page whose id the cache knows at another size is a
+        ValueError (its layouts and counts would be the other page's); at the same size the known
+        page stays.
+        """
+        if self._pages is None:
+            self._pages = self._builtin_pages() if builtin else {}
+        for page in pages:
+            known = self._pages.get(page.page_id)
+            if known is None:
+                self._pages[page.page_id] = page
+            elif (known.width, known.height) != (page.width, page.height):
+                raise ValueError(f"page {page.page_id!r}: {page.width}x{page.height} here, but the shared "
+                                 f"cache knows a page of that id at {known.width}x{known.height}; rename it")
 
     def layout(self, target: str, mode: str, page_id: str) -> "ViewLayout":
         key = (target, mode, page_id)
@@ -375,12 +499,20 @@ class SuiteCache:
         return self.analytic_costs[key]
 
     # measured -----------------------------------------------------------------------------------
-    def measure(self, case: Case) -> Any:
-        """The case's StageCount, measured once per (target, stage, counter, shape key)."""
-        key = (case.target, case.stage, case.counter, self.shape_key(case))
+    def measurement_key(self, case: Case, variant: str = SUITE_VARIANT) -> tuple:
+        """The memo key of ``case`` under ``variant``: ``(target, stage, counter, shape key)`` for the
+        suite's patched variant; ``<counter>:<variant>`` in the counter slot otherwise."""
+        counter = case.counter if variant == SUITE_VARIANT else f"{case.counter}:{variant}"
+        return (case.target, case.stage, counter, self.shape_key(case))
+
+    def measure(self, case: Case, variant: str = SUITE_VARIANT) -> Any:
+        """The case's StageCount under ``variant`` ("patched": the suite's; "stock": the tool as
+        shipped, whose blind spots ``harness report`` sizes), measured once per (target, stage,
+        counter, variant, shape key)."""
+        key = self.measurement_key(case, variant)
         found = self.measurements.get(key)
         if found is None:
-            found = self._measure(case)
+            found = self._measure(case, variant)
             self.measurements[key] = found
         else:
             self.lookups += 1
@@ -388,17 +520,17 @@ class SuiteCache:
             raise found.error
         return found.count
 
-    def _measurement(self, case: Case) -> Measurement | None:
-        return self.measurements.get((case.target, case.stage, case.counter, self.shape_key(case)))
+    def _measurement(self, case: Case, variant: str = SUITE_VARIANT) -> Measurement | None:
+        return self.measurements.get(self.measurement_key(case, variant))
 
-    def first_page(self, case: Case) -> str:
+    def first_page(self, case: Case, variant: str = SUITE_VARIANT) -> str:
         """The page on which the case's shape key was measured."""
-        found = self._measurement(case)
+        found = self._measurement(case, variant)
         return found.page if found else case.page
 
-    def failure_text(self, case: Case) -> str:
+    def failure_text(self, case: Case, variant: str = SUITE_VARIANT) -> str:
         """The formatted error of a failed measurement (the traceback's tail)."""
-        found = self._measurement(case)
+        found = self._measurement(case, variant)
         return found.failure if found else ""
 
     def _inputs(self, case: Case) -> Any:
@@ -413,14 +545,15 @@ class SuiteCache:
                 (page.width, page.height), case.mode, self.text_tokens, device=self.device, dtype=torch.float32)
         return self.inputs[key]
 
-    def _measure(self, case: Case) -> Measurement:
+    def _measure(self, case: Case, variant: str) -> Measurement:
         from harness.counters import count
 
         start = time.perf_counter()
         try:
             built = self.built_model(case.target)
             calls = self.target(case.target).stage_calls(built, self._inputs(case), case.stage)
-            result = count(case.counter, calls, variant=SUITE_VARIANT, target=case.target, stage=case.stage)
+            # stock: blind spots are the finding, reported rather than raised (count's default)
+            result = count(case.counter, calls, variant=variant, target=case.target, stage=case.stage)
             return Measurement(result, None, time.perf_counter() - start, case.page)
         except Exception as exc:  # memoised: every page of this shape key fails the same way
             text = "".join(traceback.format_exception(exc, limit=-12))
@@ -428,16 +561,7 @@ class SuiteCache:
 
     def environment(self, case: Case) -> dict[str, Any]:
         """What made the counts, beyond the package versions: device, dtype, implementations."""
-        built = self.built_model(case.target)
-        return {
-            "device": built.device,
-            "stage_devices": dict(built.stage_devices),
-            "dtype": str(built.dtype).replace("torch.", ""),
-            "attn_implementation": built.attn_implementation,
-            "experts_implementation": built.experts_implementation,
-            "weights": built.weights,
-            "counter_variant": SUITE_VARIANT,
-        }
+        return {**built_environment(self.built_model(case.target)), "counter_variant": SUITE_VARIANT}
 
     # statistics -------------------------------------------------------------------------------
     def stats_lines(self) -> list[str]:

@@ -23,7 +23,7 @@ from harness.cli import EXIT_BAD_INPUT, main
 from harness.golden import compare_entry, golden_path, load_bands, load_golden
 from harness.report import units
 from harness.report.build import FILES, run_report
-from harness.report.collect import golden_dir, measure_variant
+from harness.report.collect import golden_dir
 from harness.report.inputs import CounterSpec, ReportPlan, TargetPlan
 from harness.report.render import CSV_COLUMNS, SCHEMA
 from harness.suite import Case, SuiteCache, entry_record
@@ -174,10 +174,10 @@ def test_reused_count_equals_a_fresh_unmemoised_count(report, cache: SuiteCache,
 
 def test_stock_variant_is_memoised_like_the_suites(report, cache: SuiteCache) -> None:
     case = Case("ocr2", MODE, "a4", "encoder", "torch")
-    stock = measure_variant(cache, case, "stock")
+    stock = cache.measure(case, "stock")
     assert stock is next(r.count for r in report.collected.records
                          if r.page == "letter" and r.stage == "encoder" and r.spec == CounterSpec("torch", "stock"))
-    assert stock.variant == "stock" and measure_variant(cache, case, "patched").variant == "patched"
+    assert stock.variant == "stock" and cache.measure(case, "patched").variant == "patched"
 
 
 # ---------------------------------------------------------------------------- files, schema
@@ -500,7 +500,8 @@ def test_worker_processes_give_the_same_counts(report) -> None:
     plan = ReportPlan(pages=[p for p in report.collected.plan.pages if p.page_id == "letter"],
                       pages_source="test", targets=[TargetPlan("ocr2", (MODE,))],
                       counters=[CounterSpec("torch"), CounterSpec("thop", "stock")], skipped_counters={})
-    fresh = SuiteCache(_pages={p.page_id: p for p in plan.pages})
+    fresh = SuiteCache()
+    fresh.register_pages(plan.pages, builtin=False)
     parallel = collect(plan, cache=fresh, jobs=2)
     assert parallel.model_runs == 10 and parallel.reuses == 0
     sequential = {(r.stage, r.spec): r for r in report.collected.records if r.page == "letter"}

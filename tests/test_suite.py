@@ -27,12 +27,14 @@ from harness.suite import (
     Case,
     SuiteCache,
     entry_record,
+    key_rows,
     layout_record,
     native_transformers,
     needs_vendor,
     not_measurable,
     selection_from_config,
     suite_cases,
+    verification_problems,
 )
 
 NO_NATIVE_OCR2 = ("ocr2 needs transformers >= 5 (native DeepSeek-OCR-2); this is the vendor "
@@ -67,45 +69,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             marks.append(pytest.mark.skip(reason=reason))
         params.append(pytest.param(case, id=case.id, marks=marks))
     metafunc.parametrize("case", params)
-
-
-def _rows(analytic: dict[str, int], measured: dict[str, int], keys) -> list[Mismatch]:
-    return [Mismatch(f"by_key[{k}]", measured.get(k, 0), analytic.get(k, 0))
-            for k in keys if measured.get(k, 0) != analytic.get(k, 0)]
-
-
-def verification_problems(case: Case, analytic, measured, bands) -> list[str]:
-    """Failure messages of the verification half (empty: verified)."""
-    from harness.analytic import MATMUL_KEYS
-    from harness.counters import UNMAPPED
-
-    problems = []
-    if case.counter == "torch":
-        rows = _rows(dict(analytic.flops), measured.by_key, (*MATMUL_KEYS, UNMAPPED))
-        if rows:
-            problems.append(format_mismatch(
-                f"verify {case.id}: matmul class differs between torch (obtained) and the analytic "
-                "model (expected); it must be exact, op key by op key.", rows))
-    from harness.counters import explain_delta
-
-    explanation = explain_delta(analytic, measured)
-    band = bands.lookup("verify", case.stage, case.counter, measured.convention)
-    expected = explanation.analytic_matmul
-    if not band.allows(expected + explanation.remainder, expected):
-        rows = [Mismatch("measured - explained", expected + explanation.remainder, expected,
-                         "unexplained remainder")]
-        problems.append(format_mismatch(
-            f"verify {case.id}: {case.counter} ({measured.variant}) after explain_delta differs from "
-            "the analytic matmul class (expected) beyond the band.", rows, band=band,
-            context=str(explanation).splitlines()))
-    unknown = [c for c in explanation.components if not c.known]
-    if unknown:
-        problems.append(
-            f"verify {case.id}: {case.counter} ({measured.variant}) has blind spots no known cause "
-            "explains (document them in harness.counters.delta.KNOWN_BLIND_SPOTS, or fix the counter):\n"
-            + "\n".join(f"  {c.name}: {c.flops:+,} ({c.detail})" for c in unknown)
-            + "\n" + str(explanation))
-    return problems
 
 
 def _measure(suite_cache, case: Case):
@@ -159,7 +122,7 @@ def test_vendor_golden(case: Case, suite_cache, golden, bands) -> None:
     analytic = suite_cache.analytic(case, attn_implementation=doc["environment"].get("attn_implementation"))
     from harness.analytic import MATMUL_KEYS
 
-    rows = _rows(dict(analytic.flops), entry.get("by_key", {}), MATMUL_KEYS)
+    rows = key_rows(dict(analytic.flops), entry.get("by_key", {}), MATMUL_KEYS)
     if rows:
         pytest.fail(format_mismatch(
             f"vendor golden {case.id}: the analytic model (expected) differs from the torch count the "

@@ -2,14 +2,15 @@
 
 The measured counts come from :class:`harness.suite.SuiteCache`, the session cache the suite
 asserts with (``tests/test_suite.py``): the same model builds, the same ``stage_calls``, the same
-``count()``, memoised by the same shape key, and the same analytic costs. :func:`measure_variant`
-adds only what the suite does not measure: the **stock** variant of each counter (the tools as
-shipped, whose blind spots the report sizes), keyed and memoised in the same table.
+``count()``, memoised by the same shape key, and the same analytic costs. The **stock** variant
+of each counter (the tools as shipped, whose blind spots the report sizes) is
+``SuiteCache.measure(case, "stock")``, memoised in the same table.
 
-Each record is one ``target x mode x page x stage x counter`` cell. The verification verdict
-mirrors the suite's: ``explain_delta`` splits the delta into known causes and a remainder, and
-the remainder must lie within the ``verify`` band of ``golden/tolerances.toml``; for torch the
-matmul class must also match the analytic model op key by op key.
+Each record is one ``target x mode x page x stage x counter`` cell. The verification verdict is
+the suite's own (:func:`harness.suite.verification`): ``explain_delta`` splits the delta into
+known causes and a remainder, and the remainder must lie within the ``verify`` band of
+``golden/tolerances.toml``; for patched torch the matmul class must also match the analytic
+model op key by op key.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from harness.report.inputs import CounterSpec, ReportPlan
-from harness.suite import SUITE_VARIANT, Case, Measurement, SuiteCache, layout_record
+from harness.suite import (SUITE_VARIANT, Case, Measurement, SuiteCache, built_environment, layout_record,
+                           not_measurable, verification)
 
-__all__ = ["measure_variant", "variant_key", "register_pages", "Record", "StageInfo", "Collected", "collect", "environment_versions",
-           "golden_dir", "BANDS_FILE"]
+__all__ = ["Record", "StageInfo", "Collected", "collect", "environment_versions", "golden_dir", "BANDS_FILE"]
 
 #: ``golden/tolerances.toml`` next to the package (an editable install / checkout).
 BANDS_FILE = "tolerances.toml"
@@ -36,64 +37,6 @@ BANDS_FILE = "tolerances.toml"
 def golden_dir() -> Path:
     """The repository's ``golden/`` directory (goldens and tolerance bands)."""
     return Path(__file__).resolve().parents[2] / "golden"
-
-
-def variant_key(cache: SuiteCache, case: Case, variant: str) -> tuple:
-    """The memo key of ``case`` under ``variant``: the suite's own ``(target, stage, counter, shape
-    key)`` for the patched variant; ``<counter>:<variant>`` in the counter slot otherwise."""
-    counter = case.counter if variant == SUITE_VARIANT else f"{case.counter}:{variant}"
-    return (case.target, case.stage, counter, cache.shape_key(case))
-
-
-def measure_variant(cache: SuiteCache, case: Case, variant: str) -> Any:
-    """``case``'s StageCount under ``variant``: :meth:`SuiteCache.measure` itself for the patched
-    variant (what the suite asserts); for the stock variant the same steps (the cache's built
-    model, inputs and ``stage_calls``, then ``count()``), memoised in the same table."""
-    if variant == SUITE_VARIANT:
-        return cache.measure(case)
-    key = variant_key(cache, case, variant)
-    found = cache.measurements.get(key)
-    if found is None:
-        found = _measure_stock(cache, case, variant)
-        cache.measurements[key] = found
-    else:
-        cache.lookups += 1
-    if found.error is not None:
-        raise found.error
-    return found.count
-
-
-def _measure_stock(cache: SuiteCache, case: Case, variant: str) -> Measurement:
-    import traceback
-
-    from harness.counters import count
-
-    start = time.perf_counter()
-    try:
-        built = cache.built_model(case.target)
-        calls = cache.target(case.target).stage_calls(built, cache._inputs(case), case.stage)
-        # stock: blind spots are the finding, reported rather than raised (count's default)
-        result = count(case.counter, calls, variant=variant, target=case.target, stage=case.stage)
-        return Measurement(result, None, time.perf_counter() - start, case.page)
-    except Exception as exc:
-        measurement = Measurement(None, exc, time.perf_counter() - start, case.page)
-        if hasattr(measurement, "failure"):
-            measurement.failure = "".join(traceback.format_exception(exc, limit=-12))
-        return measurement
-
-
-def register_pages(cache: SuiteCache, pages: list[Any]) -> None:
-    """Make the report's pages known to ``cache`` (a fresh cache, or the suite's own session cache)."""
-    for page in pages:
-        try:
-            known = cache.page(page.page_id)
-        except KeyError:
-            known = None
-        if known is None:
-            cache._pages[page.page_id] = page   # noqa: SLF001 - SuiteCache keeps pages by id
-        elif (known.width, known.height) != (page.width, page.height):
-            raise ValueError(f"page {page.page_id!r}: {page.width}x{page.height} here, but the shared "
-                             f"cache knows a page of that id at {known.width}x{known.height}; rename it")
 
 
 @dataclass
@@ -222,26 +165,16 @@ def _bands():
 
 
 def _verify(record: Record, analytic: Any, bands: Any) -> None:
-    """The suite's verification verdict (tests/test_suite.py ``verification_problems``)."""
-    from harness.analytic import MATMUL_KEYS
-    from harness.counters import UNMAPPED, explain_delta
-
-    measured = record.count
-    explanation = explain_delta(analytic, measured)
-    record.explanation = explanation
-    band = bands.lookup("verify", record.stage, record.counter, measured.convention)
-    record.band = band
-    expected = explanation.analytic_matmul
-    record.within_band = band.allows(expected + explanation.remainder, expected)
-    if record.counter == "torch" and record.variant == SUITE_VARIANT:
+    """The suite's verification verdict (:func:`harness.suite.verification`) on the record."""
+    verdict = verification(record.counter, record.stage, analytic, record.count, bands)
+    record.explanation = verdict.explanation
+    record.band = verdict.band
+    record.within_band = verdict.within_band
+    if record.variant == SUITE_VARIANT:
         # the suite's exact op-key check (patched torch); a stock variant's known blind spots are
         # explained by explain_delta instead
-        flops = dict(analytic.flops)
-        record.key_mismatches = [
-            f"{k}: measured {measured.by_key.get(k, 0):,} vs analytic {flops.get(k, 0):,}"
-            for k in (*MATMUL_KEYS, UNMAPPED) if measured.by_key.get(k, 0) != flops.get(k, 0)]
-    record.unknown_blind_spots = [f"{c.name}: {c.flops:+,} ({c.detail})"
-                                  for c in explanation.components if not c.known]
+        record.key_mismatches = verdict.key_lines
+    record.unknown_blind_spots = verdict.unknown_lines
 
 
 class GoldenChecker:
@@ -295,10 +228,6 @@ def _not_measurable(plan: ReportPlan, case: Case) -> str | None:
     """The suite's documented reason a case cannot be measured on meta (NOT_MEASURABLE_ON_META)."""
     if plan.device != "meta":
         return None
-    try:
-        from harness.suite import not_measurable
-    except ImportError:  # pragma: no cover - an older suite without the table
-        return None
     return not_measurable(case)
 
 
@@ -312,7 +241,7 @@ def _pending(cache: SuiteCache, plan: ReportPlan, items: list, build_errors: dic
             case = Case(target, mode, page.page_id, stage, spec.counter)
             if _not_measurable(plan, case):
                 continue
-            key = variant_key(cache, case, spec.variant)
+            key = cache.measurement_key(case, spec.variant)
             if key in keys or key in cache.measurements:
                 continue
             keys.add(key)
@@ -353,7 +282,7 @@ def _worker_measure(task: tuple) -> tuple:
     cache = _WORKER_CACHE
     assert cache is not None
     try:
-        measure_variant(cache, case, variant)
+        cache.measure(case, variant)
     except Exception:
         pass
     found = cache.measurements[key]
@@ -363,7 +292,7 @@ def _worker_measure(task: tuple) -> tuple:
             pickle.loads(pickle.dumps(error))
         except Exception:
             error = ("remote", type(error).__name__, str(error), getattr(error, "result", None))
-    return key, found.count, error, found.seconds, found.page, getattr(found, "failure", "")
+    return key, found.count, error, found.seconds, found.page, found.failure
 
 
 def _worker_unit(unit: list[tuple]) -> int:
@@ -429,10 +358,7 @@ def _prefetch_parallel(cache: SuiteCache, tasks: list[tuple], workers: int, bar:
                             raise RuntimeError(f"report workers finished with {len(tasks) - received} "
                                                "counts missing")
                     continue
-                measurement = Measurement(count, _rebuild_error(error), seconds, page)
-                if hasattr(measurement, "failure"):
-                    measurement.failure = failure
-                cache.measurements[key] = measurement
+                cache.measurements[key] = Measurement(count, _rebuild_error(error), seconds, page, failure)
                 received += 1
                 if bar is not None:
                     bar.set_postfix_str(f"{key[0]} {key[1]} {key[2]}", refresh=False)
@@ -466,11 +392,12 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
     from harness.workload import DEFAULT_PROMPT_TOKENS, compute_view_layout, get_workload
 
     say = status or (lambda text: None)
-    if cache is None:
+    if cache is None:    # a cache of the report's pages alone
         cache = SuiteCache(model_path=plan.model_path, trust_remote_code=plan.trust_remote_code,
-                           device=plan.device, _pages={p.page_id: p for p in plan.pages})
-    else:
-        register_pages(cache, plan.pages)
+                           device=plan.device)
+        cache.register_pages(plan.pages, builtin=False)
+    else:                # the suite's session cache: the report's pages join the built-in ones
+        cache.register_pages(plan.pages)
     out = Collected(plan=plan, cache=cache, text_tokens=cache.text_tokens or DEFAULT_PROMPT_TOKENS)
     out.environment = environment_versions()
     out.notes.extend(plan.notes)
@@ -505,11 +432,7 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
             out.notes.append(f"{tplan.name}: {build_errors[tplan.name]}")
         else:
             out.target_environment[tplan.name] = {
-                "device": built.device, "stage_devices": dict(built.stage_devices),
-                "dtype": str(built.dtype).replace("torch.", ""),
-                "attn_implementation": built.attn_implementation,
-                "experts_implementation": built.experts_implementation,
-                "weights": built.weights, "parameters": built.parameter_count,
+                **built_environment(built), "parameters": built.parameter_count,
                 "build_notes": list(built.notes)}
         finally:
             if build_bar is not None:
@@ -533,7 +456,7 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
                     bar.set_postfix_str(f"{case.target} {case.mode} {case.page} {case.stage} {case.counter} "
                                         f"{variant}", refresh=False)
                 try:
-                    measure_variant(cache, case, variant)
+                    cache.measure(case, variant)
                 except Exception:
                     pass    # memoised with its error; the record below says why
                 if bar is not None:
@@ -569,9 +492,9 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
                 record.error = f"{reason}; count it on real tensors with --device cpu (slow at full size)"
                 out.records.append(record)
                 continue
-            memo = variant_key(cache, case, spec.variant)
+            memo = cache.measurement_key(case, spec.variant)
             try:
-                record.count = measure_variant(cache, case, spec.variant)   # a memo hit by now
+                record.count = cache.measure(case, spec.variant)   # a memo hit by now
                 record.status = "measured"
             except Exception as exc:
                 partial = getattr(exc, "result", None)   # UncountedOpError carries the count
