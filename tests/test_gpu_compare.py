@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 from harness.analytic import Cost
@@ -64,3 +65,13 @@ def test_the_gpu_suite_path_runs_on_cpu_small():
     comparison = compare_stage_counts("decode", real, meta)
     assert comparison.problems() == []
     assert comparison.cuda_matmul["sdpa_qk"] > 0 and comparison.cuda_matmul["lm_head"] > 0
+
+
+def test_count_record_writes_the_stages_it_collected(tmp_path):
+    from harness.gpu.compare import count_record
+
+    with count_record("cpu", "ocr2", "base", "letter", out_dir=tmp_path) as record:
+        record["stages"]["sam"] = {"by_op": {"aten.bmm": 12}}
+    written = json.loads((tmp_path / "counts-ocr2-base-letter-cpu.json").read_text())
+    assert written["stages"] == {"sam": {"by_op": {"aten.bmm": 12}}}
+    assert (written["device"], written["device_class"], written["target"]) == ("cpu", "cpu", "ocr2")

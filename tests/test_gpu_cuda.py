@@ -20,13 +20,11 @@ Everything here is skipped without CUDA (one reason, from the plugin).
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
 import torch
 
-from harness.gpu.device import device_class, format_device_class
 from harness.gpu.peaks import (
     PEAK_BANDWIDTH_ENV,
     PEAK_TFLOPS_ENV,
@@ -35,6 +33,7 @@ from harness.gpu.peaks import (
     lookup_peak,
     resolve_peak,
 )
+from harness.gpu.compare import count_record as gpu_count_record
 from harness.gpu.profile import gpu_out_dir
 from harness.gpu.roofline import mfu
 from harness.gpu.timing import time_stage
@@ -80,11 +79,8 @@ def meta_run(page):
 @pytest.fixture(scope="module")
 def count_record(gpu_device):
     """Raw per-op counts of every stage on this device class and on meta, written at the end."""
-    record: dict = {"device": device_name(gpu_device), "device_class": format_device_class(device_class(gpu_device)),
-                    "torch": torch.__version__, "target": TARGET, "mode": MODE, "page": PAGE, "stages": {}}
-    yield record
-    path = gpu_out_dir() / f"counts-{TARGET}-{MODE}-{PAGE}-{record['device_class']}.json"
-    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    with gpu_count_record(gpu_device, TARGET, MODE, PAGE) as record:
+        yield record
 
 
 # ------------------------------------------------------------------------------------ counts

@@ -17,13 +17,11 @@ Skipped without CUDA, and without ``--model-path``/``--trust-remote-code`` (one 
 
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch
 
-from harness.gpu.device import device_class, format_device_class
-from harness.gpu.peaks import device_name
+from harness.gpu.compare import count_record as gpu_count_record
 from harness.gpu.profile import gpu_out_dir
 
 pytestmark = [pytest.mark.gpu, pytest.mark.vendor]
@@ -63,11 +61,9 @@ def meta_run(vendor_target, page):
 
 @pytest.fixture(scope="module")
 def count_record(gpu_device):
-    record: dict = {"device": device_name(gpu_device), "device_class": format_device_class(device_class(gpu_device)),
-                    "torch": torch.__version__, "target": TARGET, "mode": MODE, "page": PAGE, "stages": {}}
-    yield record
-    path = gpu_out_dir() / f"counts-{TARGET}-{MODE}-{PAGE}-{record['device_class']}.json"
-    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    """Raw per-op counts of every stage on this device class and on meta, written at the end."""
+    with gpu_count_record(gpu_device, TARGET, MODE, PAGE) as record:
+        yield record
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -8,8 +8,11 @@ meta); :meth:`CountComparison.raw_only` lists those differences for the report a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 __all__ = ["CountComparison", "matmul_by_key", "compare_stage_counts"]
@@ -90,3 +93,25 @@ def compare_stage_counts(stage: str, cuda_run: tuple, meta_run: tuple, *,
                            config=analytic_config(built, model_path),
                            attn_implementation=built.attn_implementation)[stage]
     return CountComparison(stage, cuda, meta, analytic)
+
+
+@contextmanager
+def count_record(device: Any, target: str, mode: str, page: str, out_dir: Any = None) -> Iterator[dict[str, Any]]:
+    """Collect raw per-op counts of each stage on this device class; written as JSON on exit.
+
+    The file, ``counts-<target>-<mode>-<page>-<device class>.json`` under ``out_dir`` (default
+    :func:`harness.gpu.profile.gpu_out_dir`), keeps the per-op tables that legitimately differ
+    by device (one fused SDPA op on CUDA vs two bmm on meta) next to the device they came from.
+    """
+    import torch
+
+    from harness.gpu.device import device_class, format_device_class
+    from harness.gpu.peaks import device_name
+    from harness.gpu.profile import gpu_out_dir
+
+    record: dict[str, Any] = {"device": device_name(device), "device_class": format_device_class(device_class(device)),
+                              "torch": torch.__version__, "target": target, "mode": mode, "page": page, "stages": {}}
+    yield record
+    directory = Path(out_dir) if out_dir is not None else gpu_out_dir()
+    path = directory / f"counts-{target}-{mode}-{page}-{record['device_class']}.json"
+    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
