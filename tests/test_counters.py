@@ -7,31 +7,20 @@ test_flop_counter.py writes ``# 2 * 4 * 6 * 5 = 240``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tests.toys import COUNTERS, VARIANTS, Call
 from harness.counters import (KNOWN_BLIND_SPOTS, StageCount, UncountedOpError, available_counters,
                               count, get_counter, is_matmul_like, register_counter)
 from harness.counters.base import Counter
 
-COUNTERS = ("torch", "fvcore", "thop")
-VARIANTS = ("stock", "patched")
 DEVICES = ("cpu", "meta")
 
 
-@dataclass
-class Call:
-    """A duck-typed StageCall."""
-
-    module: nn.Module
-    args: tuple = ()
-    kwargs: dict = field(default_factory=dict)
-    module_path: str = "blk"
-    stage: str = "toy"
 
 
 def run(counter: str, module: nn.Module, *args, variant: str = "patched", device: str = "cpu",

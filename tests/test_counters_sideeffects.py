@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-from dataclasses import dataclass, field
 
 import pytest
 import torch
@@ -15,21 +14,13 @@ from torch import nn
 from torch.nn.modules import module as module_globals
 from torch.utils.flop_counter import flop_registry
 
+from tests.toys import COUNTERS, VARIANTS, Call
 from harness.counters import count
 
 thop_profile = importlib.import_module("thop.profile")
 
-COUNTERS = ("torch", "fvcore", "thop")
-VARIANTS = ("stock", "patched")
 
 
-@dataclass
-class Call:
-    module: nn.Module
-    args: tuple = ()
-    kwargs: dict = field(default_factory=dict)
-    module_path: str = "blk"
-    stage: str = "toy"
 
 
 class Block(nn.Module):
