@@ -314,6 +314,20 @@ def _is_norm(module: nn.Module) -> bool:
     return isinstance(module, _NORM_TYPES) or "norm" in type(module).__name__.lower()
 
 
+def checkpoint_gaps(model: nn.Module, state: Mapping[str, Any] | None,
+                    prefixes: tuple[str, ...] = ("",)) -> tuple[list[str], list[str]]:
+    """After materialising: (parameters under ``prefixes`` still on meta, i.e. missing from the
+    checkpoint; checkpoint tensors no parameter of the model uses, sorted). Callers decide which
+    of the two is an error."""
+    inside = lambda n: any(p == "" or n == p or n.startswith(p + ".") for p in prefixes)  # noqa: E731
+    missing = [n for n, p in model.named_parameters() if p.device.type == "meta" and inside(n)]
+    unused: list[str] = []
+    if state is not None:
+        names = {n for n, _ in model.named_parameters(remove_duplicate=False)}
+        unused = sorted(set(state) - names)
+    return missing, unused
+
+
 def materialize_parameters(
     model: nn.Module,
     device: str,

@@ -363,14 +363,11 @@ def _materialize(model: nn.Module, prefixes: tuple[str, ...], device: str, dtype
     state = base.load_safetensors(weights_path, prefixes) if weights_path is not None else None
     base.materialize_parameters(model, device, dtype, prefixes=prefixes, seed=seed,
                                 share=_share_experts if state is None else None, state=state)
-    inside = lambda n: any(p == "" or n == p or n.startswith(p + ".") for p in prefixes)  # noqa: E731
-    missing = [n for n, p in model.named_parameters() if p.device.type == "meta" and inside(n)]
+    missing, unused = base.checkpoint_gaps(model, state, prefixes)
     if missing:
         raise TargetError(f"checkpoint {str(weights_path)!r} lacks {len(missing)} parameters of the vendor "
                           f"model, e.g. {', '.join(missing[:5])}")
     if state is not None:
-        names = {n for n, _ in model.named_parameters(remove_duplicate=False)}
-        unused = sorted(set(state) - names)
         if unused:  # recorded, not fatal: a checkpoint may carry tensors the code never builds
             notes.append(f"checkpoint tensors not in the model ({len(unused)}): {', '.join(unused[:5])}")
     elif any(p == "" or p == "model.layers" for p in prefixes):

@@ -380,13 +380,10 @@ def _share_experts(name: str, shape: torch.Size):
 def materialize_and_check(model: nn.Module, device: str, dtype: torch.dtype, *, seed: int, share, state) -> None:
     """Materialise every parameter; with a checkpoint, missing or unused tensors are errors."""
     base.materialize_parameters(model, device, dtype, seed=seed, share=share, state=state)
-    missing = [n for n, p in model.named_parameters() if p.device.type == "meta"]
+    missing, unused = base.checkpoint_gaps(model, state)
     if missing:
         raise TargetError(f"checkpoint lacks {len(missing)} parameters of the model, e.g. "
                           f"{', '.join(missing[:5])}")
-    if state is not None:
-        names = {n for n, _ in model.named_parameters(remove_duplicate=False)}
-        unused = sorted(set(state) - names)
-        if unused:
-            raise TargetError(f"checkpoint has {len(unused)} tensors the model does not use, e.g. "
-                              f"{', '.join(unused[:5])}")
+    if unused:
+        raise TargetError(f"checkpoint has {len(unused)} tensors the model does not use, e.g. "
+                          f"{', '.join(unused[:5])}")
