@@ -215,11 +215,15 @@ def _open(path: str | os.PathLike[str], max_pixels: int | None | str) -> tuple[P
     """Open the header with every failure mapped to PageError (no pixel decoding yet)."""
     p = Path(path)
     limit = max_image_pixels() if max_pixels == "env" else max_pixels
-    _check_file(p)
+    size = _check_file(p)
     head = _read_head(p)
     if b"%PDF-" in head:
         raise PageError(p, f"a PDF, not an image: its pages are read with load_pages() (--pages takes "
                         f"PDFs), each the size DeepSeek-OCR's PDF runner renders at {PDF_DPI} dpi")
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":   # Pillow's WebP reader decodes on open
+        declared = struct.unpack("<I", head[4:8])[0] + 8
+        if declared > size:
+            raise _truncated(p, f"the WebP header declares {declared:,} bytes, the file has {size:,}")
     saved = Image.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
@@ -333,12 +337,6 @@ def _check_complete(p: Path, image: Image.Image, size: int) -> None:
             f.seek(max(0, size - 4096))
             if f.read().rstrip(b"\x00")[-1:] != b";":
                 raise _truncated(p, "no GIF trailer (3B) at the end of the file; the file was cut short")
-    elif fmt == "WEBP":
-        with open(p, "rb") as f:
-            riff = f.read(12)
-        if riff[:4] == b"RIFF" and struct.unpack("<I", riff[4:8])[0] + 8 > size:
-            raise _truncated(p, f"the WebP header declares {struct.unpack('<I', riff[4:8])[0] + 8:,} bytes, "
-                             f"the file has {size:,}")
     elif fmt == "BMP" and image.tile and image.tile[0][0] == "raw":
         args = image.tile[0][3]
         stride = args[1] if isinstance(args, tuple) and len(args) > 1 and isinstance(args[1], int) else 0

@@ -110,8 +110,11 @@ def _check_page_ids(pages: list[Page], where: str) -> list[Page]:
 
 
 def _bad_file(raw: str, exc: PageError) -> InputError:
-    return InputError(f"--pages {exc.path if exc.path is not None else raw}: {exc.problem}. Pass image files "
-                      "Pillow can read, PDFs, directories of them, or an OmniDocBench-style JSON manifest")
+    where = exc.path if exc.path is not None else raw
+    if exc.problem.startswith(("not an image file", "not a regular file")):
+        return InputError(f"--pages {where}: {exc.problem}. Pass image files Pillow can read, PDFs, directories "
+                          "of them, or an OmniDocBench-style JSON manifest")
+    return InputError(f"--pages {where}: {exc.problem}")
 
 
 def _load_file(path: Path, raw: str, warn: Callable[[str], None]) -> list[Page]:
