@@ -317,3 +317,46 @@ def test_page_is_hashable_and_compares_by_identity_fields():
     a = Page("p", 10, 20, attributes={"x": 1})
     b = Page("p", 10, 20, attributes={"x": 2})
     assert a == b and hash(a) == hash(b)
+
+
+# ---- header-only reads never decode ----------------------------------------------------------
+
+def test_header_only_read_never_decodes(tmp_path, monkeypatch):
+    """Size, EXIF orientation (even an eXIf chunk after the pixel data) and completeness, no decode."""
+    from PIL import ImageFile
+
+    from tests.test_inputs_cases import exif_after_idat, exif_jpeg, gif_frames, img, tiff_pages
+
+    files = {img(tmp_path / "plain.png"): (300, 200), exif_after_idat(tmp_path / "late.png"): (200, 300), exif_jpeg(tmp_path / "turned.jpg"): (200, 300),
+             gif_frames(tmp_path / "anim.gif"): (120, 80), tiff_pages(tmp_path / "pages.tif"): (300, 200)}
+
+    class Decoded(BaseException):   # not an Exception: no "except Exception" on the way swallows it
+        pass
+
+    def no_decoding(self, *args, **kwargs):
+        raise Decoded(f"{self.filename}: decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    monkeypatch.setattr(Image.Image, "load", no_decoding)
+    got = {path: (lambda p: (p.width, p.height))(load_page(path, decode=False, warn=lambda text: None))
+           for path in files}
+    assert got == files
+    monkeypatch.undo()
+    # and Pillow's own reading, with the decode, agrees on the late eXIf chunk
+    assert open_page_image(tmp_path / "late.png").size == (200, 300)
+
+
+def test_read_only_page_cache_names_the_setting(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    monkeypatch.setenv("HARNESS_FIXTURE_CACHE", str(tmp_path / "cache"))
+    page = {p.page_id: p for p in builtin_pages("grid")}["small"]
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(PageError, match=r"cannot draw built-in page 'small' into the page cache .*\(Read-only file "
+                                        r"system\); set HARNESS_FIXTURE_CACHE to a writable directory"):
+        ensure_page_image(page)

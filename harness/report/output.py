@@ -135,14 +135,21 @@ def _shown(names: list[str], limit: int = 12) -> str:
     return text + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
+def _same_filesystem(a: Path, b: Path) -> bool:
+    try:
+        return os.stat(a).st_dev == os.stat(b).st_dev
+    except OSError:
+        return True
+
+
 def _own_filesystem(out: Path) -> bool:
     """False when ``out`` is a mount point or on another filesystem than its parent (no rename)."""
     try:
         if os.path.ismount(out):
             return False
-        return os.stat(out).st_dev == os.stat(out.parent).st_dev
     except OSError:
         return True
+    return _same_filesystem(out, Path(os.path.abspath(out)).parent)
 
 
 def _io_problem(exc: OSError) -> str:
@@ -321,7 +328,7 @@ class ReportDir:
 
     def _fill_in_place(self, target: Path) -> None:
         """Move each file into ``target`` with an atomic rename, then drop the old report's leftovers."""
-        same_fs = os.stat(self.path).st_dev == os.stat(target).st_dev
+        same_fs = _same_filesystem(self.path, target)
         new = sorted(p.name for p in self.path.iterdir())
         for name in new:
             source = self.path / name
