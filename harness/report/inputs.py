@@ -229,7 +229,7 @@ def resolve_pages(paths: Sequence[str | os.PathLike[str]] | None, page_set: str 
                              f"({', '.join(PAGE_SUFFIXES)}; subdirectories are not searched): "
                              f"{', '.join(skipped)}")
             if not files:
-                raise InputError(f"--pages {raw}: the directory holds no page images or PDFs "
+                raise InputError(f"--pages {raw}: the directory holds no image files or PDFs "
                                  f"({', '.join(PAGE_SUFFIXES)})" + (f"; it holds {', '.join(skipped[:10])}"
                                                                     + (" ..." if len(skipped) > 10 else "")
                                                                     if skipped else ""))
