@@ -281,7 +281,8 @@ CASES = [
     Case("manifest", lambda t, m: (img(t / "a.png"), layout(manifest(t, [entry()])))[1], 0, sizes={"a": "300x200"}),
     Case("manifest size disagrees with the image", lambda t, m: (img(t / "a.png", (800, 1000)),
                                                                  layout(manifest(t, [entry(width=4000, height=300)])))[1],
-         2, r"--pages {tmp}/m.json: entry 0: page_info says 4000x300 but the image {tmp}/a.png is 800x1000"),
+         2, r"--pages {tmp}/m.json: entry 0: page_info says 4000x300 but the image {tmp}/a.png is 800x1000 \(after EXIF "
+            r"orientation\); fix page_info.width/height or the image_path$"),
     Case("manifest sides swapped (OmniDocBench)", lambda t, m: (img(t / "a.png", (200, 300)),
                                                                 layout(manifest(t, [entry(width=300, height=200)])))[1],
          0, warnings=[r"{tmp}/m.json: 1 entry has width and height swapped against the image \(known in "
@@ -297,7 +298,7 @@ CASES = [
                                                    and t / "m.json"), 2,
          r"--pages {tmp}/m.json: not UTF-8 text .*save the manifest as UTF-8"),
     Case("manifest not JSON", lambda t, m: layout((t / "m.json").write_text("{oops") and t / "m.json"), 2,
-         r"--pages {tmp}/m.json: not valid JSON"),
+         r"--pages {tmp}/m.json: not valid JSON .*\. A manifest is OmniDocBench's JSON shape"),
     Case("manifest not a list", lambda t, m: layout(manifest(t, {"page_info": {}})), 2,
          r"--pages {tmp}/m.json: expected a JSON list"),
     Case("manifest empty", lambda t, m: layout(manifest(t, [])), 2, r"--pages {tmp}/m.json: the manifest lists no pages"),
@@ -327,7 +328,7 @@ CASES = [
          lambda t, m: report_out(previous_report(t / "o", {"my_notes.txt": "mine", "sub/x.txt": "mine"})), 2,
          r"--out {tmp}/o: a previous report, plus 2 entries that are not its files: my_notes.txt, sub/\. .*--force"),
     Case("--out under a file", lambda t, m: report_out((t / "f").write_text("x") and t / "f" / "out"), 2,
-         r"--out {tmp}/f/out: cannot create its parent directory {tmp}/f"),
+         r"--out {tmp}/f/out: {tmp}/f is a file, not a directory, so {tmp}/f/out cannot be created; choose another --out$"),
     Case("--out on a full disk", lambda t, m: (_full_disk(m), report_out(t / "o"))[1], 2,
          r"--out {tmp}/o: only 1.0 MiB free on its filesystem, under the 32 MiB a report needs"),
     Case("--out read-only", lambda t, m: (_read_only(m), report_out(t / "o"))[1], 2,

@@ -133,8 +133,11 @@ def _load_manifest(path: Path, warn: Callable[[str], None]) -> list[Page]:
     try:
         pages = load_manifest(path, warn=warn)
     except ManifestError as exc:
-        raise InputError(f"--pages {exc}. A manifest is OmniDocBench's JSON shape: a list of "
-                         "{\"page_info\": {\"width\": W, \"height\": H, \"image_path\": \"...\"}}") from None
+        text = str(exc)
+        if any(word in text for word in ("not valid JSON", "expected", "must be")):   # its shape, not its images
+            text += (". A manifest is OmniDocBench's JSON shape: a list of "
+                     "{\"page_info\": {\"width\": W, \"height\": H, \"image_path\": \"...\"}}")
+        raise InputError(f"--pages {text}") from None
     if not pages:
         raise InputError(f"--pages {path}: the manifest lists no pages")
     return pages
