@@ -34,8 +34,9 @@ MAX_DEFAULT_JOBS = 4
 def _add_page_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("pages")
     group.add_argument("--pages", nargs="+", metavar="PATH", default=None,
-                       help="page images, directories of them, or OmniDocBench-style JSON manifests "
-                            "([{\"page_info\": {\"width\", \"height\", \"image_path\"}}, ...])")
+                       help="page images, PDFs (one page per PDF page, ids FILE-p001, ..., sized as "
+                            "DeepSeek-OCR renders them at 144 dpi), directories of them, or OmniDocBench-style "
+                            "JSON manifests ([{\"page_info\": {\"width\", \"height\", \"image_path\"}}, ...])")
     group.add_argument("--page-set", choices=("default", "grid", "corpus"), default=None,
                        help="a built-in page set instead of --pages (default: 'default', 5 pages: "
                             "letter, a4, slide, small, strip-h)")

@@ -360,3 +360,28 @@ def test_read_only_page_cache_names_the_setting(tmp_path, monkeypatch):
     with pytest.raises(PageError, match=r"cannot draw built-in page 'small' into the page cache .*\(Read-only file "
                                         r"system\); set HARNESS_FIXTURE_CACHE to a writable directory"):
         ensure_page_image(page)
+
+
+def test_page_modules_import_no_circle():
+    """pagegen draws (imports nothing of the harness); pages -> pagegen; workload -> pages;
+    pagesets -> pagegen, pages, workload. Imports inside functions count too."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "harness"
+    modules = {"pagegen", "pages", "pagesets", "workload"}
+    graph = {}
+    for name in modules:
+        tree = ast.parse((root / f"{name}.py").read_text())
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                parts = node.module.split(".")
+                if parts[0] == "harness" and len(parts) > 1:
+                    found.add(parts[1])
+                elif node.module == "harness":
+                    found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.Import):
+                found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("harness."))
+        graph[name] = found & modules
+    assert graph == {"pagegen": set(), "pages": {"pagegen"}, "workload": {"pages"},
+                     "pagesets": {"pagegen", "pages", "workload"}}
