@@ -330,7 +330,10 @@ def _check_complete(p: Path, image: Image.Image, size: int) -> None:
     if fmt in ("JPEG", "MPO"):
         # the entropy-coded data never holds FF D9 (0xFF is stuffed): the end-of-image marker after
         # the scan start is the end of the image; a cut file has none
-        if not _scan_for(p, tile_offset, b"\xff\xd9"):
+        with open(p, "rb") as f:
+            f.seek(max(tile_offset, size - 4096))
+            ends_well = f.read().rstrip(b"\x00").endswith(b"\xff\xd9")   # the usual case: no scan needed
+        if not ends_well and not _scan_for(p, tile_offset, b"\xff\xd9"):
             raise _truncated(p, "no JPEG end-of-image marker (FF D9) after the image data; the file was cut short")
     elif fmt == "GIF":
         with open(p, "rb") as f:

@@ -161,6 +161,13 @@ def _bomb(t: Path) -> Path:
     return path
 
 
+def _trailer(path: Path) -> Path:
+    """Camera makers append their own data after the JPEG end marker; readers ignore it."""
+    with open(path, "ab") as f:
+        f.write(b"SEFT-like trailer " * 400)
+    return path
+
+
 def _mixed_dir(t: Path) -> Path:
     folder = t / "scans"
     img(folder / "b.png", (400, 300))
@@ -204,6 +211,8 @@ CASES = [
          2, r"{tmp}/x.png: truncated or corrupt image data: the file ends at byte [\d,]+ before the PNG end chunk"),
     Case("jpeg cut in half", lambda t, m: layout(cut(noise(t / "c.jpg", fmt="JPEG"))), 2,
          r"{tmp}/c.jpg: truncated or corrupt image data: no JPEG end-of-image marker \(FF D9\)"),
+    Case("jpeg with data after its end marker", lambda t, m: layout(_trailer(noise(t / "tail.jpg", fmt="JPEG"))), 0,
+         sizes={"tail": "256x256"}),
     Case("gif cut short", lambda t, m: layout(cut(noise(t / "c.gif", fmt="GIF"))), 2,
          r"{tmp}/c.gif: truncated or corrupt image data"),
     Case("tiff cut short", lambda t, m: layout(cut(noise(t / "c.tif", fmt="TIFF"))), 2,
