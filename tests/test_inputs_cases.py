@@ -100,10 +100,10 @@ def entry(image_path="a.png", width=300, height=200) -> dict:
 
 def previous_report(out: Path, extra: dict[str, str] | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    files = ["report.md", "report.json", "report.csv"]
-    (out / "report.json").write_text(json.dumps({"schema": "harness.report/1", "files": files,
-                                                 "plots": ["decode_ocr2.png"]}))
-    for name in ("report.md", "report.csv", "decode_ocr2.png"):
+    files = ["report.md", "report.json", "report.csv", "static_compute.json", "static_compute.md"]
+    (out / "report.json").write_text(json.dumps({"schema": "harness.report/1",   # as run_report writes it
+                                                 "summary": {"files": files, "plots": ["decode_ocr2.png"]}}))
+    for name in ("report.md", "report.csv", "static_compute.json", "static_compute.md", "decode_ocr2.png"):
         (out / name).write_text("old")
     for name, text in (extra or {}).items():
         (out / name).parent.mkdir(parents=True, exist_ok=True)
@@ -335,7 +335,7 @@ CASES = [
          r"the directory, so these would be lost: move them out, choose another --out, or pass --force"),
     Case("--out: a previous report plus the user's files",
          lambda t, m: report_out(previous_report(t / "o", {"my_notes.txt": "mine", "sub/x.txt": "mine"})), 2,
-         r"--out {tmp}/o: a previous report, plus 2 entries that are not its files: my_notes.txt, sub/\. .*--force"),
+         r"--out {tmp}/o: a previous report, plus 2 entries that are not among its files: my_notes.txt, sub/\. .*--force"),
     Case("--out under a file", lambda t, m: report_out((t / "f").write_text("x") and t / "f" / "out"), 2,
          r"--out {tmp}/f/out: {tmp}/f is a file, not a directory, so {tmp}/f/out cannot be created; choose another --out$"),
     Case("--out on a full disk", lambda t, m: (_full_disk(m), report_out(t / "o"))[1], 2,

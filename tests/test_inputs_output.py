@@ -29,7 +29,7 @@ def write_report(out: Path, files: dict[str, str], **kwargs) -> None:
     with ReportDir(out, **kwargs) as tmp:
         for name, text in files.items():
             tmp.write_text(name, text)
-        tmp.write_text("report.json", json.dumps({"schema": "harness.report/1", "files": sorted(files)}))
+        tmp.write_text("report.json", json.dumps({"schema": "harness.report/1", "summary": {"files": sorted(files)}}))
         tmp.commit()
 
 
@@ -44,14 +44,14 @@ def siblings(path: Path) -> list[str]:
 def test_previous_report_is_replaced_as_a_whole(tmp_path):
     out = previous_report(tmp_path / "r")
     write_report(out, {"report.md": "new"})
-    assert listing(out) == {"report.json": json.dumps({"schema": "harness.report/1", "files": ["report.md"]}),
+    assert listing(out) == {"report.json": json.dumps({"schema": "harness.report/1", "summary": {"files": ["report.md"]}}),
                             "report.md": "new"}
     assert siblings(out) == []   # no temporary or backup directory left
 
 
 def test_force_deletes_exactly_the_listed_entries(tmp_path):
     out = previous_report(tmp_path / "r", {"my_notes.txt": "mine", "sub/x.txt": "mine"})
-    with pytest.raises(OutputError, match=r"2 entries that are not its files: my_notes.txt, sub/"):
+    with pytest.raises(OutputError, match=r"2 entries that are not among its files: my_notes.txt, sub/"):
         check_out_dir(out)
     assert (out / "my_notes.txt").read_text() == "mine"   # refused: untouched
     said: list[str] = []
@@ -92,7 +92,7 @@ def test_a_mount_point_is_filled_in_place(tmp_path, monkeypatch):
     with ReportDir(out, plan) as tmp:
         assert tmp.path.parent == out   # built inside it: the same filesystem, so each move is a rename
         tmp.write_text("report.md", "new")
-        tmp.write_text("report.json", json.dumps({"schema": "harness.report/1", "files": ["report.md"]}))
+        tmp.write_text("report.json", json.dumps({"schema": "harness.report/1", "summary": {"files": ["report.md"]}}))
         tmp.commit()
     assert out.stat().st_ino == inode
     # the old report's other files are gone, nothing else is left
@@ -226,3 +226,9 @@ def test_cli_force_end_to_end(tmp_path):
             "report's: my_notes.txt") in err.getvalue()
     assert not (out / "my_notes.txt").exists() and (out / "report.md").exists()
     assert json.loads((out / "report.json").read_text())["schema"] == "harness.report/1"
+    # the report just written knows its own files: only the user's new file is named
+    (out / "later.txt").write_text("mine")
+    err = io.StringIO()
+    assert main(argv, stdout=io.StringIO(), stderr=err) == 2
+    assert (f"--out {out}: a previous report, plus 1 entry that is not among its files: later.txt. The report "
+            "replaces the directory") in err.getvalue()

@@ -34,6 +34,8 @@ from typing import Callable
 
 __all__ = ["OutputError", "OutPlan", "check_out_dir", "ReportDir", "MIN_FREE_BYTES", "stale_temp_dirs"]
 
+#: The data files every harness report has (its plots are listed in its report.json).
+REPORT_FILES = ("report.md", "report.json", "report.csv", "static_compute.json", "static_compute.md")
 #: Free space ``--out``'s filesystem needs before the work starts (a report with plots is a few MB).
 MIN_FREE_BYTES = 32 * 1024 * 1024
 #: Legacy temporary directories (no process id in the name) older than this are stale.
@@ -122,11 +124,12 @@ def _previous_report(out: Path) -> set[str] | None:
     schema = data.get("schema") if isinstance(data, dict) else None
     if not (isinstance(schema, str) and schema.startswith("harness.report/")):
         return None
-    files = {"report.json"}
-    for key in ("files", "plots"):
-        names = data.get(key)
-        if isinstance(names, list):
-            files.update(n for n in names if isinstance(n, str) and "/" not in n and n not in ("", ".", ".."))
+    files = set(REPORT_FILES)
+    summary = data.get("summary") if isinstance(data.get("summary"), dict) else {}
+    for key in ("files", "plots"):      # run_report lists them in report.json's summary
+        for names in (summary.get(key), data.get(key)):
+            if isinstance(names, list):
+                files.update(n for n in names if isinstance(n, str) and "/" not in n and n not in ("", ".", ".."))
     return files
 
 
@@ -204,7 +207,7 @@ def check_out_dir(out: Path | str, *, force: bool | None = None,
             what = ("a non-empty directory that is not a harness report (no report.json with a "
                     "harness.report schema)" if previous is None else
                     f"a previous report, plus {len(foreign)} entr{'y' if len(foreign) == 1 else 'ies'} "
-                    "that are not its files")
+                    f"that {'is' if len(foreign) == 1 else 'are'} not among its files")
             if not force:
                 raise OutputError(
                     f"--out {out}: {what}: {_shown(labelled)}. The report replaces the directory, so "
