@@ -25,9 +25,7 @@ import pytest
 from PIL import Image
 
 from harness.cli import main
-
-pypdf = pytest.importorskip("pypdf")
-from tests.test_inputs_pdf import write_pdf  # noqa: E402
+from tests.test_inputs_pdf import write_pdf
 
 LAYOUT = ["layout", "--target", "ocr2", "--modes", "base"]
 

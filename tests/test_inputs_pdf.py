@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
-pypdf = pytest.importorskip("pypdf")
-from pypdf import PdfWriter  # noqa: E402
-from pypdf.generic import FloatObject, NameObject, NumberObject, RectangleObject  # noqa: E402
+from pypdf import PdfWriter
+from pypdf.generic import FloatObject, NameObject, NumberObject, RectangleObject
 
-from harness.pages import PDF_DPI, PageError, load_page, load_pages, load_pdf, open_page_image  # noqa: E402
+from harness.pages import PDF_DPI, PageError, load_page, load_pages, load_pdf, open_page_image
 
 
 def write_pdf(path: Path, pages: list[dict], **encrypt) -> Path:
