@@ -100,6 +100,17 @@ def test_a_mount_point_is_filled_in_place(tmp_path, monkeypatch):
     assert (out / "report.md").read_text() == "new"
 
 
+def test_a_symlinked_out_keeps_its_link(tmp_path):
+    real = previous_report(tmp_path / "real")
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    assert check_out_dir(link).mode == "in-place"
+    write_report(link, {"report.md": "new"})
+    assert link.is_symlink() and (real / "report.md").read_text() == "new"
+    assert sorted(p.name for p in real.iterdir()) == ["report.json", "report.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
 def test_another_filesystem_is_filled_in_place_by_copy(tmp_path, monkeypatch):
     out = previous_report(tmp_path / "other-fs")
     monkeypatch.setattr(output, "_own_filesystem", lambda path: False)

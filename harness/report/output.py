@@ -6,8 +6,8 @@ be written:
 * ``swap`` (the usual case): the report is built in a temporary sibling directory, then swapped
   in with two renames; readers never see a half-written report, and a failed run leaves the
   previous ``--out`` exactly as it was.
-* ``in-place``: ``--out`` is a mount point, or on another filesystem than its parent, so it
-  cannot be renamed; the report is built in a temporary directory inside it and each file is
+* ``in-place``: ``--out`` is a mount point, on another filesystem than its parent, or a symbolic
+  link, so it cannot (or should not) be renamed; the report is built in a temporary directory inside it and each file is
   moved in with an atomic rename (the report is complete file by file, not as a whole).
 
 ``--out`` may be new, empty, or a previous harness report (``report.json`` with a
@@ -195,7 +195,8 @@ def check_out_dir(out: Path | str, *, force: bool | None = None,
             entries = sorted(p.name for p in out.iterdir())
         except OSError as exc:
             raise OutputError(f"--out {out}: cannot list it: {_io_problem(exc)}") from None
-        plan.mode = "swap" if _own_filesystem(out) else "in-place"
+        # a symlink is the user's: fill the directory it points to rather than replace the link
+        plan.mode = "swap" if _own_filesystem(out) and not out.is_symlink() else "in-place"
         inside_stale = {p.name for p in stale_temp_dirs(out, None)} if plan.mode == "in-place" else set()
         ours = re.compile(r"^\.harness-(tmp|old)-")
         entries = [e for e in entries if e not in inside_stale and not ours.match(e)]
