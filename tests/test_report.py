@@ -429,6 +429,7 @@ def test_pages_from_a_directory_and_a_manifest(tmp_path: Path) -> None:
     pages, source = resolve_pages([str(folder)], None)
     assert [(p.page_id, p.width, p.height) for p in pages] == [("a", 200, 300), ("b", 300, 200)]
     manifest = tmp_path / "omnidocbench.json"
+    _png(tmp_path / "scan_001.jpg", (1654, 2339))   # a manifest's image must exist and match its size
     manifest.write_text(json.dumps([{"layout_dets": [], "page_info": {
         "page_no": 0, "width": 1654, "height": 2339, "image_path": "scan_001.jpg"}}]))
     pages, source = resolve_pages([str(manifest)], None)
