@@ -188,6 +188,17 @@ def _placement(module: nn.Module, args: tuple, kwargs: dict, device: str | torch
     return module, args, kwargs, str(target), notes
 
 
+def _reason(counter: str, exc: Exception, device: str) -> str:
+    """Why a counter could not count this model, in one line, with the fix."""
+    text = " ".join(str(exc).split())
+    if counter == "fvcore" and device == "meta" and "on meta tensors" in text:
+        inner = exc.__cause__
+        cause = f"{type(inner).__name__}: {str(inner).split('.')[0]}" if inner is not None else text
+        return (f"fvcore cannot trace this model on meta ({cause}): torch.jit.trace fails in a "
+                f"convolution on meta tensors; build the model on cpu to count it with fvcore")
+    return text
+
+
 def _expected_value(expected: int | Callable[..., int], model: Any, args: tuple, kwargs: dict) -> int:
     value = expected(model, *args, **kwargs) if callable(expected) else expected
     if isinstance(value, bool) or not isinstance(value, int):
@@ -248,10 +259,12 @@ def count(model_or_callable: nn.Module | Callable[..., Any], *args: Any,
             counts[label] = count_stage(counter, [call], variant=variant, strict=False,
                                         target=name, stage="model")
         except CounterError as exc:
-            missing[label] = str(exc).splitlines()[0]
+            missing[label] = _reason(counter, exc, where)
         except Exception as exc:
             if counter == "torch":  # FlopCounterMode is transparent: this is the model's own error
-                raise
+                raise CountError(f"{name} raised {type(exc).__name__} on these inputs (under torch "
+                                 f"FlopCounterMode, which does not change what runs): "
+                                 f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
             missing[label] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     if not counts:
         raise CountError(f"no counter could count {name}: " + "; ".join(f"{k}: {v}" for k, v in missing.items()))

@@ -2,7 +2,8 @@
 
 The factory contract (``harness count`` and anything else that takes a spec):
 
-* ``factory()`` is called with no arguments;
+* ``factory()`` is called with no arguments (a factory with a ``device`` parameter gets
+  ``--device`` when it is given, and builds the model there);
 * it returns ``(model, args)`` or ``(model, args, kwargs)``: ``model`` an ``nn.Module`` or any
   callable, ``args`` a tuple of positional inputs (a single tensor is taken as one input),
   ``kwargs`` a dict of keyword inputs; or a :class:`ModelInputs` (which may also carry
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
 from dataclasses import dataclass, field
@@ -89,11 +91,20 @@ def load_factory(spec: str) -> Callable[[], Any]:
     return target
 
 
-def call_factory(spec: str) -> ModelInputs:
-    """Load ``spec``, call the factory and check what it returned."""
+def call_factory(spec: str, device: str | None = None) -> ModelInputs:
+    """Load ``spec``, call the factory and check what it returned. A factory with a ``device``
+    parameter gets ``device`` (when not None), so it builds the model there."""
     factory = load_factory(spec)
+    extra: dict[str, Any] = {}
+    if device is not None:
+        try:
+            params = inspect.signature(factory).parameters
+        except (TypeError, ValueError):
+            params = {}
+        if "device" in params:
+            extra["device"] = device
     try:
-        value = factory()
+        value = factory(**extra)
     except Exception as exc:
         raise FactoryError(f"{spec}: the factory raised {type(exc).__name__}: {exc}") from exc
     return as_model_inputs(value, spec)

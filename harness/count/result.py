@@ -17,8 +17,7 @@ from harness.counters import (KEY_CLASS, DeltaExplanation, PairExplanation, Stag
 
 __all__ = ["CountResult", "Verdict", "label_of"]
 
-#: ``CountResult.table(kind)`` kinds.
-TABLE_KINDS = ("counters", "keys", "modules", "ops", "deltas")
+from . import TABLE_KINDS
 
 
 def label_of(counter: str, variant: str) -> str:
@@ -246,8 +245,7 @@ class CountResult:
                 if named or conv or d.remainder:
                     text = f"  {label}: " + ("; ".join(named) or "no FLOP delta")
                     if conv:
-                        text += (f" (its raw figure is MACs: read as FLOPs it is {abs(conv):,} "
-                                 f"{'short' if conv < 0 else 'over'})")
+                        text += f" (raw figure in MACs: {_signed(conv)} if misread as FLOPs)"
                     if d.remainder:
                         text += f"; UNEXPLAINED {_signed(d.remainder)}"
                     causes.append(text)
