@@ -180,6 +180,8 @@ class CountResult:
                         continue
                     data.setdefault(label, {})[key or "(model)"] = value
             frame = pd.DataFrame(data).fillna(0)
+            if kind == "modules" and "(model)" in frame.index:
+                frame = frame.loc[["(model)"] + [i for i in frame.index if i != "(model)"]]
             if kind == "keys":
                 frame.insert(0, "class", [KEY_CLASS.get(k, "?") for k in frame.index])
             frame.index.name = "key" if kind == "keys" else "module"
