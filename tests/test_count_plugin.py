@@ -3,7 +3,7 @@ plugin comes in through its ``pytest11`` entry point, as in any project with har
 
 Flow: no golden -> a failure that says how to record it; ``--update-golden`` -> written and
 passing; a rerun -> passing, file untouched; the model changes -> an obtained / expected /
-difference failure, golden untouched; a band in ``tolerances.toml`` -> passing again.
+difference failure, golden untouched; a band in ``golden/flop_count/tolerances.toml`` -> passing.
 """
 
 from __future__ import annotations
@@ -105,8 +105,8 @@ def test_record_pass_then_fail_on_change(project: pytest.Pytester):
         "*pytest test_model.py::test_mlp_flops --update-golden*"])
     assert golden.read_text() == text               # a failing run never writes
 
-    (project.path / "golden" / "tolerances.toml").write_text(
-        '[regress.flop_count."*"]\nrel = 0.3\nnote = "width sweep"\n')
+    (project.path / "golden" / "flop_count" / "tolerances.toml").write_text(
+        '[regress."test_model.test_mlp_flops"."*"]\nrel = 0.3\nnote = "width sweep"\n')
     run(project).assert_outcomes(passed=1)
     assert golden.read_text() == text
 

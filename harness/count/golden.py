@@ -12,9 +12,9 @@ One JSON file per name, ``<root>/flop_count/<name>.json`` (``<root>``: ``--golde
 
 Written with :func:`harness.golden.write_atomic` (deterministic text via ``dumps_golden``; a
 crash leaves the previous file); never deleted. Compared with ``harness.golden.compare_entry``
-within the band ``[regress.flop_count.<counter>.<variant>]`` of ``<root>/tolerances.toml`` (or a
-band given to the call); the failure message is ``harness.golden.format_mismatch``'s
-obtained / expected / difference table. The ``kind`` field and the ``flop_count/`` folder keep
+within the band ``[regress.<name>.<counter>.<convention>]`` (``"*"`` a wildcard) of
+``<root>/flop_count/tolerances.toml`` (or a band given to the call; exact without either); the
+failure message is ``harness.golden.format_mismatch``'s obtained / expected / difference table. The ``kind`` field and the ``flop_count/`` folder keep
 these files apart from the harness suite's own goldens.
 """
 
@@ -26,14 +26,17 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from harness.golden import (BAND_FIELDS, Band, Bands, Mismatch, compare_entry, dumps_golden,
-                            write_atomic)
+                            load_bands, write_atomic)
 
 __all__ = ["SCHEMA", "KIND", "SUBDIR", "CountGoldenError", "golden_name", "golden_file", "build_document",
-           "load_document", "compare_documents", "write_document", "COMPARED_FIELDS"]
+           "load_document", "compare_documents", "write_document", "COMPARED_FIELDS", "bands_file",
+           "read_bands"]
 
 SCHEMA = 1
 KIND = "harness.count"
 SUBDIR = "flop_count"
+BANDS_NAME = "tolerances.toml"
+COUNTERS = ("torch", "fvcore", "thop")
 #: Fields compared within the band (the rest of an entry exactly, ``version`` not at all).
 COMPARED_FIELDS = BAND_FIELDS | {"matmul_flops", "elementwise_flops"}
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.=+-]+")
@@ -105,14 +108,24 @@ def load_document(path: Path, regenerate: str) -> dict[str, Any]:
     return doc
 
 
-def band_for(bands: Bands | None, label: str, override: Band | None) -> Band:
-    """The band of one counter: the call's own, else ``[regress.flop_count.<counter>.<variant>]``."""
+def bands_file(root: Path) -> Path:
+    """``<root>/flop_count/tolerances.toml``: the bands of these goldens (apart from the suite's)."""
+    return Path(root) / SUBDIR / BANDS_NAME
+
+
+def read_bands(root: Path) -> Bands:
+    """The bands of these goldens: ``[regress.<name>.<counter>.<convention>]``, ``"*"`` a
+    wildcard at any level (a missing file: every band exact)."""
+    return load_bands(bands_file(root), counters=COUNTERS)
+
+
+def band_for(bands: Bands | None, name: str, label: str, convention: str, override: Band | None) -> Band:
+    """The band of one counter: the call's own, else the most specific table of ``bands``."""
     if override is not None:
         return override
     if bands is None:
         return Band()
-    counter, _, variant = label.partition(" ")
-    return bands.lookup("regress", SUBDIR, counter, variant)
+    return bands.lookup("regress", name, label.partition(" ")[0], convention)
 
 
 def compare_documents(obtained: Mapping[str, Any], expected: Mapping[str, Any], *,
@@ -121,6 +134,7 @@ def compare_documents(obtained: Mapping[str, Any], expected: Mapping[str, Any], 
     """Rows where the obtained counts differ from the golden, and the band used per counter."""
     rows: list[Mismatch] = []
     used: dict[str, Band] = {}
+    name = str(obtained.get("name", "*"))
     got_counts, want_counts = obtained["counts"], expected["counts"]
     for label in sorted(set(got_counts) | set(want_counts), key=_label_order):
         if label not in want_counts:
@@ -130,7 +144,7 @@ def compare_documents(obtained: Mapping[str, Any], expected: Mapping[str, Any], 
             why = obtained.get("missing", {}).get(label, "not run")
             rows.append(Mismatch(f"{label}", None, want_counts[label].get("flops"), f"counter gone: {why}"))
             continue
-        band = used[label] = band_for(bands, label, override)
+        band = used[label] = band_for(bands, name, label, str(got_counts[label].get("convention")), override)
         for row in compare_entry(got_counts[label], want_counts[label], band, band_fields=COMPARED_FIELDS):
             rows.append(Mismatch(f"{label}: {row.field}", row.obtained, row.expected, row.note))
     return rows, used

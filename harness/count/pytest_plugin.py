@@ -18,9 +18,10 @@ an obtained / expected / difference table and the command that regenerates the g
 * ``pytest --update-golden`` writes the goldens (atomically; unchanged files are not touched);
   nothing is ever deleted. Without it a missing golden is a failure that says how to record it.
 * ``<root>``: ``--golden-dir``, else the ini option ``flop_count_golden_dir`` (relative to the
-  rootdir), else ``<rootdir>/golden``. Tolerance bands: ``<root>/tolerances.toml``, tables
-  ``[regress.flop_count.<counter>.<variant>]`` (``"*"`` a wildcard; ``rel``, ``abs``), or
-  ``rel=``/``abs=`` on the call; exact without either.
+  rootdir), else ``<rootdir>/golden``. Tolerance bands: ``<root>/flop_count/tolerances.toml``
+  (hand-edited, never written), tables ``[regress.<name>.<counter>.<convention>]`` (``"*"`` a
+  wildcard at any level; keys ``rel``, ``abs``, ``note``), or ``rel=``/``abs=`` on the call;
+  exact without either.
 
 ``--update-golden`` and ``--golden-dir`` belong to the harness plugin (``harness.plugin``, loaded
 from the same package); this plugin reads them and adds no option of its own on the command line.
@@ -43,8 +44,9 @@ _WRITTEN = pytest.StashKey[dict]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     """The ini option ``flop_count_golden_dir``.
     https://docs.pytest.org/en/stable/reference/reference.html#pytest.hookspec.pytest_addoption"""
-    parser.addini(INI_GOLDEN_DIR, "directory of the flop_count goldens and tolerances.toml "
-                  "(default: --golden-dir, else <rootdir>/golden); relative to the rootdir", default="")
+    parser.addini(INI_GOLDEN_DIR, "golden root of the flop_count fixture: goldens and bands in its "
+                  "flop_count/ folder (default: --golden-dir, else <rootdir>/golden); relative to the "
+                  "rootdir", default="")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -82,11 +84,11 @@ class FlopCount:
     def __call__(self, model: Any, *args: Any, name: str | None = None, expected: Any = None,
                  rel: float | None = None, abs: float | None = None, **kwargs: Any) -> Any:
         __tracebackhide__ = True
-        from harness.golden import Band, BandsError, format_mismatch, load_bands
+        from harness.golden import Band, BandsError, format_mismatch
 
         from .api import count
         from .golden import (CountGoldenError, build_document, compare_documents, environment_diff,
-                             golden_file, golden_name, load_document, write_document)
+                             golden_file, golden_name, load_document, read_bands, write_document)
 
         node = self._request.node
         self._calls += 1
@@ -126,7 +128,7 @@ class FlopCount:
         if rel is not None or abs is not None:
             override = Band(rel=float(rel or 0.0), abs=float(abs or 0.0), where="flop_count(rel=, abs=)")
         try:
-            bands = load_bands(root / "tolerances.toml")
+            bands = read_bands(root)
         except BandsError as exc:
             pytest.fail(f"tolerance bands: {exc}", pytrace=False)
         rows, used = compare_documents(doc, golden, bands=bands, override=override)
