@@ -118,6 +118,19 @@ def test_verdict_fails_when_a_count_is_off_and_says_which():
     assert loose.verdict.passed and loose.verdict.expected == expected
 
 
+def test_verdict_fails_when_a_patched_counter_missed_a_product():
+    # torch 2.13's FlopCounterMode has no formula for aten.mv, patched or not: a finding, never a pass
+    w = torch.randn(32, 64)
+    result = harness.count(lambda x: torch.mv(w, x), torch.randn(64), counters="torch,thop:patched",
+                           expected=2 * 32 * 64)                         # 2*M*K = 4,096
+    assert result["thop patched"].matmul_flops == 4_096
+    assert result["torch patched"].matmul_flops == 0 and not result["torch patched"].complete
+    assert not result.verdict.passed
+    assert any("torch patched is incomplete" in r and "aten.mv x1" in r for r in result.verdict.reasons)
+    assert any("no known blind spot" in r for r in result.verdict.reasons)
+    assert "torch patched: aten.mv x1 ran with no formula/handle/rule (counted 0)" in str(result)
+
+
 def test_bad_inputs_are_clear_errors():
     x = torch.randn(2, 32, 64)
     with pytest.raises(CountError, match=r"unknown counter 'torhc'.*Did you mean 'torch'"):

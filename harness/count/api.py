@@ -276,6 +276,16 @@ def count(model_or_callable: nn.Module | Callable[..., Any], *args: Any,
         reasons = []
         if not any(c.variant == "patched" for c in counts.values()):
             reasons.append("no patched counter was measured: nothing asserts the count")
+        for label, c in counts.items():
+            if c.variant == "patched" and not c.complete:
+                ran = [f"{op} x{n}" for op, n in c.uncounted_matmul_ops.items()] or \
+                      [f"{k} {v:,} FLOPs" for k, v in c.unseen.items() if v]
+                reasons.append(f"{label} is incomplete: products ran that it did not count "
+                               f"({', '.join(ran)})")
+            for comp in rows[label].components:
+                if not comp.known:
+                    reasons.append(f"{label}: {comp.name} ({comp.flops:+,} FLOPs) is no known blind "
+                                   f"spot: a new finding")
         ok = all(abs(d.remainder) <= rtol * value for d in rows.values()) and not reasons
         result.verdict = Verdict(expected=value, rtol=rtol, rows=rows, passed=ok, reasons=tuple(reasons))
     return result

@@ -40,7 +40,8 @@ class Verdict:
     ``rows[label]`` is the :class:`~harness.counters.DeltaExplanation` of ``flops - expected``
     (element-wise work, the tool's sized approximations and its blind spots named; the
     remainder unexplained). ``passed``: every measured counter's remainder is within
-    ``rtol * expected`` and at least one patched counter was measured.
+    ``rtol * expected``, at least one patched counter was measured, every patched counter is
+    complete, and no delta needs a blind spot nobody knows (``reasons`` says what failed).
     """
 
     expected: int
@@ -57,7 +58,8 @@ class Verdict:
                 f"matmul-class FLOPs (remainder band: rel {self.rtol:g})")
         lines = [head]
         for label, d in self.rows.items():
-            named = [f"{c.name} {_signed(c.flops)}" for c in d.components if c.flops]
+            named = [f"{c.name} {_signed(c.flops)}{'' if c.known else ' [UNKNOWN]'}"
+                     for c in d.components if c.flops]
             ok = abs(d.remainder) <= self.rtol * abs(self.expected)
             lines.append(f"  {label:<16} {_n(d.measured_flops):>16}  delta {_signed(d.delta):>14}"
                          f"  = {'; '.join(named) or 'no named cause'}; remainder {_signed(d.remainder)}"
@@ -242,12 +244,13 @@ class CountResult:
                     continue
                 d = self.delta(self.reference, label)
                 named = [f"{c.name.split(': ', 1)[-1] if c.name.startswith(label + ': ') else c.name} "
-                         f"{_signed(c.flops)}" for c in d.components if c.flops and c.name != "convention"]
+                         f"{_signed(c.flops)}{'' if c.known else ' [UNKNOWN: a new finding]'}"
+                         for c in d.components if c.flops and c.name != "convention"]
                 conv = _conv(d)
                 if named or conv or d.remainder:
                     text = f"  {label}: " + ("; ".join(named) or "no FLOP delta")
                     if conv:
-                        text += f" (raw figure in MACs: {_signed(conv)} if misread as FLOPs)"
+                        text += f"; convention {_signed(conv)} (raw MACs vs FLOPs)"
                     if d.remainder:
                         text += f"; UNEXPLAINED {_signed(d.remainder)}"
                     causes.append(text)
