@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
