@@ -112,10 +112,11 @@ def test_record_pass_then_fail_on_change(project: pytest.Pytester):
 
 
 def test_broken_golden_is_named_with_the_fix(project: pytest.Pytester):
+    """Also without the harness plugin (``-p no:harness``): the fixture needs none of its options."""
     golden = project.path / "golden" / "flop_count" / "test_model.test_mlp_flops.json"
     golden.parent.mkdir(parents=True)
     golden.write_text('{"schema": 1, "kind": "harness.count", "counts": {')
-    result = run(project)
+    result = run(project, "-p", "no:harness")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*test_model.test_mlp_flops.json is not valid JSON*",
                                  "*pytest test_model.py::test_mlp_flops --update-golden*"])
