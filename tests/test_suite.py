@@ -24,6 +24,7 @@ from harness.golden import Mismatch, compare_values, format_mismatch
 from harness.plugin import gate
 from harness.selection import selection_from_config
 from harness.suite import count_cases, layout_cases, layout_record
+from harness.targets import target_class
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -41,7 +42,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             if not g.runnable.get(case.target, False):
                 g.leave_out(g.reasons[case.target])
                 continue
-            params.append(pytest.param(case, id=case.id, marks=[pytest.mark.xdist_group(case.target)]))
+            marks = [pytest.mark.xdist_group(case.target)]
+            if target_class(case.target).needs_model_path:
+                marks.append(pytest.mark.vendor)       # `make test-vendor` selects them with -m vendor
+            params.append(pytest.param(case, id=case.id, marks=marks))
         for reason, n in left_out.items():
             g.leave_out(reason, n)
         metafunc.parametrize("fact", params)
