@@ -1,4 +1,5 @@
-"""The ``harness`` command: ``harness report`` (the main job) and ``harness layout``.
+"""The ``harness`` command: ``harness report`` (the main job), ``harness layout`` and ``harness count``
+(explained FLOP counts of your own model, :mod:`harness.count.cli`).
 
 ``harness report`` needs nothing but the install: DeepSeek-OCR-2 built from its configuration on
 the meta device (no weights), the built-in default pages, every mode, every counter installed
@@ -104,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_page_options(layout)
     layout.add_argument("--format", choices=("table", "csv", "json"), default="table",
                         help="output format (default: an aligned table)")
+    from harness.count.cli import add_count_parser
+
+    add_count_parser(sub)
     return parser
 
 
@@ -270,6 +274,10 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     try:
         if args.command == "report":
             return _report(args, argv, stdout, stderr)
+        if args.command == "count":
+            from harness.count.cli import run_count
+
+            return run_count(args, stdout, stderr)
         return _layout(args, stdout, stderr)
     except (InputError, OutputError, PageError, ManifestError, SettingError) as exc:
         print(f"harness {args.command}: error: {exc}", file=stderr)
