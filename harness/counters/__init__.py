@@ -11,7 +11,6 @@ from .base import (CONVENTIONS, VARIANTS, Counter, CounterError, StageCount, Unc
 from .keys import ELEMENTWISE_KEYS, KEY_CLASS, MATMUL_KEYS, UNMAPPED, is_matmul_like, op_key
 from .delta import (KNOWN_BLIND_SPOTS, BlindSpot, DeltaComponent, DeltaExplanation, PairExplanation,
                     explain_delta, explain_pair)
-from .compare import StageComparison, compare_stage, format_comparison
 from . import fvcore_counter, thop_counter, torch_counter  # noqa: F401  (register the counters)
 
 __all__ = [
@@ -19,6 +18,5 @@ __all__ = [
     "get_counter", "available_counters", "VARIANTS", "CONVENTIONS",
     "explain_delta", "DeltaExplanation", "DeltaComponent", "BlindSpot", "KNOWN_BLIND_SPOTS",
     "explain_pair", "PairExplanation",
-    "compare_stage", "format_comparison", "StageComparison",
     "MATMUL_KEYS", "ELEMENTWISE_KEYS", "KEY_CLASS", "UNMAPPED", "op_key", "is_matmul_like",
 ]
