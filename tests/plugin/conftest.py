@@ -102,7 +102,7 @@ def act(v, name):
         raise KeyboardInterrupt
     if action == "exit":
         os._exit(3)
-    if action == "block":
+    if action == "block" and not (HERE / "blocked").exists():     # only the first run to get here blocks
         (HERE / "blocked").write_text(str(os.getpid()))
         deadline = time.monotonic() + 120
         while not (HERE / "release").exists():
@@ -182,7 +182,8 @@ class FakeProject:
 
     def at(self, **actions: str) -> None:
         """``at(sam_torch_g1024="fail")``: make a test fail, interrupt, exit (``os._exit``) or block
-        (until the file ``release`` exists) before it measures; ``at()`` clears."""
+        (the first run to get there waits until the file ``release`` exists) before it measures;
+        ``at()`` clears."""
         self.values["at"] = {name.replace("_", "-"): action for name, action in actions.items()}
         self.save()
 
