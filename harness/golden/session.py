@@ -90,13 +90,18 @@ class Expected:
 
 
 def regenerate_command(config: pytest.Config, nodeid: str | None, *, flag: str = "--update-golden") -> str:
-    """The exact command that regenerates the golden of ``nodeid`` (or all goldens)."""
+    """The exact command that regenerates the golden of ``nodeid`` (or all goldens).
+
+    Options with a value are written ``--opt=value``: pytest reads a separate word that names an
+    existing directory (a golden or model directory outside the project) as a test path when it
+    looks for the rootdir, and would then run with another rootdir and configuration.
+    """
     words = ["pytest"]
     for dest, opt in (("harness_device", "--device"), ("harness_model_path", "--model-path"),
                       ("harness_golden_dir", "--golden-dir")):
         value = config.getoption(dest, None)
         if value:
-            words += [opt, str(value)]
+            words.append(f"{opt}={value}")
     if config.getoption("harness_trust_remote_code", False):
         words.append("--trust-remote-code")
     words.append(flag)
