@@ -369,7 +369,9 @@ class GoldenSession:
         for (target, mode), rec in sorted(self.layout_records.items()):
             path = layout_path(self.root, target, mode)
             old = self._old(path, "layout")
-            pages = dict(old["pages"]) if old and old.get("text_tokens") == rec["text_tokens"] else {}
+            # rows of pages that did not run are kept, even under another text_tokens (never delete;
+            # a stale row fails its test and names the command that regenerates it)
+            pages = dict(old["pages"]) if old else {}
             pages.update(rec["pages"])
             import harness
 
@@ -407,7 +409,7 @@ class GoldenSession:
                 if path != layout_path(self.root, doc["target"], doc["mode"]):
                     continue         # misplaced: not ours to judge
                 if pages is None:
-                    self.unused.append(f"layout:{doc['target']}-{doc['mode']}:*")
+                    self.unused.append(layout_address(doc["target"], doc["mode"], "*"))
                 else:
                     self.unused += [layout_address(doc["target"], doc["mode"], p)
                                     for p in sorted(set(doc["pages"]) - set(pages))]

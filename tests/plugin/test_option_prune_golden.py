@@ -166,3 +166,22 @@ def test_prune_removes_a_target_the_definition_no_longer_names(unused):
     result.stdout.fnmatch_lines(["4 unused golden(s) pruned", "*", "*", "*", "  pruned: count:other-sam-*-g1024"])
     assert result.ret == 0
     assert not other.exists()
+
+
+def test_prune_removes_a_mode_table_the_definition_no_longer_has(made):
+    made.definition["modes"]["large"] = ["letter"]
+    made.definition["counts"]["sam"]["g1024"]["pages"].append("large/letter")
+    made.save()
+    made.run("--update-golden").assert_outcomes(passed=N_TESTS + 1)
+    made.definition["modes"].pop("large")
+    made.definition["counts"]["sam"]["g1024"]["pages"].pop()
+    made.save()
+    result = made.run("--update-golden")          # the pages reaching sam/g1024 changed back
+    result.stdout.fnmatch_lines(["1 golden file(s) written, 3 unchanged", "*", "1 unused golden(s)*",
+                                 "  unused: layout:fake-large-*"])
+    assert made.layout("large").exists()
+    result = made.run("--prune-golden")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["1 unused golden(s) pruned", "  pruned: layout:fake-large-*"])
+    assert not made.layout("large").exists()
+    assert sorted(made.snapshot()) == GOLDEN_FILES

@@ -178,6 +178,17 @@ def test_filtered_update_merges_into_the_file(made):
     assert json.loads(made.count().read_text())["counters"]["torch"]["raw"] == 1000
 
 
+def test_filtered_update_keeps_the_rows_of_pages_that_did_not_run(made):
+    """Even when the table's text_tokens change: a partial update never drops a row."""
+    made.values["text_tokens"] = 17
+    made.values["sizes"]["letter"] = [1000, 1000]
+    made.save()
+    made.run("--update-golden", "-k", "layout and letter").assert_outcomes(passed=1, deselected=N_TESTS - 1)
+    doc = json.loads(made.layout().read_text())
+    assert doc["text_tokens"] == 17 and sorted(doc["pages"]) == ["grid-1", "letter"]
+    assert doc["pages"]["letter"]["size"] == {"height": 1000, "width": 1000}
+
+
 def test_update_still_runs_the_test_body(fake):
     """--update-golden records instead of comparing, but the test's other assertions still hold."""
     fake.pytester.makepyfile(test_other='''
