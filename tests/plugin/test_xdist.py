@@ -6,16 +6,25 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from conftest import N_TESTS, UNUSED
+from conftest import GOLDEN_FILES, N_TESTS, UNUSED
 
 
-def test_xdist_update_is_byte_identical_to_a_serial_update(made):
-    serial = made.snapshot()
-    shutil.rmtree(made.golden_dir)
-    result = made.run("-n", "2", "--update-golden")
+def test_xdist_update_and_prune_are_byte_identical_to_a_serial_update(unused):
+    """The controller merges the workers' records into one write per file, and sees every
+    outcome: a complete -n 2 run prunes, and the result is what a serial update makes."""
+    for path in (unused.count("sam", "g1024"), unused.count("prefill", "L273"), unused.layout()):
+        path.unlink()
+    result = unused.run("-n", "2", "--update-golden", "--prune-golden")
     result.assert_outcomes(passed=N_TESTS)
-    result.stdout.fnmatch_lines(["4 golden file(s) written, 0 unchanged"])
-    assert made.snapshot() == serial
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["3 golden file(s) written, 1 unchanged", "*", "*", "*",
+                                 "1 unused golden(s) pruned", "  pruned: count:fake-prefill-*-L999"])
+    merged = unused.snapshot()
+    assert sorted(merged) == GOLDEN_FILES
+
+    shutil.rmtree(unused.golden_dir)
+    unused.update()
+    assert unused.snapshot() == merged
 
 
 def test_crashed_worker_deletes_nothing_and_leaves_valid_goldens(unused):
@@ -32,6 +41,8 @@ def test_crashed_worker_deletes_nothing_and_leaves_valid_goldens(unused):
     docs = unused.assert_all_valid()
     assert docs["fake/count/sam/g1024.json"]["counters"]["fvcore"], "the unused entry is kept"
     assert sorted(docs["fake/layout/base.json"]["pages"]) == ["grid-1", "letter", "old"]
-    # what the surviving workers recorded is written whole
-    assert docs["fake/count/sam/g1024.json"]["counters"]["torch"]["raw"] == 77
-    assert docs["fake/count/prefill/L300.json"]["counters"]["torch"]["raw"] == 88
+    # each golden is the old one or the new one, whole: the crashed worker's records are lost
+    # (they reach the controller only when a worker finishes), the other worker's are written
+    assert docs["fake/count/sam/g1024.json"]["counters"]["torch"]["raw"] in (1000, 77)
+    assert docs["fake/count/prefill/L300.json"]["counters"]["torch"]["raw"] in (2_200_000, 88)
+    assert docs["fake/count/prefill/L273.json"]["counters"]["thop"]["raw"] == 1_000_000
