@@ -27,18 +27,23 @@ import pytest
 #: installed; a project conftest that also names it would register it twice.
 PLUGIN_INSTALLED = any(ep.value == "harness.plugin" for ep in entry_points(group="pytest11"))
 
-PROJECT_CONFTEST = '''
-import json
+#: A project conftest that loads the plugin unless its entry point does.
+PLUGIN_CONFTEST = '''
 import os
-import pathlib
 from importlib.metadata import entry_points
-
-from harness.golden.session import Expected
 
 pytest_plugins = []
 if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") or not any(
         ep.value == "harness.plugin" for ep in entry_points(group="pytest11")):
     pytest_plugins.append("harness.plugin")
+'''
+
+#: The fake project's conftest: the plugin, and its suite definition from definition.json.
+PROJECT_CONFTEST = PLUGIN_CONFTEST + '''
+import json
+import pathlib
+
+from harness.golden.session import Expected
 
 HERE = pathlib.Path(__file__).parent
 
@@ -250,6 +255,14 @@ class FakeProject:
         result = self.run("--update-golden")
         result.assert_outcomes(passed=N_TESTS)
         return result
+
+
+@pytest.fixture(autouse=True)
+def _inner_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The inner runs are top-level runs whatever the outer one is (pytester already drops
+    PYTEST_ADDOPTS): not an xdist worker, no vendor directory from the environment."""
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID", "DEEPSEEK_OCR_PATH"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

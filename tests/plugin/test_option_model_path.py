@@ -24,8 +24,7 @@ VENDOR_ENV = md.version("transformers") == "4.46.3"
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    monkeypatch.delenv("DEEPSEEK_OCR_PATH", raising=False)
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makeconftest(PROJECT_CONFTEST)
     pytester.makeini("[pytest]\naddopts = -p no:cacheprovider -p no:hypothesispytest -p no:benchmark -p no:anyio\n")
     (pytester.path / "definition.json").write_text('{"target": "fake", "modes": {}, "counts": {}}')

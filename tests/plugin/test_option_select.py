@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT_CONFTEST
+from conftest import PLUGIN_CONFTEST
 
 REPO = Path(__file__).resolve().parents[2]
 SUITE = REPO / "tests" / "test_suite.py"
@@ -20,8 +20,7 @@ SUITE = REPO / "tests" / "test_suite.py"
 
 @pytest.fixture
 def suite(pytester: pytest.Pytester) -> pytest.Pytester:
-    # the plugin only (the conftest's own definition hook is not wanted: the real suite's applies)
-    pytester.makeconftest(PROJECT_CONFTEST.split("HERE = ")[0])
+    pytester.makeconftest(PLUGIN_CONFTEST)          # the real suite's definition applies
     pytester.makeini("[pytest]\naddopts = -p no:cacheprovider -p no:hypothesispytest -p no:benchmark -p no:anyio\n")
     # another basename: the outer run may already have imported a module called test_suite
     pytester.makepyfile(test_selected_suite=SUITE.read_text())
