@@ -121,7 +121,8 @@ def test_layout(mode, page, golden):
     act(v, f"{mode}-{page}")
     keys = {stage: k for stage, by_key in D["counts"].items()
             for k, spec in by_key.items() if f"{mode}/{page}" in spec["pages"]}
-    golden.layout(TARGET, mode, page, {"size": dict(zip(("width", "height"), v["sizes"][page])), "views": [[1024, 1]], "shape_keys": keys},
+    size = dict(zip(("width", "height"), v["sizes"][page]))
+    golden.layout(TARGET, mode, page, {"size": size, "views": [[1024, 1]], "shape_keys": keys},
                   text_tokens=v["text_tokens"])
 
 
@@ -278,7 +279,9 @@ def unused(fake: FakeProject) -> FakeProject:
     return fake
 
 
-UNUSED = ["  unused: layout:fake-base-old", "  unused: count:fake-prefill-*-L999", "  unused: count:fake-sam-fvcore-g1024"]
+#: The summary lines that list them.
+UNUSED = ["  unused: layout:fake-base-old", "  unused: count:fake-prefill-*-L999",
+          "  unused: count:fake-sam-fvcore-g1024"]
 
 
 @pytest.fixture

@@ -75,7 +75,8 @@ def test_stale_temporary_files_are_swept_by_an_update_run_only(made):
     made.run().assert_outcomes(passed=N_TESTS)
     assert all(p.exists() for p in stale)
     result = made.run("--update-golden")
-    result.stdout.fnmatch_lines(["2 stale temporary file(s) of a killed run removed", "0 golden file(s) written, 4 unchanged"])
+    result.stdout.fnmatch_lines(["2 stale temporary file(s) of a killed run removed",
+                                 "0 golden file(s) written, 4 unchanged"])
     assert not any(p.exists() for p in stale)
     assert other.read_text() == "keep me"
 

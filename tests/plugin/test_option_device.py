@@ -138,7 +138,8 @@ def test_more_xdist_workers_than_gpus_is_a_usage_error(project, fake_gpus):
     project.makepyfile(GPU_TESTS.replace("{expected}", "cpu"))
     result = project.runpytest("-n", "3", "--device", "cuda")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: -n 3 with --device cuda: one xdist worker per GPU, but only 2 visible; use -n 2."])
+    result.stderr.fnmatch_lines(["ERROR: -n 3 with --device cuda: one xdist worker per GPU, but only 2 visible; "
+                                 "use -n 2."])
 
 
 @pytest.mark.gpu

@@ -27,7 +27,8 @@ def test_prune_after_a_full_run_deletes_exactly_the_unused_goldens(unused):
     result = unused.run("--prune-golden")
     result.assert_outcomes(passed=N_TESTS)
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["3 unused golden(s) pruned", *[u.replace("unused:", "pruned:") for u in sorted(UNUSED)]])
+    result.stdout.fnmatch_lines(["3 unused golden(s) pruned",
+                                 *[u.replace("unused:", "pruned:") for u in sorted(UNUSED)]])
     pruned = unused.snapshot()
     assert sorted(pruned) == GOLDEN_FILES                                  # the unused count file is gone
     docs = unused.assert_all_valid()

@@ -66,7 +66,8 @@ def test_regenerate_pass_change_fail_regenerate(fake):
 
     result = fake.run("--update-golden")
     result.assert_outcomes(passed=N_TESTS)
-    result.stdout.fnmatch_lines(["1 golden file(s) written, 3 unchanged", "  written: golden/fake/count/sam/g1024.json"])
+    result.stdout.fnmatch_lines(["1 golden file(s) written, 3 unchanged",
+                                 "  written: golden/fake/count/sam/g1024.json"])
     fake.run().assert_outcomes(passed=N_TESTS)
     assert json.loads(fake.count().read_text())["counters"]["torch"]["raw"] == 1010
 

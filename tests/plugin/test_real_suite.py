@@ -39,6 +39,6 @@ def test_deleted_count_golden_is_recreated_byte_identically(pytester: pytest.Pyt
         "--noconftest", *plugin_args(), f"--rootdir={REPO}", str(SUITE), f"--golden-dir={copy}", "--update-golden",
         "--target", "ocr2", "--mode", "base", "--page", "letter", "--stage", "projector", timeout=300)
     assert result.ret == 0, result.stdout.str()
-    result.stdout.fnmatch_lines([f"1 golden file(s) written, 1 unchanged", f"  written: {copy / DELETED}"])
+    result.stdout.fnmatch_lines(["1 golden file(s) written, 1 unchanged", f"  written: {copy / DELETED}"])
     assert (copy / DELETED).read_bytes() == committed[DELETED]
     assert _files(copy) == committed

@@ -40,13 +40,15 @@ def test_the_band_covers_only_its_fields(made):
       'Known counters: fvcore, thop, torch (or "*")']),
     ('[verify."*"."*"]\nrel = -1\n', ["verify.*.*.rel must be a finite number >= 0, got -1"]),
     ('schema = 1\n[regress.sam\nrel = 0.1\n', ["not valid TOML: *"]),
-    ('schema = 1\n[regres.sam]\nrel = 0.1\n', ["unknown top-level table [[]regres[]]; expected [[]verify[]] or [[]regress[]]"]),
+    ('schema = 1\n[regres.sam]\nrel = 0.1\n',
+     ["unknown top-level table [[]regres[]]; expected [[]verify[]] or [[]regress[]]"]),
 ])
 def test_unusable_tolerance_file_is_a_usage_error(made, content, message):
     (made.golden_dir / "tolerances.toml").write_text(content)
     result = made.run()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"ERROR: tolerance bands: {made.golden_dir}/tolerances.toml: {message[0]}", *message[1:]])
+    result.stderr.fnmatch_lines([f"ERROR: tolerance bands: {made.golden_dir}/tolerances.toml: {message[0]}",
+                                 *message[1:]])
     result.stdout.no_fnmatch_line("*passed*")
 
 
