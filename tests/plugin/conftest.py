@@ -179,6 +179,7 @@ class FakeProject:
         self.golden_dir = pytester.path / "golden"
         self.definition = copy.deepcopy(DEFINITION)
         self.values = copy.deepcopy(VALUES)
+        self.unused_snapshot: dict[str, bytes] = {}      # set by the ``unused`` fixture
         self.save()
 
     def save(self) -> None:
