@@ -90,13 +90,18 @@ class Expected:
 
 
 def regenerate_command(config: pytest.Config, nodeid: str | None, *, flag: str = "--update-golden") -> str:
-    """The exact command that regenerates the golden of ``nodeid`` (or all goldens)."""
+    """The exact command that regenerates the golden of ``nodeid`` (or all goldens).
+
+    Options with a value are written ``--opt=value``: pytest reads a separate word that names an
+    existing directory (a golden or model directory outside the project) as a test path when it
+    looks for the rootdir, and would then run with another rootdir and configuration.
+    """
     words = ["pytest"]
     for dest, opt in (("harness_device", "--device"), ("harness_model_path", "--model-path"),
                       ("harness_golden_dir", "--golden-dir")):
         value = config.getoption(dest, None)
         if value:
-            words += [opt, str(value)]
+            words.append(f"{opt}={value}")
     if config.getoption("harness_trust_remote_code", False):
         words.append("--trust-remote-code")
     words.append(flag)
@@ -364,7 +369,9 @@ class GoldenSession:
         for (target, mode), rec in sorted(self.layout_records.items()):
             path = layout_path(self.root, target, mode)
             old = self._old(path, "layout")
-            pages = dict(old["pages"]) if old and old.get("text_tokens") == rec["text_tokens"] else {}
+            # rows of pages that did not run are kept, even under another text_tokens (never delete;
+            # a stale row fails its test and names the command that regenerates it)
+            pages = dict(old["pages"]) if old else {}
             pages.update(rec["pages"])
             import harness
 
@@ -402,7 +409,7 @@ class GoldenSession:
                 if path != layout_path(self.root, doc["target"], doc["mode"]):
                     continue         # misplaced: not ours to judge
                 if pages is None:
-                    self.unused.append(f"layout:{doc['target']}-{doc['mode']}:*")
+                    self.unused.append(layout_address(doc["target"], doc["mode"], "*"))
                 else:
                     self.unused += [layout_address(doc["target"], doc["mode"], p)
                                     for p in sorted(set(doc["pages"]) - set(pages))]
