@@ -7,8 +7,8 @@ mixed into the matmul total). Bytes follow :data:`BYTES_CONVENTION`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from types import MappingProxyType
+from dataclasses import dataclass, field
 from typing import Mapping
 
 __all__ = [
@@ -92,21 +92,42 @@ class FlopsByKey(dict):  # type: ignore[type-arg]
         return (type(self), (dict(self),))
 
 
+def _check_int(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name}: expected a non-negative int, got {value!r}")
+    return value
+
+
 def _check_flops(flops: Mapping[str, int]) -> FlopsByKey:
     out: dict[str, int] = {}
     for key, value in flops.items():
         if key not in OP_CLASS:
             raise KeyError(f"unknown op key {key!r}; known keys: {', '.join(OP_CLASS)}")
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"Cost.flops[{key!r}]: expected a non-negative int, got {value!r}")
-        if value:
+        if _check_int(f"Cost.flops[{key!r}]", value):
             out[key] = value
+    return FlopsByKey(sorted(out.items()))
+
+
+def _sum_flops(a: Mapping[str, int], b: Mapping[str, int]) -> FlopsByKey:
+    """Key-wise sum of two validated FLOP maps (no re-validation: both sides are already checked)."""
+    if not b:
+        return a if isinstance(a, FlopsByKey) else FlopsByKey(a)
+    if not a:
+        return b if isinstance(b, FlopsByKey) else FlopsByKey(b)
+    out = dict(a)
+    for key, value in b.items():
+        out[key] = out.get(key, 0) + value
     return FlopsByKey(sorted(out.items()))
 
 
 @dataclass(frozen=True)
 class Cost:
-    """FLOPs by op key (FLOPs = 2 x MACs) and bytes moved (:data:`BYTES_CONVENTION`)."""
+    """FLOPs by op key (FLOPs = 2 x MACs) and bytes moved (:data:`BYTES_CONVENTION`).
+
+    The constructor validates every key and value (the boundary); ``+``, :meth:`scaled` and
+    :meth:`total` combine already-validated costs and skip the checks (the analytic model builds
+    thousands of them per page).
+    """
 
     flops: Mapping[str, int] = field(default_factory=dict)
     weight_bytes: int = 0
@@ -116,9 +137,18 @@ class Cost:
     def __post_init__(self) -> None:
         object.__setattr__(self, "flops", _check_flops(self.flops))
         for name in ("weight_bytes", "act_read_bytes", "act_write_bytes"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"Cost.{name}: expected a non-negative int, got {value!r}")
+            _check_int(f"Cost.{name}", getattr(self, name))
+
+    @classmethod
+    def _trusted(cls, flops: FlopsByKey, weight_bytes: int, act_read_bytes: int, act_write_bytes: int) -> "Cost":
+        """A Cost from parts that are already valid (internal sums and scalings): no checks."""
+        self = object.__new__(cls)
+        setattr_ = object.__setattr__
+        setattr_(self, "flops", flops)
+        setattr_(self, "weight_bytes", weight_bytes)
+        setattr_(self, "act_read_bytes", act_read_bytes)
+        setattr_(self, "act_write_bytes", act_write_bytes)
+        return self
 
     @property
     def matmul_flops(self) -> int:
@@ -164,15 +194,10 @@ class Cost:
     def __add__(self, other: "Cost") -> "Cost":
         if not isinstance(other, Cost):
             return NotImplemented
-        flops = dict(self.flops)
-        for key, value in other.flops.items():
-            flops[key] = flops.get(key, 0) + value
-        return Cost(
-            flops=flops,
-            weight_bytes=self.weight_bytes + other.weight_bytes,
-            act_read_bytes=self.act_read_bytes + other.act_read_bytes,
-            act_write_bytes=self.act_write_bytes + other.act_write_bytes,
-        )
+        return Cost._trusted(_sum_flops(self.flops, other.flops),
+                             self.weight_bytes + other.weight_bytes,
+                             self.act_read_bytes + other.act_read_bytes,
+                             self.act_write_bytes + other.act_write_bytes)
 
     def __radd__(self, other: object) -> "Cost":
         if other == 0:  # sum() starts from 0
@@ -181,14 +206,9 @@ class Cost:
 
     def scaled(self, n: int) -> "Cost":
         """This cost repeated ``n`` times (every FLOP and byte times n)."""
-        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-            raise ValueError(f"Cost.scaled: expected a non-negative int, got {n!r}")
-        return Cost(
-            flops={k: v * n for k, v in self.flops.items()},
-            weight_bytes=self.weight_bytes * n,
-            act_read_bytes=self.act_read_bytes * n,
-            act_write_bytes=self.act_write_bytes * n,
-        )
+        _check_int("Cost.scaled", n)
+        flops = FlopsByKey((k, v * n) for k, v in self.flops.items()) if n else FlopsByKey()
+        return Cost._trusted(flops, self.weight_bytes * n, self.act_read_bytes * n, self.act_write_bytes * n)
 
     @staticmethod
     def total(costs: "Mapping[str, Cost] | list[Cost] | tuple[Cost, ...]") -> "Cost":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from typing import Callable, Literal, TypeVar
 
-from harness.analytic.cost import DEFAULT_DTYPE_BYTES, ELEMENTWISE_FLOPS as EW, Cost
+from harness.analytic.cost import DEFAULT_DTYPE_BYTES, ELEMENTWISE_FLOPS as EW, Cost, FlopsByKey
 
 __all__ = [
     "FORMULAS",
@@ -77,6 +77,16 @@ def get_formula(name: str) -> Callable[..., Cost]:
         raise KeyError(f"Unknown formula {name!r}.{hint}\nAvailable: {', '.join(sorted(FORMULAS))}") from None
 
 
+def _make(flops: dict[str, int] | None = None, weight_bytes: int = 0, act_read_bytes: int = 0,
+          act_write_bytes: int = 0) -> Cost:
+    """A Cost from a formula's own arithmetic (literal keys, validated sizes): not re-validated."""
+    items = sorted((k, v) for k, v in flops.items() if v) if flops else ()
+    if min(weight_bytes, act_read_bytes, act_write_bytes, *(v for _, v in items)) < 0:
+        raise ValueError(f"negative cost from a formula (check its sizes and dtype_bytes): flops={flops}, "
+                         f"bytes=({weight_bytes}, {act_read_bytes}, {act_write_bytes})")
+    return Cost._trusted(FlopsByKey(items), weight_bytes, act_read_bytes, act_write_bytes)
+
+
 def _pos(name: str, value: int, *, zero: bool = False) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < (0 if zero else 1):
         kind = "non-negative" if zero else "positive"
@@ -117,7 +127,7 @@ def linear(tokens: int, in_features: int, out_features: int, *, bias: bool = Fal
     flops = {key: 2 * tokens * in_features * out_features}
     if bias:
         flops["add"] = EW["add"] * tokens * out_features
-    return Cost(
+    return _make(
         flops=flops,
         weight_bytes=(in_features * out_features + (out_features if bias else 0)) * dtype_bytes,
         act_read_bytes=tokens * in_features * dtype_bytes,
@@ -137,7 +147,7 @@ def conv2d(batch: int, in_channels: int, out_channels: int, height: int, width: 
     flops = {"conv": 2 * out_elems * in_channels * kernel * kernel}
     if bias:
         flops["add"] = EW["add"] * out_elems
-    return Cost(
+    return _make(
         flops=flops,
         weight_bytes=(out_channels * in_channels * kernel * kernel + (out_channels if bias else 0)) * dtype_bytes,
         act_read_bytes=batch * in_channels * height * width * dtype_bytes,
@@ -183,7 +193,7 @@ def attention(batch: int, heads: int, q_len: int, kv_len: int, head_dim: int, *,
         if kv_heads != heads:  # repeat_kv materialises the expanded K and V
             read += k_b + v_b
             write += (k_b + v_b) * (heads // kv_heads)
-    return Cost(flops=flops, act_read_bytes=read * dtype_bytes, act_write_bytes=write * dtype_bytes)
+    return _make(flops=flops, act_read_bytes=read * dtype_bytes, act_write_bytes=write * dtype_bytes)
 
 
 @register_formula("rel_pos_decomposed")
@@ -219,7 +229,7 @@ def rel_pos_decomposed(batch_heads: int, q_h: int, q_w: int, head_dim: int, *, t
     # get_rel_pos gathers an (q, k, c) table per axis
     read += (q_h * k_h + q_w * k_w) * head_dim
     write += (q_h * k_h + q_w * k_w) * head_dim
-    return Cost(flops=flops, weight_bytes=2 * table_len * head_dim * dtype_bytes,
+    return _make(flops=flops, weight_bytes=2 * table_len * head_dim * dtype_bytes,
                 act_read_bytes=read * dtype_bytes, act_write_bytes=write * dtype_bytes)
 
 
@@ -256,12 +266,12 @@ def moe(tokens: int, dim: int, *, n_experts: int, top_k: int, expert_hidden: int
     gate = linear(tokens, dim, n_experts, key="linear_functional", dtype_bytes=dtype_bytes)
     routed = swiglu_mlp(pairs, dim, expert_hidden, key="experts", dtype_bytes=dtype_bytes)
     touched = min(n_experts, pairs)
-    routed = Cost(flops=routed.flops, weight_bytes=touched * 3 * dim * expert_hidden * dtype_bytes,
+    routed = _make(flops=routed.flops, weight_bytes=touched * 3 * dim * expert_hidden * dtype_bytes,
                   act_read_bytes=routed.act_read_bytes, act_write_bytes=routed.act_write_bytes)
     combine = mul(pairs * dim, dtype_bytes=dtype_bytes) + add(tokens * (top_k - 1) * dim, dtype_bytes=dtype_bytes)
     shared = swiglu_mlp(tokens, dim, shared_hidden, key="linear", dtype_bytes=dtype_bytes)
     # token gather into expert order (read T*dim... written T*k*dim) is data movement only
-    gather = Cost(act_read_bytes=pairs * dim * dtype_bytes, act_write_bytes=pairs * dim * dtype_bytes)
+    gather = _make(act_read_bytes=pairs * dim * dtype_bytes, act_write_bytes=pairs * dim * dtype_bytes)
     return (gate + softmax(tokens * n_experts, dtype_bytes=dtype_bytes) + gather + routed + combine + shared
             + add(tokens * dim, dtype_bytes=dtype_bytes))
 
@@ -275,7 +285,7 @@ def lm_head(positions: int, dim: int, vocab: int, *, fp32_logits_copy: bool = Fa
     """
     cost = linear(positions, dim, vocab, key="lm_head", dtype_bytes=dtype_bytes)
     if fp32_logits_copy:
-        cost = cost + Cost(act_read_bytes=positions * vocab * dtype_bytes, act_write_bytes=positions * vocab * 4)
+        cost = cost + _make(act_read_bytes=positions * vocab * dtype_bytes, act_write_bytes=positions * vocab * 4)
     return cost
 
 
@@ -283,7 +293,7 @@ def lm_head(positions: int, dim: int, vocab: int, *, fp32_logits_copy: bool = Fa
 def rotary_matmul(batch: int, positions: int, head_dim: int, *, dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """Llama-4.46 rotary table: (B, d/2, 1) @ (B, 1, P) = 2*B*(d/2)*P FLOPs (key rotary); cos, sin."""
     half = head_dim // 2
-    return Cost(
+    return _make(
         flops={"rotary": 2 * batch * half * positions,
                "other_elementwise": EW["rotary_table"] * batch * positions * head_dim},
         act_read_bytes=(batch * half + batch * positions + 2 * batch * positions * head_dim) * dtype_bytes,
@@ -296,7 +306,7 @@ def rotary_elementwise(batch: int, positions: int, head_dim: int, *,
                        dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """transformers-5 rotary table: positions[..., None] * inv_freq (element-wise), cat, cos, sin."""
     half = head_dim // 2
-    return Cost(
+    return _make(
         flops={"other_elementwise": EW["rotary_freqs"] * batch * positions * half
                + EW["rotary_table"] * batch * positions * head_dim},
         act_read_bytes=(batch * positions + half + 2 * batch * positions * head_dim) * dtype_bytes,
@@ -309,7 +319,7 @@ def rotary_apply(batch: int, heads: int, kv_heads: int, positions: int, head_dim
                  dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """apply_rotary_pos_emb on q and k: 3 FLOPs per element (2 mul, 1 add), rotate_half copies."""
     elems = batch * (heads + kv_heads) * positions * head_dim
-    return Cost(flops={"other_elementwise": EW["rotary_apply"] * elems},
+    return _make(flops={"other_elementwise": EW["rotary_apply"] * elems},
                 act_read_bytes=(2 * elems + 2 * batch * positions * head_dim) * dtype_bytes,
                 act_write_bytes=2 * elems * dtype_bytes)
 
@@ -326,12 +336,12 @@ def window_partition(batch: int, grid: int, window: int, dim: int, *,
     g2, gp2 = batch * grid * grid * dim, batch * gp * gp * dim
     read = g2 + gp2 + gp2 + (gp2 if gp != grid else 0)
     write = (gp2 if gp != grid else 0) + gp2 + gp2 + (g2 if gp != grid else 0)
-    return Cost(act_read_bytes=read * dtype_bytes, act_write_bytes=write * dtype_bytes)
+    return _make(act_read_bytes=read * dtype_bytes, act_write_bytes=write * dtype_bytes)
 
 
 def _ew(key: str, per_elem: int, elements: int, reads: int, dtype_bytes: int, weights: int = 0) -> Cost:
     _pos("elements", elements, zero=True)
-    return Cost(flops={key: per_elem * elements}, weight_bytes=weights * dtype_bytes,
+    return _make(flops={key: per_elem * elements}, weight_bytes=weights * dtype_bytes,
                 act_read_bytes=reads * elements * dtype_bytes, act_write_bytes=elements * dtype_bytes)
 
 
@@ -378,7 +388,7 @@ def mul(elements: int, *, dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
 def embedding(tokens: int, dim: int, *, dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """nn.Embedding lookup: no FLOPs; reads the ``tokens`` gathered rows, writes them."""
     _pos("tokens", tokens, zero=True)
-    return Cost(weight_bytes=tokens * dim * dtype_bytes, act_write_bytes=tokens * dim * dtype_bytes)
+    return _make(weight_bytes=tokens * dim * dtype_bytes, act_write_bytes=tokens * dim * dtype_bytes)
 
 
 @register_formula("interpolate")
@@ -389,5 +399,5 @@ def interpolate(channels: int, out_h: int, out_w: int, *, in_h: int, in_w: int,
         raise ValueError(f"interpolate: mode must be 'bicubic' or 'linear', got {mode!r}")
     per = EW["interp_bicubic"] if mode == "bicubic" else EW["interp_linear"]
     out = channels * out_h * out_w
-    return Cost(flops={"interpolate": per * out}, act_read_bytes=channels * in_h * in_w * dtype_bytes,
+    return _make(flops={"interpolate": per * out}, act_read_bytes=channels * in_h * in_w * dtype_bytes,
                 act_write_bytes=out * dtype_bytes)

@@ -15,6 +15,7 @@ All numbers: FLOPs = 2 x MACs by op key; element-wise and bytes conventions in `
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Literal
 
 from harness.analytic.config import DsocrDims, EncoderDims, LMDims, ModelDims, Ocr2Dims, load_dims
@@ -32,6 +33,7 @@ from harness.analytic.formulas import (
     lm_head,
     mlp,
     moe,
+    _make,
     padded_grid,
     rel_pos_decomposed,
     rms_norm,
@@ -69,6 +71,12 @@ TARGET_STAGES: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Per-shape costs are pure functions of frozen dimensions and ints: each distinct shape is
+#: computed once per process (the report asks for the same views and lengths page after page).
+_memoised = lru_cache(maxsize=4096)
+_ZERO = Cost()
+
+
 # --------------------------------------------------------------------------------------------
 # vision
 
@@ -84,6 +92,7 @@ def sam_output_grid(sam: SamDims, size: int) -> int:
     return conv_output_size(g2, 3, 2, 1)
 
 
+@_memoised
 def sam_view(sam: SamDims, size: int, batch: int = 1, *, impl: Impl = "sdpa", clone_net2: bool = True,
              dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """SAM ViT-B on ``batch`` views of ``size`` px: patch conv, 12 blocks (window blocks on the padded grid), neck, downsample.
@@ -127,11 +136,12 @@ def sam_view(sam: SamDims, size: int, batch: int = 1, *, impl: Impl = "sdpa", cl
     cost += conv2d(batch, nc, c1, g, g, kernel=3, stride=2, padding=1, dtype_bytes=b)
     g2 = conv_output_size(g, 3, 2, 1)
     if clone_net2:  # vendor: net_3(x2.clone())
-        cost += Cost(act_read_bytes=batch * c1 * g2 * g2 * b, act_write_bytes=batch * c1 * g2 * g2 * b)
+        cost += _make(act_read_bytes=batch * c1 * g2 * g2 * b, act_write_bytes=batch * c1 * g2 * g2 * b)
     cost += conv2d(batch, c1, c2, g2, g2, kernel=3, stride=2, padding=1, dtype_bytes=b)
     return cost
 
 
+@_memoised
 def clip_view(clip: ClipDims, n_patches: int, batch: int = 1, *, impl: Impl = "sdpa",
               dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """DeepSeek-OCR CLIP-L on SAM features: N = n_patches + 1 tokens (CLS kept), 24 pre-LN layers.
@@ -142,7 +152,7 @@ def clip_view(clip: ClipDims, n_patches: int, batch: int = 1, *, impl: Impl = "s
     n_tokens = n_patches + 1
     tokens = batch * n_tokens
     # cat(CLS, SAM features), the 257-row position lookup, optional interpolation, add
-    cost = Cost(act_read_bytes=batch * n_patches * d * b, act_write_bytes=tokens * d * b)
+    cost = _make(act_read_bytes=batch * n_patches * d * b, act_write_bytes=tokens * d * b)
     cost += embedding(clip.pos_grid ** 2 + 1, d, dtype_bytes=b)
     side = math.isqrt(n_tokens)  # the vendor's int(math.sqrt(N))
     if side != clip.pos_grid:
@@ -160,6 +170,7 @@ def clip_view(clip: ClipDims, n_patches: int, batch: int = 1, *, impl: Impl = "s
     return cost + layer.scaled(clip.layers)
 
 
+@_memoised
 def projector_view(projector: ProjectorDims, n_tokens: int, batch: int = 1, *, concat_inputs: int = 0,
                    dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """The Linear projector on batch x n_tokens rows; ``concat_inputs`` > 0 adds the v1 feature concat (bytes)."""
@@ -167,10 +178,11 @@ def projector_view(projector: ProjectorDims, n_tokens: int, batch: int = 1, *, c
                   dtype_bytes=dtype_bytes)
     if concat_inputs:
         elems = batch * n_tokens * projector.in_features
-        cost += Cost(act_read_bytes=elems * dtype_bytes, act_write_bytes=elems * dtype_bytes)
+        cost += _make(act_read_bytes=elems * dtype_bytes, act_write_bytes=elems * dtype_bytes)
     return cost
 
 
+@_memoised
 def encoder_view(encoder: EncoderDims, n_patches: int, batch: int = 1, *, impl: Impl = "sdpa",
                  dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """OCR-2 Qwen2 encoder over L = n_patches + queries positions (all L through all layers; queries kept).
@@ -184,7 +196,7 @@ def encoder_view(encoder: EncoderDims, n_patches: int, batch: int = 1, *, impl: 
     seq = n_patches + q
     tokens = batch * seq
     h, qd, kvd = e.hidden, e.heads * e.head_dim, e.kv_heads * e.head_dim
-    cost = Cost(act_read_bytes=batch * (n_patches + q) * h * b, act_write_bytes=tokens * h * b)  # cat
+    cost = _make(act_read_bytes=batch * (n_patches + q) * h * b, act_write_bytes=tokens * h * b)  # cat
     cost += rotary_elementwise(1, seq, e.head_dim, dtype_bytes=b)
     layer = (rms_norm(tokens * h, h, dtype_bytes=b)
              + linear(tokens, h, qd, bias=True, dtype_bytes=b)
@@ -199,7 +211,7 @@ def encoder_view(encoder: EncoderDims, n_patches: int, batch: int = 1, *, impl: 
              + add(tokens * h, dtype_bytes=b))
     cost += layer.scaled(e.layers)
     cost += rms_norm(tokens * h, h, dtype_bytes=b)
-    cost += Cost(act_read_bytes=batch * q * h * b, act_write_bytes=batch * q * h * b)  # keep the queries
+    cost += _make(act_read_bytes=batch * q * h * b, act_write_bytes=batch * q * h * b)  # keep the queries
     return cost
 
 
@@ -239,7 +251,22 @@ def lm_forward(lm: LMDims, q_len: int, kv_len: int, *, impl: Impl, rotary: Liter
     SwiGLU or MoE (F.linear gate, q_len*top_k routed pairs, shared SwiGLU). Then the final norm
     and lm_head over ``lm_head_positions`` rows.
     """
-    b, h = dtype_bytes, lm.hidden
+    return (_lm_tokens(lm, q_len, rotary, lm_head_positions, fp32_logits_copy, dtype_bytes)
+            + _lm_attention(lm, q_len, kv_len, impl, mask_heads, dtype_bytes))
+
+
+@_memoised
+def _lm_attention(lm: LMDims, q_len: int, kv_len: int, impl: Impl, mask_heads: int, dtype_bytes: int) -> Cost:
+    """The attention cores of every layer: the only part of a forward that depends on ``kv_len``."""
+    return attention(1, lm.heads, q_len, kv_len, lm.head_dim, impl=impl, kv_heads=lm.kv_heads,
+                     mask_heads=mask_heads, dtype_bytes=dtype_bytes).scaled(lm.layers)
+
+
+@_memoised
+def _lm_tokens(lm: LMDims, q_len: int, rotary: str, lm_head_positions: int, fp32_logits_copy: bool,
+               b: int) -> Cost:
+    """Everything in a forward of ``q_len`` tokens but the attention cores (a decode step: always q_len 1)."""
+    h = lm.hidden
     qd, kvd = lm.heads * lm.head_dim, lm.kv_heads * lm.head_dim
     cost = embedding(q_len, h, dtype_bytes=b)
     if rotary == "shared":
@@ -249,9 +276,7 @@ def lm_forward(lm: LMDims, q_len: int, kv_len: int, *, impl: Impl, rotary: Liter
             + linear(q_len, h, kvd, bias=lm.attention_bias, dtype_bytes=b).scaled(2)
             + rotary_apply(1, lm.heads, lm.kv_heads, q_len, lm.head_dim, dtype_bytes=b)
             # KV cache append: the new K and V rows are copied into the cache
-            + Cost(act_read_bytes=2 * q_len * kvd * b, act_write_bytes=2 * q_len * kvd * b)
-            + attention(1, lm.heads, q_len, kv_len, lm.head_dim, impl=impl, kv_heads=lm.kv_heads,
-                        mask_heads=mask_heads, dtype_bytes=b)
+            + _make(act_read_bytes=2 * q_len * kvd * b, act_write_bytes=2 * q_len * kvd * b)
             + linear(q_len, qd, h, bias=lm.attention_bias, dtype_bytes=b)
             + add(q_len * h, dtype_bytes=b)
             + rms_norm(q_len * h, h, dtype_bytes=b)
@@ -306,7 +331,7 @@ def decode_cost(target: str, context: int, *, config: "ModelDims | str | None" =
 
 def _vision(target: str, dims: ModelDims, layout: ViewLayout, impl: Impl, dtype_bytes: int) -> dict[str, Cost]:
     names = TARGET_STAGES[target][:3]
-    totals = {name: Cost() for name in names}
+    totals = {name: _ZERO for name in names}
     for view in layout.views:
         if target == "dsocr":
             per = dsocr_view_costs(dims, view.size, view.batch, dtype_bytes=dtype_bytes)  # type: ignore[arg-type]
@@ -329,6 +354,8 @@ def stage_costs(target: str, layout: ViewLayout, *, text_tokens: int = DEFAULT_P
     """
     if target not in TARGET_STAGES:
         raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGET_STAGES)}")
+    if not isinstance(dtype_bytes, int) or isinstance(dtype_bytes, bool) or dtype_bytes < 1:
+        raise ValueError(f"dtype_bytes: expected a positive int (2 = bf16), got {dtype_bytes!r}")
     dims = load_dims(target, config)
     vision_impl: Impl = "matmul" if (target == "ocr2" and attn_implementation == "eager") else "sdpa"
     costs = _vision(target, dims, layout, vision_impl, dtype_bytes)
