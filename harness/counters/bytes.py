@@ -40,11 +40,14 @@ from __future__ import annotations
 import time
 from collections import Counter as Tally
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
+
+from harness.analytic.cost import DATA_KEYS as _ANALYTIC_DATA_KEYS
+from harness.analytic.cost import OP_CLASS, Traffic
 
 from .keys import ELEMENTWISE_KEYS, MATMUL_KEYS, UNMAPPED, op_key
 from .observe import FunctionRecorder, ModuleStack, call_inputs, check_call, iter_tensors
@@ -52,6 +55,13 @@ from .observe import FunctionRecorder, ModuleStack, call_inputs, check_call, ite
 __all__ = [
     "Traffic",
     "ByteCount",
+    "BytesRow",
+    "BYTE_CAUSES",
+    "UNEXPLAINED_BAND",
+    "named_byte_causes",
+    "compare_bytes",
+    "bytes_table",
+    "format_bytes_table",
     "DATA_KEYS",
     "BYTE_KEYS",
     "PRODUCT_OPS",
@@ -60,7 +70,7 @@ __all__ = [
 ]
 
 #: Keys of ops that only move data (their own keys, never folded into an element-wise key).
-DATA_KEYS: tuple[str, ...] = ("copy", "cast", "cat", "index", "scatter", "pad", "fill")
+DATA_KEYS: tuple[str, ...] = _ANALYTIC_DATA_KEYS
 #: Every key a byte count can carry (matmul class, element-wise, data movement, and ``unmapped``).
 BYTE_KEYS: tuple[str, ...] = (*MATMUL_KEYS, *ELEMENTWISE_KEYS, *DATA_KEYS, UNMAPPED)
 
@@ -104,22 +114,6 @@ _ACTIVATION_OPS = frozenset({"gelu", "silu", "sigmoid", "relu", "tanh", "erf", "
 _SOFTMAX_OPS = frozenset({"_softmax", "softmax", "_log_softmax", "log_softmax", "_safe_softmax"})
 _ADD_OPS = frozenset({"add", "add_", "sub", "sub_", "rsub"})
 _MUL_OPS = frozenset({"mul", "mul_", "div", "div_"})
-
-
-class Traffic(NamedTuple):
-    """Bytes one key (or op) moves: weights read, activations read, activations written."""
-
-    weight: int = 0
-    read: int = 0
-    write: int = 0
-
-    @property
-    def total(self) -> int:
-        """weight + read + write."""
-        return self.weight + self.read + self.write
-
-    def __add__(self, other: "Traffic") -> "Traffic":  # type: ignore[override]
-        return Traffic(self.weight + other.weight, self.read + other.read, self.write + other.write)
 
 
 @dataclass
@@ -442,3 +436,142 @@ def bytes_record(count: ByteCount) -> dict[str, Any]:
         "metadata_ops": dict(sorted(count.metadata_ops.items())),
         "dtypes": list(count.dtypes),
     }
+
+
+# Analytic against measured -------------------------------------------------------------------
+
+#: The unexplained remainder a stage may keep, as a fraction of its measured bytes.
+UNEXPLAINED_BAND = 1e-3
+
+
+def _ocr2_encoder_cat(layout: Any, dims: Any, b: int) -> dict[str, Traffic]:
+    from harness.analytic.stages import encoder_inputs_cat, sam_output_grid
+
+    total: dict[str, Traffic] = {}
+    for view in layout.views:
+        s = sam_output_grid(dims.sam, view.size)
+        for key, t in encoder_inputs_cat(dims.encoder, s * s, view.batch, dtype_bytes=b).bytes_by_key.items():
+            total[key] = total.get(key, Traffic()) + t
+    return total
+
+
+def _prefill_embedding(layout: Any, dims: Any, b: int) -> dict[str, Traffic]:
+    from harness.analytic.formulas import embedding
+    from harness.workload import prefill_length
+
+    return dict(embedding(prefill_length(layout), dims.lm.hidden, dtype_bytes=b).bytes_by_key)
+
+
+#: (target, stage) -> [(cause, sizing function(layout, dims, dtype_bytes) -> {key: Traffic})]:
+#: analytic work the stage's StageCalls do not run (it runs upstream of them in the harness).
+#: Each is sized from the shapes by the analytic model's own formula, never from the measurement.
+BYTE_CAUSES: dict[tuple[str, str], list[tuple[str, Callable[[Any, Any, int], dict[str, Traffic]]]]] = {
+    ("ocr2", "encoder"): [("cat(SAM tokens, learned queries) runs in the vision tower before the encoder "
+                           "StageCall (its input is the concatenation)", _ocr2_encoder_cat)],
+    ("ocr2", "prefill"): [("the token-embedding lookup runs before the prefill StageCall (inputs_embeds "
+                           "are given, with the image features already scattered in)", _prefill_embedding)],
+}
+
+
+def named_byte_causes(target: str, stage: str, layout: Any, dims: Any, dtype_bytes: int) -> list[tuple[str, dict[str, Traffic]]]:
+    """The named, sized causes of analytic-vs-measured differences for one stage (analytic minus measured)."""
+    return [(text, fn(layout, dims, dtype_bytes)) for text, fn in BYTE_CAUSES.get((target, stage), [])]
+
+
+@dataclass(frozen=True)
+class BytesRow:
+    """One key (or ``total``) of one stage: analytic (op-level), measured, fused, the difference.
+
+    ``difference`` = measured - analytic; ``named`` = the part of it the named causes size
+    (``cause``); ``unexplained`` = difference - named. Bytes are weight + read + write.
+    """
+
+    stage: str
+    key: str
+    key_class: str        # "matmul" | "elementwise" | "data" | "total"
+    analytic: int
+    measured: int
+    fused: int
+    difference: int
+    named: int
+    unexplained: int
+    cause: str
+
+    @property
+    def exact(self) -> bool:
+        return self.difference == 0
+
+
+def _key_class(key: str) -> str:
+    if key in DATA_KEYS:
+        return "data"
+    return OP_CLASS.get(key, "matmul" if key == UNMAPPED else "data")
+
+
+def compare_bytes(stage: str, analytic: Any, measured: ByteCount,
+                  causes: Sequence[tuple[str, Mapping[str, Traffic]]] = ()) -> list[BytesRow]:
+    """Rows per byte key (then a ``total`` row) comparing an analytic Cost with a ByteCount."""
+    named: dict[str, int] = {}
+    why: dict[str, list[str]] = {}
+    for text, by_key in causes:
+        for key, t in by_key.items():
+            named[key] = named.get(key, 0) - t.total  # the StageCall does not run it: measured is lower
+            why.setdefault(key, []).append(text)
+    keys = sorted(set(analytic.bytes_by_key) | set(measured.by_key) | set(named),
+                  key=lambda k: (BYTE_KEYS.index(k) if k in BYTE_KEYS else len(BYTE_KEYS), k))
+    rows = []
+    for key in keys:
+        a = analytic.key_bytes(key)
+        m = measured.key_bytes(key)
+        f = analytic.key_bytes(key, fused=True)
+        n = named.get(key, 0)
+        rows.append(BytesRow(stage, key, _key_class(key), a, m, f, m - a, n, m - a - n, "; ".join(why.get(key, []))))
+    a, m = analytic.total_bytes, measured.total_bytes
+    n = sum(named.values())
+    rows.append(BytesRow(stage, "total", "total", a, m, analytic.fused_bytes, m - a, n, m - a - n,
+                         "; ".join(sorted({c for cs in why.values() for c in cs}))))
+    return rows
+
+
+def bytes_table(target: str, mode: str, page: Any = (1700, 2200), *, built: Any = None,
+                stages: Sequence[str] | None = None, dtype: Any = None) -> list[BytesRow]:
+    """Analytic (op-level), measured (this counter, on meta), fused and the difference, by stage and key.
+
+    ``page``: anything a target's ``prepare`` takes (a (width, height) size, a path, a Page).
+    The model is built on meta in bf16 (``dtype``) unless ``built`` is given. The analytic model is
+    asked for the same experts implementation the build runs.
+    """
+    from harness.analytic import stage_costs
+    from harness.analytic.config import load_dims
+    from harness.targets import get_target
+
+    tgt = get_target(target)
+    dtype = dtype or torch.bfloat16
+    if built is None:
+        built = tgt.build("meta", dtype)
+    inputs = tgt.prepare(page, mode, device="meta", dtype=built.dtype)
+    b = torch.empty((), dtype=built.dtype).element_size()
+    costs = stage_costs(target, inputs.layout, dtype_bytes=b, attn_implementation=built.attn_implementation,
+                        experts_implementation=built.experts_implementation)
+    dims = load_dims(target)
+    rows: list[BytesRow] = []
+    for stage in stages or tgt.stages:
+        measured = count_bytes(tgt.stage_calls(built, inputs, stage), target=target, stage=stage)
+        rows.extend(compare_bytes(stage, costs[stage], measured,
+                                  named_byte_causes(target, stage, inputs.layout, dims, b)))
+    return rows
+
+
+def format_bytes_table(rows: Sequence[BytesRow], *, keys: bool = True) -> str:
+    """Fixed-width text (MB) of :func:`bytes_table` rows; ``keys=False``: the stage totals only."""
+    head = (f"{'stage':<10} {'key':<18} {'analytic MB':>14} {'measured MB':>14} {'fused MB':>12} "
+            f"{'diff bytes':>14} {'unexplained':>12}  cause")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if not keys and r.key != "total":
+            continue
+        if keys and r.key != "total" and r.difference == 0 and r.named == 0:
+            continue
+        lines.append(f"{r.stage:<10} {r.key:<18} {r.analytic / 1e6:>14.3f} {r.measured / 1e6:>14.3f} "
+                     f"{r.fused / 1e6:>12.3f} {r.difference:>14,} {r.unexplained:>12,}  {r.cause}")
+    return "\n".join(lines)
