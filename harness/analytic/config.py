@@ -189,6 +189,9 @@ def _load_ocr2(path: str) -> Ocr2Dims:
         downsample_channels=tuple(sam_cfg["downsample_channels"]),  # type: ignore[arg-type]
         qkv_bias=sam_cfg.get("qkv_bias", True),
         rel_pos_always_interpolates=True,
+        neck_norm="native",
+        rel_bias_copy="dense",
+        rel_pos_interp_fp32=False,
     )
     encoder = EncoderDims(
         hidden=enc["hidden_size"],

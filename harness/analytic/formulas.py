@@ -184,7 +184,7 @@ MaskKind = Literal["none", "float", "bool", "causal"]
 @register_formula("attention")
 def attention(batch: int, heads: int, q_len: int, kv_len: int, head_dim: int, *,
               impl: Literal["sdpa", "matmul"], kv_heads: int | None = None, v_head_dim: int | None = None,
-              mask_heads: int = 0, mask: MaskKind | None = None, q_strided: bool = False,
+              mask_heads: int = 0, mask: MaskKind | None = None, strided: str = "",
               dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """Dense attention core: QK^T and AV, 2*B*H*Lq*Lk*d FLOPs each, under sdpa_* or matmul_*.
 
@@ -198,8 +198,9 @@ def attention(batch: int, heads: int, q_len: int, kv_len: int, head_dim: int, *,
     heads; "bool" first turns a 1-head bool mask into a dtype mask with ``where``; "causal" builds
     the Lq x Lk fp32 mask from ``ones``/``tril``/``where``), softmax, the probabilities cast back
     (and still read in fp32 by the AV product), AV, the output cast back. A GQA K/V is repeated to
-    the query heads first (a copy); ``q_strided``: q arrives as a transposed view whose batch and
-    head dims do not merge (batch > 1), so the math path copies it (in fp32) before QK^T. ``matmul``: eager torch.matmul attention at dtype_bytes (scores
+    the query heads first (a copy); ``strided`` names which of q, k, v arrive as views whose batch
+    and head dims do not merge (batch > 1): the math path copies each (in fp32) before its product.
+    ``matmul``: eager torch.matmul attention at dtype_bytes (scores
     materialised, scale, mask add, softmax). Fused: Q, K, V (and an explicit mask) read, O written.
     """
     if impl not in ("sdpa", "matmul"):
@@ -238,8 +239,9 @@ def attention(batch: int, heads: int, q_len: int, kv_len: int, head_dim: int, *,
             _acc(t, "cast", 0, scores * c, scores * b)                           # probabilities down
             _acc(t, "cast", 0, out_e * c, out_e * b)                             # output down
         _acc(t, "mul", 0, (q_e + ke_e) * c, (q_e + ke_e) * c)                    # q and k^T by sqrt(scale)
-        if q_strided:
-            _acc(t, "copy", 0, q_e * c, q_e * c)
+        copied = sum(n for name, n in (("q", q_e), ("k", ke_e), ("v", ve_e)) if name in strided)
+        if copied:
+            _acc(t, "copy", 0, copied * c, copied * c)
         _acc(t, "sdpa_qk", 0, (q_e + ke_e) * c, scores * c)
         if mask == "bool":
             _acc(t, "fill", 0, 0, 2 * b)
@@ -265,11 +267,15 @@ def attention(batch: int, heads: int, q_len: int, kv_len: int, head_dim: int, *,
 
 
 def _rel_pos_axis(t: dict[str, Traffic], side: int, head_dim: int, table_len: int, interpolate: bool,
-                  b: int) -> None:
-    """transformers' get_rel_pos for one axis: optional table interpolation, coordinates, gather."""
+                  b: int, fp32: bool = False) -> None:
+    """get_rel_pos for one axis: optional table interpolation (``fp32``: cast up and back), coordinates, gather."""
     needed = 2 * side - 1
     gathered = side * side * head_dim
-    if interpolate:
+    if interpolate and fp32 and b < F32:
+        _acc(t, "cast", table_len * head_dim * b, needed * head_dim * F32, table_len * head_dim * F32 + needed * head_dim * b)
+        _acc(t, "interpolate", 0, table_len * head_dim * F32, needed * head_dim * F32)
+        _acc(t, "index", 0, min(gathered, needed * head_dim) * b + side * side * I64, gathered * b)
+    elif interpolate:
         _acc(t, "interpolate", table_len * head_dim * b, 0, needed * head_dim * b)
         _acc(t, "index", 0, min(gathered, needed * head_dim) * b + side * side * I64, gathered * b)
     else:
@@ -284,7 +290,7 @@ def _rel_pos_axis(t: dict[str, Traffic], side: int, head_dim: int, table_len: in
 @register_formula("rel_pos_decomposed")
 def rel_pos_decomposed(batch_heads: int, q_h: int, q_w: int, head_dim: int, *, table_len: int,
                        dtype_bytes: int = DEFAULT_DTYPE_BYTES, always_interpolate: bool = False,
-                       einsum_copies: int = 1) -> Cost:
+                       einsum_copies: int = 1, bias_copy: str = "dense", interp_fp32: bool = False) -> Cost:
     """SAM decomposed rel-pos: einsum bhwc,hkc->bhwk and bhwc,wkc->bhwk (2*BH*h*w*k*c each), bias add.
 
     ``batch_heads`` = batch x windows x heads. The tables (``table_len`` rows) are linearly
@@ -293,8 +299,9 @@ def rel_pos_decomposed(batch_heads: int, q_h: int, q_w: int, head_dim: int, *, t
 
     Bytes: per axis the table interpolation (reads the parameter) and gather; each einsum is one
     bmm over the query (``einsum_copies`` of them first copy the query into the bmm's layout);
-    the two factors are broadcast-added into the dense (T x T) bias, which is then copied once
-    more by the reshape to (B*nw, H, T, T).
+    the two factors are broadcast-added into the dense (T x T) bias; ``bias_copy`` "dense"
+    (transformers): the reshape to (B*nw, H, T, T) copies that bias; "factors" (the vendor): the
+    two factors are copied before the add instead.
     """
     _pos("batch_heads", batch_heads, zero=True)
     k_h, k_w = q_h, q_w
@@ -311,7 +318,7 @@ def rel_pos_decomposed(batch_heads: int, q_h: int, q_w: int, head_dim: int, *, t
         do = always_interpolate or needed != table_len
         if do:
             interp += EW["interp_linear"] * needed * head_dim
-        _rel_pos_axis(t, side, head_dim, table_len, do, b)
+        _rel_pos_axis(t, side, head_dim, table_len, do, b, interp_fp32)
     if interp:
         flops["interpolate"] = interp
     q_elems = batch_heads * tokens * head_dim
@@ -320,8 +327,18 @@ def rel_pos_decomposed(batch_heads: int, q_h: int, q_w: int, head_dim: int, *, t
         _acc(t, "einsum", 0, (q_elems + side * k * head_dim) * b, batch_heads * tokens * k * b)
     dense = batch_heads * tokens * k_h * k_w
     _acc(t, "add", 0, batch_heads * tokens * (k_h + k_w) * b, dense * b)
-    _acc(t, "copy", 0, dense * b, dense * b)
-    return _make(flops, t)
+    if bias_copy == "dense":
+        _acc(t, "copy", 0, dense * b, dense * b)
+    else:
+        factors = batch_heads * tokens * (k_h + k_w)
+        _acc(t, "copy", 0, factors * b, factors * b)
+    if not interp_fp32 or not interp:
+        return _make(flops, t)
+    # fused: the same ops, the tables resized in dtype (no fp32 round trip)
+    plain = rel_pos_decomposed(batch_heads, q_h, q_w, head_dim, table_len=table_len, dtype_bytes=dtype_bytes,
+                               always_interpolate=always_interpolate, einsum_copies=einsum_copies,
+                               bias_copy=bias_copy)
+    return _make(flops, t, dict(plain.bytes_by_key))
 
 
 @register_formula("mlp")
@@ -541,6 +558,21 @@ def layer_norm(elements: int, dim: int, *, dtype_bytes: int = DEFAULT_DTYPE_BYTE
                  {"norm": Traffic(2 * dim * b, elements * b, elements * b)})
 
 
+@register_formula("layer_norm2d_python")
+def layer_norm2d_python(batch: int, channels: int, height: int, width: int, *,
+                        dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
+    """The vendor SAM neck's LayerNorm2d written in Python, over channels per pixel: 5 FLOPs/elem (as layer_norm).
+
+    Bytes, op-level (at dtype): u = mean; (x - u) twice; pow; mean; + eps; sqrt; div; * w; + b.
+    Fused: one read, one write.
+    """
+    b = dtype_bytes
+    e, rows = batch * channels * height * width, batch * height * width
+    return _make({"norm": EW["layer_norm"] * e},
+                 {"norm": Traffic(2 * channels * b, (8 * e + 5 * rows) * b, (6 * e + 4 * rows) * b)},
+                 {"norm": Traffic(2 * channels * b, e * b, e * b)})
+
+
 @register_formula("rms_norm")
 def rms_norm(elements: int, dim: int, *, dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """RMSNorm: 4 FLOPs/elem, weight.
@@ -564,6 +596,11 @@ def activation(elements: int, kind: Literal["gelu", "quick_gelu", "silu"], *,
     """Activation per element: gelu 8, quick_gelu 5, silu 4 FLOPs. Bytes: one read, one write."""
     if kind not in ("gelu", "quick_gelu", "silu"):
         raise ValueError(f"activation: kind must be gelu, quick_gelu or silu, got {kind!r}")
+    if kind == "quick_gelu":  # x * sigmoid(1.702 x): the two muls are plain tensor ops, sigmoid one kernel
+        e, b = elements, dtype_bytes
+        return _make({"activation": EW[kind] * e},
+                     {"activation": Traffic(0, e * b, e * b), "mul": Traffic(0, 3 * e * b, 2 * e * b)},
+                     {"activation": Traffic(0, e * b, e * b)})
     return _ew("activation", EW[kind], elements, 1, dtype_bytes)
 
 

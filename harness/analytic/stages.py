@@ -29,6 +29,7 @@ from harness.analytic.formulas import (
     embedding,
     interpolate,
     layer_norm,
+    layer_norm2d_python,
     linear,
     lm_head,
     mlp,
@@ -117,7 +118,7 @@ def sam_view(sam: SamDims, size: int, batch: int = 1, *, impl: Impl = "sdpa", cl
     pos = g * g * d * b
     if g != sam.pos_grid:
         cost += interpolate(d, g, g, in_h=sam.pos_grid, in_w=sam.pos_grid, mode="bicubic", dtype_bytes=b,
-                            reads_weight=True, upcast=sam.rel_pos_always_interpolates)
+                            reads_weight=True, upcast=True)
     cost += _make({"add": tokens * d}, {"add": Traffic(0 if g != sam.pos_grid else pos,
                                                        tokens * d * b + (pos if g != sam.pos_grid else 0),
                                                        tokens * d * b)})
@@ -138,7 +139,8 @@ def sam_view(sam: SamDims, size: int, batch: int = 1, *, impl: Impl = "sdpa", cl
             cost += _moved("copy", read=3 * attn_tokens * d * b, write=3 * attn_tokens * d * b)
         cost += rel_pos_decomposed(batch * nw * sam.heads, side, side, sam.head_dim, table_len=table,
                                    always_interpolate=sam.rel_pos_always_interpolates, dtype_bytes=b,
-                                   einsum_copies=1 if qkv_copied else 2)
+                                   einsum_copies=1 if qkv_copied else 2, bias_copy=sam.rel_bias_copy,
+                                   interp_fp32=sam.rel_pos_interp_fp32)
         cost += attention(batch * nw, sam.heads, side * side, side * side, sam.head_dim, impl=impl,
                           mask_heads=sam.heads, dtype_bytes=b)
         cost += _moved("copy", read=attn_tokens * d * b, write=attn_tokens * d * b)  # heads back: (B, h, w, C)
@@ -148,10 +150,12 @@ def sam_view(sam: SamDims, size: int, batch: int = 1, *, impl: Impl = "sdpa", cl
         cost += mlp(tokens, d, sam.mlp_dim, activation_kind="gelu", bias=True, dtype_bytes=b)
         cost += add(tokens * d, dtype_bytes=b)
     nc = sam.neck_channels
+    neck_norm = (layer_norm(batch * nc * g * g, nc, dtype_bytes=b) if sam.neck_norm == "native"
+                 else layer_norm2d_python(batch, nc, g, g, dtype_bytes=b))
     cost += conv2d(batch, d, nc, g, g, kernel=1, dtype_bytes=b)
-    cost += layer_norm(batch * nc * g * g, nc, dtype_bytes=b)
+    cost += neck_norm
     cost += conv2d(batch, nc, nc, g, g, kernel=3, padding=1, dtype_bytes=b)
-    cost += layer_norm(batch * nc * g * g, nc, dtype_bytes=b)
+    cost += neck_norm
     c1, c2 = sam.downsample_channels
     cost += conv2d(batch, nc, c1, g, g, kernel=3, stride=2, padding=1, dtype_bytes=b)
     g2 = conv_output_size(g, 3, 2, 1)
@@ -172,16 +176,24 @@ def clip_view(clip: ClipDims, n_patches: int, batch: int = 1, *, impl: Impl = "s
     n_tokens = n_patches + 1
     tokens = batch * n_tokens
     # cat(CLS, SAM features), the 257-row position lookup, optional interpolation, add
-    cost = _moved("cat", read=batch * n_patches * d * b, write=tokens * d * b)
+    # (the CLS embedding is one parameter row, expanded over the batch: read once)
+    cost = _moved("cat", weight=d * b, read=batch * n_patches * d * b, write=tokens * d * b)
     cost += embedding(clip.pos_grid ** 2 + 1, d, dtype_bytes=b)
     side = math.isqrt(n_tokens)  # the vendor's int(math.sqrt(N))
-    if side != clip.pos_grid:
-        cost += interpolate(d, side, side, in_h=clip.pos_grid, in_w=clip.pos_grid, mode="bicubic", dtype_bytes=b)
-    cost += add(tokens * d, dtype_bytes=b)
+    if side != clip.pos_grid:  # the patch rows copied to (1, C, 16, 16), resized, cat after the CLS row
+        grid = clip.pos_grid ** 2 * d * b
+        cost += _moved("copy", read=grid, write=grid)
+        cost += interpolate(d, side, side, in_h=clip.pos_grid, in_w=clip.pos_grid, mode="bicubic", dtype_bytes=b,
+                            upcast=True)
+        cost += _moved("cat", read=(1 + side * side) * d * b, write=(1 + side * side) * d * b)
+    # + the position rows: one copy broadcast over the batch
+    cost += _make({"add": tokens * d}, {"add": Traffic(0, (tokens + n_tokens) * d * b, tokens * d * b)})
     cost += layer_norm(tokens * d, d, dtype_bytes=b)  # pre_layrnorm
     layer = (layer_norm(tokens * d, d, dtype_bytes=b)
              + linear(tokens, d, 3 * d, bias=True, dtype_bytes=b)
-             + attention(batch, clip.heads, n_tokens, n_tokens, clip.head_dim, impl=impl, dtype_bytes=b)
+             + attention(batch, clip.heads, n_tokens, n_tokens, clip.head_dim, impl=impl,
+                         strided="qkv" if batch > 1 else "", dtype_bytes=b)
+             + _moved("copy", read=tokens * d * b, write=tokens * d * b)  # heads back: transpose + reshape
              + linear(tokens, d, d, bias=True, dtype_bytes=b)
              + add(tokens * d, dtype_bytes=b)
              + layer_norm(tokens * d, d, dtype_bytes=b)
@@ -235,7 +247,7 @@ def encoder_view(encoder: EncoderDims, n_patches: int, batch: int = 1, *, impl: 
              + linear(tokens, h, kvd, bias=True, dtype_bytes=b).scaled(2)
              + rotary_apply(batch, e.heads, e.kv_heads, seq, e.head_dim, dtype_bytes=b)
              + attention(batch, e.heads, seq, seq, e.head_dim, impl=impl, kv_heads=e.kv_heads, mask_heads=1,
-                         mask="bool", q_strided=batch > 1, dtype_bytes=b)
+                         mask="bool", strided="q" if batch > 1 else "", dtype_bytes=b)
              + _moved("copy", read=tokens * qd * b, write=tokens * qd * b)  # heads back: transpose + reshape
              + linear(tokens, qd, h, bias=False, dtype_bytes=b)
              + add(tokens * h, dtype_bytes=b)

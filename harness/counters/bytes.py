@@ -462,12 +462,25 @@ def _prefill_embedding(layout: Any, dims: Any, b: int) -> dict[str, Traffic]:
     return dict(embedding(prefill_length(layout), dims.lm.hidden, dtype_bytes=b).bytes_by_key)
 
 
+def _dsocr_projector_concat(layout: Any, dims: Any, b: int) -> dict[str, Traffic]:
+    from harness.analytic.stages import sam_output_grid
+
+    total = Traffic()
+    for view in layout.views:
+        s = sam_output_grid(dims.sam, view.size)
+        elems = view.batch * s * s * dims.projector.in_features
+        total = total + Traffic(0, elems * b, elems * b)
+    return {"cat": total}
+
+
 #: (target, stage) -> [(cause, sizing function(layout, dims, dtype_bytes) -> {key: Traffic})]:
 #: analytic work the stage's StageCalls do not run (it runs upstream of them in the harness).
 #: Each is sized from the shapes by the analytic model's own formula, never from the measurement.
 BYTE_CAUSES: dict[tuple[str, str], list[tuple[str, Callable[[Any, Any, int], dict[str, Traffic]]]]] = {
     ("ocr2", "encoder"): [("cat(SAM tokens, learned queries) runs in the vision tower before the encoder "
                            "StageCall (its input is the concatenation)", _ocr2_encoder_cat)],
+    ("dsocr", "projector"): [("the concat of CLIP and SAM features runs before the projector StageCall "
+                              "(its input is the concatenation)", _dsocr_projector_concat)],
     ("ocr2", "prefill"): [("the token-embedding lookup runs before the prefill StageCall (inputs_embeds "
                            "are given, with the image features already scattered in)", _prefill_embedding)],
 }
@@ -534,26 +547,29 @@ def compare_bytes(stage: str, analytic: Any, measured: ByteCount,
 
 
 def bytes_table(target: str, mode: str, page: Any = (1700, 2200), *, built: Any = None,
-                stages: Sequence[str] | None = None, dtype: Any = None) -> list[BytesRow]:
+                stages: Sequence[str] | None = None, dtype: Any = None,
+                model_path: str | None = None) -> list[BytesRow]:
     """Analytic (op-level), measured (this counter, on meta), fused and the difference, by stage and key.
 
     ``page``: anything a target's ``prepare`` takes (a (width, height) size, a path, a Page).
-    The model is built on meta in bf16 (``dtype``) unless ``built`` is given. The analytic model is
-    asked for the same experts implementation the build runs.
+    The model is built on meta in bf16 (``dtype``) unless ``built`` is given (dsocr: from the vendor
+    directory ``model_path``, its LM on CPU). The analytic model is asked for the same experts
+    implementation the build runs.
     """
     from harness.analytic import stage_costs
     from harness.analytic.config import load_dims
     from harness.targets import get_target
 
-    tgt = get_target(target)
+    tgt = get_target(target, model_path=model_path, trust_remote_code=model_path is not None)
     dtype = dtype or torch.bfloat16
     if built is None:
         built = tgt.build("meta", dtype)
     inputs = tgt.prepare(page, mode, device="meta", dtype=built.dtype)
     b = torch.empty((), dtype=built.dtype).element_size()
+    experts = built.experts_implementation if target == "ocr2" else "loop"  # the vendor moe_infer loop
     costs = stage_costs(target, inputs.layout, dtype_bytes=b, attn_implementation=built.attn_implementation,
-                        experts_implementation=built.experts_implementation)
-    dims = load_dims(target)
+                        experts_implementation=experts, config=model_path)
+    dims = load_dims(target, model_path)
     rows: list[BytesRow] = []
     for stage in stages or tgt.stages:
         measured = count_bytes(tgt.stage_calls(built, inputs, stage), target=target, stage=stage)
