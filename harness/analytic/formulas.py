@@ -463,13 +463,14 @@ def lm_head(positions: int, dim: int, vocab: int, *, fp32_logits_copy: bool = Fa
 def rotary_matmul(batch: int, positions: int, head_dim: int, *, dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """Llama-4.46 rotary table: (B, d/2, 1) @ (B, 1, P) = 2*B*(d/2)*P FLOPs (key rotary); cos, sin.
 
-    Bytes: the product, the cat of the frequencies, cos and sin (at dtype_bytes; not proven).
+    Bytes: the product in fp32 (inv_freq and the positions as float: proven), then the cat of the
+    frequencies, cos and sin (at dtype_bytes; not proven).
     """
-    half, b = head_dim // 2, dtype_bytes
+    half, b, c = head_dim // 2, dtype_bytes, F32
     return _make(
         {"rotary": 2 * batch * half * positions,
          "other_elementwise": EW["rotary_table"] * batch * positions * head_dim},
-        {"rotary": Traffic(0, (batch * half + batch * positions) * b, batch * half * positions * b),
+        {"rotary": Traffic(0, (batch * half + batch * positions) * c, batch * half * positions * c),
          "cat": Traffic(0, batch * positions * head_dim * b, batch * positions * head_dim * b),
          "other_elementwise": Traffic(0, 2 * batch * positions * head_dim * b, 2 * batch * positions * head_dim * b)})
 
