@@ -254,12 +254,15 @@ def attention(batch: int, heads: int, q_len: int, kv_len: int, head_dim: int, *,
             _acc(t, "add", 0, scores * c + mask_e * b, scores * c)
         _acc(t, "softmax", 0, scores * c, scores * c)
         _acc(t, "sdpa_av", 0, (scores + ve_e) * c, out_e * c)
-    else:
+    else:  # eager: scores in dtype, softmax(dtype=float32) and back
+        c = max(b, F32)
         _acc(t, "matmul_qk", 0, (q_e + ke_e) * b, scores * b)
         _acc(t, "mul", 0, scores * b, scores * b)
         if mask_e or mask == "causal":
             _acc(t, "add", 0, scores * b + (mask_e or plane) * b, scores * b)
-        _acc(t, "softmax", 0, scores * b, scores * b)
+        if c != b:
+            _acc(t, "cast", 0, scores * b + scores * c, scores * c + scores * b)
+        _acc(t, "softmax", 0, scores * c, scores * c)
         _acc(t, "matmul_av", 0, (scores + ve_e) * b, out_e * b)
     qk_key, av_key = f"{prefix}_qk", f"{prefix}_av"
     fused = {qk_key: Traffic(0, (q_e + k_e) * b, 0), av_key: Traffic(0, (v_e + mask_e) * b, out_e * b)}
@@ -403,13 +406,24 @@ def moe(tokens: int, dim: int, *, n_experts: int, top_k: int, expert_hidden: int
     _acc(t, "mul", 0, pairs * c, pairs * c)                              # routed scaling
     if implementation not in ("loop", "batched_mm"):
         raise ValueError(f"moe: implementation must be 'loop' or 'batched_mm', got {implementation!r}")
-    if implementation == "loop":
-        _acc(t, "index", 0, pairs * h * b + pairs * I64, pairs * h * b)    # rows gathered per expert
-        _acc(t, "experts", touched * 3 * h * i * b, pairs * h * b + pairs * i * b,
+    if implementation == "loop":  # the vendor's moe_infer
+        _acc(t, "fill", 0, 0, T * E * I64)                                  # tokens-per-expert counts
+        _acc(t, "scatter", 0, pairs * I64, pairs * I64)
+        _acc(t, "other_elementwise", 0, T * E * I64 + 2 * pairs * I64, E * I64 + 3 * pairs * I64)  # sum, sort, //
+        _acc(t, "index", 0, min(pairs, T) * h * b + pairs * I64, pairs * h * b)  # rows in expert order
+        # gate_proj and up_proj (separate Linears) each read the rows; down_proj reads the product
+        _acc(t, "experts", touched * 3 * h * i * b, 2 * pairs * h * b + pairs * i * b,
              pairs * 2 * i * b + pairs * h * b)
         _acc(t, "activation", 0, pairs * i * b, pairs * i * b)
-        _acc(t, "mul", 0, 2 * pairs * i * b + pairs * h * b + pairs * c, pairs * i * b + pairs * h * b)
-        _acc(t, "scatter", 0, pairs * h * b + pairs * I64, pairs * h * b)  # index_add_ back per token
+        _acc(t, "mul", 0, 2 * pairs * i * b, pairs * i * b)
+        _acc(t, "cat", 0, pairs * h * b, pairs * h * b)                     # the experts' outputs
+        _acc(t, "scatter", 0, pairs * h * b + pairs * I64, pairs * h * b)  # back in token order (index_put_)
+        if c != b:
+            _acc(t, "cast", 0, pairs * h * b, pairs * h * c)
+        _acc(t, "mul", 0, pairs * h * c + pairs * c, pairs * h * c)          # routing weights (in place)
+        _acc(t, "other_elementwise", 0, pairs * h * c, T * h * c)           # sum over k
+        if c != b:
+            _acc(t, "cast", 0, T * h * c, T * h * b)
         return _moe_finish(flops, t, T, h, i, E, k, pairs, touched, shared_hidden, b)
     # batched_mm experts
     _acc(t, "copy", 0, T * h * b, pairs * h * b)                          # repeat_interleave
@@ -463,16 +477,25 @@ def lm_head(positions: int, dim: int, vocab: int, *, fp32_logits_copy: bool = Fa
 def rotary_matmul(batch: int, positions: int, head_dim: int, *, dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """Llama-4.46 rotary table: (B, d/2, 1) @ (B, 1, P) = 2*B*(d/2)*P FLOPs (key rotary); cos, sin.
 
-    Bytes: the product in fp32 (inv_freq and the positions as float: proven), then the cat of the
-    frequencies, cos and sin (at dtype_bytes; not proven).
+    Bytes, op-level (fp32 table, as transformers 4.46): int64 positions cast to fp32, the product,
+    cat, cos and sin each scaled by attention_scaling, both cast to dtype_bytes. Fused: as
+    :func:`rotary_elementwise`'s.
     """
     half, b, c = head_dim // 2, dtype_bytes, F32
+    P = batch * positions
+    t: dict[str, Traffic] = {}
+    _acc(t, "cast", 0, P * I64, P * c)
+    _acc(t, "rotary", 0, (batch * half + P) * c, P * half * c)
+    _acc(t, "cat", 0, P * head_dim * c, P * head_dim * c)
+    _acc(t, "other_elementwise", 0, 2 * P * head_dim * c, 2 * P * head_dim * c)
+    _acc(t, "mul", 0, 2 * P * head_dim * c, 2 * P * head_dim * c)
+    if b != c:
+        _acc(t, "cast", 0, 2 * P * head_dim * c, 2 * P * head_dim * b)
     return _make(
         {"rotary": 2 * batch * half * positions,
-         "other_elementwise": EW["rotary_table"] * batch * positions * head_dim},
-        {"rotary": Traffic(0, (batch * half + batch * positions) * c, batch * half * positions * c),
-         "cat": Traffic(0, batch * positions * head_dim * b, batch * positions * head_dim * b),
-         "other_elementwise": Traffic(0, 2 * batch * positions * head_dim * b, 2 * batch * positions * head_dim * b)})
+         "other_elementwise": EW["rotary_table"] * batch * positions * head_dim}, t,
+        {"rotary": Traffic(0, (batch * half + P) * b, P * half * b),
+         "other_elementwise": Traffic(0, P * half * b, 2 * P * head_dim * b)})
 
 
 @register_formula("rotary_elementwise")

@@ -34,8 +34,10 @@ from harness.analytic.formulas import (
     lm_head,
     mlp,
     moe,
+    BOOL,
     F32,
     I64,
+    _acc,
     _make,
     padded_grid,
     rel_pos_decomposed,
@@ -324,24 +326,53 @@ def lm_forward(lm: LMDims, q_len: int, kv_len: int, *, impl: Impl, rotary: Liter
     and lm_head over ``lm_head_positions`` rows.
     """
     return (_lm_tokens(lm, q_len, rotary, lm_head_positions, fp32_logits_copy, experts_implementation, dtype_bytes)
-            + _lm_attention(lm, q_len, kv_len, impl, mask_heads, dtype_bytes))
+            + _lm_attention(lm, q_len, kv_len, impl, mask_heads, rotary, dtype_bytes))
 
 
 @_memoised
-def _lm_attention(lm: LMDims, q_len: int, kv_len: int, impl: Impl, mask_heads: int, dtype_bytes: int) -> Cost:
+def _lm_attention(lm: LMDims, q_len: int, kv_len: int, impl: Impl, mask_heads: int, rotary: str,
+                  dtype_bytes: int) -> Cost:
     """The attention cores and KV-cache appends of every layer: the part of a forward that depends on ``kv_len``.
 
     The cache update is DynamicCache's ``cat(cache, new)`` for K and V (reads the kv_len - q_len
     cached rows and the new ones, writes kv_len rows); fused: a static cache writes only the new rows.
-    SDPA with q_len > 1 runs is_causal (the math path builds the causal mask).
+    SDPA with q_len > 1 runs is_causal (the math path builds the causal mask). transformers 4.46
+    (``rotary`` "per_layer_matmul", the vendor LM): the first cache update appends without a cat,
+    and the eager 4-D mask is built once per forward (:func:`eager_lm_mask`).
     """
     b, kvd = dtype_bytes, lm.kv_heads * lm.head_dim
     mask = "causal" if (impl == "sdpa" and q_len > 1) else None
     core = attention(1, lm.heads, q_len, kv_len, lm.head_dim, impl=impl, kv_heads=lm.kv_heads,
                      mask_heads=mask_heads, mask=mask, dtype_bytes=b)  # type: ignore[arg-type]
-    cache = _make(None, {"cat": Traffic(0, 2 * kv_len * kvd * b, 2 * kv_len * kvd * b)},
+    v446 = rotary == "per_layer_matmul"
+    rows = 0 if (v446 and kv_len == q_len) else kv_len
+    cache = _make(None, {"cat": Traffic(0, 2 * rows * kvd * b, 2 * rows * kvd * b)},
                   {"cat": Traffic(0, 2 * q_len * kvd * b, 2 * q_len * kvd * b)})
-    return (core + cache).scaled(lm.layers)
+    per_layer = (core + cache).scaled(lm.layers)
+    return per_layer + eager_lm_mask(q_len, kv_len, b) if v446 else per_layer
+
+
+def eager_lm_mask(q_len: int, kv_len: int, dtype_bytes: int) -> Cost:
+    """transformers 4.46's 4-D attention mask for eager attention, once per forward (not fused).
+
+    q_len > 1: the causal (q, q) fp32 mask (aranges, full, lt, masked_fill_, cast to dtype); then the
+    all-ones (1, kv) padding mask expanded to (q, kv) in dtype (cast, 1 - m, bool, masked_fill),
+    combined with the causal one by a second bool + masked_fill.
+    """
+    b, plane = dtype_bytes, q_len * kv_len
+    t: dict[str, Traffic] = {}
+    if q_len > 1:
+        _acc(t, "fill", 0, 0, 2 * q_len * I64 + q_len * q_len * F32)
+        _acc(t, "add", 0, q_len * I64, q_len * I64)
+        _acc(t, "other_elementwise", 0, 2 * q_len * I64 + q_len * q_len * (F32 + BOOL),
+             q_len * q_len * (BOOL + F32))
+        _acc(t, "cast", 0, q_len * q_len * F32, q_len * q_len * b)
+    _acc(t, "cast", 0, kv_len * I64, plane * b)
+    _acc(t, "add", 0, plane * b, plane * b)
+    for _ in range(2 if q_len > 1 else 1):
+        _acc(t, "cast", 0, plane * b, plane * BOOL)
+        _acc(t, "other_elementwise", 0, plane * b + plane * BOOL, plane * b)
+    return _make(None, t, {})
 
 
 @_memoised
@@ -351,8 +382,8 @@ def _lm_tokens(lm: LMDims, q_len: int, rotary: str, lm_head_positions: int, fp32
     h = lm.hidden
     qd, kvd = lm.heads * lm.head_dim, lm.kv_heads * lm.head_dim
     cost = embedding(q_len, h, dtype_bytes=b)
-    # cache_position = past + arange(q_len) (int64)
-    cost += _make(None, {"fill": Traffic(0, 0, q_len * I64), "add": Traffic(0, q_len * I64, q_len * I64)}, {})
+    if rotary == "shared":  # transformers 5: cache_position = past + arange(q_len) (int64)
+        cost += _make(None, {"fill": Traffic(0, 0, q_len * I64), "add": Traffic(0, q_len * I64, q_len * I64)}, {})
     if rotary == "shared":
         cost += rotary_elementwise(1, q_len, lm.head_dim, dtype_bytes=b)
     attn = (rms_norm(q_len * h, h, dtype_bytes=b)

@@ -37,6 +37,7 @@ outputs once, at the tensors' real element sizes (an fp32 upcast is 4 bytes per 
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter as Tally
 from dataclasses import dataclass, field
@@ -138,6 +139,9 @@ class ByteCount:
     devices: tuple[str, ...] = ()
     wall_time_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    #: routed-expert modules (``...experts.<n>``) that ran, distinct per call: how many experts the
+    #: routing hit (a module loop only; batched/grouped experts gather weights instead: 0)
+    experts_called: int = 0
 
     @property
     def total(self) -> Traffic:
@@ -213,6 +217,7 @@ class _ByteRecorder(TorchDispatchMode):
         self.dtypes: set[str] = set()
         self._sdpa_ordinals: dict[int, int] = {}
         self.events: list[tuple] | None = None  # (module path, op, key, Traffic, inputs, outputs) when tracing
+        self.experts: set[str] = set()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -234,6 +239,10 @@ class _ByteRecorder(TorchDispatchMode):
             return out
         key = self._key(name, args, out)
         self._add(key, name, traffic)
+        if key == "experts":
+            for frame in self.stack.frames:
+                if _EXPERT_MODULE.fullmatch(frame.path):
+                    self.experts.add(frame.path)
         if self.events is not None:
             self.events.append((self.stack.frames[-1].path if self.stack.frames else "", name, key, traffic,
                                 [(tuple(t.shape), str(t.dtype)[6:], tuple(t.stride())) for t in iter_tensors(args)],
@@ -362,6 +371,9 @@ class _ByteRecorder(TorchDispatchMode):
         per[name] = per.get(name, Traffic()) + traffic
 
 
+_EXPERT_MODULE = re.compile(r".*\.experts\.\d+")
+
+
 def _prod(values: Iterable[int]) -> int:
     n = 1
     for v in values:
@@ -393,6 +405,7 @@ def count_bytes(calls: Sequence[Any], *, target: str = "", stage: str = "") -> B
     op_calls: Tally = Tally()
     dtypes: set[str] = set()
     devices: set[str] = set()
+    experts_called = 0
     for call in calls:
         args, kwargs = call_inputs(call)
         devices.update(t.device.type for t in iter_tensors((args, kwargs)))
@@ -413,10 +426,12 @@ def count_bytes(calls: Sequence[Any], *, target: str = "", stage: str = "") -> B
         metadata.update(recorder.metadata)
         op_calls.update(recorder.calls)
         dtypes |= recorder.dtypes
+        experts_called += len(recorder.experts)
     return ByteCount(target=target, stage=stage or ",".join(dict.fromkeys(str(c.stage) for c in calls)),
                      version=f"torch {torch.__version__}", by_key=by_key, by_op=by_op, by_key_op=by_key_op,
                      metadata_ops=dict(metadata), op_calls=dict(op_calls), dtypes=tuple(sorted(dtypes)),
-                     devices=tuple(sorted(devices)), wall_time_s=time.perf_counter() - start)
+                     devices=tuple(sorted(devices)), wall_time_s=time.perf_counter() - start,
+                     experts_called=experts_called)
 
 
 def bytes_record(count: ByteCount) -> dict[str, Any]:
@@ -444,51 +459,79 @@ def bytes_record(count: ByteCount) -> dict[str, Any]:
 UNEXPLAINED_BAND = 1e-3
 
 
-def _ocr2_encoder_cat(layout: Any, dims: Any, b: int) -> dict[str, Traffic]:
+def _ocr2_encoder_cat(layout: Any, dims: Any, b: int) -> dict[str, int]:
     from harness.analytic.stages import encoder_inputs_cat, sam_output_grid
 
-    total: dict[str, Traffic] = {}
+    total: dict[str, int] = {}
     for view in layout.views:
         s = sam_output_grid(dims.sam, view.size)
         for key, t in encoder_inputs_cat(dims.encoder, s * s, view.batch, dtype_bytes=b).bytes_by_key.items():
-            total[key] = total.get(key, Traffic()) + t
+            total[key] = total.get(key, 0) - t.total
     return total
 
 
-def _prefill_embedding(layout: Any, dims: Any, b: int) -> dict[str, Traffic]:
+def _prefill_embedding(layout: Any, dims: Any, b: int) -> dict[str, int]:
     from harness.analytic.formulas import embedding
     from harness.workload import prefill_length
 
-    return dict(embedding(prefill_length(layout), dims.lm.hidden, dtype_bytes=b).bytes_by_key)
+    return {k: -t.total for k, t in embedding(prefill_length(layout), dims.lm.hidden, dtype_bytes=b).bytes_by_key.items()}
 
 
-def _dsocr_projector_concat(layout: Any, dims: Any, b: int) -> dict[str, Traffic]:
+def _dsocr_image_check(layout: Any, dims: Any, b: int) -> dict[str, int]:
+    size = layout.workload.image_size  # torch.sum(images[0][1]): the (1, 3, image_size, image_size) view, to a scalar
+    return {"other_elementwise": 3 * size * size * b + b}
+
+
+def _dsocr_projector_concat(layout: Any, dims: Any, b: int) -> dict[str, int]:
     from harness.analytic.stages import sam_output_grid
 
-    total = Traffic()
+    total = 0
     for view in layout.views:
         s = sam_output_grid(dims.sam, view.size)
-        elems = view.batch * s * s * dims.projector.in_features
-        total = total + Traffic(0, elems * b, elems * b)
+        total -= 2 * view.batch * s * s * dims.projector.in_features * b
     return {"cat": total}
 
 
-#: (target, stage) -> [(cause, sizing function(layout, dims, dtype_bytes) -> {key: Traffic})]:
-#: analytic work the stage's StageCalls do not run (it runs upstream of them in the harness).
-#: Each is sized from the shapes by the analytic model's own formula, never from the measurement.
-BYTE_CAUSES: dict[tuple[str, str], list[tuple[str, Callable[[Any, Any, int], dict[str, Traffic]]]]] = {
+#: (target, stage) -> [(cause, sizing function(layout, dims, dtype_bytes) -> {key: signed bytes})]:
+#: work the stage's StageCalls run and the analytic model does not (positive), or the other way
+#: round (negative: it runs upstream of them in the harness). Each is sized from the shapes, by
+#: the analytic model's own formula where one exists, never from the measurement.
+BYTE_CAUSES: dict[tuple[str, str], list[tuple[str, Callable[[Any, Any, int], dict[str, int]]]]] = {
     ("ocr2", "encoder"): [("cat(SAM tokens, learned queries) runs in the vision tower before the encoder "
                            "StageCall (its input is the concatenation)", _ocr2_encoder_cat)],
     ("dsocr", "projector"): [("the concat of CLIP and SAM features runs before the projector StageCall "
                               "(its input is the concatenation)", _dsocr_projector_concat)],
+    ("dsocr", "prefill"): [("the token-embedding lookup runs before the prefill StageCall (inputs_embeds "
+                            "are given)", _prefill_embedding),
+                           ("the vendor forward sums the (text-only, zero) global image to decide whether "
+                            "to run vision: the StageCall's dummy image_size view is read", _dsocr_image_check)],
     ("ocr2", "prefill"): [("the token-embedding lookup runs before the prefill StageCall (inputs_embeds "
                            "are given, with the image features already scattered in)", _prefill_embedding)],
 }
 
 
-def named_byte_causes(target: str, stage: str, layout: Any, dims: Any, dtype_bytes: int) -> list[tuple[str, dict[str, Traffic]]]:
-    """The named, sized causes of analytic-vs-measured differences for one stage (analytic minus measured)."""
+def named_byte_causes(target: str, stage: str, layout: Any, dims: Any, dtype_bytes: int) -> list[tuple[str, dict[str, int]]]:
+    """The named, sized causes of measured-minus-analytic differences for one stage, by key."""
     return [(text, fn(layout, dims, dtype_bytes)) for text, fn in BYTE_CAUSES.get((target, stage), [])]
+
+
+def stage_tokens(stage: str, layout: Any) -> int:
+    """Tokens one LM forward of ``stage`` runs (prefill: the prompt length; decode: 1)."""
+    from harness.workload import prefill_length
+
+    return prefill_length(layout) if stage == "prefill" else 1
+
+
+def routing_cause(lm: Any, tokens: int, experts_called: int, dtype_bytes: int) -> tuple[str, dict[str, int]]:
+    """The expert weights a routing-dependent loop did not read: the analytic ``loop`` model reads
+    min(E, tokens*top_k) experts per MoE layer; the run called ``experts_called`` expert modules in all.
+    The count of experts hit is the only measured input (FLOPs never depend on it)."""
+    assumed = lm.n_moe_layers * min(lm.n_routed, tokens * lm.top_k)
+    per_expert = 3 * lm.hidden * lm.moe_intermediate * dtype_bytes
+    text = (f"routing: the loop model assumes min(E, T*k) = {assumed // max(lm.n_moe_layers, 1)} experts hit per "
+            f"MoE layer ({assumed} in all); this run hit {experts_called} (seeded random weights); "
+            f"each expert's gate/up/down weights are {per_expert:,} bytes")
+    return text, {"experts": -(assumed - experts_called) * per_expert}
 
 
 @dataclass(frozen=True)
@@ -522,13 +565,16 @@ def _key_class(key: str) -> str:
 
 
 def compare_bytes(stage: str, analytic: Any, measured: ByteCount,
-                  causes: Sequence[tuple[str, Mapping[str, Traffic]]] = ()) -> list[BytesRow]:
-    """Rows per byte key (then a ``total`` row) comparing an analytic Cost with a ByteCount."""
+                  causes: Sequence[tuple[str, Mapping[str, int]]] = ()) -> list[BytesRow]:
+    """Rows per byte key (then a ``total`` row) comparing an analytic Cost with a ByteCount.
+
+    ``causes``: (text, {key: signed bytes the cause adds to measured - analytic}).
+    """
     named: dict[str, int] = {}
     why: dict[str, list[str]] = {}
     for text, by_key in causes:
-        for key, t in by_key.items():
-            named[key] = named.get(key, 0) - t.total  # the StageCall does not run it: measured is lower
+        for key, n in by_key.items():
+            named[key] = named.get(key, 0) + n
             why.setdefault(key, []).append(text)
     keys = sorted(set(analytic.bytes_by_key) | set(measured.by_key) | set(named),
                   key=lambda k: (BYTE_KEYS.index(k) if k in BYTE_KEYS else len(BYTE_KEYS), k))
@@ -573,8 +619,10 @@ def bytes_table(target: str, mode: str, page: Any = (1700, 2200), *, built: Any 
     rows: list[BytesRow] = []
     for stage in stages or tgt.stages:
         measured = count_bytes(tgt.stage_calls(built, inputs, stage), target=target, stage=stage)
-        rows.extend(compare_bytes(stage, costs[stage], measured,
-                                  named_byte_causes(target, stage, inputs.layout, dims, b)))
+        causes = named_byte_causes(target, stage, inputs.layout, dims, b)
+        if measured.experts_called and experts == "loop":
+            causes.append(routing_cause(dims.lm, stage_tokens(stage, inputs.layout), measured.experts_called, b))
+        rows.extend(compare_bytes(stage, costs[stage], measured, causes))
     return rows
 
 
