@@ -234,8 +234,9 @@ def test_mlp_swiglu_moe() -> None:
     assert bm.flops == m.flops and bm.weight_bytes == m.weight_bytes
     assert bm.bytes_by_key["experts"] == (0, (60 * 2 * 896 * 1280 + 60 * 1280 + 60 * 1280 * 896 + 60 * 896) * 2,
                                           (60 * 2 * 896 + 60 * 1280) * 2)
-    # loop: each touched expert's weights read by its Linear; routed rows in and out
-    assert m.bytes_by_key["experts"] == (60 * 3 * 1280 * 896 * 2, (60 * 1280 + 60 * 896) * 2,
+    # loop (the vendor moe_infer): each touched expert's three Linears read its weights; gate and up
+    # each read the 60 routed rows, down reads the product; gate, up and down outputs written
+    assert m.bytes_by_key["experts"] == (60 * 3 * 1280 * 896 * 2, (2 * 60 * 1280 + 60 * 896) * 2,
                                          (60 * 2 * 896 + 60 * 1280) * 2)
 
 
