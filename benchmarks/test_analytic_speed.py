@@ -21,7 +21,8 @@ from harness.analytic.table import LETTER_PAGE
 from harness.workload import compute_view_layout, get_workload
 
 _MEMOISED = (stages.sam_view, stages.clip_view, stages.projector_view, stages.encoder_view,
-             stages._lm_tokens, stages._lm_attention)
+             stages._lm_tokens, stages._lm_attention, stages.lm_forward,
+             stages._vision_views)
 
 
 def _clear() -> None:

@@ -353,6 +353,30 @@ class Cost:
                              (self.weight_bytes * n, self.act_read_bytes * n, self.act_write_bytes * n))
 
     @staticmethod
+    def combine(parts: "list[tuple[Cost, int]]") -> "Cost":
+        """sum(cost.scaled(n) for cost, n in parts), in one pass (no intermediate Costs)."""
+        flops: dict[str, int] = {}
+        by_key: dict[str, list[int]] = {}
+        fused: dict[str, list[int]] = {}
+        distinct = False
+        for cost, n in parts:
+            for k, v in cost.flops.items():
+                flops[k] = flops.get(k, 0) + v * n
+            for target, source in ((by_key, cost.bytes_by_key), (fused, cost.fused_by_key)):
+                for k, t in source.items():  # type: ignore[union-attr]
+                    acc = target.get(k)
+                    if acc is None:
+                        target[k] = [t[0] * n, t[1] * n, t[2] * n]
+                    else:
+                        acc[0] += t[0] * n
+                        acc[1] += t[1] * n
+                        acc[2] += t[2] * n
+            distinct = distinct or cost.fused_by_key is not cost.bytes_by_key
+        keyed = BytesByKey(sorted((k, Traffic(*v)) for k, v in by_key.items() if any(v)))
+        fused_keyed = BytesByKey(sorted((k, Traffic(*v)) for k, v in fused.items() if any(v))) if distinct else None
+        return Cost._trusted(FlopsByKey(sorted((k, v) for k, v in flops.items() if v)), keyed, fused_keyed)
+
+    @staticmethod
     def total(costs: "Mapping[str, Cost] | list[Cost] | tuple[Cost, ...]") -> "Cost":
         """Sum of several costs (a mapping's values or a sequence)."""
         values = list(costs.values()) if isinstance(costs, Mapping) else list(costs)

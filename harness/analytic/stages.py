@@ -316,6 +316,7 @@ def ocr2_view_costs(dims: Ocr2Dims, size: int, batch: int = 1, *, impl: Impl = "
 # language model
 
 
+@_memoised
 def lm_forward(lm: LMDims, q_len: int, kv_len: int, *, impl: Impl, rotary: Literal["per_layer_matmul", "shared"],
                lm_head_positions: int, fp32_logits_copy: bool, mask_heads: int,
                experts_implementation: str = "loop", dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
@@ -380,33 +381,31 @@ def _lm_tokens(lm: LMDims, q_len: int, rotary: str, lm_head_positions: int, fp32
                experts_implementation: str, b: int) -> Cost:
     """Everything in a forward of ``q_len`` tokens but the attention cores (a decode step: always q_len 1)."""
     h = lm.hidden
-    qd, kvd = lm.heads * lm.head_dim, lm.kv_heads * lm.head_dim
-    cost = embedding(q_len, h, dtype_bytes=b)
-    if rotary == "shared":  # transformers 5: cache_position = past + arange(q_len) (int64)
-        cost += _make(None, {"fill": Traffic(0, 0, q_len * I64), "add": Traffic(0, q_len * I64, q_len * I64)}, {})
-    if rotary == "shared":
-        cost += rotary_elementwise(1, q_len, lm.head_dim, dtype_bytes=b)
-    attn = (rms_norm(q_len * h, h, dtype_bytes=b)
-            + linear(q_len, h, qd, bias=lm.attention_bias, dtype_bytes=b)
-            + linear(q_len, h, kvd, bias=lm.attention_bias, dtype_bytes=b).scaled(2)
-            + rotary_apply(1, lm.heads, lm.kv_heads, q_len, lm.head_dim, dtype_bytes=b)
-            + linear(q_len, qd, h, bias=lm.attention_bias, dtype_bytes=b)
-            + add(q_len * h, dtype_bytes=b)
-            + rms_norm(q_len * h, h, dtype_bytes=b)
-            + add(q_len * h, dtype_bytes=b))
+    qd = lm.heads * lm.head_dim
+    kvd = lm.kv_heads * lm.head_dim
+    L, n_moe = lm.layers, lm.n_moe_layers
+    parts: list[tuple[Cost, int]] = [(embedding(q_len, h, dtype_bytes=b), 1)]
+    if rotary == "shared":  # transformers 5: cache_position = past + arange(q_len) (int64), one rotary table
+        parts.append((_make(None, {"fill": Traffic(0, 0, q_len * I64), "add": Traffic(0, q_len * I64, q_len * I64)},
+                            {}), 1))
+        parts.append((rotary_elementwise(1, q_len, lm.head_dim, dtype_bytes=b), 1))
+    norm = rms_norm(q_len * h, h, dtype_bytes=b)
+    residual = add(q_len * h, dtype_bytes=b)
+    parts += [(norm, 2 * L + 1), (residual, 2 * L),
+              (linear(q_len, h, qd, bias=lm.attention_bias, dtype_bytes=b), L),
+              (linear(q_len, h, kvd, bias=lm.attention_bias, dtype_bytes=b), 2 * L),
+              (rotary_apply(1, lm.heads, lm.kv_heads, q_len, lm.head_dim, dtype_bytes=b), L),
+              (linear(q_len, qd, h, bias=lm.attention_bias, dtype_bytes=b), L)]
     if q_len > 1:  # heads back: transpose(1, 2) + reshape copies
-        attn += _moved("copy", read=q_len * qd * b, write=q_len * qd * b)
+        parts.append((_moved("copy", read=q_len * qd * b, write=q_len * qd * b), L))
     if rotary == "per_layer_matmul":
-        attn += rotary_matmul(1, q_len, lm.head_dim, dtype_bytes=b)
-    dense = swiglu_mlp(q_len, h, lm.intermediate, dtype_bytes=b)
-    sparse = moe(q_len, h, n_experts=lm.n_routed, top_k=lm.top_k, expert_hidden=lm.moe_intermediate,
-                 shared_hidden=lm.shared_intermediate, implementation=experts_implementation,  # type: ignore[arg-type]
-                 dtype_bytes=b)
-    n_moe = lm.n_moe_layers
-    cost += attn.scaled(lm.layers) + dense.scaled(lm.layers - n_moe) + sparse.scaled(n_moe)
-    cost += rms_norm(q_len * h, h, dtype_bytes=b)
-    cost += lm_head(lm_head_positions, h, lm.vocab, fp32_logits_copy=fp32_logits_copy, dtype_bytes=b)
-    return cost
+        parts.append((rotary_matmul(1, q_len, lm.head_dim, dtype_bytes=b), L))
+    parts.append((swiglu_mlp(q_len, h, lm.intermediate, dtype_bytes=b), L - n_moe))
+    parts.append((moe(q_len, h, n_experts=lm.n_routed, top_k=lm.top_k, expert_hidden=lm.moe_intermediate,
+                      shared_hidden=lm.shared_intermediate, implementation=experts_implementation,  # type: ignore[arg-type]
+                      dtype_bytes=b), n_moe))
+    parts.append((lm_head(lm_head_positions, h, lm.vocab, fp32_logits_copy=fp32_logits_copy, dtype_bytes=b), 1))
+    return Cost.combine(parts)
 
 
 def _lm_settings(target: str, attn_implementation: str | None) -> dict[str, object]:
@@ -465,16 +464,23 @@ def _experts(name: str | None) -> str:
 
 
 def _vision(target: str, dims: ModelDims, layout: ViewLayout, impl: Impl, dtype_bytes: int) -> dict[str, Cost]:
+    return dict(_vision_views(target, dims, tuple((v.size, v.batch) for v in layout.views), impl, dtype_bytes))
+
+
+@_memoised
+def _vision_views(target: str, dims: ModelDims, views: tuple[tuple[int, int], ...], impl: Impl,
+                  dtype_bytes: int) -> tuple[tuple[str, Cost], ...]:
+    """The vision stages of a page with these (size, batch) view batches (a page's shape key)."""
     names = TARGET_STAGES[target][:3]
     totals = {name: _ZERO for name in names}
-    for view in layout.views:
+    for size, batch in views:
         if target == "dsocr":
-            per = dsocr_view_costs(dims, view.size, view.batch, dtype_bytes=dtype_bytes)  # type: ignore[arg-type]
+            per = dsocr_view_costs(dims, size, batch, dtype_bytes=dtype_bytes)  # type: ignore[arg-type]
         else:
-            per = ocr2_view_costs(dims, view.size, view.batch, impl=impl, dtype_bytes=dtype_bytes)  # type: ignore[arg-type]
+            per = ocr2_view_costs(dims, size, batch, impl=impl, dtype_bytes=dtype_bytes)  # type: ignore[arg-type]
         for name in names:
             totals[name] = totals[name] + per[name]
-    return totals
+    return tuple(totals.items())
 
 
 def stage_costs(target: str, layout: ViewLayout, *, text_tokens: int = DEFAULT_PROMPT_TOKENS,
