@@ -13,11 +13,11 @@ MODEL_PATH ?= $(DEEPSEEK_OCR_PATH)
 setup: $(VENV)/.installed
 
 # torch first (pinned: a bare `torch` would pull a multi-GB CUDA build), then the project.
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==$(TORCH_VERSION)
-	$(PY) -m pip install -q -e ".[counters,test]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[counters,test]"
 	touch $@
 
 test: setup
@@ -45,14 +45,18 @@ bench: setup
 vendor-env:
 	VENV=$(VENDOR_VENV) PYTHON=$(PYTHON) TORCH_VERSION=$(TORCH_VERSION) bash scripts/vendor-env.sh
 
+# MODEL_PATH may be anywhere and hold spaces: it travels as one "--model-path=DIR" word, so pytest
+# never mistakes it for a test path. `-m vendor` selects dsocr's count facts and the other
+# vendor-marked tests; narrow with PYTEST_ADDOPTS="--mode base --page letter".
+VENDOR_PYTEST = $(VENDOR_VENV)/bin/python -m pytest -m vendor "--model-path=$(MODEL_PATH)" --trust-remote-code
 test-vendor: vendor-env
-	$(VENDOR_VENV)/bin/python -m pytest -m vendor --model-path "$(MODEL_PATH)" --trust-remote-code
+	$(VENDOR_PYTEST)
 
 test-vendor-gpu: vendor-env
-	$(VENDOR_VENV)/bin/python -m pytest -m "gpu and vendor" --device $(DEVICE) --model-path "$(MODEL_PATH)" --trust-remote-code
+	$(VENDOR_VENV)/bin/python -m pytest -m "gpu and vendor" --device $(DEVICE) "--model-path=$(MODEL_PATH)" --trust-remote-code
 
 golden-vendor: vendor-env
-	$(VENDOR_VENV)/bin/python -m pytest -m vendor --model-path "$(MODEL_PATH)" --trust-remote-code --update-golden
+	$(VENDOR_PYTEST) --update-golden
 
 clean:
 	rm -rf $(VENV) $(VENDOR_VENV) out .benchmarks fixtures/cache

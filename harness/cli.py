@@ -1,4 +1,5 @@
-"""The ``harness`` command: ``harness report`` (the main job) and ``harness layout``.
+"""The ``harness`` command: ``harness report`` (the main job), ``harness layout`` and ``harness count``
+(explained FLOP counts of your own model, :mod:`harness.count.cli`).
 
 ``harness report`` needs nothing but the install: DeepSeek-OCR-2 built from its configuration on
 the meta device (no weights), the built-in default pages, every mode, every counter installed
@@ -34,8 +35,9 @@ MAX_DEFAULT_JOBS = 4
 def _add_page_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("pages")
     group.add_argument("--pages", nargs="+", metavar="PATH", default=None,
-                       help="page images, directories of them, or OmniDocBench-style JSON manifests "
-                            "([{\"page_info\": {\"width\", \"height\", \"image_path\"}}, ...])")
+                       help="page images, PDFs (one page per PDF page, ids FILE-p001, ..., sized as "
+                            "DeepSeek-OCR renders them at 144 dpi), directories of them, or OmniDocBench-style "
+                            "JSON manifests ([{\"page_info\": {\"width\", \"height\", \"image_path\"}}, ...])")
     group.add_argument("--page-set", choices=("default", "grid", "corpus"), default=None,
                        help="a built-in page set instead of --pages (default: 'default', 5 pages: "
                             "letter, a4, slide, small, strip-h)")
@@ -81,7 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "cpu, cuda[:N] (real random weights, slow at full size)")
     report.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                         help=f"output directory (default: {DEFAULT_OUT}); created, or replaced if it holds "
-                             "a previous report")
+                             "a previous report; a directory holding anything else is refused")
+    report.add_argument("--force", action="store_true",
+                        help="let --out replace a directory holding files that are not the previous "
+                             "report's: they are listed, then deleted")
     report.add_argument("--plot-page", default=None, metavar="PAGE",
                         help=f"page of the per-stage bar plot and headline tables (default: "
                              f"{DEFAULT_PLOT_PAGE!r} if present, else the first page)")
@@ -100,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_page_options(layout)
     layout.add_argument("--format", choices=("table", "csv", "json"), default="table",
                         help="output format (default: an aligned table)")
+    from harness.count.cli import add_count_parser
+
+    add_count_parser(sub)
     return parser
 
 
@@ -110,7 +118,8 @@ def _plan(args: argparse.Namespace, argv: Sequence[str]):
 
     targets = resolve_targets(args.target, args.model_path, args.trust_remote_code)
     mode_notes = resolve_modes(targets, args.modes)
-    pages, source = resolve_pages(args.pages, args.page_set)
+    page_warnings: list[str] = []
+    pages, source = resolve_pages(args.pages, args.page_set, warnings=page_warnings)
     device = resolve_device(args.device)
     choice = resolve_counters(args.counters, device)
     ids = [p.page_id for p in pages]
@@ -127,7 +136,8 @@ def _plan(args: argparse.Namespace, argv: Sequence[str]):
                       skipped_counters=choice.skipped, device=device,
                       page_set=args.page_set or (None if args.pages else "default"),
                       model_path=args.model_path, trust_remote_code=args.trust_remote_code,
-                      plot_page=plot_page, command=shlex.join(["harness", *argv]), notes=mode_notes)
+                      plot_page=plot_page, command=shlex.join(["harness", *argv]), notes=mode_notes,
+                      warnings=page_warnings)
 
 
 def _report(args: argparse.Namespace, argv: Sequence[str], stdout: TextIO, stderr: TextIO) -> int:
@@ -137,7 +147,11 @@ def _report(args: argparse.Namespace, argv: Sequence[str], stdout: TextIO, stder
     from harness.report.inputs import InputError
 
     plan = _plan(args, argv)
-    check_out_dir(Path(args.out))   # before any work: a bad --out costs nothing
+    for warning in plan.warnings:
+        print(f"harness report: warning: {warning}", file=stderr)
+    # before any work: a bad --out costs nothing
+    check_out_dir(Path(args.out), force=args.force,
+                  warn=lambda text: print(f"harness report: warning: {text}", file=stderr))
     if args.jobs is not None and args.jobs < 1:
         raise InputError(f"--jobs {args.jobs}: expected a positive number of worker processes")
     jobs = args.jobs if args.jobs is not None else default_jobs()
@@ -198,11 +212,11 @@ def layout_rows(targets, pages) -> list[dict]:
     return rows
 
 
-def _layout(args: argparse.Namespace, stdout: TextIO) -> int:
-    from harness.report.inputs import TargetPlan, resolve_modes, resolve_pages, split_names
+def _layout(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from harness.report.inputs import TargetPlan, names_given, resolve_modes, resolve_pages
     from harness.workload import MODES
 
-    names = split_names(args.target) or list(MODES)
+    names = names_given(args.target, "--target", "ocr2") or list(MODES)
     for name in names:
         if name not in MODES:
             from harness.report.inputs import unknown_name
@@ -210,7 +224,10 @@ def _layout(args: argparse.Namespace, stdout: TextIO) -> int:
             raise unknown_name("target", name, tuple(MODES), "--target")
     targets = [TargetPlan(n) for n in names]
     resolve_modes(targets, args.modes)
-    pages, _ = resolve_pages(args.pages, args.page_set)
+    page_warnings: list[str] = []
+    pages, _ = resolve_pages(args.pages, args.page_set, warnings=page_warnings)
+    for warning in page_warnings:
+        print(f"harness layout: warning: {warning}", file=stderr)
     rows = layout_rows(targets, pages)
     if args.format == "json":
         stdout.write(json.dumps(rows, indent=2) + "\n")
@@ -243,6 +260,7 @@ def _layout(args: argparse.Namespace, stdout: TextIO) -> int:
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Run ``harness`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
     from harness.report.inputs import InputError
+    from harness.pages import ManifestError, PageError, SettingError
     from harness.report.output import OutputError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -256,8 +274,12 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     try:
         if args.command == "report":
             return _report(args, argv, stdout, stderr)
-        return _layout(args, stdout)
-    except (InputError, OutputError) as exc:
+        if args.command == "count":
+            from harness.count.cli import run_count
+
+            return run_count(args, stdout, stderr)
+        return _layout(args, stdout, stderr)
+    except (InputError, OutputError, PageError, ManifestError, SettingError) as exc:
         print(f"harness {args.command}: error: {exc}", file=stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from harness.report.inputs import CounterSpec, ReportPlan
-from harness.suite import (SUITE_VARIANT, Case, Measurement, SuiteCache, built_environment, layout_record,
-                           not_measurable, verification)
+from harness.engine import VARIANT as SUITE_VARIANT
+from harness.engine import Case, Measurement, built_environment, layout_record, verification
+from harness.engine import Engine as SuiteCache
 
 __all__ = ["Record", "StageInfo", "Collected", "collect", "environment_versions", "golden_dir", "BANDS_FILE"]
 
@@ -189,26 +190,23 @@ class GoldenChecker:
         self.bands = bands
         self._docs: dict[Path, Any] = {}
 
-    def _doc(self, path: Path) -> Any:
-        from harness.golden import GoldenError, load_golden
-
-        if path not in self._docs:
-            try:
-                self._docs[path] = load_golden(path)
-            except (FileNotFoundError, GoldenError, OSError, ValueError):
-                self._docs[path] = None
-        return self._docs[path]
-
     def check(self, record: "Record") -> tuple[str, list[str]]:
+        """The record's patched count against the count golden of its shape key."""
         import json
 
-        from harness.golden import compare_entry, golden_path
-        from harness.suite import entry_record
+        from harness.engine import entry_record, key_name
+        from harness.golden import GoldenError, compare_entry, count_path, load_doc
 
         if record.variant != SUITE_VARIANT or record.count is None:
             return "n/a", []
-        doc = self._doc(golden_path(self.root, record.target, record.mode, record.page))
-        entry = None if doc is None else doc.get("stages", {}).get(record.stage, {}).get(record.counter)
+        path = count_path(self.root, record.target, record.stage, key_name(record.shape_key))
+        if path not in self._docs:
+            try:
+                self._docs[path] = load_doc(path, "count")
+            except (GoldenError, OSError, ValueError):
+                self._docs[path] = None
+        doc = self._docs[path]
+        entry = None if doc is None else doc["counters"].get(record.counter)
         if entry is None:
             return "no golden", []
         band = self.bands.lookup("regress", record.stage, record.counter, record.count.convention)
@@ -228,7 +226,9 @@ def _not_measurable(plan: ReportPlan, case: Case) -> str | None:
     """The suite's documented reason a case cannot be measured on meta (NOT_MEASURABLE_ON_META)."""
     if plan.device != "meta":
         return None
-    return not_measurable(case)
+    from harness.suite import not_measurable
+
+    return not_measurable(case.target, case.stage, case.counter, plan.device)
 
 
 def _pending(cache: SuiteCache, plan: ReportPlan, items: list, build_errors: dict[str, str]) -> list[tuple]:
