@@ -113,7 +113,7 @@ def test_memoised_costs_equal_fresh_ones_and_boundaries_still_validate() -> None
     warm = stage_costs("ocr2", layout)
     for fn in (stages.sam_view, stages.clip_view, stages.projector_view, stages.encoder_view,
                stages._lm_tokens, stages._lm_attention, stages.lm_forward,
-             stages._vision_views):
+               stages._vision_views):
         fn.cache_clear()
     assert stage_costs("ocr2", layout) == warm
     # a memoised cost is shared, so it must be immutable
