@@ -96,6 +96,14 @@ def test_norm_and_sdpa_keys_on_meta() -> None:
     assert {"cast", "softmax", "mul"} <= set(s.by_key)
 
 
+def test_fused_cpu_sdpa_is_split_between_the_two_keys() -> None:
+    q = torch.randn(1, 2, 5, 4)  # real CPU tensors: one fused kernel, nothing materialised
+    c = count_bytes([Call(Fn(lambda a, b, v: F.scaled_dot_product_attention(a, b, v)), q, q, q)])
+    assert c.by_op == {"_scaled_dot_product_flash_attention_for_cpu": Traffic(0, 3 * 40 * 4, 40 * 4 + 10 * 4)}
+    # q and k to sdpa_qk; v, the output and the fp32 logsumexp (1, 2, 5) to sdpa_av
+    assert c.by_key == {"sdpa_qk": Traffic(0, 2 * 40 * 4, 0), "sdpa_av": Traffic(0, 40 * 4, 40 * 4 + 10 * 4)}
+
+
 def test_count_bytes_rejects_an_empty_stage_and_records_are_exact_integers() -> None:
     with pytest.raises(ValueError, match="no calls"):
         count_bytes([], stage="sam")
