@@ -102,3 +102,27 @@ def test_unknown_target_and_eager_ocr2() -> None:
     for stage in ("sam", "encoder", "prefill"):
         assert "matmul_qk" in eager[stage].flops and "sdpa_qk" not in eager[stage].flops
         assert eager[stage].matmul_flops == sdpa[stage].matmul_flops  # same products, other op
+
+
+def test_memoised_costs_equal_fresh_ones_and_boundaries_still_validate() -> None:
+    from dataclasses import FrozenInstanceError
+
+    from harness.analytic import stages
+
+    layout = compute_view_layout(get_workload("ocr2", "gundam"), *LETTER_PAGE)
+    warm = stage_costs("ocr2", layout)
+    for fn in (stages.sam_view, stages.clip_view, stages.projector_view, stages.encoder_view,
+               stages._lm_tokens, stages._lm_attention, stages.lm_forward,
+               stages._vision_views):
+        fn.cache_clear()
+    assert stage_costs("ocr2", layout) == warm
+    # a memoised cost is shared, so it must be immutable
+    with pytest.raises(FrozenInstanceError):
+        warm["sam"].weight_bytes = 0  # type: ignore[misc]
+    with pytest.raises(ValueError, match="dtype_bytes"):
+        stage_costs("ocr2", layout, dtype_bytes=0)
+    with pytest.raises(ValueError, match="text_tokens"):
+        stage_costs("ocr2", layout, text_tokens=-1)
+    # sums and scalings skip re-validation but stay exact
+    two = warm["sam"] + warm["sam"]
+    assert two == warm["sam"].scaled(2) and two.total_bytes == 2 * warm["sam"].total_bytes
