@@ -60,9 +60,8 @@ def _pct(rel: float) -> str:
     if rel == 0:
         return "0"
     value = rel * 100
-    if abs(value) < 0.05:
-        return f"{value:+.1e}%".replace("e-0", "e-")
-    return f"{value:+.1f}%".replace("-", "−")
+    text = f"{value:+.2g}%" if abs(value) < 0.1 else f"{value:+.1f}%"
+    return text.replace("-", "−")
 
 
 def delta_matrix(collected: Any) -> dict[tuple[str, str, Any], DeltaCell]:
@@ -195,6 +194,13 @@ def verdict_lines(collected: Any, *, perf: Any = None, findings: "ExitFindings |
                   "explained by named causes, the remainder within its band), ✗ n = n measurements not verified, "
                   "n/m = not measured (reason below).", ""]
         lines += _md_table(["stage", *[s.label for s in specs], "verdict"], rows, align="l" + "r" * len(specs) + "l")
+        reasons: dict[str, list[str]] = {}
+        for (target, stage, spec), cell in matrix.items():
+            if cell.not_measured and cell.reason:
+                where = f"{target} {stage}" if len(plan.targets) > 1 else stage
+                reasons.setdefault(_short(cell.reason, 200), []).append(f"{spec.label} {where}")
+        if reasons:
+            lines += [""] + [f"n/m: {', '.join(cells)}: {why}." for why, cells in reasons.items()]
         lines += ["", "**Which counter to trust.**", ""] + _trust_lines(collected, matrix) + [""]
     # stage shares and request totals
     if perf is not None and perf.requests:
@@ -215,7 +221,7 @@ def _request_lines(collected: Any, perf: Any, new_tokens: int) -> list[str]:
         costs = _stage_flops(collected, r)
         total = sum(costs.values()) or 1
         shares.append([f"{r.target} {r.mode}" if len(collected.plan.targets) > 1 else r.mode,
-                       *[f"{100 * v / total:.1f}%" for v in costs.values()], units.flop(total)])
+                       *[_share(v, total) for v in costs.values()], units.flop(total)])
         header = list(costs)
     if shares:
         lines += _md_table(["mode", *header, "total"], shares) + [""]
@@ -238,6 +244,11 @@ def _request_lines(collected: Any, perf: Any, new_tokens: int) -> list[str]:
         header += ["TTFT", "TPOT (at L)", f"time for {new_tokens} tokens"]
     lines += _md_table(header, rows, align="ll" + "r" * (len(header) - 2)) + [""]
     return lines
+
+
+def _share(part: int, total: int) -> str:
+    value = 100 * part / total
+    return f"{value:.1f}%" if value >= 0.1 or part == 0 else f"{value:.2g}%"
 
 
 def _stage_flops(collected: Any, r: Any) -> dict[str, int]:
