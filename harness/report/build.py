@@ -125,7 +125,7 @@ def run_report(plan: ReportPlan, out: Path | str, *, progress: bool | None = Non
                  "seconds_before_writing": round(written, 3), "exit": findings.as_dict()}
         doc = render.report_json(collected, extra)
         doc["performance"] = perf_result.as_dict()
-        tmp.write_text("report.json", render.dumps(doc))
+        tmp.write_text("report.json", render.dumps_lines(doc))
         del doc
         tmp.write_text("report.md", render.report_markdown(collected, summary_line=line, plots=made,
                                                            files={**FILES, **made}, perf=perf_result,

@@ -8,6 +8,7 @@ shown as such with its reason, never as a zero.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -44,6 +45,7 @@ CSV_COLUMNS: tuple[str, ...] = (
 
 
 # ----------------------------------------------------------------------------------- helpers
+@functools.lru_cache(maxsize=4096)
 def _shape_key_text(key: tuple) -> str:
     if key and key[0] == "views":
         return "views " + " + ".join(f"{b}x{s}px({role})" for role, b, s, _ in key[1:])
@@ -246,54 +248,100 @@ def report_json(collected: Collected, extra: dict[str, Any] | None = None) -> di
     return doc
 
 
-def record_row(collected: Collected, record: Record) -> dict[str, Any]:
+class _RowParts:
+    """report.csv's columns in three parts, each computed once per key: the page x mode (layout),
+    the stage's analytic cost (shape key), the measurement (shape key x counter); a row joins them."""
+
+    def __init__(self, collected: Collected) -> None:
+        self.collected = collected
+        self.versions = {f"{k}_version": v for k, v in _versions(collected).items()}
+        self._layout: dict[tuple, dict[str, Any]] = {}
+        self._analytic: dict[int, dict[str, Any]] = {}
+        self._measured: dict[int, dict[str, Any]] = {}
+        self._env: dict[tuple, dict[str, Any]] = {}
+
+    def layout(self, target: str, mode: str, page: str) -> dict[str, Any]:
+        key = (target, mode, page)
+        found = self._layout.get(key)
+        if found is None:
+            layout = self.collected.layouts[key]
+            lrec = self.collected.layout_record(target, mode, page)
+            found = self._layout[key] = {
+                "page_width": layout.width, "page_height": layout.height,
+                "crop_cols": layout.crop_cols, "crop_rows": layout.crop_rows, "n_crops": layout.n_crops,
+                "n_views": layout.n_views, "vision_tokens": layout.vision_tokens,
+                "image_tokens": layout.image_tokens, "valid_tokens": layout.valid_tokens,
+                "prefill_length": lrec["prefill_length"]}
+        return found
+
+    def analytic(self, info: StageInfo) -> dict[str, Any]:
+        found = self._analytic.get(id(info.cost))
+        if found is None:
+            cost = info.cost
+            found = self._analytic[id(info.cost)] = {
+                "analytic_matmul_flops": cost.matmul_flops, "analytic_elementwise_flops": cost.elementwise_flops,
+                "analytic_total_flops": cost.total_flops, "params": info.params, "weight_bytes": cost.weight_bytes,
+                "act_read_bytes": cost.act_read_bytes, "act_write_bytes": cost.act_write_bytes,
+                "total_bytes": cost.total_bytes, "intensity_flop_per_byte": cost.intensity,
+                "decode_context": _decode_context(info.shape_key), "shape_key": _shape_key_text(info.shape_key)}
+        return found
+
+    def env(self, record: Record) -> dict[str, Any]:
+        key = (record.target, record.stage)
+        found = self._env.get(key)
+        if found is None:
+            env = _env_of(self.collected, record)
+            found = self._env[key] = {"device": env["device"], "dtype": env["dtype"],
+                                      "attn_implementation": env["attn_implementation"],
+                                      "experts_implementation": env["experts_implementation"]}
+        return found
+
+    def measured(self, record: Record) -> dict[str, Any]:
+        m = record.measured
+        found = self._measured.get(id(m))
+        if found is None:
+            c, e, band = record.count, record.explanation, record.band
+            rel = e.remainder_rel if e is not None and math.isfinite(e.remainder_rel) else None
+            found = {
+                "measured_flops": None if c is None else c.flops, "measured_raw": None if c is None else c.raw,
+                "measured_convention": None if c is None else c.convention,
+                "measured_matmul_flops": None if c is None else c.matmul_flops,
+                "measured_elementwise_flops": None if c is None else c.elementwise_flops,
+                "delta_flops": None if e is None else e.delta, "explained_flops": None if e is None else e.explained,
+                "unexplained_flops": None if e is None else e.remainder, "unexplained_rel": rel,
+                "blind_spot_flops": None if e is None else _blind_flops(record),
+                "elementwise_counted_flops": None if e is None else _elementwise_counted(record),
+                "band_rel": None if band is None else band.rel, "band_abs": None if band is None else band.abs,
+                "counter_version": None if c is None else c.version}
+            if m is not None:
+                self._measured[id(m)] = found
+        return found
+
+
+def record_row(collected: Collected, record: Record, parts: _RowParts | None = None) -> dict[str, Any]:
     """One report.csv row (flat, exact integers)."""
+    parts = parts or _RowParts(collected)
     info = collected.stages[(record.target, record.mode, record.page, record.stage)]
-    layout = collected.layouts[(record.target, record.mode, record.page)]
-    lrec = collected.layout_record(record.target, record.mode, record.page)
-    env = _env_of(collected, record)
-    cost, c, e, band = info.cost, record.count, record.explanation, record.band
-    rel = e.remainder_rel if e is not None and math.isfinite(e.remainder_rel) else None
-    return {
-        "target": record.target, "mode": record.mode, "page": record.page,
-        "page_width": layout.width, "page_height": layout.height, "stage": record.stage,
+    row = {
+        "target": record.target, "mode": record.mode, "page": record.page, "stage": record.stage,
         "counter": record.counter, "variant": record.variant, "status": record.status,
         "verified": record.verified, "within_band": record.within_band, "golden": record.golden,
-        "crop_cols": layout.crop_cols, "crop_rows": layout.crop_rows, "n_crops": layout.n_crops,
-        "n_views": layout.n_views, "vision_tokens": layout.vision_tokens,
-        "image_tokens": layout.image_tokens, "valid_tokens": layout.valid_tokens,
-        "prefill_length": lrec["prefill_length"], "decode_context": _decode_context(record.shape_key),
-        "analytic_matmul_flops": cost.matmul_flops, "analytic_elementwise_flops": cost.elementwise_flops,
-        "analytic_total_flops": cost.total_flops,
-        "measured_flops": None if c is None else c.flops, "measured_raw": None if c is None else c.raw,
-        "measured_convention": None if c is None else c.convention,
-        "measured_matmul_flops": None if c is None else c.matmul_flops,
-        "measured_elementwise_flops": None if c is None else c.elementwise_flops,
-        "delta_flops": None if e is None else e.delta, "explained_flops": None if e is None else e.explained,
-        "unexplained_flops": None if e is None else e.remainder, "unexplained_rel": rel,
-        "blind_spot_flops": None if e is None else _blind_flops(record),
-        "elementwise_counted_flops": None if e is None else _elementwise_counted(record),
-        "band_rel": None if band is None else band.rel, "band_abs": None if band is None else band.abs,
-        "params": info.params, "weight_bytes": cost.weight_bytes, "act_read_bytes": cost.act_read_bytes,
-        "act_write_bytes": cost.act_write_bytes, "total_bytes": cost.total_bytes,
-        "intensity_flop_per_byte": cost.intensity,
-        "device": env["device"], "dtype": env["dtype"], "attn_implementation": env["attn_implementation"],
-        "experts_implementation": env["experts_implementation"],
-        "counter_version": None if c is None else c.version,
-        **{f"{k}_version": v for k, v in _versions(collected).items()},
-        "shape_key": _shape_key_text(record.shape_key), "reused_from": record.reused_from,
-        "seconds": round(record.seconds, 4), "error": record.error,
+        **parts.layout(record.target, record.mode, record.page), **parts.analytic(info),
+        **parts.measured(record), **parts.env(record), **parts.versions,
+        "reused_from": record.reused_from, "seconds": round(record.seconds, 4), "error": record.error,
     }
+    return {column: row[column] for column in CSV_COLUMNS}
 
 
 def report_csv(collected: Collected) -> str:
     """report.csv: :data:`CSV_COLUMNS`, one row per record (empty cell = not measured)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
-    writer.writeheader()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    parts = _RowParts(collected)
     for record in collected.records:
-        row = record_row(collected, record)
-        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        row = record_row(collected, record, parts)
+        writer.writerow(["" if v is None else v for v in row.values()])
     return buffer.getvalue()
 
 
@@ -655,6 +703,20 @@ def report_markdown(collected: Collected, *, summary_line: str = "", plots: dict
             notes.append(f"{target}: {public_text(note)}")
     lines += [f"- {n}" for n in dict.fromkeys(notes)]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def dumps_lines(data: dict[str, Any], compact: tuple[str, ...] = ("records", "layouts")) -> str:
+    """Like :func:`dumps`, with each element of the ``compact`` lists on one line (report.json's
+    per-page parts: one line per cell, so the file grows by a few hundred bytes per cell)."""
+    marks = {key: f"@@{key}@@" for key in compact if isinstance(data.get(key), list)}
+    text = dumps({k: (marks[k] if k in marks else v) for k, v in data.items()})
+    for key, mark in marks.items():
+        items = data[key]
+        body = ("[\n" + ",\n".join("    " + json.dumps(item, ensure_ascii=False, allow_nan=False,
+                                                          separators=(",", ":"), default=_default)
+                                     for item in items) + "\n  ]") if items else "[]"
+        text = text.replace(json.dumps(mark), body, 1)
+    return text
 
 
 def dumps(data: Any) -> str:
