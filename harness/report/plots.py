@@ -106,7 +106,10 @@ def stage_bars(collected: Collected, target: str, page: str, path: Path) -> None
             ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
             ax.tick_params(axis="y", labelsize=7)
             ax.set_ylabel(unit, fontsize=7)
-            ax.set_title(f"{mode} · {stage}\nanalytic matmul {units.flop(info.cost.matmul_flops)}", fontsize=8)
+            from harness.report.render import stage_label
+
+            ax.set_title(f"{mode} · {stage_label(stage, info.shape_key)}\nanalytic matmul "
+                         f"{units.flop(info.cost.matmul_flops)}", fontsize=8)
             ax.grid(axis="y", alpha=0.3)
             ax.set_axisbelow(True)
     handles = [Patch(color=_KEY_COLORS[k], label=k) for k in _KEY_COLORS if k in used_keys]
