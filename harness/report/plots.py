@@ -293,11 +293,13 @@ def roofline_plot(points: list[tuple[str, float, float, str]], peak: Any, path: 
     for n, (label, x, y, bound) in enumerate(points):
         color = _MODE_COLORS[n % len(_MODE_COLORS)]
         ax.scatter([x], [y], s=55, color=color, zorder=5, marker="o" if bound == "compute" else "s")
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, -10), fontsize=7, color=color)
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, -10 - 9 * (n % 5)), fontsize=7,
+                    color=color)
     for n, (label, x, y) in enumerate(measured or []):
         ax.scatter([x], [y], s=70, facecolor="none", edgecolor="#B00020", linewidth=1.5, marker="D", zorder=6,
                    label="measured (achieved)" if n == 0 else None)
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=7, color="#B00020")
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 4 + 9 * (n % 5)), fontsize=7,
+                    color="#B00020")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (analytic matmul FLOPs / bytes, FLOP/B)")
