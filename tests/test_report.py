@@ -448,31 +448,54 @@ def test_dsocr_outside_the_vendor_env_reports_analytic_only(tmp_path: Path) -> N
 
 
 def test_exit_codes_gate_ci(tmp_path: Path, monkeypatch) -> None:
-    """A golden changed by hand: exit 3 naming the cell; --exit-zero: 0 with the same finding said;
-    an unavailable target: exit 5."""
-    import shutil
-
+    """A golden changed by hand (the stored entry's flops + 2): exit 3 naming the cell; --exit-zero:
+    0 with the same finding said. GoldenChecker._entry is the one place the golden store is read."""
     import harness.report.collect as collect_module
-    from harness.golden import dumps_golden
 
-    root = tmp_path / "golden"
-    shutil.copytree(golden_dir(), root)
-    path = golden_path(root, "ocr2", MODE, "letter")
-    if not path.is_file():
-        pytest.skip("no per-page golden for ocr2 small letter in golden/ (the golden store moved)")
-    doc = load_golden(path)
-    doc["stages"]["projector"]["torch"]["flops"] += 2
-    path.write_text(dumps_golden(doc))
-    monkeypatch.setattr(collect_module, "golden_dir", lambda: root)
+    real = collect_module.GoldenChecker._entry
+
+    def edited(self, cell):
+        entry = real(self, cell)
+        if (cell.page, cell.stage, cell.counter) == ("letter", "projector", "torch"):
+            entry = json.loads(json.dumps(entry if entry is not None else entry_record(cell.count)))
+            entry["flops"] += 2
+        return entry
+
+    monkeypatch.setattr(collect_module.GoldenChecker, "_entry", edited)
     argv = ["report", "--page-set", "default", "--modes", MODE, "--counters", "torch:patched", "--no-plots", "-q"]
     code, out, err = _run([*argv, "--out", str(tmp_path / "a")], tmp_path)
     assert code == 3, err
     assert "ocr2-small-letter-projector-torch" in err and "flops" in err
+    assert "ocr2-small-a4-projector-torch" not in err          # only the edited cell
     assert out.strip().endswith("exit 3")
     md = (tmp_path / "a" / "report.md").read_text()
     assert "**Verdict: FAIL** (exit 3)" in md[:2000]
     code, _, err = _run([*argv, "--exit-zero", "--out", str(tmp_path / "b")], tmp_path)
     assert code == 0 and "suppressed by --exit-zero" in err
+
+
+def test_exit_4_names_an_unexplained_delta_and_5_a_counter_that_measured_nothing(report) -> None:
+    import copy
+    from types import SimpleNamespace
+
+    from harness.report.verdict import EXIT_NOTHING, EXIT_UNEXPLAINED, exit_findings
+
+    collected = report.collected
+    assert exit_findings(collected).code == 0
+    measurements = dict(collected.measurements)
+    key, m = next((k, m) for k, m in measurements.items() if m.stage == "prefill" and m.spec == CounterSpec("torch"))
+    broken = copy.copy(m)
+    broken.within_band = False
+    measurements[key] = broken
+    view = SimpleNamespace(plan=collected.plan, records=collected.records, measurements=measurements)
+    found = exit_findings(view)
+    assert found.code == EXIT_UNEXPLAINED
+    assert found.unexplained == ["ocr2-small-letter-prefill-torch (unexplained 0 above its band)"]
+    # a counter none of whose cells measured anything: 5
+    nothing = {k: m for k, m in collected.measurements.items() if m.spec != CounterSpec("thop", "stock")}
+    view = SimpleNamespace(plan=collected.plan, records=collected.records, measurements=nothing)
+    assert exit_findings(view).code == EXIT_NOTHING
+    assert exit_findings(view).nothing == ["ocr2 counter thop stock: measured no cell"]
 
 
 def test_version(capsys) -> None:
