@@ -18,7 +18,6 @@ FLOPs = 2 x MACs on every axis.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
