@@ -116,12 +116,13 @@ def _trust_lines(collected: Any, matrix: dict) -> list[str]:
     """Which counter to trust for what; how far each stock tool is off, and why."""
     lines = []
     specs = collected.plan.counters
+    silent: dict[str, list[str]] = {}       # reason -> counters that measured nothing for it
     for spec in specs:
         cells = [(t, s, c) for (t, s, sp), c in matrix.items() if sp == spec]
         measured = [(t, s, c) for t, s, c in cells if c.rels]
         if not measured:
             why = next((c.reason for _, _, c in cells if c.reason), "")
-            lines.append(f"- **{spec.label}**: measured nothing" + (f" ({_short(why)})" if why else "") + ".")
+            silent.setdefault(_short(why) if why else "", []).append(spec.label)
             continue
         exact = all(max(abs(r) for r in c.rels) == 0 for _, _, c in measured)
         failed = sum(c.failed for _, _, c in measured)
@@ -150,6 +151,8 @@ def _trust_lines(collected: Any, matrix: dict) -> list[str]:
         else:
             lines.append(f"- **{spec.label}** (as shipped): within 0.05% of the analytic model in every measured "
                          f"stage{gaps}.")
+    for why, labels in silent.items():
+        lines.append(f"- **{', '.join(labels)}**: measured nothing" + (f" ({why})" if why else "") + ".")
     return lines
 
 
@@ -200,7 +203,9 @@ def verdict_lines(collected: Any, *, perf: Any = None, findings: "ExitFindings |
                 where = f"{target} {stage}" if len(plan.targets) > 1 else stage
                 reasons.setdefault(_short(cell.reason, 200), []).append(f"{spec.label} {where}")
         if reasons:
-            lines += [""] + [f"n/m: {', '.join(cells)}: {why}." for why, cells in reasons.items()]
+            every = len(matrix)
+            lines += [""] + [f"n/m: {'every cell' if len(cells) == every else ', '.join(cells)}: {why}."
+                             for why, cells in reasons.items()]
         lines += ["", "**Which counter to trust.**", ""] + _trust_lines(collected, matrix) + [""]
     # stage shares and request totals
     if perf is not None and perf.requests:
