@@ -4,11 +4,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEVICE ?= cuda:0
 TORCH_VERSION ?= 2.13.0
+# Where pip finds torch: empty = PyPI (the CPU wheel on Linux x86_64 is pulled by --index-url below
+# only when set); a CUDA machine sets e.g. https://download.pytorch.org/whl/cu128.
+TORCH_INDEX_URL ?=
 OUT ?= out/report
 VENDOR_VENV ?= .venv-vendor
 MODEL_PATH ?= $(DEEPSEEK_OCR_PATH)
 
-.PHONY: setup test test-gpu test-gpu-all golden golden-vendor report bench vendor-env test-vendor test-vendor-gpu clean
+.PHONY: setup test test-gpu test-gpu-all golden golden-vendor report report-gpu peak bench bench-report vendor-env test-vendor test-vendor-gpu clean
 
 setup: $(VENV)/.installed
 
@@ -16,7 +19,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==$(TORCH_VERSION)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==$(TORCH_VERSION) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(PY) -m pip install -q -c constraints.txt -e ".[counters,test]"
 	touch $@
 
@@ -37,9 +40,23 @@ golden: setup
 report: setup
 	$(PY) -m harness report --out $(OUT)
 
+# Stage latency on BENCH_DEVICE (the nightly passes BENCH_DEVICE=cuda:0; nothing else overrides it).
 BENCH_DEVICE ?= cpu
 bench: setup
-	$(PY) -m pytest benchmarks --benchmark-only --benchmark-autosave --device $(BENCH_DEVICE)
+	$(PY) -m pytest benchmarks --ignore=benchmarks/test_report_speed.py --benchmark-only --benchmark-autosave --device $(BENCH_DEVICE)
+
+# The report's cost against the number of pages (meta counts; minutes on 2 cores).
+bench-report: setup
+	$(PY) -m pytest benchmarks/test_report_speed.py --benchmark-only --benchmark-autosave
+
+# Measured time and MFU per stage on DEVICE (the full model; --small for a quick CPU run), with the
+# achievable peak measured there, and the roofline on GPU (a peak-table entry) beside it.
+GPU ?= H100 SXM5 80GB
+report-gpu: setup
+	$(PY) -m harness report --modes base,gundam --measure --device $(DEVICE) --gpu "$(GPU)" --out $(OUT)-$(subst :,,$(DEVICE))
+
+peak: setup
+	$(PY) -m harness peak --device $(DEVICE)
 
 # The vendor DeepSeek-OCR remote code needs transformers 4.46.3: a separate environment.
 vendor-env:
