@@ -20,8 +20,8 @@ import pytest
 from PIL import Image
 
 from harness.cli import EXIT_BAD_INPUT, main
-from harness.engine import Case, entry_record, key_name
-from harness.engine import Engine as SuiteCache
+from harness.engine import Case, Engine, entry_record, key_name
+
 from harness.golden import count_path, load_bands, load_doc
 from harness.report import units
 from harness.report.build import FILES, run_report
@@ -42,16 +42,16 @@ def _png(path: Path, size: tuple[int, int]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cache(request: pytest.FixtureRequest) -> SuiteCache:
+def cache(request: pytest.FixtureRequest) -> Engine:
     """The suite's session cache when the plugin provides it (same objects the suite asserts)."""
     try:
         return request.getfixturevalue("engine")
     except pytest.FixtureLookupError:  # pragma: no cover - plugin without the fixture
-        return SuiteCache()
+        return Engine()
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory, cache: SuiteCache):
+def report(tmp_path_factory: pytest.TempPathFactory, cache: Engine):
     """One measured report: letter, a4 (built-in) and a 900x700 file, OCR-2 small, four counters."""
     from harness.pages import builtin_pages, load_page
 
@@ -69,8 +69,8 @@ def report(tmp_path_factory: pytest.TempPathFactory, cache: SuiteCache):
 
 
 # ------------------------------------------------------------------------------ same numbers
-def test_patched_records_are_the_suites_measurements(report, cache: SuiteCache) -> None:
-    """Every patched record is the StageCount SuiteCache.measure returns for that case."""
+def test_patched_records_are_the_suites_measurements(report, cache: Engine) -> None:
+    """Every patched record is the StageCount Engine.measure returns for that case."""
     checked = 0
     for r in report.collected.records:
         if r.variant != "patched" or r.count is None:
@@ -156,7 +156,7 @@ def test_pages_sharing_a_layout_are_measured_once(report) -> None:
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_reused_count_equals_a_fresh_unmemoised_count(report, cache: SuiteCache, stage: str) -> None:
+def test_reused_count_equals_a_fresh_unmemoised_count(report, cache: Engine, stage: str) -> None:
     """The 900x700 page's (reused) torch count equals counting that page afresh, no memo."""
     from harness.counters import count
 
@@ -173,7 +173,7 @@ def test_reused_count_equals_a_fresh_unmemoised_count(report, cache: SuiteCache,
            (record.count.flops, record.count.raw, record.count.by_key, record.count.by_op)
 
 
-def test_stock_variant_is_memoised_like_the_suites(report, cache: SuiteCache) -> None:
+def test_stock_variant_is_memoised_like_the_suites(report, cache: Engine) -> None:
     case = Case("ocr2", MODE, "a4", "encoder", "torch")
     stock = cache.measure(case, "stock")
     assert stock is next(r.count for r in report.collected.records
@@ -270,7 +270,7 @@ def test_markdown_sections(report) -> None:
 
 
 # ------------------------------------------------------------------------------- atomicity
-def test_failed_run_keeps_the_previous_report(report, cache: SuiteCache, monkeypatch) -> None:
+def test_failed_run_keeps_the_previous_report(report, cache: Engine, monkeypatch) -> None:
     import harness.report.render as render
 
     before = {p.name: p.read_bytes() for p in report.out.iterdir()}
@@ -589,7 +589,7 @@ def test_worker_processes_give_the_same_counts(report) -> None:
     plan = ReportPlan(pages=[p for p in report.collected.plan.pages if p.page_id == "letter"],
                       pages_source="test", targets=[TargetPlan("ocr2", (MODE,))],
                       counters=[CounterSpec("torch"), CounterSpec("thop", "stock")], skipped_counters={})
-    fresh = SuiteCache()
+    fresh = Engine()
     fresh.register_pages(plan.pages, builtin=False)
     parallel = collect(plan, cache=fresh, jobs=2)
     assert parallel.model_runs == 10 and parallel.reuses == 0

@@ -74,7 +74,7 @@ class _Collected:
         from types import SimpleNamespace
 
         from harness.analytic import TARGET_STAGES, stage_costs
-        from harness.suite import layout_record
+        from harness.engine import layout_record
         from harness.workload import DEFAULT_PROMPT_TOKENS, compute_view_layout, get_workload
 
         self.layout = compute_view_layout(get_workload(target, mode), width, height)

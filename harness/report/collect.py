@@ -1,13 +1,13 @@
 """Collecting the report's numbers through the verification suite's own engine.
 
-The measured counts come from :class:`harness.suite.SuiteCache`, the session cache the suite
+The measured counts come from :class:`harness.engine.Engine`, the session cache the suite
 asserts with (``tests/test_suite.py``): the same model builds, the same ``stage_calls``, the same
 ``count()``, memoised by the same shape key, and the same analytic costs. The **stock** variant
 of each counter (the tools as shipped, whose blind spots the report sizes) is
-``SuiteCache.measure(case, "stock")``, memoised in the same table.
+``Engine.measure(case, "stock")``, memoised in the same table.
 
 Each record is one ``target x mode x page x stage x counter`` cell. The verification verdict is
-the suite's own (:func:`harness.suite.verification`): ``explain_delta`` splits the delta into
+the suite's own (:func:`harness.engine.verification`): ``explain_delta`` splits the delta into
 known causes and a remainder, and the remainder must lie within the ``verify`` band of
 ``golden/tolerances.toml``; for patched torch the matmul class must also match the analytic
 model op key by op key.
@@ -26,8 +26,8 @@ from typing import Any, Callable, Iterator
 
 from harness.report.inputs import CounterSpec, ReportPlan
 from harness.engine import VARIANT as SUITE_VARIANT
-from harness.engine import Case, Measurement, built_environment, layout_record, verification
-from harness.engine import Engine as SuiteCache
+from harness.engine import Case, Engine, Measurement, built_environment, layout_record, verification
+
 
 __all__ = ["Record", "Measured", "GoldenCell", "GoldenChecker", "StageInfo", "Collected", "collect", "environment_versions", "golden_dir", "BANDS_FILE"]
 
@@ -62,7 +62,7 @@ class Measured:
     size follows the shape keys, not the pages."""
 
     id: str                         # "m<N>": report.json's reference
-    key: tuple                      # SuiteCache.measurement_key
+    key: tuple                      # Engine.measurement_key
     target: str
     stage: str
     spec: CounterSpec
@@ -181,7 +181,7 @@ class Collected:
     measure_seconds: float = 0.0
     model_runs: int = 0
     reuses: int = 0
-    cache: SuiteCache | None = None
+    cache: Engine | None = None
     text_tokens: int = 0
 
     def cell(self, target: str, mode: str, page: str, stage: str, spec: CounterSpec) -> Record | None:
@@ -242,7 +242,7 @@ def _bands():
 
 
 def _verify(record: Measured, analytic: Any, bands: Any) -> None:
-    """The suite's verification verdict (:func:`harness.suite.verification`) on one measurement."""
+    """The suite's verification verdict (:func:`harness.engine.verification`) on one measurement."""
     verdict = verification(record.spec.counter, record.stage, analytic, record.count, bands)
     record.explanation = verdict.explanation
     record.band = verdict.band
@@ -340,7 +340,7 @@ def public_text(text: str) -> str:
     return re.sub(r"\bharness(?:\.\w+)+\.([A-Za-z_]\w*)", r"\1", text)
 
 
-def _measured(cache: SuiteCache, case: Case, spec: CounterSpec, memo: tuple, key: tuple, where: str, fresh: bool,
+def _measured(cache: Engine, case: Case, spec: CounterSpec, memo: tuple, key: tuple, where: str, fresh: bool,
               index: int, cost: Any, bands: Any) -> Measured:
     """The one :class:`Measured` of ``memo``: the cache's count (a memo hit by now), verified once."""
     measured = Measured(f"m{index}", memo, case.target, case.stage, spec, key, where, fresh)
@@ -365,7 +365,7 @@ def _not_measurable(plan: ReportPlan, case: Case) -> str | None:
     return not_measurable(case.target, case.stage, case.counter, plan.device)
 
 
-def _pending(cache: SuiteCache, plan: ReportPlan, items: list, build_errors: dict[str, str]) -> list[tuple]:
+def _pending(cache: Engine, plan: ReportPlan, items: list, build_errors: dict[str, str]) -> list[tuple]:
     """``(case, variant, memo key)`` of every shape key still to measure, first occurrence first."""
     tasks, keys = [], set()
     for target, mode, page, stage in items:
@@ -398,7 +398,7 @@ def _effective_jobs(jobs: int, plan: ReportPlan, n_tasks: int) -> int:
 
 #: The cache a forked worker measures with, and the queue it reports each count on (set in the
 #: parent just before the fork; fork start method only).
-_WORKER_CACHE: SuiteCache | None = None
+_WORKER_CACHE: Engine | None = None
 _WORKER_QUEUE: Any = None
 
 
@@ -470,7 +470,7 @@ def work_units(tasks: list[tuple]) -> list[list[tuple]]:
     return units + singles
 
 
-def _prefetch_parallel(cache: SuiteCache, tasks: list[tuple], workers: int, bar: Any) -> None:
+def _prefetch_parallel(cache: Engine, tasks: list[tuple], workers: int, bar: Any) -> None:
     """Measure ``tasks`` in forked workers; store each Measurement in the parent's memo table."""
     import multiprocessing
     import queue as queue_module
@@ -514,7 +514,7 @@ def work_items(plan: ReportPlan) -> Iterator[tuple[str, str, Any, str]]:
 
 
 def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
-            status: Callable[[str], None] | None = None, cache: SuiteCache | None = None,
+            status: Callable[[str], None] | None = None, cache: Engine | None = None,
             jobs: int = 1) -> Collected:
     """Measure every cell of ``plan`` (memoised per shape key) and compute the analytic side.
 
@@ -527,7 +527,7 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
 
     say = status or (lambda text: None)
     if cache is None:    # a cache of the report's pages alone
-        cache = SuiteCache(model_path=plan.model_path, trust_remote_code=plan.trust_remote_code,
+        cache = Engine(model_path=plan.model_path, trust_remote_code=plan.trust_remote_code,
                            device=plan.device)
         cache.register_pages(plan.pages, builtin=False)
     else:                # the suite's session cache: the report's pages join the built-in ones
