@@ -60,7 +60,7 @@ peak: setup
 
 # The vendor DeepSeek-OCR remote code needs transformers 4.46.3: a separate environment.
 vendor-env:
-	VENV=$(VENDOR_VENV) PYTHON=$(PYTHON) TORCH_VERSION=$(TORCH_VERSION) bash scripts/vendor-env.sh
+	VENV=$(VENDOR_VENV) PYTHON=$(PYTHON) TORCH_VERSION=$(TORCH_VERSION) TORCH_INDEX_URL=$(TORCH_INDEX_URL) bash scripts/vendor-env.sh
 
 # MODEL_PATH may be anywhere and hold spaces: it travels as one "--model-path=DIR" word, so pytest
 # never mistakes it for a test path. `-m vendor` selects dsocr's count facts and the other

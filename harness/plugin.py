@@ -150,10 +150,11 @@ def resolve_device(config: pytest.Config) -> str:
     if count == 0:
         import torch
 
-        raise pytest.UsageError(
+        # exit 2, as every harness entry point answers a device it cannot use (harness report, peak)
+        pytest.exit(
             f"--device {text} was requested, but CUDA is unavailable (torch {torch.__version__}, "
             f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}). Please double-check "
-            "your testing environment, or run without --device to skip the gpu tests.")
+            "your testing environment, or run without --device to leave the gpu tests out.", returncode=2)
     if index is not None and index >= count:
         raise pytest.UsageError(
             f"--device {text}: only {count} CUDA device(s) visible "
