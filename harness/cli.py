@@ -73,6 +73,10 @@ def _add_perf_options(report: argparse.ArgumentParser) -> None:
                       help="predict each stage's time on a GPU of the peak table (harness/gpu/peaks.py; e.g. "
                            "'H100 SXM5 80GB', 'a100 sxm4 80', 'NVIDIA H200'): intensity, bound, predicted "
                            "time; TTFT, TPOT and the time for --new-tokens per page; a roofline plot")
+    perf.add_argument("--bytes", choices=("fused", "op"), default="fused", dest="bytes_convention",
+                      help="the bytes the roofline divides by the bandwidth: 'fused' (default: what production "
+                           "GPU kernels move; flash SDPA reads Q, K, V and writes O; see docs/bytes.md) or 'op' "
+                           "(every aten op's reads and writes, as the byte counter measures them on meta)")
     perf.add_argument("--new-tokens", type=int, default=DEFAULT_NEW_TOKENS, metavar="N",
                       help=f"tokens a request generates, for the per-page totals (default {DEFAULT_NEW_TOKENS})")
     perf.add_argument("--dtype", choices=("bf16", "fp16", "tf32", "fp32"), default=None,
@@ -215,7 +219,8 @@ def _perf_plan(args: argparse.Namespace) -> Any:
     from harness.report.perf import PerfPlan, gpu_entry
 
     perf = PerfPlan(new_tokens=args.new_tokens, small=args.small, warmup=args.warmup, repeats=args.repeats,
-                    peak_tflops=args.peak_tflops, peak_bandwidth=args.peak_bandwidth)
+                    peak_tflops=args.peak_tflops, peak_bandwidth=args.peak_bandwidth,
+                    bytes_convention=args.bytes_convention)
     if args.new_tokens < 1:
         raise InputError(f"--new-tokens {args.new_tokens}: expected a positive number of tokens")
     if args.warmup < 0 or args.repeats < 1:

@@ -108,17 +108,20 @@ def test_request_flops_equal_the_analytic_request_cost(monkeypatch, target: str,
     monkeypatch.setattr(render, "layout_groups", lambda c: {target: {mode: [(["p"], "")]}})
     peak = perf.table_peak(lookup_peak("NVIDIA H100 80GB HBM3"), "bf16")
     n = 37
-    (row,) = perf.request_times(fake, n, peak)
+    (row,) = perf.request_times(fake, n, peak)                  # the default: the fused convention
+    (op_row,) = perf.request_times(fake, n, peak, perf._Costs(fake, "bf16", "op"))
     expected = request_cost(target, fake.layout, new_tokens=n)
     assert row.decode_flops == expected["decode"].matmul_flops
     assert row.prefill_flops == expected["prefill"].matmul_flops
     assert row.total_flops == expected["total"].matmul_flops
     length = prefill_length(fake.layout)
-    steps = sum(max(*peak.time(c.matmul_flops, c.total_bytes))
-                for c in (decode_cost(target, length + j) for j in range(n - 1)))
-    assert row.total_s - row.ttft_s == pytest.approx(steps, rel=1e-12)
-    assert row.tpot_s == pytest.approx(max(*peak.time(decode_cost(target, length).matmul_flops,
-                                                      decode_cost(target, length).total_bytes)))
+    for r, nbytes in ((row, lambda c: c.fused_bytes), (op_row, lambda c: c.total_bytes)):
+        steps = sum(max(*peak.time(c.matmul_flops, nbytes(c)))
+                    for c in (decode_cost(target, length + j) for j in range(n - 1)))
+        assert r.total_s - r.ttft_s == pytest.approx(steps, rel=1e-12)
+        assert r.tpot_s == pytest.approx(max(*peak.time(decode_cost(target, length).matmul_flops,
+                                                       nbytes(decode_cost(target, length)))))
+    assert op_row.total_s > row.total_s          # unfused ops move more bytes than fused kernels
 
 
 # ------------------------------------------------------------------------------- harness peak

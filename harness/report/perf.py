@@ -7,9 +7,10 @@ Assumptions, stated once (the report prints them next to the figures):
   (causal prefill attention computes the full L x L scores, masked: that is what runs). The
   *causal convention* (flash-attn / Megatron MFU: half of the QK^T and AV work of a causal
   prefill) is a separate, labelled column, never mixed into the executed figure.
-* **Bytes**: :data:`harness.analytic.BYTES_CONVENTION` at the roofline's dtype (bf16 = 2 bytes):
-  op-level traffic, no fusion, weights read once per call. A lower bound on real traffic for
-  fused kernels it is not; it is the unfused count.
+* **Bytes**: the convention the user names (``--bytes``): ``fused`` (default; ``Cost.fused_bytes``,
+  what production GPU kernels move: flash SDPA reads Q, K, V and writes O, norms and activations
+  fused, see docs/bytes.md) or ``op`` (``Cost.total_bytes``: every aten op's reads and writes, as
+  the byte counter measures them on meta), at the roofline's dtype (bf16 = 2 bytes).
 * **Roofline**: predicted time = max(FLOPs / dense peak, bytes / bandwidth) per stage; the bound is
   the larger term. Element-wise work runs beside the tensor cores and is left out of both.
 * **Request**: vision + prefill = TTFT; each decode step is one token at its own context
@@ -34,10 +35,16 @@ DEFAULT_NEW_TOKENS = 1000
 ATTENTION_KEYS = ("sdpa_qk", "sdpa_av", "matmul_qk", "matmul_av")
 CAUSAL_STAGES = ("prefill",)
 
+#: How each ``--bytes`` convention reads in the stated assumptions.
+BYTES_TEXT = {
+    "fused": "the fused convention (--bytes fused: what production GPU kernels move; flash SDPA reads Q, K, V "
+             "and writes O without the scores; norms and activations fused into one kernel each; docs/bytes.md)",
+    "op": "the op-level convention (--bytes op: every aten op's reads and writes as the byte counter measures "
+          "them on meta, no fusion)",
+}
 ASSUMPTIONS = (
     "FLOPs: analytic matmul class as executed (FLOPs = 2 x MACs; causal prefill attention computes the "
-    "full masked L x L scores). Bytes: op-level traffic at the roofline dtype (bf16 = 2 B per element), "
-    "no fusion, weights read once per call. Roofline time = max(FLOPs / dense peak, bytes / bandwidth); "
+    "full masked L x L scores). Bytes: {bytes} at the roofline dtype (bf16 = 2 B per element). Roofline time = max(FLOPs / dense peak, bytes / bandwidth); "
     "element-wise work is left out. A request generating N tokens = vision + prefill (TTFT, the first "
     "token from the prefill logits) + N - 1 decode steps, step j at context L + j - 1, each held to its "
     "own roofline. TPOT = one decode step at the page's context L. MFU (causal convention) counts half "
@@ -59,6 +66,7 @@ class PerfPlan:
     repeats: int = 10
     peak_tflops: float | None = None    # overrides of the measured / table peak
     peak_bandwidth: float | None = None
+    bytes_convention: str = "fused"     # --bytes: "fused" (production kernels) or "op" (every aten op)
 
     @property
     def any(self) -> bool:
@@ -210,6 +218,13 @@ class RequestTime:
                 "ttft_s": self.ttft_s, "tpot_s": self.tpot_s, "time_for_new_tokens_s": self.total_s}
 
 
+def stage_bytes(cost: Any, convention: str) -> int:
+    """``Cost.fused_bytes`` ("fused") or ``Cost.total_bytes`` ("op")."""
+    if convention not in ("fused", "op"):
+        raise ValueError(f"bytes convention {convention!r}: expected 'fused' or 'op'")
+    return int(cost.fused_bytes if convention == "fused" else cost.total_bytes)
+
+
 def _dtype_bytes(dtype: str) -> int:
     return {"bf16": 2, "fp16": 2, "tf32": 4, "fp32": 4}[dtype]
 
@@ -217,10 +232,15 @@ def _dtype_bytes(dtype: str) -> int:
 class _Costs:
     """Analytic costs per (target, mode, layout group) at one dtype, memoised by shape (never by page)."""
 
-    def __init__(self, collected: Any, dtype: str) -> None:
+    def __init__(self, collected: Any, dtype: str, bytes_convention: str = "fused") -> None:
         self.collected = collected
         self.dtype_bytes = _dtype_bytes(dtype)
+        self.bytes_convention = bytes_convention
         self._memo: dict[tuple, Any] = {}
+
+    def nbytes(self, cost: Any) -> int:
+        """The bytes of ``cost`` under the convention the user named (``--bytes``)."""
+        return stage_bytes(cost, self.bytes_convention)
 
     def attn(self, target: str) -> str | None:
         return self.collected.target_environment.get(target, {}).get("attn_implementation")
@@ -263,9 +283,9 @@ def roofline_rows(collected: Any, peak: PeakUsed, costs: _Costs | None = None) -
         context = collected.layout_record(target, mode, pages[0])["prefill_length"]
         for stage in collected.stages_of(target):
             cost = by_stage[stage]
-            compute, memory = peak.time(cost.matmul_flops, cost.total_bytes)
+            compute, memory = peak.time(cost.matmul_flops, costs.nbytes(cost))
             rows.append(StageRoof(target, mode, pages, stage, context if stage == "decode" else None,
-                                  int(cost.matmul_flops), causal_flops(stage, cost), int(cost.total_bytes),
+                                  int(cost.matmul_flops), causal_flops(stage, cost), costs.nbytes(cost),
                                   compute, memory))
     return rows
 
@@ -288,11 +308,12 @@ def request_times(collected: Any, new_tokens: int, peak: PeakUsed | None = None,
                    vision_flops=sum(by_stage[s].matmul_flops for s in vision),
                    prefill_flops=by_stage["prefill"].matmul_flops, decode_flops=int(decode_flops))
         if peak is not None:
-            ttft = sum(max(*peak.time(by_stage[s].matmul_flops, by_stage[s].total_bytes)) for s in (*vision, "prefill"))
-            tpot = max(*peak.time(first.matmul_flops, first.total_bytes))
+            nb = costs.nbytes
+            ttft = sum(max(*peak.time(by_stage[s].matmul_flops, nb(by_stage[s]))) for s in (*vision, "prefill"))
+            tpot = max(*peak.time(first.matmul_flops, nb(first)))
             # affine in the context: step k costs first + k * (second - first), exactly
-            df, db = second.matmul_flops - first.matmul_flops, second.total_bytes - first.total_bytes
-            decode_s = sum(max(*peak.time(first.matmul_flops + k * df, first.total_bytes + k * db))
+            df, db = second.matmul_flops - first.matmul_flops, nb(second) - nb(first)
+            decode_s = sum(max(*peak.time(first.matmul_flops + k * df, nb(first) + k * db))
                            for k in range(steps))
             row.update(ttft_s=ttft, tpot_s=tpot, total_s=ttft + decode_s)
         rows.append(RequestTime(**row))
@@ -354,7 +375,7 @@ class PerfResult:
     """The performance part of a report."""
 
     plan: PerfPlan
-    assumptions: str = ASSUMPTIONS
+    assumptions: str = ""
     gpu_peak: PeakUsed | None = None
     roofline: list[StageRoof] = field(default_factory=list)
     requests: list[RequestTime] = field(default_factory=list)
@@ -428,7 +449,8 @@ def measure_stages(collected: Any, plan: PerfPlan, peak: PeakUsed, *, say: Any =
                     timing = measure_calls(calls, warmup=plan.warmup, repeats=plan.repeats, device=device)
                     cost = costs[stage]
                     rows.append(MeasuredStage(tplan.name, mode, page_id, stage, ctx, timing, int(cost.matmul_flops),
-                                              causal_flops(stage, cost), int(cost.total_bytes), peak))
+                                              causal_flops(stage, cost),
+                                              stage_bytes(cost, plan.bytes_convention), peak))
                 del inputs
             del built
         except (KeyboardInterrupt, MemoryError):
@@ -443,11 +465,12 @@ def run_perf(collected: Any, plan: PerfPlan, *, say: Any = None) -> PerfResult:
     result = PerfResult(plan)
     if plan.gpu is not None:
         result.gpu_peak = table_peak(plan.gpu, plan.dtype)
-        costs = _Costs(collected, plan.dtype)
+        costs = _Costs(collected, plan.dtype, plan.bytes_convention)
         result.roofline = roofline_rows(collected, result.gpu_peak, costs)
         result.requests = request_times(collected, plan.new_tokens, result.gpu_peak, costs)
     else:
         result.requests = request_times(collected, plan.new_tokens)
+    result.assumptions = ASSUMPTIONS.format(bytes=BYTES_TEXT[plan.bytes_convention])
     if plan.measure_device is not None:
         from harness.gpu.achievable import measure_peak
 
