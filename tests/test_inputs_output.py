@@ -236,7 +236,9 @@ def test_cli_force_end_to_end(tmp_path):
     assert (f"harness report: warning: --force: --out {out}: deleting 1 entry that is not the previous "
             "report's: my_notes.txt") in err.getvalue()
     assert not (out / "my_notes.txt").exists() and (out / "report.md").exists()
-    assert json.loads((out / "report.json").read_text())["schema"] == "harness.report/1"
+    from harness.report.render import SCHEMA
+
+    assert json.loads((out / "report.json").read_text())["schema"] == SCHEMA
     # the report just written knows its own files: only the user's new file is named
     (out / "later.txt").write_text("mine")
     err = io.StringIO()
