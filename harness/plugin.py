@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -168,19 +167,87 @@ def resolve_device(config: pytest.Config) -> str:
 
 
 # ------------------------------------------------------------------------------------ gating
-@dataclass
 class Gate:
-    """What can run in this process, and what was left out (reason -> how many)."""
+    """What can run in this process, and what was left out (reason -> how many).
 
-    runnable: dict[str, bool] = field(default_factory=dict)        # target -> measurable here
-    reasons: dict[str, str] = field(default_factory=dict)          # target -> why not
-    vendor: bool = False                                            # vendor inputs usable
-    cuda: bool = False
-    left_out: dict[str, int] = field(default_factory=dict)
+    Decided on first use (a project that never asks imports no model code); at configure time when
+    the run explicitly asks for the vendor target or gpu tests, so an unmet request is a usage
+    error before anything runs.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.left_out: dict[str, int] = {}
+        self._targets: tuple[dict[str, bool], dict[str, str]] | None = None
+        self._cuda: bool | None = None
 
     def leave_out(self, reason: str, n: int = 1) -> None:
         if n:
             self.left_out[reason] = self.left_out.get(reason, 0) + n
+
+    @property
+    def cuda(self) -> bool:
+        if self._cuda is None:
+            self._cuda = _cuda_available()
+        return self._cuda
+
+    @property
+    def runnable(self) -> dict[str, bool]:
+        """target -> whether it can be measured here."""
+        return self._decide()[0]
+
+    @property
+    def reasons(self) -> dict[str, str]:
+        """target -> why it cannot."""
+        return self._decide()[1]
+
+    @property
+    def vendor(self) -> bool:
+        """Whether the vendor inputs and environment are usable."""
+        return self.runnable.get("dsocr", False)
+
+    def check_explicit(self) -> None:
+        """Usage errors for explicit requests that cannot be met (-m gpu, -m vendor, --model-path)."""
+        config = self.config
+        if _markexpr_wants(config, "gpu") and not self.cuda:
+            raise pytest.UsageError(f"-m gpu was requested, but {CUDA_NOT_AVAILABLE_MSG}")
+        if config.getoption("harness_model_path") or _markexpr_wants(config, "vendor"):
+            self._decide()
+
+    def _decide(self) -> tuple[dict[str, bool], dict[str, str]]:
+        if self._targets is not None:
+            return self._targets
+        from harness.selection import target_stages
+        from harness.targets import get_target, target_class
+
+        config = self.config
+        runnable: dict[str, bool] = {}
+        reasons: dict[str, str] = {}
+        model_path = config.getoption("harness_model_path")
+        trust = bool(config.getoption("harness_trust_remote_code"))
+        env_path = os.environ.get(VENDOR_ENV_VAR)
+        explicit_vendor = bool(model_path) or _markexpr_wants(config, "vendor")
+        for name in target_stages():
+            cls = target_class(name)
+            problem = cls.environment_problem()
+            if problem is None and cls.needs_model_path:
+                path = model_path or env_path
+                if not path:
+                    problem = (f"target {name} needs --model-path DIR (or ${VENDOR_ENV_VAR}) and "
+                               "--trust-remote-code: make test-vendor MODEL_PATH=DIR")
+                else:
+                    problem = get_target(name, model_path=path, trust_remote_code=trust).input_problem()
+                if problem and explicit_vendor:
+                    raise pytest.UsageError(f"{problem}")
+            elif problem and cls.needs_model_path and explicit_vendor:
+                raise pytest.UsageError(problem)
+            runnable[name] = problem is None
+            if problem:
+                reasons[name] = problem
+        if _markexpr_wants(config, "vendor") and not runnable.get("dsocr", False):
+            raise pytest.UsageError(f"-m vendor was requested, but: {reasons.get('dsocr', VENDOR_LEFT_OUT_MSG)}")
+        self._targets = (runnable, reasons)
+        return self._targets
 
 
 def gate(config: pytest.Config) -> Gate:
@@ -191,41 +258,6 @@ def gate(config: pytest.Config) -> Gate:
 def _markexpr_wants(config: pytest.Config, marker: str) -> bool:
     expr = config.option.markexpr or ""
     return bool(re.search(rf"(?<!not )\b{marker}\b", expr)) and not re.search(rf"\bnot\s+{marker}\b", expr)
-
-
-def _make_gate(config: pytest.Config) -> Gate:
-    """Decide what can run here; explicit requests that cannot be met are usage errors."""
-    from harness.selection import target_stages
-    from harness.targets import get_target, target_class
-
-    result = Gate(cuda=_cuda_available())
-    model_path = config.getoption("harness_model_path")
-    trust = bool(config.getoption("harness_trust_remote_code"))
-    env_path = os.environ.get(VENDOR_ENV_VAR)
-    explicit_vendor = bool(model_path) or _markexpr_wants(config, "vendor")
-    if _markexpr_wants(config, "gpu") and not result.cuda:
-        raise pytest.UsageError(f"-m gpu was requested, but {CUDA_NOT_AVAILABLE_MSG}")
-    for name in target_stages():
-        cls = target_class(name)
-        problem = cls.environment_problem()
-        if problem is None and cls.needs_model_path:
-            path = model_path or env_path
-            if not path:
-                problem = (f"target {name} needs --model-path DIR (or ${VENDOR_ENV_VAR}) and "
-                           "--trust-remote-code: make test-vendor MODEL_PATH=DIR")
-            else:
-                problem = get_target(name, model_path=path, trust_remote_code=trust).input_problem()
-            if problem and explicit_vendor:
-                raise pytest.UsageError(f"{problem}")
-        elif problem and cls.needs_model_path and explicit_vendor:
-            raise pytest.UsageError(problem)
-        result.runnable[name] = problem is None
-        if problem:
-            result.reasons[name] = problem
-    result.vendor = result.runnable.get("dsocr", False)
-    if _markexpr_wants(config, "vendor") and not result.vendor:
-        raise pytest.UsageError(f"-m vendor was requested, but: {result.reasons.get('dsocr', VENDOR_LEFT_OUT_MSG)}")
-    return result
 
 
 # ------------------------------------------------------------------------------------ configure
@@ -259,7 +291,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
     config.stash[_DEVICE_KEY] = resolve_device(config)
     _validate_selection(config)
-    config.stash[_GATE_KEY] = _make_gate(config)
+    config.stash[_GATE_KEY] = Gate(config)
+    config.stash[_GATE_KEY].check_explicit()
     from harness.selection import target_stages
 
     root = _golden_root(config)
@@ -334,7 +367,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     g = gate(config)
     device = process_device(config)
     gpu_reason = None
-    if not g.cuda:
+    if not any("gpu" in item.keywords for item in items):
+        pass                      # nothing to decide (and no torch import for it)
+    elif not g.cuda:
         gpu_reason = CUDA_NOT_AVAILABLE_MSG
     elif config.getoption("harness_device") is not None and not device.startswith("cuda"):
         gpu_reason = GPU_NEEDS_CUDA_DEVICE_MSG.format(device=device)
@@ -346,7 +381,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         elif gpu_reason and "gpu" in item.keywords:
             g.leave_out(gpu_reason)
             drop.append(item)
-        elif not g.vendor and "vendor" in item.keywords:
+        elif "vendor" in item.keywords and not g.vendor:
             g.leave_out(g.reasons.get("dsocr", VENDOR_LEFT_OUT_MSG))
             drop.append(item)
         else:

@@ -20,7 +20,7 @@ import pytest
 
 from harness.analytic import MATMUL_KEYS
 from harness.engine import key_rows, verification_problems
-from harness.golden import Mismatch, compare_values, format_mismatch
+from harness.golden import compare_values, format_mismatch
 from harness.plugin import gate
 from harness.selection import selection_from_config
 from harness.suite import count_cases, layout_cases, layout_record
