@@ -39,10 +39,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from harness.workload import ViewLayout
 
 __all__ = [
-    "VARIANT", "DEVICE", "VISION_STAGES", "Case", "Engine", "Measurement", "Verification",
+    "VARIANT", "DEVICE", "BYTES", "BYTES_DTYPE", "VISION_STAGES", "Case", "Engine", "Measurement", "Verification",
     "shape_key", "key_name", "shape_record", "layout_record", "entry_record", "built_environment",
     "environment_versions", "key_differences", "key_rows", "verification", "verification_problems",
 ]
+
+#: The byte counter's name among the counters of a count fact: op-level memory traffic, measured
+#: by :func:`harness.counters.bytes.count_bytes` on a bf16 build on meta (the dtype production runs).
+BYTES = "bytes"
+BYTES_DTYPE = "bfloat16"
 
 #: The counter variant the suite asserts and records in goldens (formulas/handles added where the
 #: stock tool is blind, so the remaining unknown ops are findings).
@@ -343,22 +348,24 @@ class Engine:
                                             trust_remote_code=self.trust_remote_code)
         return self.targets[name]
 
-    def built_model(self, name: str) -> Any:
-        """The target built on :data:`DEVICE` (once per session; a failure is memoised)."""
-        if name in self.build_errors:
-            raise self.build_errors[name]
-        if name not in self.built:
+    def built_model(self, name: str, dtype: str = "float32") -> Any:
+        """The target built on :data:`DEVICE` in ``dtype`` (once per session; a failure is memoised).
+        The FLOP counters run the float32 build; the byte counter the :data:`BYTES_DTYPE` one."""
+        key = name if dtype == "float32" else f"{name}:{dtype}"
+        if key in self.build_errors:
+            raise self.build_errors[key]
+        if key not in self.built:
             import torch
 
             start = time.perf_counter()
             try:
-                self.built[name] = self.target(name).build(self.device, torch.float32)
+                self.built[key] = self.target(name).build(self.device, getattr(torch, dtype))
             except BaseException as exc:
-                self.build_errors[name] = exc
+                self.build_errors[key] = exc
                 raise
             finally:
-                self.build_seconds[name] = time.perf_counter() - start
-        return self.built[name]
+                self.build_seconds[key] = time.perf_counter() - start
+        return self.built[key]
 
     # analytic ---------------------------------------------------------------------------------
     def analytic(self, case: Case, *, attn_implementation: str | None = None) -> Any:
@@ -413,16 +420,17 @@ class Engine:
         found = self._measurement(case, variant)
         return found.failure if found else ""
 
-    def _inputs(self, case: Case) -> Any:
+    def _inputs(self, case: Case, dtype: str = "float32") -> Any:
         # one ModelInputs per (target, mode, page) whose stages are still being measured: the
         # target caches upstream stage outputs on it, so sam -> encoder -> projector share work
-        key = (case.target, case.mode, case.page)
+        key = (case.target, case.mode, case.page) + (() if dtype == "float32" else (dtype,))
         if key not in self.inputs:
             import torch
 
             page = self.page(case.page)
             self.inputs[key] = self.target(case.target).prepare(
-                (page.width, page.height), case.mode, self.text_tokens, device=self.device, dtype=torch.float32)
+                (page.width, page.height), case.mode, self.text_tokens, device=self.device,
+                dtype=getattr(torch, dtype))
         return self.inputs[key]
 
     def _measure(self, case: Case, variant: str) -> Measurement:
@@ -430,6 +438,13 @@ class Engine:
 
         start = time.perf_counter()
         try:
+            if case.counter == BYTES:
+                from harness.counters.bytes import count_bytes
+
+                built = self.built_model(case.target, BYTES_DTYPE)
+                calls = self.target(case.target).stage_calls(built, self._inputs(case, BYTES_DTYPE), case.stage)
+                result = count_bytes(calls, target=case.target, stage=case.stage)
+                return Measurement(result, None, time.perf_counter() - start, case.page)
             built = self.built_model(case.target)
             calls = self.target(case.target).stage_calls(built, self._inputs(case), case.stage)
             # stock: blind spots are the finding, reported rather than raised (count's default)
@@ -438,6 +453,37 @@ class Engine:
         except Exception as exc:  # memoised: every page of this shape key fails the same way
             text = "".join(traceback.format_exception(exc, limit=-12))
             return Measurement(None, exc, time.perf_counter() - start, case.page, text)
+
+    def bytes_problems(self, case: Case, measured: Any) -> list[str]:
+        """The byte counter's verdict on one stage: every matmul-class key equal to the analytic
+        op-level bytes to the byte; every other key equal, or its difference sized by a named cause;
+        what is left unexplained under :data:`harness.counters.bytes.UNEXPLAINED_BAND` of the stage."""
+        from harness.analytic import stage_costs
+        from harness.analytic.config import load_dims
+        from harness.counters.bytes import (UNEXPLAINED_BAND, compare_bytes, format_bytes_table,
+                                            named_byte_causes, routing_cause, stage_tokens)
+
+        built = self.built_model(case.target, BYTES_DTYPE)
+        layout = self.layout(case.target, case.mode, case.page)
+        b = 2
+        experts = built.experts_implementation if case.target == "ocr2" else "loop"
+        model_path = str(self.model_path) if case.target == "dsocr" and self.model_path else None
+        cost = stage_costs(case.target, layout, text_tokens=self.text_tokens, dtype_bytes=b,
+                           attn_implementation=built.attn_implementation, experts_implementation=experts,
+                           config=model_path)[case.stage]
+        dims = load_dims(case.target, model_path)
+        causes = named_byte_causes(case.target, case.stage, layout, dims, b)
+        if measured.experts_called and experts == "loop":
+            causes.append(routing_cause(dims.lm, stage_tokens(case.stage, layout), measured.experts_called, b))
+        rows = compare_bytes(case.stage, cost, measured, causes)
+        total = next(r for r in rows if r.key == "total")
+        bad = [r for r in rows if r.key != "total" and ((r.key_class == "matmul" and r.difference)
+                                                       or r.unexplained)]
+        if not bad and abs(total.unexplained) <= UNEXPLAINED_BAND * max(total.measured, 1):
+            return []
+        return [f"bytes {case.target} {case.stage}: the analytic op-level bytes differ from the byte counter's "
+                "(matmul-class keys must be exact; every other difference must be a named, sized cause):\n"
+                + format_bytes_table(rows)]
 
     def environment(self, case: Case) -> dict[str, Any]:
         """What made the counts: versions, device, dtype, implementations, counter variant."""

@@ -36,7 +36,7 @@ import pytest
 
 from harness.golden import BandsError, GoldenError
 from harness.golden.session import PROPERTY, WORKER_OUTPUT, Expected, GoldenSession, count_address, layout_address
-from harness.selection import COUNTERS, PAGE_SETS
+from harness.selection import MEASURES, PAGE_SETS
 
 VENDOR_ENV_VAR = "DEEPSEEK_OCR_PATH"
 #: The reason gpu tests are left out on a machine without CUDA.
@@ -298,7 +298,7 @@ def pytest_configure(config: pytest.Config) -> None:
     root = _golden_root(config)
     session = GoldenSession(config, root, root / "tolerances.toml", expected=_definition(config),
                             stages={s for st in target_stages().values() for s in st},
-                            counters=COUNTERS)
+                            counters=MEASURES)
     try:
         session.bands  # read once, so a broken file is a usage error up front
     except BandsError as exc:

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from harness.pages import Page
 
-__all__ = ["COUNTERS", "PAGE_SETS", "Selection", "SelectionError", "split_names", "unknown_name",
+__all__ = ["COUNTERS", "MEASURES", "PAGE_SETS", "Selection", "SelectionError", "split_names", "unknown_name",
            "target_stages", "target_modes", "suite_pages", "validate_selection", "selection_from_config"]
 
 #: The FLOP counters the suite measures (their patched variants).
 COUNTERS: tuple[str, ...] = ("torch", "fvcore", "thop")
+#: Everything a count fact can be measured by: the FLOP counters and the byte counter.
+MEASURES: tuple[str, ...] = COUNTERS + ("bytes",)
 #: ``--page-set`` choices; "all" is grid + corpus (the default set is a subset of grid).
 PAGE_SETS: tuple[str, ...] = ("all", "grid", "corpus", "default")
 
@@ -121,8 +123,8 @@ def validate_selection(selection: Selection) -> list[str]:
         if not any(name in stages[t] for t in targets):
             errors.append(unknown_name("stage", name, (s for t in targets for s in stages[t]), "--stage"))
     for name in selection.counters or ():
-        if name not in COUNTERS:
-            errors.append(unknown_name("counter", name, COUNTERS, "--counter"))
+        if name not in MEASURES:
+            errors.append(unknown_name("counter", name, MEASURES, "--counter"))
     if selection.pages:
         pages = suite_pages(selection.page_set)
         for name in selection.pages:

@@ -23,9 +23,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from harness.engine import DEVICE, Case, key_name, shape_key, shape_record
+from harness.engine import BYTES, DEVICE, Case, key_name, shape_key, shape_record
 from harness.golden.session import Expected
 from harness.selection import COUNTERS, Selection, suite_pages, target_modes, target_stages
+
+#: The pages whose shape keys also get a byte fact (``bytes`` counter): the letter page in every
+#: mode, where the analytic bytes model is proven against the byte counter key by key.
+BYTES_PAGES: tuple[str, ...] = ("letter",)
 
 __all__ = ["LayoutCase", "CountCase", "layout_cases", "count_cases", "shape_index", "expected",
            "not_measurable", "SuiteDefinitionError"]
@@ -136,7 +140,16 @@ def not_measurable(target: str, stage: str, counter: str, device: str = DEVICE) 
     return target_class(target).not_measurable(stage, counter, device)
 
 
-def count_cases(selection: Selection = Selection(), *, counters: Iterable[str] = COUNTERS,
+def _measures(target: str, stage: str, pages: Iterable[tuple[str, str]], counters: Iterable[str]) -> tuple[str, ...]:
+    """The counters a (target, stage, key) is measured by: the FLOP counters, and the byte counter
+    where a :data:`BYTES_PAGES` page reaches the key."""
+    out = tuple(counters)
+    if BYTES in out and not any(p in BYTES_PAGES for _, p in pages):
+        out = tuple(c for c in out if c != BYTES)
+    return out
+
+
+def count_cases(selection: Selection = Selection(), *, counters: Iterable[str] = COUNTERS + (BYTES,),
                 device: str = DEVICE) -> tuple[list[CountCase], dict[str, int]]:
     """The selected count facts, and ``{reason: how many}`` of those that cannot be measured on
     ``device`` (left out, not collected)."""
@@ -155,7 +168,7 @@ def count_cases(selection: Selection = Selection(), *, counters: Iterable[str] =
                      and (chosen_pages is None or p in chosen_pages)]
             if not reach:
                 continue
-            for counter in counters:
+            for counter in _measures(target, stage, pages, counters):
                 if not selection.wants("counters", counter):
                     continue
                 reason = not_measurable(target, stage, counter, device)
@@ -169,7 +182,7 @@ def count_cases(selection: Selection = Selection(), *, counters: Iterable[str] =
     return cases, left_out
 
 
-def expected(counters: Iterable[str] = COUNTERS) -> Expected:
+def expected(counters: Iterable[str] = COUNTERS + (BYTES,)) -> Expected:
     """Every golden the definition expects (independent of any selection or environment)."""
     exp = Expected()
     all_pages = tuple(suite_pages("all"))
@@ -177,6 +190,7 @@ def expected(counters: Iterable[str] = COUNTERS) -> Expected:
         for mode in modes:
             exp.layouts[(target, mode)] = all_pages
         for (stage, name), (key, pages) in shape_index(target).items():
-            measurable = tuple(c for c in counters if not not_measurable(target, stage, c))
+            measurable = tuple(c for c in _measures(target, stage, pages, counters)
+                               if not not_measurable(target, stage, c))
             exp.counts[(target, stage, name)] = (shape_record(key), tuple(f"{m}/{p}" for m, p in pages), measurable)
     return exp

@@ -37,8 +37,10 @@ def test_letter_page_selection_narrows_counts_to_its_keys():
     assert sorted({(c.stage, c.key) for c in cases}) == sorted([
         ("sam", "g1024+6x768"), ("encoder", "g1024+6x768"), ("projector", "g1024+6x768"),
         ("prefill", "L1131"), ("decode", "T1131")])
-    assert len(cases) == 5 * 3 - 1 and sum(left_out.values()) == 1       # fvcore sam: not on meta
-    assert [c.id for c in cases][:2] == ["ocr2-sam-thop-g1024+6x768", "ocr2-sam-torch-g1024+6x768"]
+    # torch, fvcore, thop and the byte counter (the letter page's keys), less fvcore sam: not on meta
+    assert len(cases) == 5 * 4 - 1 and sum(left_out.values()) == 1
+    assert [c.id for c in cases][:3] == ["ocr2-sam-bytes-g1024+6x768", "ocr2-sam-thop-g1024+6x768",
+                                         "ocr2-sam-torch-g1024+6x768"]
     fact = next(c for c in cases if c.stage == "prefill")
     assert fact.first == ("gundam", "letter") or "gundam/letter" in fact.pages
     assert len(fact.pages) > 1                     # other pages of the definition reach L1131 too
@@ -58,6 +60,9 @@ def test_definition_states_each_fact_once():
     # every (target, stage, key) of the definition, by every counter that can measure it on meta
     exp = expected()
     assert sum(len(v[2]) for v in exp.counts.values()) == len(cases)
+    # the byte counter measures the keys of the letter page: 5 stages x 3 modes (ocr2), x 6 (dsocr),
+    # less the vision keys two modes share (dsocr gundam and gundam6 reach one layout on letter)
+    assert sum(1 for c in cases if c.counter == "bytes" and c.target == "ocr2") == 15
     assert len(exp.counts) == len(shape_index("ocr2")) + len(shape_index("dsocr")) == 35 + 88
 
 

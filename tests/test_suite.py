@@ -19,7 +19,7 @@ from __future__ import annotations
 import pytest
 
 from harness.analytic import MATMUL_KEYS
-from harness.engine import key_rows, verification_problems
+from harness.engine import BYTES, key_rows, verification_problems
 from harness.golden import compare_values, format_mismatch
 from harness.plugin import gate
 from harness.selection import selection_from_config
@@ -77,10 +77,15 @@ def test_count(fact, engine, golden, bands) -> None:
     from harness.engine import entry_record
 
     measured = _measure(engine, fact)
-    analytic = engine.analytic(fact.case)
-    problems = verification_problems(fact, analytic, measured, bands)
+    if fact.counter == BYTES:
+        from harness.counters.bytes import bytes_record
+
+        problems, record = engine.bytes_problems(fact.case, measured), bytes_record(measured)
+    else:
+        problems = verification_problems(fact, engine.analytic(fact.case), measured, bands)
+        record = entry_record(measured)
     try:
-        golden.count(fact.target, fact.stage, fact.counter, fact.key, entry_record(measured),
+        golden.count(fact.target, fact.stage, fact.counter, fact.key, record,
                      shape=fact.shape, pages=list(fact.pages), environment=engine.environment(fact.case))
     except pytest.fail.Exception as exc:
         problems.append(str(exc))
