@@ -6,7 +6,6 @@ it into exit code 2 before anything is measured or written.
 
 from __future__ import annotations
 
-import difflib
 import importlib.metadata as md
 import importlib.util
 import os
@@ -15,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from harness import selection
+from harness.selection import split_names  # noqa: F401  (one vocabulary for the CLI and pytest)
 from harness.pages import BUILTIN_SETS, ManifestError, Page, PageError
 
 __all__ = [
@@ -57,19 +58,9 @@ class InputError(ValueError):
     """A command-line input that cannot be used; the message names it and says what to do."""
 
 
-def split_names(values: Iterable[str] | str | None) -> list[str]:
-    """``["a,b", "c"]`` -> ``["a", "b", "c"]`` (order kept, duplicates dropped)."""
-    if values is None:
-        return []
-    if isinstance(values, str):
-        values = [values]
-    return list(dict.fromkeys(n.strip() for v in values for n in v.split(",") if n.strip()))
-
-
 def unknown_name(kind: str, name: str, known: Sequence[str], option: str) -> InputError:
-    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return InputError(f"{option} {name!r}: unknown {kind}.{hint} Available: {', '.join(known)}")
+    """The selection vocabulary's "unknown name" message (:mod:`harness.selection`) as an InputError."""
+    return InputError(selection.unknown_name(kind, name, known, option))
 
 
 # ---------------------------------------------------------------------------------------- pages
