@@ -25,8 +25,9 @@ SCHEMA = "harness.report/2"
 CONVENTION = ("FLOPs = 2 x MACs everywhere. Counters that report MACs (fvcore, thop) keep their raw "
               "figure and convention next to the converted FLOPs. Analytic FLOPs are split into the "
               "matmul class (compared exactly) and the element-wise class (a stated per-element "
-              "convention, never mixed into the matmul total). Bytes: op-level traffic at 2 bytes "
-              "per element (bf16).")
+              "convention, never mixed into the matmul total). Bytes in the stage tables: op-level "
+              "traffic (every aten op's reads and writes, as the byte counter measures them) at 2 "
+              "bytes per element (bf16); the roofline uses the convention --bytes names.")
 
 #: Flat columns of report.csv, one row per target x mode x page x stage x counter.
 CSV_COLUMNS: tuple[str, ...] = (
