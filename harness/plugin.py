@@ -373,9 +373,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         gpu_reason = CUDA_NOT_AVAILABLE_MSG
     elif config.getoption("harness_device") is not None and not device.startswith("cuda"):
         gpu_reason = GPU_NEEDS_CUDA_DEVICE_MSG.format(device=device)
+    selected = _selectors_given(config)
     keep, drop = [], []
     for item in items:
         skip = item.get_closest_marker("skip")
+        if selected and not _is_fact(item):
+            g.leave_out(SELECTION_LEFT_OUT_MSG)
+            drop.append(item)
+            continue
         if skip is not None and str(skip.kwargs.get("reason", "")).startswith("got empty parameter set"):
             drop.append(item)     # a fact kind with nothing selected here: nothing to run, no skip
         elif gpu_reason and "gpu" in item.keywords:
@@ -391,12 +396,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
+SELECTION_LEFT_OUT_MSG = ("not a fact of the selection: --target/--mode/--page/--page-set/--stage/--counter run "
+                          "the suite's facts they name (run without them for everything)")
+
+
+def _selectors_given(config: pytest.Config) -> bool:
+    return any(config.getoption(d, None) for d in ("harness_target", "harness_mode", "harness_page",
+                                                    "harness_stage", "harness_counter", "harness_page_set"))
+
+
+def _is_fact(item: pytest.Item) -> bool:
+    """A fact of the suite (a parametrized ``fact``: a layout, a count, a golden checked analytically)."""
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and "fact" in callspec.params
+
+
 def pytest_report_collectionfinish(config: pytest.Config, start_path: Path, items: list[pytest.Item]) -> list[str]:
     """Once per reason: how many cases were left out, and what would enable them."""
     g = config.stash.get(_GATE_KEY, None)
     if g is None or not g.left_out:
         return []
-    lines = [f"harness: {sum(g.left_out.values())} case(s) left out (they cannot run here):"]
+    lines = [f"harness: {sum(g.left_out.values())} case(s) left out, by reason:"]
     lines += [f"  {n:>5} -- {reason}" for reason, n in sorted(g.left_out.items(), key=lambda kv: -kv[1])]
     return lines
 

@@ -58,7 +58,7 @@ def test_no_cuda_leaves_gpu_tests_out_with_one_reason(project, fake_gpus):
     result = project.runpytest()
     result.assert_outcomes(passed=1, deselected=2)
     result.stdout.fnmatch_lines([
-        "harness: 2 case(s) left out (they cannot run here):",
+        "harness: 2 case(s) left out, by reason:",
         f"      2 -- {CUDA_NOT_AVAILABLE_MSG}",
     ])
     result.stdout.no_fnmatch_line("*skipped*")

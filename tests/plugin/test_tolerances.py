@@ -37,7 +37,7 @@ def test_the_band_covers_only_its_fields(made):
       'Known stages: clip, decode, encoder, prefill, projector, sam (or "*")']),
     ('schema = 1\n[regress.sam.torhc]\nrel = 0.1\n',
      ["[[]regress.sam.torhc[]] names the counter 'torhc', which does not exist. Did you mean: 'torch'?",
-      'Known counters: fvcore, thop, torch (or "*")']),
+      'Known counters: bytes, fvcore, thop, torch (or "*")']),
     ('[verify."*"."*"]\nrel = -1\n', ["verify.*.*.rel must be a finite number >= 0, got -1"]),
     ('schema = 1\n[regress.sam\nrel = 0.1\n', ["not valid TOML: *"]),
     ('schema = 1\n[regres.sam]\nrel = 0.1\n',
