@@ -107,3 +107,16 @@ def test_collect_only_update_on_the_real_goldens_touches_nothing(suite, tmp_path
 def _files(root: Path) -> dict[Path, bytes]:
     return {p.relative_to(root): p.read_bytes() for p in root.rglob("*")
             if p.is_file() and p.name != ".harness-golden.lock"}
+
+
+def test_a_selection_runs_only_the_facts_it_names(suite):
+    """A slice is the facts it names: other tests (here a unit test beside the suite) are left out
+    with one header line, so a slice costs seconds, not the whole suite."""
+    suite.makepyfile(test_unit="def test_unit():\n    pass\n")
+    result = suite.runpytest("--collect-only", "-q", "--target", "ocr2", "--mode", "base", "--page", "letter",
+                             "--stage", "projector", "--counter", "torch")
+    assert _ids(result) == ["test_layout[ocr2-base-letter]", "test_count[ocr2-projector-torch-g1024]"]
+    assert not any(line.startswith("test_unit.py::") for line in result.outlines)
+    result.stdout.fnmatch_lines(["*-- not a fact of the selection: *"])
+    plain = suite.runpytest("--collect-only", "-q", "test_unit.py")
+    assert "test_unit.py::test_unit" in plain.outlines
