@@ -74,3 +74,48 @@ def test_count_one_page_on_meta(benchmark, page, counter, shared):
     benchmark.extra_info["flops"] = dict(totals)
     # a real count of every stage, not an empty one
     assert all(totals[f"{stage}:patched"] > 10**9 for stage in stages)
+
+
+# The vendor DeepSeek-OCR language model -----------------------------------------------------------
+# Its MoE calls .cpu().numpy(), so even a meta build runs the LM on CPU with real (seeded random)
+# fp32 weights: every counter run is a real forward, and its cost is what a dsocr report pays per
+# prefill shape key. The counts depend on the routing (which experts receive tokens: by_module,
+# op occurrences, uncalled experts), so the dtype, the seed and the weights must stay as they are.
+# (-m vendor --model-path DIR --trust-remote-code, vendor environment.)
+
+@pytest.fixture(scope="module")
+def vendor_prefill(model_path):
+    from harness.analytic import LETTER_PAGE
+    from harness.targets import get_target
+
+    target = get_target("dsocr", model_path, trust_remote_code=True)
+    built = target.build("meta")
+    inputs = target.prepare(LETTER_PAGE, "base", device="meta")   # L = 283
+    return inputs.seq_len, target.stage_calls(built, inputs, "prefill")
+
+
+@pytest.mark.vendor
+@pytest.mark.parametrize("shared", (True, False), ids=("one-run", "run-per-variant"))
+@pytest.mark.parametrize("counter", tuple(REPORT_VARIANTS))
+def test_count_vendor_prefill(benchmark, vendor_prefill, counter, shared):
+    from harness.counters import count, count_variants
+
+    length, calls = vendor_prefill
+    variants = REPORT_VARIANTS[counter]
+    if not shared and len(variants) == 1:
+        pytest.skip(f"{counter} counts one variant on meta: nothing to share")
+    totals: dict[str, int] = {}
+
+    def run() -> None:
+        if shared:
+            results = count_variants(counter, calls, variants=variants, stage="prefill", strict=False)
+        else:
+            results = {v: count(counter, calls, variant=v, stage="prefill", strict=False) for v in variants}
+        totals.update({v: r.flops for v, r in results.items()})
+
+    benchmark.group = f"count the vendor LM prefill (dsocr base, letter, L={length}, CPU fp32)"
+    benchmark.extra_info.update({"counter": counter, "variants": list(variants), "shared_run": shared,
+                                 "prefill_length": length})
+    benchmark.pedantic(run, rounds=1, warmup_rounds=0, iterations=1)
+    benchmark.extra_info["flops"] = dict(totals)
+    assert totals["patched"] > 10**11

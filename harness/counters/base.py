@@ -31,6 +31,7 @@ __all__ = [
     "available_counters",
     "count",
     "count_variants",
+    "uncounted_error",
     "VARIANTS",
     "CONVENTIONS",
 ]
@@ -211,6 +212,24 @@ def _checked_calls(counter: str, calls: Sequence[Any], stage: str) -> list[Any]:
     return calls
 
 
+def uncounted_error(result: StageCount) -> UncountedOpError | None:
+    """The :class:`UncountedOpError` a strict count raises for ``result`` (matmul-class work ran
+    uncounted), or None when ``result`` is complete."""
+    if result.complete:
+        return None
+    parts = []
+    if result.uncounted_matmul_ops:
+        parts.append("ops without a formula: " + ", ".join(
+            f"{op} x{n}" for op, n in result.uncounted_matmul_ops.items()))
+    if any(result.unseen.values()):
+        parts.append("work not counted: " + ", ".join(
+            f"{k} {v:,} FLOPs" for k, v in result.unseen.items() if v))
+    return UncountedOpError(
+        f"{result.counter} ({result.variant}) ran matmul-class work it did not count in stage "
+        f"{result.stage!r}: {'; '.join(parts)}. Register a formula/handle for it, or pass "
+        f"strict=False to get the StageCount with these listed.", result)
+
+
 def _finish(result: StageCount, counter: str, variant: str, calls: list[Any], target: str, stage: str,
             strict: bool | None, wall_time_s: float) -> StageCount:
     """Stamp target/stage/time on a counter's result; raise for uncounted work when strict."""
@@ -219,18 +238,9 @@ def _finish(result: StageCount, counter: str, variant: str, calls: list[Any], ta
     result.stage = stage or ",".join(dict.fromkeys(str(c.stage) for c in calls))
     if strict is None:
         strict = variant == "patched"
-    if strict and not result.complete:
-        parts = []
-        if result.uncounted_matmul_ops:
-            parts.append("ops without a formula: " + ", ".join(
-                f"{op} x{n}" for op, n in result.uncounted_matmul_ops.items()))
-        if any(result.unseen.values()):
-            parts.append("work not counted: " + ", ".join(
-                f"{k} {v:,} FLOPs" for k, v in result.unseen.items() if v))
-        raise UncountedOpError(
-            f"{counter} ({variant}) ran matmul-class work it did not count in stage "
-            f"{result.stage!r}: {'; '.join(parts)}. Register a formula/handle for it, or pass "
-            f"strict=False to get the StageCount with these listed.", result)
+    error = uncounted_error(result) if strict else None
+    if error is not None:
+        raise error
     return result
 
 
