@@ -87,6 +87,11 @@ def _device(config: pytest.Config) -> str:
         device = config.getoption("harness_device", None) or "cpu"
     if device == "meta":
         raise pytest.UsageError("benchmarks time real execution: --device meta has no time; use cpu or cuda:N")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        # one line and exit 2, as every harness entry point does (not an INTERNALERROR traceback)
+        pytest.exit(f"--device {device}: CUDA is unavailable in this torch ({torch.__version__}); "
+                    "install a CUDA build of torch (make setup TORCH_INDEX_URL=...) or use --device cpu",
+                    returncode=2)
     return "cuda:0" if device == "cuda" else device
 
 

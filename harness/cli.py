@@ -1,4 +1,5 @@
-"""The ``harness`` command: ``harness report`` (the main job) and ``harness layout``.
+"""The ``harness`` command: ``harness report`` (the main job), ``harness layout`` and ``harness count``
+(explained FLOP counts of your own model, :mod:`harness.count.cli`).
 
 ``harness report`` needs nothing but the install: DeepSeek-OCR-2 built from its configuration on
 the meta device (no weights), the built-in default pages, every mode, every counter installed
@@ -9,7 +10,13 @@ already in ``--out`` is touched.
 ``harness layout`` prints, for pages x modes, the views each page becomes and its token counts
 (no model, instant).
 
-Exit codes: 0 success, 1 an unexpected failure (traceback), 2 bad input, 130 interrupted.
+``harness peak`` measures the achievable matmul FLOP/s and copy bandwidth of a device;
+``harness profile`` times every stage of one target, mode and page on a device.
+
+Exit codes (``harness report``; docs/report.md): 0 pass, 1 an unexpected failure (traceback), 2 bad
+input, 3 a count differs from its golden, 4 a delta not explained (above its band, op keys differ,
+unknown blind spot), 5 a requested target, counter or timing measured nothing (the smallest applies;
+``--exit-zero`` reports them and exits 0), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import Any, Sequence, TextIO
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_BAD_INPUT"]
 
@@ -34,8 +41,9 @@ MAX_DEFAULT_JOBS = 4
 def _add_page_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("pages")
     group.add_argument("--pages", nargs="+", metavar="PATH", default=None,
-                       help="page images, directories of them, or OmniDocBench-style JSON manifests "
-                            "([{\"page_info\": {\"width\", \"height\", \"image_path\"}}, ...])")
+                       help="page images, PDFs (one page per PDF page, ids FILE-p001, ..., sized as "
+                            "DeepSeek-OCR renders them at 144 dpi), directories of them, or OmniDocBench-style "
+                            "JSON manifests ([{\"page_info\": {\"width\", \"height\", \"image_path\"}}, ...])")
     group.add_argument("--page-set", choices=("default", "grid", "corpus"), default=None,
                        help="a built-in page set instead of --pages (default: 'default', 5 pages: "
                             "letter, a4, slide, small, strip-h)")
@@ -56,10 +64,73 @@ def _add_target_options(parser: argparse.ArgumentParser, *, model: bool) -> None
                             help="allow running the Python files of --model-path (required with it)")
 
 
+def _add_perf_options(report: argparse.ArgumentParser) -> None:
+    """Roofline, measured time, MFU and the exit-code opt-out of ``harness report``."""
+    from harness.report.perf import DEFAULT_NEW_TOKENS
+
+    perf = report.add_argument_group("roofline and time")
+    perf.add_argument("--gpu", metavar="NAME", default=None,
+                      help="predict each stage's time on a GPU of the peak table (harness/gpu/peaks.py; e.g. "
+                           "'H100 SXM5 80GB', 'a100 sxm4 80', 'NVIDIA H200'): intensity, bound, predicted "
+                           "time; TTFT, TPOT and the time for --new-tokens per page; a roofline plot")
+    perf.add_argument("--bytes", choices=("fused", "op"), default="fused", dest="bytes_convention",
+                      help="the bytes the roofline divides by the bandwidth: 'fused' (default: what production "
+                           "GPU kernels move; flash SDPA reads Q, K, V and writes O; see docs/bytes.md) or 'op' "
+                           "(every aten op's reads and writes, as the byte counter measures them on meta)")
+    perf.add_argument("--new-tokens", type=int, default=DEFAULT_NEW_TOKENS, metavar="N",
+                      help=f"tokens a request generates, for the per-page totals (default {DEFAULT_NEW_TOKENS})")
+    perf.add_argument("--dtype", choices=("bf16", "fp16", "tf32", "fp32"), default=None,
+                      help="dtype of the roofline and of the timed run (default: bf16; fp32 when --measure "
+                           "runs on cpu)")
+    perf.add_argument("--measure", action="store_true",
+                      help="also time every stage for real on --device (cpu or cuda:N; the counts stay on "
+                           "meta): median/IQR, achieved FLOP/s, MFU against the peak measured there "
+                           "(harness peak), measured against roofline-predicted time")
+    perf.add_argument("--small", action="store_true",
+                      help="--measure the shrunken configuration (random weights; seconds on a CPU)")
+    perf.add_argument("--warmup", type=int, default=3, metavar="N", help="--measure: untimed runs per stage (default 3)")
+    perf.add_argument("--repeats", type=int, default=10, metavar="N", help="--measure: timed runs per stage (default 10)")
+    perf.add_argument("--peak-tflops", type=float, default=None, metavar="TFLOPS",
+                      help="--measure: use this dense peak instead of the measured one")
+    perf.add_argument("--peak-bandwidth", type=float, default=None, metavar="GBPS",
+                      help="--measure: use this bandwidth (GB/s) instead of the measured one")
+    report.add_argument("--exit-zero", action="store_true",
+                        help="exit 0 even when a count differs from its golden, a delta is not explained or a "
+                             "requested target/counter measured nothing (the report and summary still say so)")
+
+
+def _add_peak_parser(sub: Any) -> None:
+    peak = sub.add_parser("peak", help="measure the achievable matmul FLOP/s and copy bandwidth of a device",
+                          description="Time dense square matmuls (a size ladder; the best median wins) and one "
+                                      "large copy on --device, with warm-up, repeats, median and IQR; print the "
+                                      "achievable peak and, where the peak table knows the device, its datasheet "
+                                      "figures beside it.")
+    peak.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    peak.add_argument("--dtype", choices=("bf16", "fp16", "tf32", "fp32"), default=None,
+                      help="matmul dtype (default: fp32 on cpu, bf16 on cuda)")
+    peak.add_argument("--sizes", default=None, metavar="N[,N]", help="square matmul sizes (default: by device)")
+    peak.add_argument("--warmup", type=int, default=2)
+    peak.add_argument("--repeats", type=int, default=5)
+    peak.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+
+
+def _add_profile_parser(sub: Any) -> None:
+    from harness.gpu.__main__ import add_arguments
+
+    profile = sub.add_parser("profile", help="time every stage of one target x mode x page on a device "
+                                             "(MFU, roofline; writes .md and .json)",
+                             description="Build a target (random weights) on --device, time each stage "
+                                         "(decode at several contexts) and write the per-stage table.")
+    add_arguments(profile)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    import harness
+
     parser = argparse.ArgumentParser(
         prog="harness",
         description="Stage-by-stage FLOP verification of DeepSeek-OCR / DeepSeek-OCR-2 (FLOPs = 2 x MACs).")
+    parser.add_argument("--version", action="version", version=f"harness {harness.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -81,7 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "cpu, cuda[:N] (real random weights, slow at full size)")
     report.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                         help=f"output directory (default: {DEFAULT_OUT}); created, or replaced if it holds "
-                             "a previous report")
+                             "a previous report; a directory holding anything else is refused")
+    report.add_argument("--force", action="store_true",
+                        help="let --out replace a directory holding files that are not the previous "
+                             "report's: they are listed, then deleted")
     report.add_argument("--plot-page", default=None, metavar="PAGE",
                         help=f"page of the per-stage bar plot and headline tables (default: "
                              f"{DEFAULT_PLOT_PAGE!r} if present, else the first page)")
@@ -91,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "process when fewer than 2 are idle); 1 counts in this process")
     report.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     report.add_argument("-q", "--quiet", action="store_true", help="no progress output (the summary line stays)")
+    _add_perf_options(report)
 
     layout = sub.add_parser(
         "layout", help="print the view layout and token counts of pages x modes (no model)",
@@ -100,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_page_options(layout)
     layout.add_argument("--format", choices=("table", "csv", "json"), default="table",
                         help="output format (default: an aligned table)")
+    from harness.count.cli import add_count_parser
+
+    add_count_parser(sub)
+    _add_peak_parser(sub)
+    _add_profile_parser(sub)
     return parser
 
 
@@ -110,7 +190,8 @@ def _plan(args: argparse.Namespace, argv: Sequence[str]):
 
     targets = resolve_targets(args.target, args.model_path, args.trust_remote_code)
     mode_notes = resolve_modes(targets, args.modes)
-    pages, source = resolve_pages(args.pages, args.page_set)
+    page_warnings: list[str] = []
+    pages, source = resolve_pages(args.pages, args.page_set, warnings=page_warnings)
     device = resolve_device(args.device)
     choice = resolve_counters(args.counters, device)
     ids = [p.page_id for p in pages]
@@ -127,17 +208,56 @@ def _plan(args: argparse.Namespace, argv: Sequence[str]):
                       skipped_counters=choice.skipped, device=device,
                       page_set=args.page_set or (None if args.pages else "default"),
                       model_path=args.model_path, trust_remote_code=args.trust_remote_code,
-                      plot_page=plot_page, command=shlex.join(["harness", *argv]), notes=mode_notes)
+                      plot_page=plot_page, command=shlex.join(["harness", *argv]), notes=mode_notes,
+                      warnings=page_warnings)
 
 
-def _report(args: argparse.Namespace, argv: Sequence[str], stdout: TextIO, stderr: TextIO) -> int:
+def _perf_plan(args: argparse.Namespace) -> Any:
+    """The roofline / measured-time part of the report; with --measure, --device is where stages are
+    timed and the counts run on meta."""
+    from harness.report.inputs import InputError, resolve_device
+    from harness.report.perf import PerfPlan, gpu_entry
+
+    perf = PerfPlan(new_tokens=args.new_tokens, small=args.small, warmup=args.warmup, repeats=args.repeats,
+                    peak_tflops=args.peak_tflops, peak_bandwidth=args.peak_bandwidth,
+                    bytes_convention=args.bytes_convention)
+    if args.new_tokens < 1:
+        raise InputError(f"--new-tokens {args.new_tokens}: expected a positive number of tokens")
+    if args.warmup < 0 or args.repeats < 1:
+        raise InputError(f"--warmup {args.warmup} / --repeats {args.repeats}: expected >= 0 and >= 1")
+    for name, value in (("--peak-tflops", args.peak_tflops), ("--peak-bandwidth", args.peak_bandwidth)):
+        if value is not None and not value > 0:
+            raise InputError(f"{name} {value}: expected a positive number")
+    if args.gpu is not None:
+        perf.gpu = gpu_entry(args.gpu)
+    if args.measure:
+        device = resolve_device(args.device)
+        if device == "meta":
+            raise InputError("--measure times real execution: pass --device cpu or --device cuda:N "
+                             "(the counts stay on meta)")
+        perf.measure_device = device
+        args.device = "meta"
+    elif args.small or args.peak_tflops is not None or args.peak_bandwidth is not None:
+        raise InputError("--small, --peak-tflops and --peak-bandwidth apply to --measure; add --measure --device D")
+    perf.dtype = args.dtype or "bf16"
+    perf.measure_dtype = args.dtype or ("fp32" if (perf.measure_device or "").startswith("cpu") else "bf16")
+    return perf
+
+
+def _report(args: argparse.Namespace, argv: Sequence[str], stdout: TextIO, stderr: TextIO,
+            started: float | None = None) -> int:
     from harness.report.build import run_report
     from harness.report.output import check_out_dir
 
-    from harness.report.inputs import InputError
+    from harness.report.inputs import InputError, split_names
 
+    perf = _perf_plan(args)
     plan = _plan(args, argv)
-    check_out_dir(Path(args.out))   # before any work: a bad --out costs nothing
+    for warning in plan.warnings:
+        print(f"harness report: warning: {warning}", file=stderr)
+    # before any work: a bad --out costs nothing
+    check_out_dir(Path(args.out), force=args.force,
+                  warn=lambda text: print(f"harness report: warning: {text}", file=stderr))
     if args.jobs is not None and args.jobs < 1:
         raise InputError(f"--jobs {args.jobs}: expected a positive number of worker processes")
     jobs = args.jobs if args.jobs is not None else default_jobs()
@@ -151,10 +271,18 @@ def _report(args: argparse.Namespace, argv: Sequence[str], stdout: TextIO, stder
         if target.unavailable:
             print(f"WARNING: {target.name}: counters cannot run in this environment ({target.unavailable}); "
                   "its analytic model and layouts are reported", file=stderr)
+    requested = tuple(n.partition(":")[0] for n in split_names(args.counters))
     result = run_report(plan, Path(args.out), progress=False if args.quiet else None, stream=stderr,
-                        plots=not args.no_plots, jobs=jobs)
+                        plots=not args.no_plots, jobs=jobs, perf=perf, started=started,
+                        requested_counters=requested)
     print(result.summary_line, file=stdout)
-    return EXIT_OK
+    if result.exit_code:
+        for line in result.findings.lines():
+            print(f"harness report: {line}", file=stderr)
+        if args.exit_zero:
+            print(f"harness report: exit {result.exit_code} suppressed by --exit-zero", file=stderr)
+            return EXIT_OK
+    return result.exit_code
 
 
 def default_jobs() -> int:
@@ -198,11 +326,11 @@ def layout_rows(targets, pages) -> list[dict]:
     return rows
 
 
-def _layout(args: argparse.Namespace, stdout: TextIO) -> int:
-    from harness.report.inputs import TargetPlan, resolve_modes, resolve_pages, split_names
+def _layout(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from harness.report.inputs import TargetPlan, names_given, resolve_modes, resolve_pages
     from harness.workload import MODES
 
-    names = split_names(args.target) or list(MODES)
+    names = names_given(args.target, "--target", "ocr2") or list(MODES)
     for name in names:
         if name not in MODES:
             from harness.report.inputs import unknown_name
@@ -210,7 +338,10 @@ def _layout(args: argparse.Namespace, stdout: TextIO) -> int:
             raise unknown_name("target", name, tuple(MODES), "--target")
     targets = [TargetPlan(n) for n in names]
     resolve_modes(targets, args.modes)
-    pages, _ = resolve_pages(args.pages, args.page_set)
+    page_warnings: list[str] = []
+    pages, _ = resolve_pages(args.pages, args.page_set, warnings=page_warnings)
+    for warning in page_warnings:
+        print(f"harness layout: warning: {warning}", file=stderr)
     rows = layout_rows(targets, pages)
     if args.format == "json":
         stdout.write(json.dumps(rows, indent=2) + "\n")
@@ -239,10 +370,49 @@ def _layout(args: argparse.Namespace, stdout: TextIO) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------------------- peak, profile
+def _peak(args: argparse.Namespace, stdout: TextIO) -> int:
+    from harness.gpu.achievable import measure_peak, peak_markdown
+    from harness.report.inputs import InputError, resolve_device
+
+    device = resolve_device(args.device)
+    if device == "meta":
+        raise InputError("--device meta has no time: pass --device cpu or --device cuda:N")
+    sizes = None
+    if args.sizes:
+        try:
+            sizes = tuple(int(v) for v in args.sizes.split(",") if v.strip())
+        except ValueError:
+            sizes = ()
+        if not sizes or any(n < 1 for n in sizes):
+            raise InputError(f"--sizes {args.sizes!r}: expected comma-separated positive integers, e.g. 1024,2048")
+    if args.warmup < 0 or args.repeats < 1:
+        raise InputError(f"--warmup {args.warmup} / --repeats {args.repeats}: expected >= 0 and >= 1")
+    dtype = args.dtype or ("bf16" if device.startswith("cuda") else "fp32")
+    peak = measure_peak(device, dtype, sizes=sizes, warmup=args.warmup, repeats=args.repeats)
+    if args.json:
+        stdout.write(json.dumps(peak.as_dict(), indent=2) + "\n")
+    else:
+        stdout.write(peak_markdown(peak))
+    return EXIT_OK
+
+
+def _profile(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from harness.gpu.__main__ import run
+    from harness.report.inputs import resolve_device
+
+    args.device = resolve_device(args.device)
+    return run(args, stdout, stderr)
+
+
 # ---------------------------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Run ``harness`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    import time
+
+    started = time.perf_counter()
     from harness.report.inputs import InputError
+    from harness.pages import ManifestError, PageError, SettingError
     from harness.report.output import OutputError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -255,9 +425,17 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
         return int(exc.code or 0)
     try:
         if args.command == "report":
-            return _report(args, argv, stdout, stderr)
-        return _layout(args, stdout)
-    except (InputError, OutputError) as exc:
+            return _report(args, argv, stdout, stderr, started)
+        if args.command == "count":
+            from harness.count.cli import run_count
+
+            return run_count(args, stdout, stderr)
+        if args.command == "peak":
+            return _peak(args, stdout)
+        if args.command == "profile":
+            return _profile(args, stdout, stderr)
+        return _layout(args, stdout, stderr)
+    except (InputError, OutputError, PageError, ManifestError, SettingError) as exc:
         print(f"harness {args.command}: error: {exc}", file=stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -1,58 +1,67 @@
-"""The harness pytest plugin: one option group, the markers, device gating, goldens.
+"""The harness pytest plugin: options, markers, gating, and thin hooks around the golden session.
 
-Registered from the root ``conftest.py``. What it adds:
+Registered through the ``pytest11`` entry point ``harness`` (an installed harness needs no root
+conftest). What it adds:
 
 * options (group ``harness``; ``dest`` prefixed ``harness_``): ``--device``, ``--update-golden``,
-  ``--golden-dir``, ``--model-path``, ``--trust-remote-code`` and the suite selectors
-  ``--target``, ``--mode``, ``--page``, ``--page-set``, ``--stage``, ``--counter``;
-* markers ``gpu``, ``vendor``, ``slow`` and ``golden(key)`` (strict markers are on);
-* gating: a ``gpu`` test is skipped with :data:`CUDA_NOT_AVAILABLE_MSG` when CUDA is absent; an
-  explicit ``--device`` that cannot be used (no CUDA, index out of range, not a device) is a
-  usage error (exit code 4), never a skip. A ``vendor`` test is skipped without
-  ``--model-path``/``--trust-remote-code``;
-* under xdist with a CUDA device, one worker per GPU: worker ``gw<k>`` uses ``cuda:<k>``, the
-  k-th entry of ``CUDA_VISIBLE_DEVICES``; more workers than GPUs is a usage error;
-* fixtures: ``harness_device``, ``gpu_device``, ``model_path``, ``golden`` (compare or record one
-  golden entry), ``golden_session``, ``bands``, and for the verification suite ``suite_cache``
-  (built models on meta, counts memoised per shape key) and ``built_model``;
-* at the end: goldens written once per file by the process owning the terminal (xdist workers
-  send their records to the controller), and a summary of goldens written, unchanged, unused.
+  ``--prune-golden``, ``--golden-dir`` (or the ini option ``harness_golden_dir``), ``--model-path``,
+  ``--trust-remote-code`` and the selectors ``--target``, ``--mode``, ``--page``, ``--page-set``,
+  ``--stage``, ``--counter`` (one vocabulary: :mod:`harness.selection`);
+* markers ``gpu``, ``vendor``, ``slow`` (strict markers are on);
+* gating, so a run collects only what can run here: a target whose environment or inputs are
+  missing (the vendor target without ``--model-path``/``--trust-remote-code``/transformers 4.46.3,
+  ocr2 without transformers 5), a counter that cannot measure a stage on this device, a ``gpu``
+  test without CUDA, a ``vendor`` test without the vendor inputs -- each is left out, and the run
+  header says once per reason how many and what would enable them. An explicit request that cannot
+  be met (``--device cuda:0`` without CUDA, ``-m gpu`` without CUDA, ``-m vendor`` or
+  ``--model-path`` without the rest, a bad model directory, a vendor run under transformers 5)
+  is a usage error (exit code 4), never a green run of skips;
+* under xdist with a CUDA device, one worker per GPU;
+* fixtures ``harness_device``, ``gpu_device``, ``model_path``, ``engine`` (the one measuring
+  engine, :class:`harness.engine.Engine`), ``built_model``, ``golden_session``, ``bands``, and
+  ``golden`` (check or record a layout or count fact);
+* goldens (see :mod:`harness.golden.session`): written once per file at the end by the process
+  that owns the terminal, under a lock; never deleted except by ``--prune-golden``.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.golden import BandsError, GoldenKey
-from harness.golden_session import PROPERTY, WORKER_OUTPUT, GoldenSession
-from harness.suite import PAGE_SETS
+from harness.golden import BandsError, GoldenError
+from harness.golden.session import PROPERTY, WORKER_OUTPUT, Expected, GoldenSession, count_address, layout_address
+from harness.selection import MEASURES, PAGE_SETS
 
 VENDOR_ENV_VAR = "DEEPSEEK_OCR_PATH"
-VENDOR_SKIP_REASON = (
-    "vendor DeepSeek-OCR tests need a local model directory: pass --model-path DIR "
-    f"(or set {VENDOR_ENV_VAR}) and --trust-remote-code, in the vendor environment (make vendor-env)"
-)
-#: The one reason a gpu test is skipped on a machine without CUDA.
+#: The reason gpu tests are left out on a machine without CUDA.
 CUDA_NOT_AVAILABLE_MSG = "CUDA not available: gpu tests run on a CUDA machine (pytest -m gpu --device cuda:N)"
-#: The reason a gpu test is skipped when CUDA exists but a non-CUDA --device was asked for.
-GPU_NEEDS_CUDA_DEVICE_MSG = "gpu test, but --device {device} was given: pass --device cuda:N to run it"
+#: The reason gpu tests are left out when CUDA exists but a non-CUDA --device was asked for.
+GPU_NEEDS_CUDA_DEVICE_MSG = "gpu tests, but --device {device} was given: pass --device cuda:N to run them"
+VENDOR_LEFT_OUT_MSG = ("vendor tests need the vendor DeepSeek-OCR directory and environment: make test-vendor "
+                       "MODEL_PATH=DIR (or --model-path DIR --trust-remote-code under .venv-vendor)")
 DEFAULT_DEVICE = "cpu"
 DEVICE_RE = re.compile(r"^(cpu|meta|cuda)(?::(\d+))?$")
 
 _SESSION_KEY = pytest.StashKey[GoldenSession]()
-_SUITE_KEY = pytest.StashKey[Any]()
+_ENGINE_KEY = pytest.StashKey[Any]()
 _DEVICE_KEY = pytest.StashKey[str]()
+_GATE_KEY = pytest.StashKey["Gate"]()
 
 
 # ------------------------------------------------------------------------------------ options
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """Add :func:`pytest_harness_golden_definition` (a project may define its own suite)."""
+    from harness import plugin_hooks
+
+    pluginmanager.add_hookspecs(plugin_hooks)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Add the ``harness`` option group. https://docs.pytest.org/en/stable/reference/reference.html#pytest.hookspec.pytest_addoption"""
     group = parser.getgroup("harness", "DeepSeek-OCR FLOP verification harness")
@@ -60,10 +69,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="device for measured runs: cpu, meta or cuda[:N] (default: cpu; gpu tests "
                          "need CUDA). A device that cannot be used is a usage error.")
     group.addoption("--update-golden", action="store_true", dest="harness_update_golden", default=False,
-                    help="regenerate golden JSON files from this run instead of comparing; unused "
-                         "goldens are deleted only on a full, unfiltered run")
+                    help="write the goldens of the tests that run (rewritten only when their facts "
+                         "change); never deletes anything")
+    group.addoption("--prune-golden", action="store_true", dest="harness_prune_golden", default=False,
+                    help="delete goldens the suite definition no longer expects; refused for a target "
+                         "unless every case of it ran and passed in this run")
     group.addoption("--golden-dir", action="store", dest="harness_golden_dir", default=None,
-                    help="directory of the goldens and tolerances.toml (default: <rootdir>/golden)")
+                    help="directory of the goldens and tolerances.toml (default: the ini option "
+                         "harness_golden_dir, else <rootdir>/golden)")
+    parser.addini("harness_golden_dir", "directory of the goldens and tolerances.toml, relative to the "
+                  "rootdir (default: golden)", default="golden")
     group.addoption("--model-path", action="store", dest="harness_model_path", default=None,
                     help=f"local DeepSeek-OCR directory (config.json + remote code); default ${VENDOR_ENV_VAR}")
     group.addoption("--trust-remote-code", action="store_true", dest="harness_trust_remote_code", default=False,
@@ -134,10 +149,11 @@ def resolve_device(config: pytest.Config) -> str:
     if count == 0:
         import torch
 
-        raise pytest.UsageError(
+        # exit 2, as every harness entry point answers a device it cannot use (harness report, peak)
+        pytest.exit(
             f"--device {text} was requested, but CUDA is unavailable (torch {torch.__version__}, "
             f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}). Please double-check "
-            "your testing environment, or run without --device to skip the gpu tests.")
+            "your testing environment, or run without --device to leave the gpu tests out.", returncode=2)
     if index is not None and index >= count:
         raise pytest.UsageError(
             f"--device {text}: only {count} CUDA device(s) visible "
@@ -150,30 +166,162 @@ def resolve_device(config: pytest.Config) -> str:
     return f"cuda:{index or 0}"
 
 
+# ------------------------------------------------------------------------------------ gating
+class Gate:
+    """What can run in this process, and what was left out (reason -> how many).
+
+    Decided on first use (a project that never asks imports no model code); at configure time when
+    the run explicitly asks for the vendor target or gpu tests, so an unmet request is a usage
+    error before anything runs.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.left_out: dict[str, int] = {}
+        self._targets: tuple[dict[str, bool], dict[str, str]] | None = None
+        self._cuda: bool | None = None
+
+    def leave_out(self, reason: str, n: int = 1) -> None:
+        if n:
+            self.left_out[reason] = self.left_out.get(reason, 0) + n
+
+    @property
+    def cuda(self) -> bool:
+        if self._cuda is None:
+            self._cuda = _cuda_available()
+        return self._cuda
+
+    @property
+    def runnable(self) -> dict[str, bool]:
+        """target -> whether it can be measured here."""
+        return self._decide()[0]
+
+    @property
+    def reasons(self) -> dict[str, str]:
+        """target -> why it cannot."""
+        return self._decide()[1]
+
+    @property
+    def vendor(self) -> bool:
+        """Whether the vendor inputs and environment are usable."""
+        return self.runnable.get("dsocr", False)
+
+    def check_explicit(self) -> None:
+        """Usage errors for explicit requests that cannot be met (-m gpu, -m vendor, --model-path)."""
+        config = self.config
+        if _markexpr_wants(config, "gpu") and not self.cuda:
+            raise pytest.UsageError(f"-m gpu was requested, but {CUDA_NOT_AVAILABLE_MSG}")
+        if config.getoption("harness_model_path") or _markexpr_wants(config, "vendor"):
+            self._decide()
+
+    def _decide(self) -> tuple[dict[str, bool], dict[str, str]]:
+        if self._targets is not None:
+            return self._targets
+        from harness.selection import target_stages
+        from harness.targets import get_target, target_class
+
+        config = self.config
+        runnable: dict[str, bool] = {}
+        reasons: dict[str, str] = {}
+        model_path = config.getoption("harness_model_path")
+        trust = bool(config.getoption("harness_trust_remote_code"))
+        env_path = os.environ.get(VENDOR_ENV_VAR)
+        explicit_vendor = bool(model_path) or _markexpr_wants(config, "vendor")
+        for name in target_stages():
+            cls = target_class(name)
+            problem = cls.environment_problem()
+            if problem is None and cls.needs_model_path:
+                path = model_path or env_path
+                if not path:
+                    problem = (f"target {name} needs --model-path DIR (or ${VENDOR_ENV_VAR}) and "
+                               "--trust-remote-code: make test-vendor MODEL_PATH=DIR")
+                else:
+                    problem = get_target(name, model_path=path, trust_remote_code=trust).input_problem()
+                if problem and explicit_vendor:
+                    raise pytest.UsageError(f"{problem}")
+            elif problem and cls.needs_model_path and explicit_vendor:
+                raise pytest.UsageError(problem)
+            runnable[name] = problem is None
+            if problem:
+                reasons[name] = problem
+        if _markexpr_wants(config, "vendor") and not runnable.get("dsocr", False):
+            raise pytest.UsageError(f"-m vendor was requested, but: {reasons.get('dsocr', VENDOR_LEFT_OUT_MSG)}")
+        self._targets = (runnable, reasons)
+        return self._targets
+
+
+def gate(config: pytest.Config) -> Gate:
+    """The :class:`Gate` of this process."""
+    return config.stash[_GATE_KEY]
+
+
+def _markexpr_wants(config: pytest.Config, marker: str) -> bool:
+    expr = config.option.markexpr or ""
+    return bool(re.search(rf"(?<!not )\b{marker}\b", expr)) and not re.search(rf"\bnot\s+{marker}\b", expr)
+
+
 # ------------------------------------------------------------------------------------ configure
+def _golden_root(config: pytest.Config) -> Path:
+    value = config.getoption("harness_golden_dir")
+    if value:
+        root = Path(value).expanduser()
+        return root if root.is_absolute() else Path(config.invocation_params.dir) / root
+    return config.rootpath / (config.getini("harness_golden_dir") or "golden")
+
+
+def _definition(config: pytest.Config):
+    def expected() -> Expected:
+        custom = config.hook.pytest_harness_golden_definition(config=config)
+        if custom is not None:
+            return custom
+        from harness.suite import expected as suite_expected
+
+        return suite_expected()
+    return expected
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Register markers, validate --device and the selectors, start the golden session.
+    """Register markers, validate --device, the selectors and the vendor inputs, start the golden
+    session (a writing run takes the golden directory's lock here, before any work).
 
     https://docs.pytest.org/en/stable/reference/reference.html#pytest.hookspec.pytest_configure
     """
     config.addinivalue_line("markers", "gpu: needs a CUDA device (run with -m gpu --device cuda:N)")
     config.addinivalue_line("markers", "vendor: needs the vendor DeepSeek-OCR directory (--model-path) and its environment")
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
-    config.addinivalue_line("markers", "golden(key): the test checks golden <target>-<mode>-<page>-<stage>-<counter>")
     config.stash[_DEVICE_KEY] = resolve_device(config)
     _validate_selection(config)
-    root = Path(config.getoption("harness_golden_dir") or config.rootpath / "golden")
-    if not root.is_absolute():
-        root = Path(config.invocation_params.dir) / root
-    session = GoldenSession(config, root, root / "tolerances.toml")
+    config.stash[_GATE_KEY] = Gate(config)
+    config.stash[_GATE_KEY].check_explicit()
+    from harness.selection import target_stages
+
+    root = _golden_root(config)
+    session = GoldenSession(config, root, root / "tolerances.toml", expected=_definition(config),
+                            stages={s for st in target_stages().values() for s in st},
+                            counters=MEASURES)
     try:
         session.bands  # read once, so a broken file is a usage error up front
     except BandsError as exc:
         raise pytest.UsageError(f"tolerance bands: {exc}") from exc
+    if not hasattr(config, "workerinput"):
+        try:
+            session.start(" ".join(config.invocation_params.args))
+        except GoldenError as exc:
+            raise pytest.UsageError(str(exc)) from exc
+        except OSError as exc:
+            raise pytest.UsageError(f"--update-golden/--prune-golden: the golden directory {root} is not "
+                                    f"writable ({exc.strerror or exc}); pass a writable --golden-dir") from exc
     config.stash[_SESSION_KEY] = session
     config.pluginmanager.register(GoldenHooks(session), "harness-goldens")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistGoldenHooks(session), "harness-xdist-goldens")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Release the golden lock whatever happened (a usage error after configure, an interrupt)."""
+    session = config.stash.get(_SESSION_KEY, None)
+    if session is not None:
+        session.lock.release()
 
 
 def _validate_selection(config: pytest.Config) -> None:
@@ -181,7 +329,7 @@ def _validate_selection(config: pytest.Config) -> None:
     dests = ("harness_target", "harness_mode", "harness_page", "harness_stage", "harness_counter")
     if not any(config.getoption(d, None) for d in dests):
         return
-    from harness.suite import selection_from_config, validate_selection
+    from harness.selection import selection_from_config, validate_selection
 
     errors = validate_selection(selection_from_config(config))
     if errors:
@@ -211,41 +359,46 @@ def vendor_model_path(config: pytest.Config) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def _golden_key_of(item: pytest.Item) -> str | None:
-    marker = item.get_closest_marker("golden")
-    if marker is None:
-        return None
-    if len(marker.args) != 1 or not isinstance(marker.args[0], (str, GoldenKey)):
-        raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.golden takes one key "
-                                "'<target>-<mode>-<page>-<stage>-<counter>'")
-    return str(GoldenKey.parse(str(marker.args[0])))
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Gate gpu/vendor tests with one reason each; tag golden tests with their key.
+    """Leave out gpu and vendor tests that cannot run here (one reason each, in the header).
 
     https://docs.pytest.org/en/stable/reference/reference.html#pytest.hookspec.pytest_collection_modifyitems
     """
-    if vendor_model_path(config) is None or not config.getoption("harness_trust_remote_code"):
-        skip_vendor = pytest.mark.skip(reason=VENDOR_SKIP_REASON)
-        for item in items:
-            if "vendor" in item.keywords:
-                item.add_marker(skip_vendor)
-    gpu_items = [item for item in items if "gpu" in item.keywords]
-    if gpu_items:
-        device = process_device(config)
-        reason = None
-        if not _cuda_available():
-            reason = CUDA_NOT_AVAILABLE_MSG
-        elif config.getoption("harness_device") is not None and not device.startswith("cuda"):
-            reason = GPU_NEEDS_CUDA_DEVICE_MSG.format(device=device)
-        if reason:
-            for item in gpu_items:
-                item.add_marker(pytest.mark.skip(reason=reason))
+    g = gate(config)
+    device = process_device(config)
+    gpu_reason = None
+    if not any("gpu" in item.keywords for item in items):
+        pass                      # nothing to decide (and no torch import for it)
+    elif not g.cuda:
+        gpu_reason = CUDA_NOT_AVAILABLE_MSG
+    elif config.getoption("harness_device") is not None and not device.startswith("cuda"):
+        gpu_reason = GPU_NEEDS_CUDA_DEVICE_MSG.format(device=device)
+    keep, drop = [], []
     for item in items:
-        key = _golden_key_of(item)
-        if key is not None:
-            item.user_properties.append((PROPERTY, key))
+        skip = item.get_closest_marker("skip")
+        if skip is not None and str(skip.kwargs.get("reason", "")).startswith("got empty parameter set"):
+            drop.append(item)     # a fact kind with nothing selected here: nothing to run, no skip
+        elif gpu_reason and "gpu" in item.keywords:
+            g.leave_out(gpu_reason)
+            drop.append(item)
+        elif "vendor" in item.keywords and not g.vendor:
+            g.leave_out(g.reasons.get("dsocr", VENDOR_LEFT_OUT_MSG))
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_report_collectionfinish(config: pytest.Config, start_path: Path, items: list[pytest.Item]) -> list[str]:
+    """Once per reason: how many cases were left out, and what would enable them."""
+    g = config.stash.get(_GATE_KEY, None)
+    if g is None or not g.left_out:
+        return []
+    lines = [f"harness: {sum(g.left_out.values())} case(s) left out (they cannot run here):"]
+    lines += [f"  {n:>5} -- {reason}" for reason, n in sorted(g.left_out.items(), key=lambda kv: -kv[1])]
+    return lines
 
 
 class GoldenHooks:
@@ -254,29 +407,25 @@ class GoldenHooks:
     def __init__(self, session: GoldenSession) -> None:
         self.session = session
 
-    def pytest_deselected(self, items: list[pytest.Item]) -> None:
-        """Count deselected items: a run that deselects anything never deletes unused goldens."""
-        self.session.deselected += len(items)
-
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        """A collection error makes the run partial (no deletion of unused goldens)."""
+        """A collection error makes the run incomplete (no pruning)."""
         if report.failed:
             self.session.collect_errors += 1
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Learn which golden keys this run collected (every phase, skipped tests included)."""
+        """Learn the outcome of each golden address (every phase; a failure sticks)."""
         reported = self.session.reported
         for name, value in report.user_properties:
             if name != PROPERTY or reported.get(value) == "failed":
                 continue
             if report.failed or report.skipped:
                 reported[value] = report.outcome
-            else:
+            elif report.when == "call":
                 reported.setdefault(value, "passed")
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        """Write goldens (terminal-owning process only); OR a write failure into the exit status.
+        """Write goldens (terminal-owning process only); a write error or a refused prune fails the run.
 
         https://docs.pytest.org/en/stable/reference/reference.html#pytest.hookspec.pytest_sessionfinish
         """
@@ -285,11 +434,11 @@ class GoldenHooks:
             config.workeroutput[WORKER_OUTPUT] = self.session.worker_output()
             return
         self.session.finish(session)
-        if self.session.errors and session.exitstatus == pytest.ExitCode.OK:
+        if self.session.failed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-        """Goldens written, unchanged and unused.
+        """Goldens written, unchanged, unused, pruned; the engine's model runs.
 
         https://docs.pytest.org/en/stable/reference/reference.html#pytest.hookspec.pytest_terminal_summary
         """
@@ -300,10 +449,10 @@ class GoldenHooks:
             terminalreporter.write_sep("-", "harness goldens")
             for line in lines:
                 terminalreporter.write_line(line)
-        cache = config.stash.get(_SUITE_KEY, None)
-        stats = cache.stats_lines() if cache is not None else []
+        engine = config.stash.get(_ENGINE_KEY, None)
+        stats = engine.stats_lines() if engine is not None else []
         if stats:
-            terminalreporter.write_sep("-", "harness suite cache")
+            terminalreporter.write_sep("-", "harness engine")
             for line in stats:
                 terminalreporter.write_line(line)
 
@@ -316,7 +465,7 @@ class XdistGoldenHooks:
 
     @pytest.hookimpl
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        """Merge a finished worker's golden records (a crashed worker makes the run partial)."""
+        """Merge a finished worker's golden records (a crashed worker makes the run incomplete)."""
         output = getattr(node, "workeroutput", {}) or {}
         if error or WORKER_OUTPUT not in output:
             self.session.worker_failures += 1
@@ -327,10 +476,10 @@ class XdistGoldenHooks:
 # ------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="session")
 def model_path(pytestconfig: pytest.Config) -> Path:
-    """The vendor model directory (vendor tests only)."""
+    """The vendor model directory (vendor tests only; they are left out without it)."""
     path = vendor_model_path(pytestconfig)
     if path is None:
-        pytest.skip(VENDOR_SKIP_REASON)
+        raise pytest.UsageError(VENDOR_LEFT_OUT_MSG)
     return path
 
 
@@ -342,30 +491,28 @@ def harness_device(pytestconfig: pytest.Config) -> str:
 
 @pytest.fixture(scope="session")
 def gpu_device(pytestconfig: pytest.Config) -> str:
-    """The CUDA device of gpu tests in this process (skips without CUDA; one GPU per xdist worker)."""
-    if not _cuda_available():
-        pytest.skip(CUDA_NOT_AVAILABLE_MSG)
+    """The CUDA device of gpu tests in this process (one GPU per xdist worker)."""
     device = process_device(pytestconfig)
     return device if device.startswith("cuda") else worker_gpu(pytestconfig)
 
 
 @pytest.fixture(scope="session")
-def suite_cache(pytestconfig: pytest.Config):
-    """The session cache of the verification suite: built models (on meta), layouts, analytic
-    costs, and measured counts memoised per shape key (see :mod:`harness.suite`)."""
-    from harness.suite import SuiteCache
+def engine(pytestconfig: pytest.Config):
+    """The measuring engine: built models (on meta), layouts, analytic costs, and measured counts
+    memoised per shape key (see :mod:`harness.engine`)."""
+    from harness.engine import Engine
 
-    if _SUITE_KEY not in pytestconfig.stash:
-        pytestconfig.stash[_SUITE_KEY] = SuiteCache(
+    if _ENGINE_KEY not in pytestconfig.stash:
+        pytestconfig.stash[_ENGINE_KEY] = Engine(
             model_path=vendor_model_path(pytestconfig),
             trust_remote_code=bool(pytestconfig.getoption("harness_trust_remote_code")))
-    return pytestconfig.stash[_SUITE_KEY]
+    return pytestconfig.stash[_ENGINE_KEY]
 
 
 @pytest.fixture(scope="session")
-def built_model(suite_cache):
+def built_model(engine):
     """``built_model(target)``: the target's model built once per session on meta."""
-    return suite_cache.built_model
+    return engine.built_model
 
 
 @pytest.fixture(scope="session", name="golden_session")
@@ -380,75 +527,45 @@ def bands(pytestconfig: pytest.Config):
     return golden_session(pytestconfig).bands
 
 
-def base_environment(device: str) -> dict[str, Any]:
-    """Versions that make a golden: harness, torch, transformers, counters; and the device type."""
-    env = dict(_versions())
-    env["device"] = device.split(":")[0]
-    return env
-
-
-@functools.lru_cache(maxsize=None)
-def _versions() -> tuple[tuple[str, Any], ...]:
-    import importlib.metadata as md
-
-    import harness
-
-    env: dict[str, Any] = {"harness": harness.__version__}
-    for name, dist in (("torch", "torch"), ("transformers", "transformers"),
-                       ("fvcore", "fvcore"), ("thop", "ultralytics-thop")):
-        try:
-            env[name] = md.version(dist)
-        except md.PackageNotFoundError:
-            env[name] = None
-    return tuple(sorted(env.items()))
-
-
 class GoldenCheck:
-    """The ``golden`` fixture: compare (or, with --update-golden, record) this test's entry."""
+    """The ``golden`` fixture: check (or, with --update-golden, record) one fact of this test."""
 
     def __init__(self, session: GoldenSession, item: pytest.Item) -> None:
         self._session = session
         self._item = item
 
     @property
-    def key(self) -> GoldenKey:
-        """This test's key, from ``@pytest.mark.golden(key)``."""
-        text = _golden_key_of(self._item)
-        if text is None:
-            raise pytest.UsageError(f"{self._item.nodeid}: the golden fixture needs "
-                                    "@pytest.mark.golden('<target>-<mode>-<page>-<stage>-<counter>')")
-        return GoldenKey.parse(text)
-
-    @property
     def update(self) -> bool:
-        """Whether this run regenerates goldens."""
         return self._session.update
 
-    def check(self, entry: Mapping[str, Any], *, layout: Any = None,
-              environment: Mapping[str, Any] | None = None) -> None:
-        """Compare ``entry`` with its golden within the regress band (or record it)."""
-        __tracebackhide__ = True
-        env = base_environment(process_device(self._item.config))
-        env.update(environment or {})
-        self._session.check(self.key, entry, layout=layout, environment=env, nodeid=self._item.nodeid)
+    def _address(self, address: str) -> None:
+        if (PROPERTY, address) not in self._item.user_properties:
+            self._item.user_properties.append((PROPERTY, address))
 
-    def exists(self) -> bool:
-        """Whether this test's golden entry exists (a corrupt file counts as absent)."""
-        key = self.key
-        try:
-            doc = self._session.load(self._session.path_for(key), self._item.nodeid)
-        except Exception:
-            return False
-        return doc is not None and key.counter in doc["stages"].get(key.stage, {})
-
-    def read(self, *, command: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-        """``(entry, document)`` of this test's golden, failing with the fix when missing
-        (``command``: the fix to print when another test or environment makes the golden)."""
+    def layout(self, target: str, mode: str, page: str, record: dict[str, Any], *, text_tokens: int) -> None:
+        """Check the layout fact of one page."""
         __tracebackhide__ = True
-        return self._session.read(self.key, self._item.nodeid, command=command)
+        self._address(layout_address(target, mode, page))
+        self._session.check_layout(target, mode, page, record, text_tokens=text_tokens, nodeid=self._item.nodeid)
+
+    def count(self, target: str, stage: str, counter: str, key: str, entry: dict[str, Any], *,
+              shape: dict[str, Any], pages: list[str], environment: dict[str, Any]) -> None:
+        """Check one counter's count of one stage at one shape key."""
+        __tracebackhide__ = True
+        self._address(count_address(target, stage, counter, key))
+        self._session.check_count(target, stage, counter, key, entry, shape=shape, pages=pages,
+                                  environment=environment, nodeid=self._item.nodeid)
+
+    def read_count(self, target: str, stage: str, key: str, counter: str, *, command: str | None = None):
+        """``(entry, document)`` of a count golden another environment made."""
+        __tracebackhide__ = True
+        return self._session.read_count(target, stage, key, counter, nodeid=self._item.nodeid, command=command)
+
+    def has_count(self, target: str, stage: str, key: str, counter: str) -> bool:
+        return self._session.has_count(target, stage, key, counter)
 
 
 @pytest.fixture
 def golden(request: pytest.FixtureRequest) -> GoldenCheck:
-    """Compare or record this test's golden entry (key from ``@pytest.mark.golden``)."""
+    """Check or record this test's golden facts."""
     return GoldenCheck(golden_session(request.config), request.node)

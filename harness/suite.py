@@ -1,580 +1,196 @@
-"""The verification suite: its cases, and the session cache that makes hundreds of pages cheap.
+"""The suite's definition: which facts it states, one test and one golden per fact.
 
-A case is ``(target, mode, page, stage, counter)``; its id and golden key is
-``<target>-<mode>-<page>-<stage>-<counter>`` (e.g. ``dsocr-gundam-letter-sam-torch``).
+Two kinds of fact:
 
-Measured counts are a pure function of the target, its configuration and the shapes a stage sees,
-so :class:`SuiteCache` measures each **shape key** once per session and every page that shares
-it is a lookup:
+* **layout** -- ``<target>-<mode>-<page>``: a page's view layout, token counts and the shape keys
+  it reaches (pure arithmetic); golden ``<target>/layout/<mode>.json`` lists every page;
+* **count** -- ``<target>-<stage>-<counter>-<shape key>``: the counts of one stage at one shape key
+  by one counter; one per distinct shape key that the selected pages reach. Its golden
+  ``<target>/count/<stage>/<shape key>.json`` also lists every page of the definition that reaches
+  it.
 
-* vision stages (``sam``, ``clip``/``encoder``, ``projector``): the view batches, in execution
-  order, as ``(role, batch, size, tokens_per_view)``;
-* ``prefill``: the prefill length L (BOS + prompt text + image placeholders);
-* ``decode``: the decode context T (default: L).
-
-Counts run on the ``meta`` device (no weights; SDPA decomposes there, so FlopCounterMode sees
-it), except where a target runs a stage on real CPU tensors (the vendor DeepSeek-OCR language
-model). A failed measurement is memoised too: every page of that shape key fails with the same
-message at once, instead of re-running the model. :func:`check_shape_key` proves the keying on
-two pages with different sizes but one key.
-
-Nothing here imports torch or transformers at import time (the plugin imports this module to
-validate the selection options).
+The definition is every built-in page (``all`` = grid + corpus) in every mode of every target,
+every stage and every counter; :func:`expected` is computed from it alone (never from what ran),
+so unused goldens are found, and pruned, against the definition. Selections
+(:class:`harness.selection.Selection`) narrow both kinds; a page or mode selection narrows the
+counts to the shape keys those pages reach.
 """
 
 from __future__ import annotations
 
-import difflib
-import importlib.metadata as md
-import time
-import traceback
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+import functools
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
-from harness.golden import GoldenKey, Mismatch, format_mismatch
+from harness.engine import BYTES, DEVICE, Case, key_name, shape_key, shape_record
+from harness.golden.session import Expected
+from harness.selection import COUNTERS, Selection, suite_pages, target_modes, target_stages
 
-if TYPE_CHECKING:  # pragma: no cover
-    from harness.pages import Page
-    from harness.workload import ViewLayout
+#: The pages whose shape keys also get a byte fact (``bytes`` counter): the letter page in every
+#: mode, where the analytic bytes model is proven against the byte counter key by key.
+BYTES_PAGES: tuple[str, ...] = ("letter",)
 
-__all__ = [
-    "SUITE_COUNTERS",
-    "SUITE_DEVICE",
-    "PAGE_SETS",
-    "Case",
-    "Selection",
-    "selection_from_config",
-    "suite_cases",
-    "SuiteCache",
-    "shape_key",
-    "layout_record",
-    "entry_record",
-    "built_environment",
-    "key_differences",
-    "key_rows",
-    "Verification",
-    "verification",
-    "verification_problems",
-    "needs_vendor",
-    "not_measurable",
-    "NOT_MEASURABLE_ON_META",
-    "native_transformers",
-]
-
-#: Counters of the suite (their patched variants: formulas/handles added where the stock tool is
-#: blind, so the remaining unknown ops are findings).
-SUITE_COUNTERS: tuple[str, ...] = ("torch", "fvcore", "thop")
-SUITE_VARIANT = "patched"
-#: Where the suite builds the models (stages a target must run on real tensors say so themselves).
-SUITE_DEVICE = "meta"
-#: ``--page-set`` choices; "all" is grid + corpus (the default set is a subset of grid).
-PAGE_SETS: tuple[str, ...] = ("all", "grid", "corpus", "default")
-VISION_STAGES = frozenset({"sam", "clip", "encoder", "projector"})
-#: (target, stage, counter) -> why the suite cannot measure it on meta; "*" matches any target.
-#: Those cases are skipped (one grouped reason); tests/test_suite.py::test_still_not_measurable
-#: tries each entry on one page and fails the day the counter manages, so the entry goes and the
-#: goldens get generated.
-NOT_MEASURABLE_ON_META: dict[tuple[str, str, str], str] = {
-    # fvcore traces with torch.jit.trace, which fails on meta tensors inside nn.Conv2d (the meta
-    # conv kernel gets traced sizes; harness.counters raises CounterError). SAM's convs (patch
-    # embed, neck, downsample) leave fvcore real tensors only, too slow at full size on CPU CI.
-    ("*", "sam", "fvcore"): "fvcore cannot trace SAM's convs on meta tensors "
-                            "(harness.suite.NOT_MEASURABLE_ON_META)",
-}
+__all__ = ["LayoutCase", "CountCase", "layout_cases", "count_cases", "shape_index", "expected",
+           "not_measurable", "SuiteDefinitionError"]
 
 
-# ------------------------------------------------------------------------------------ selection
-@dataclass(frozen=True)
-class Selection:
-    """What the options select; None means everything."""
-
-    targets: tuple[str, ...] | None = None
-    modes: tuple[str, ...] | None = None
-    pages: tuple[str, ...] | None = None
-    stages: tuple[str, ...] | None = None
-    counters: tuple[str, ...] | None = None
-    page_set: str = "all"
-
-
-def _names(values: Sequence[str] | None) -> tuple[str, ...] | None:
-    if not values:
-        return None
-    return tuple(dict.fromkeys(n.strip() for v in values for n in v.split(",") if n.strip()))
-
-
-def selection_from_config(config: Any) -> Selection:
-    """The :class:`Selection` of ``--target/--mode/--page/--stage/--counter/--page-set``."""
-    return Selection(
-        targets=_names(config.getoption("harness_target", None)),
-        modes=_names(config.getoption("harness_mode", None)),
-        pages=_names(config.getoption("harness_page", None)),
-        stages=_names(config.getoption("harness_stage", None)),
-        counters=_names(config.getoption("harness_counter", None)),
-        page_set=config.getoption("harness_page_set", None) or "all")
-
-
-def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
-    known = sorted(set(known))
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    hint = f" Did you mean: {', '.join(repr(c) for c in close)}?" if close else ""
-    return f"Unknown {kind} {name!r}.{hint}\nAvailable: {', '.join(known)}"
-
-
-def _stages() -> dict[str, tuple[str, ...]]:
-    from harness.analytic.stages import TARGET_STAGES
-
-    return {t: tuple(s) for t, s in TARGET_STAGES.items()}
-
-
-def _modes() -> dict[str, tuple[str, ...]]:
-    from harness.workload import MODES
-
-    return {t: tuple(m) for t, m in MODES.items()}
-
-
-def suite_pages(page_set: str = "all") -> dict[str, "Page"]:
-    """The pages of a set, by id, in manifest order (``all``: grid then corpus)."""
-    from harness.pages import builtin_pages
-
-    sets = ("grid", "corpus") if page_set == "all" else (page_set,)
-    pages: dict[str, Page] = {}
-    for name in sets:
-        for page in builtin_pages(name):
-            pages.setdefault(page.page_id, page)
-    return pages
-
-
-def validate_selection(selection: Selection) -> list[str]:
-    """Error messages for names the options give that do not exist (empty: all known)."""
-    errors = []
-    stages, modes = _stages(), _modes()
-    for name in selection.targets or ():
-        if name not in stages:
-            errors.append(_unknown("target", name, stages))
-    targets = [t for t in (selection.targets or stages) if t in stages]
-    for name in selection.modes or ():
-        if not any(name in modes.get(t, ()) for t in targets):
-            errors.append(_unknown("mode", name, (m for t in targets for m in modes.get(t, ()))))
-    for name in selection.stages or ():
-        if not any(name in stages[t] for t in targets):
-            errors.append(_unknown("stage", name, (s for t in targets for s in stages[t])))
-    for name in selection.counters or ():
-        if name not in SUITE_COUNTERS:
-            errors.append(_unknown("counter", name, SUITE_COUNTERS))
-    if selection.pages:
-        pages = suite_pages(selection.page_set)
-        for name in selection.pages:
-            if name not in pages:
-                errors.append(_unknown(f"page (in page set {selection.page_set!r})", name, pages))
-    return errors
+class SuiteDefinitionError(RuntimeError):
+    """The definition is inconsistent (e.g. two shape keys with one name)."""
 
 
 @dataclass(frozen=True)
-class Case:
-    """One test of the suite."""
-
+class LayoutCase:
     target: str
     mode: str
     page: str
-    stage: str
-    counter: str
-
-    @property
-    def key(self) -> GoldenKey:
-        return GoldenKey(self.target, self.mode, self.page, self.stage, self.counter)
 
     @property
     def id(self) -> str:
-        return str(self.key)
+        return f"{self.target}-{self.mode}-{self.page}"
 
 
-def suite_cases(selection: Selection = Selection(), *, counters: Sequence[str] = SUITE_COUNTERS) -> list[Case]:
-    """Every selected case: target x mode x page x stage x counter, in that nesting order."""
-    stages, modes = _stages(), _modes()
+@dataclass(frozen=True)
+class CountCase:
+    """One counter's count of one stage at one shape key; measured on its first page."""
+
+    target: str
+    stage: str
+    counter: str
+    key: str                         # the shape key's name, e.g. g1024+6x768
+    shape_key: tuple
+    first: tuple[str, str]           # (mode, page) the key is measured on
+    pages: tuple[str, ...]           # every "mode/page" of the definition reaching it
+
+    @property
+    def id(self) -> str:
+        return f"{self.target}-{self.stage}-{self.counter}-{self.key}"
+
+    @property
+    def case(self) -> Case:
+        """The engine's cell that measures this count."""
+        return Case(self.target, self.first[0], self.first[1], self.stage, self.counter)
+
+    @property
+    def shape(self) -> dict[str, Any]:
+        return shape_record(self.shape_key)
+
+
+@functools.lru_cache(maxsize=None)
+def _text_tokens() -> int:
+    from harness.workload import DEFAULT_PROMPT_TOKENS
+
+    return DEFAULT_PROMPT_TOKENS
+
+
+@functools.lru_cache(maxsize=None)
+def _layouts(target: str, mode: str) -> tuple[tuple[str, Any], ...]:
+    """``(page id, layout)`` of every page of the definition, in manifest order."""
+    from harness.workload import compute_view_layout, get_workload
+
+    workload = get_workload(target, mode)
+    return tuple((pid, compute_view_layout(workload, page.width, page.height))
+                 for pid, page in suite_pages("all").items())
+
+
+def page_layout(target: str, mode: str, page: str) -> Any:
+    return dict(_layouts(target, mode))[page]
+
+
+@functools.lru_cache(maxsize=None)
+def shape_index(target: str) -> dict[tuple[str, str], tuple[tuple, tuple[tuple[str, str], ...]]]:
+    """``(stage, key name) -> (shape key, ((mode, page), ...))`` over the whole definition."""
+    index: dict[tuple[str, str], tuple[tuple, list[tuple[str, str]]]] = {}
+    for mode in target_modes()[target]:
+        for page, layout in _layouts(target, mode):
+            for stage in target_stages()[target]:
+                key = shape_key(stage, layout, text_tokens=_text_tokens())
+                name = key_name(key)
+                known = index.setdefault((stage, name), (key, []))
+                if known[0] != key:
+                    raise SuiteDefinitionError(f"{target} {stage}: shape keys {known[0]} and {key} share the "
+                                               f"name {name!r}; make harness.engine.key_name tell them apart")
+                known[1].append((mode, page))
+    return {k: (key, tuple(pages)) for k, (key, pages) in index.items()}
+
+
+def layout_record(target: str, mode: str, page: str) -> dict[str, Any]:
+    """The layout fact of one page: the workload's layout plus the shape key of each stage."""
+    from harness.engine import layout_record as record
+
+    layout = page_layout(target, mode, page)
+    out = record(layout, text_tokens=_text_tokens())
+    out["shape_keys"] = {stage: key_name(shape_key(stage, layout, text_tokens=_text_tokens()))
+                         for stage in target_stages()[target]}
+    return out
+
+
+def layout_cases(selection: Selection = Selection()) -> list[LayoutCase]:
     pages = suite_pages(selection.page_set)
-    cases = []
-    for target in stages:
-        if selection.targets and target not in selection.targets:
+    return [LayoutCase(t, m, p)
+            for t, modes in target_modes().items() if selection.wants("targets", t)
+            for m in modes if selection.wants("modes", m)
+            for p in pages if selection.wants("pages", p)]
+
+
+def not_measurable(target: str, stage: str, counter: str, device: str = DEVICE) -> str | None:
+    """Why ``counter`` cannot measure ``stage`` of ``target`` on ``device`` (the target's own rule)."""
+    from harness.targets import target_class
+
+    return target_class(target).not_measurable(stage, counter, device)
+
+
+def _measures(target: str, stage: str, pages: Iterable[tuple[str, str]], counters: Iterable[str]) -> tuple[str, ...]:
+    """The counters a (target, stage, key) is measured by: the FLOP counters, and the byte counter
+    where a :data:`BYTES_PAGES` page reaches the key."""
+    out = tuple(counters)
+    if BYTES in out and not any(p in BYTES_PAGES for _, p in pages):
+        out = tuple(c for c in out if c != BYTES)
+    return out
+
+
+def count_cases(selection: Selection = Selection(), *, counters: Iterable[str] = COUNTERS + (BYTES,),
+                device: str = DEVICE) -> tuple[list[CountCase], dict[str, int]]:
+    """The selected count facts, and ``{reason: how many}`` of those that cannot be measured on
+    ``device`` (left out, not collected)."""
+    chosen_pages = set(suite_pages(selection.page_set)) if (selection.page_set != "all" or selection.pages) else None
+    if chosen_pages is not None and selection.pages:
+        chosen_pages &= set(selection.pages)
+    cases: list[CountCase] = []
+    left_out: dict[str, int] = {}
+    for target, stages in target_stages().items():
+        if not selection.wants("targets", target):
             continue
-        for mode in modes[target]:
-            if selection.modes and mode not in selection.modes:
+        for (stage, name), (key, pages) in shape_index(target).items():
+            if not selection.wants("stages", stage):
                 continue
-            for page in pages:
-                if selection.pages and page not in selection.pages:
+            reach = [(m, p) for m, p in pages if selection.wants("modes", m)
+                     and (chosen_pages is None or p in chosen_pages)]
+            if not reach:
+                continue
+            for counter in _measures(target, stage, pages, counters):
+                if not selection.wants("counters", counter):
                     continue
-                for stage in stages[target]:
-                    if selection.stages and stage not in selection.stages:
-                        continue
-                    for counter in counters:
-                        if selection.counters and counter not in selection.counters:
-                            continue
-                        cases.append(Case(target, mode, page, stage, counter))
-    return cases
-
-
-def not_measurable(case: "Case") -> str | None:
-    """Why the suite cannot measure this case on meta (None: it can)."""
-    for target in (case.target, "*"):
-        reason = NOT_MEASURABLE_ON_META.get((target, case.stage, case.counter))
-        if reason:
-            return reason
-    return None
-
-
-def needs_vendor(target: str) -> bool:
-    """Whether a target's measured tests need the vendor directory and environment."""
-    return target == "dsocr"
-
-
-def native_transformers() -> bool:
-    """Whether this environment's transformers ships DeepSeek-OCR-2 natively (>= 5)."""
-    try:
-        return int(md.version("transformers").split(".")[0]) >= 5
-    except (md.PackageNotFoundError, ValueError):
-        return False
-
-
-# ------------------------------------------------------------------------------------ records
-def shape_key(stage: str, layout: "ViewLayout", *, text_tokens: int, decode_context: int | None = None) -> tuple:
-    """What a stage's count depends on, besides the target and its configuration."""
-    from harness.workload import prefill_length
-
-    if stage in VISION_STAGES:
-        return ("views",) + tuple((v.role, v.batch, v.size, v.tokens_per_view) for v in layout.views)
-    length = prefill_length(layout, text_tokens)
-    if stage == "prefill":
-        return ("L", length)
-    if stage == "decode":
-        return ("T", length if decode_context is None else decode_context)
-    raise ValueError(f"shape_key: unknown stage {stage!r}")
-
-
-def layout_record(layout: "ViewLayout", *, text_tokens: int) -> dict[str, Any]:
-    """The page's layout as stored in its golden: views, grid, tokens."""
-    from harness.workload import prefill_length
-
-    return {
-        "width": layout.width, "height": layout.height,
-        "global_size": layout.global_size, "crop_grid": list(layout.crop_grid),
-        "n_crops": layout.n_crops, "crop_size": layout.crop_size,
-        "views": [{"role": v.role, "batch": v.batch, "size": v.size, "tokens_per_view": v.tokens_per_view}
-                  for v in layout.views],
-        "image_tokens": layout.image_tokens, "valid_tokens": layout.valid_tokens,
-        "text_tokens": text_tokens, "prefill_length": prefill_length(layout, text_tokens),
-    }
-
-
-def entry_record(count: Any) -> dict[str, Any]:
-    """One golden entry from a StageCount: raw, convention, FLOPs, per-op and per-key breakdowns,
-    unknown and ignored ops (``version`` is information, never compared)."""
-    return {
-        "raw": count.raw, "convention": count.convention, "flops": count.flops,
-        "by_op": dict(count.by_op), "by_key": dict(count.by_key),
-        "unknown_ops": dict(count.unknown_ops), "ignored_ops": dict(count.ignored_ops),
-        "variant": count.variant, "version": count.version,
-    }
-
-
-def built_environment(built: Any) -> dict[str, Any]:
-    """What made a built model's counts, beyond the package versions: device, dtype, implementations,
-    weights (the suite's golden ``environment`` and the report's per-target environment)."""
-    return {
-        "device": built.device,
-        "stage_devices": dict(built.stage_devices),
-        "dtype": str(built.dtype).replace("torch.", ""),
-        "attn_implementation": built.attn_implementation,
-        "experts_implementation": built.experts_implementation,
-        "weights": built.weights,
-    }
-
-
-# ------------------------------------------------------------------------------------ verification
-def key_differences(analytic: Mapping[str, int], measured: Mapping[str, int],
-                    keys: Iterable[str]) -> list[tuple[str, int, int]]:
-    """``(op key, measured, analytic)`` for each of ``keys`` whose FLOPs differ (absent: 0)."""
-    return [(k, measured.get(k, 0), analytic.get(k, 0)) for k in keys if measured.get(k, 0) != analytic.get(k, 0)]
-
-
-def key_rows(analytic: Mapping[str, int], measured: Mapping[str, int], keys: Iterable[str]) -> list[Mismatch]:
-    """``by_key[<k>]`` failure rows (measured obtained, analytic expected) of :func:`key_differences`."""
-    return [Mismatch(f"by_key[{k}]", m, a) for k, m, a in key_differences(analytic, measured, keys)]
-
-
-@dataclass
-class Verification:
-    """The verification half of a case: the analytic model against a measured count.
-
-    ``key_differences``: torch only, ``(op key, measured, analytic)`` of the matmul class keys
-    that differ (they must be exact);
-    ``within_band``: the remainder after ``explain_delta`` lies within the ``verify`` band;
-    ``unknown``: blind spots no known cause explains.
-    """
-
-    explanation: Any                 # harness.counters.delta.DeltaExplanation
-    band: Any                        # harness.golden.Band ("verify")
-    within_band: bool
-    key_differences: list[tuple[str, int, int]]
-    unknown: list[Any]               # DeltaExplanation components with known == False
-
-    @property
-    def key_rows(self) -> list[Mismatch]:
-        return [Mismatch(f"by_key[{k}]", m, a) for k, m, a in self.key_differences]
-
-    @property
-    def key_lines(self) -> list[str]:
-        return [f"{k}: measured {m:,} vs analytic {a:,}" for k, m, a in self.key_differences]
-
-    @property
-    def unknown_lines(self) -> list[str]:
-        return [f"{c.name}: {c.flops:+,} ({c.detail})" for c in self.unknown]
-
-
-def verification(counter: str, stage: str, analytic: Any, measured: Any, bands: Any) -> Verification:
-    """The suite's verification verdict of one measured count (see :func:`verification_problems`)."""
-    from harness.analytic import MATMUL_KEYS
-    from harness.counters import UNMAPPED, explain_delta
-
-    keys = (*MATMUL_KEYS, UNMAPPED) if counter == "torch" else ()
-    differences = key_differences(dict(analytic.flops), measured.by_key, keys)
-    explanation = explain_delta(analytic, measured)
-    band = bands.lookup("verify", stage, counter, measured.convention)
-    expected = explanation.analytic_matmul
-    within = band.allows(expected + explanation.remainder, expected)
-    unknown = [c for c in explanation.components if not c.known]
-    return Verification(explanation, band, within, differences, unknown)
-
-
-def verification_problems(case: "Case", analytic: Any, measured: Any, bands: Any) -> list[str]:
-    """Failure messages of the verification half (empty: verified)."""
-    verdict = verification(case.counter, case.stage, analytic, measured, bands)
-    explanation = verdict.explanation
-    problems = []
-    if verdict.key_differences:
-        problems.append(format_mismatch(
-            f"verify {case.id}: matmul class differs between torch (obtained) and the analytic "
-            "model (expected); it must be exact, op key by op key.", verdict.key_rows))
-    if not verdict.within_band:
-        expected = explanation.analytic_matmul
-        rows = [Mismatch("measured - explained", expected + explanation.remainder, expected,
-                         "unexplained remainder")]
-        problems.append(format_mismatch(
-            f"verify {case.id}: {case.counter} ({measured.variant}) after explain_delta differs from "
-            "the analytic matmul class (expected) beyond the band.", rows, band=verdict.band,
-            context=str(explanation).splitlines()))
-    if verdict.unknown:
-        problems.append(
-            f"verify {case.id}: {case.counter} ({measured.variant}) has blind spots no known cause "
-            "explains (document them in harness.counters.delta.KNOWN_BLIND_SPOTS, or fix the counter):\n"
-            + "\n".join(f"  {line}" for line in verdict.unknown_lines)
-            + "\n" + str(explanation))
-    return problems
-
-
-# ------------------------------------------------------------------------------------ cache
-@dataclass
-class Measurement:
-    """A memoised count (or the error it raised) and what it cost."""
-
-    count: Any = None
-    error: BaseException | None = None
-    seconds: float = 0.0
-    page: str = ""
-    failure: str = ""
-
-
-@dataclass
-class SuiteCache:
-    """Session cache: built models, layouts, analytic costs, and counts per shape key."""
-
-    model_path: Any = None
-    trust_remote_code: bool = False
-    device: str = SUITE_DEVICE
-    text_tokens: int | None = None
-    targets: dict[str, Any] = field(default_factory=dict)
-    built: dict[str, Any] = field(default_factory=dict)
-    build_errors: dict[str, BaseException] = field(default_factory=dict)
-    layouts: dict[tuple[str, str, str], Any] = field(default_factory=dict)
-    inputs: dict[tuple, Any] = field(default_factory=dict)
-    analytic_costs: dict[tuple, Any] = field(default_factory=dict)
-    measurements: dict[tuple, Measurement] = field(default_factory=dict)
-    lookups: int = 0
-    build_seconds: dict[str, float] = field(default_factory=dict)
-    _pages: dict[str, Any] | None = None
-
-    def __post_init__(self) -> None:
-        if self.text_tokens is None:
-            from harness.workload import DEFAULT_PROMPT_TOKENS
-
-            self.text_tokens = DEFAULT_PROMPT_TOKENS
-
-    # pages and layouts --------------------------------------------------------------------
-    def page(self, page_id: str) -> "Page":
-        if self._pages is None:
-            self._pages = self._builtin_pages()
-        return self._pages[page_id]
-
-    @staticmethod
-    def _builtin_pages() -> dict[str, "Page"]:
-        from harness.pages import builtin_pages
-
-        pages = suite_pages("all")
-        for name in ("default",):
-            for page in builtin_pages(name):
-                pages.setdefault(page.page_id, page)
-        return pages
-
-    def register_pages(self, pages: Iterable["Page"], *, builtin: bool = True) -> None:
-        """Make ``pages`` known by id (e.g. a report's own files), next to the built-in sets.
-
-        ``builtin=False`` on a cache that knows no pages yet: these pages are all it knows (the
-        built-in sets are not loaded). A page whose id the cache knows at another size is a
-        ValueError (its layouts and counts would be the other page's); at the same size the known
-        page stays.
-        """
-        if self._pages is None:
-            self._pages = self._builtin_pages() if builtin else {}
-        for page in pages:
-            known = self._pages.get(page.page_id)
-            if known is None:
-                self._pages[page.page_id] = page
-            elif (known.width, known.height) != (page.width, page.height):
-                raise ValueError(f"page {page.page_id!r}: {page.width}x{page.height} here, but the shared "
-                                 f"cache knows a page of that id at {known.width}x{known.height}; rename it")
-
-    def layout(self, target: str, mode: str, page_id: str) -> "ViewLayout":
-        key = (target, mode, page_id)
-        if key not in self.layouts:
-            from harness.workload import compute_view_layout, get_workload
-
-            page = self.page(page_id)
-            self.layouts[key] = compute_view_layout(get_workload(target, mode), page.width, page.height)
-        return self.layouts[key]
-
-    def shape_key(self, case: Case) -> tuple:
-        return shape_key(case.stage, self.layout(case.target, case.mode, case.page), text_tokens=self.text_tokens)
-
-    # models ---------------------------------------------------------------------------------
-    def target(self, name: str) -> Any:
-        if name not in self.targets:
-            from harness.targets import get_target
-
-            self.targets[name] = get_target(name, model_path=self.model_path,
-                                            trust_remote_code=self.trust_remote_code)
-        return self.targets[name]
-
-    def built_model(self, name: str) -> Any:
-        """The target built on :data:`SUITE_DEVICE` (once per session; a failure is memoised)."""
-        if name in self.build_errors:
-            raise self.build_errors[name]
-        if name not in self.built:
-            import torch
-
-            start = time.perf_counter()
-            try:
-                self.built[name] = self.target(name).build(self.device, torch.float32)
-            except BaseException as exc:
-                self.build_errors[name] = exc
-                raise
-            finally:
-                self.build_seconds[name] = time.perf_counter() - start
-        return self.built[name]
-
-    # analytic ---------------------------------------------------------------------------------
-    def analytic(self, case: Case, *, attn_implementation: str | None = None) -> Any:
-        """The analytic Cost of the case's stage for an attention implementation (memoised per
-        shape key). Without ``attn_implementation`` the built model's is used."""
-        if attn_implementation is None:
-            attn_implementation = self.built_model(case.target).attn_implementation
-        layout = self.layout(case.target, case.mode, case.page)
-        key = (case.target, case.stage, self.shape_key(case), attn_implementation)
-        if key not in self.analytic_costs:
-            from harness.analytic import stage_costs
-
-            costs = stage_costs(case.target, layout, text_tokens=self.text_tokens,
-                                attn_implementation=attn_implementation)
-            for stage, cost in costs.items():
-                probe = Case(case.target, case.mode, case.page, stage, case.counter)
-                self.analytic_costs[(case.target, stage, self.shape_key(probe), attn_implementation)] = cost
-        return self.analytic_costs[key]
-
-    # measured -----------------------------------------------------------------------------------
-    def measurement_key(self, case: Case, variant: str = SUITE_VARIANT) -> tuple:
-        """The memo key of ``case`` under ``variant``: ``(target, stage, counter, shape key)`` for the
-        suite's patched variant; ``<counter>:<variant>`` in the counter slot otherwise."""
-        counter = case.counter if variant == SUITE_VARIANT else f"{case.counter}:{variant}"
-        return (case.target, case.stage, counter, self.shape_key(case))
-
-    def measure(self, case: Case, variant: str = SUITE_VARIANT) -> Any:
-        """The case's StageCount under ``variant`` ("patched": the suite's; "stock": the tool as
-        shipped, whose blind spots ``harness report`` sizes), measured once per (target, stage,
-        counter, variant, shape key)."""
-        key = self.measurement_key(case, variant)
-        found = self.measurements.get(key)
-        if found is None:
-            found = self._measure(case, variant)
-            self.measurements[key] = found
-        else:
-            self.lookups += 1
-        if found.error is not None:
-            raise found.error
-        return found.count
-
-    def _measurement(self, case: Case, variant: str = SUITE_VARIANT) -> Measurement | None:
-        return self.measurements.get(self.measurement_key(case, variant))
-
-    def first_page(self, case: Case, variant: str = SUITE_VARIANT) -> str:
-        """The page on which the case's shape key was measured."""
-        found = self._measurement(case, variant)
-        return found.page if found else case.page
-
-    def failure_text(self, case: Case, variant: str = SUITE_VARIANT) -> str:
-        """The formatted error of a failed measurement (the traceback's tail)."""
-        found = self._measurement(case, variant)
-        return found.failure if found else ""
-
-    def _inputs(self, case: Case) -> Any:
-        # one ModelInputs per (target, mode, page) whose stages are still being measured: the
-        # target caches upstream stage outputs on it, so sam -> encoder -> projector share work
-        key = (case.target, case.mode, case.page)
-        if key not in self.inputs:
-            import torch
-
-            page = self.page(case.page)
-            self.inputs[key] = self.target(case.target).prepare(
-                (page.width, page.height), case.mode, self.text_tokens, device=self.device, dtype=torch.float32)
-        return self.inputs[key]
-
-    def _measure(self, case: Case, variant: str) -> Measurement:
-        from harness.counters import count
-
-        start = time.perf_counter()
-        try:
-            built = self.built_model(case.target)
-            calls = self.target(case.target).stage_calls(built, self._inputs(case), case.stage)
-            # stock: blind spots are the finding, reported rather than raised (count's default)
-            result = count(case.counter, calls, variant=variant, target=case.target, stage=case.stage)
-            return Measurement(result, None, time.perf_counter() - start, case.page)
-        except Exception as exc:  # memoised: every page of this shape key fails the same way
-            text = "".join(traceback.format_exception(exc, limit=-12))
-            return Measurement(None, exc, time.perf_counter() - start, case.page, text)
-
-    def environment(self, case: Case) -> dict[str, Any]:
-        """What made the counts, beyond the package versions: device, dtype, implementations."""
-        return {**built_environment(self.built_model(case.target)), "counter_variant": SUITE_VARIANT}
-
-    # statistics -------------------------------------------------------------------------------
-    def stats_lines(self) -> list[str]:
-        """Model runs, lookups and time, for the terminal summary."""
-        if not self.measurements and not self.built:
-            return []
-        runs = len(self.measurements)
-        seconds = sum(m.seconds for m in self.measurements.values())
-        failed = sum(1 for m in self.measurements.values() if m.error is not None)
-        lines = [f"{runs} measured count(s) ({failed} failed) in {seconds:.1f} s, "
-                 f"{self.lookups} memoised lookup(s); builds: "
-                 + (", ".join(f"{t} {s:.1f} s" for t, s in sorted(self.build_seconds.items())) or "none")]
-        slow = sorted(self.measurements.items(), key=lambda kv: -kv[1].seconds)[:5]
-        for (target, stage, counter, key), m in slow:
-            lines.append(f"  {m.seconds:7.2f} s  {target} {stage} {counter} {key}")
-        return lines
+                reason = not_measurable(target, stage, counter, device)
+                if reason:
+                    left_out[reason] = left_out.get(reason, 0) + 1
+                    continue
+                cases.append(CountCase(target, stage, counter, name, key, pages[0],
+                                       tuple(f"{m}/{p}" for m, p in pages)))
+    order = {s: i for t in target_stages().values() for i, s in enumerate(t)}
+    cases.sort(key=lambda c: (c.target, order[c.stage], c.key, c.counter))
+    return cases, left_out
+
+
+def expected(counters: Iterable[str] = COUNTERS + (BYTES,)) -> Expected:
+    """Every golden the definition expects (independent of any selection or environment)."""
+    exp = Expected()
+    all_pages = tuple(suite_pages("all"))
+    for target, modes in target_modes().items():
+        for mode in modes:
+            exp.layouts[(target, mode)] = all_pages
+        for (stage, name), (key, pages) in shape_index(target).items():
+            measurable = tuple(c for c in _measures(target, stage, pages, counters)
+                               if not not_measurable(target, stage, c))
+            exp.counts[(target, stage, name)] = (shape_record(key), tuple(f"{m}/{p}" for m, p in pages), measurable)
+    return exp

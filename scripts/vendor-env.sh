@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 test -x "$VENV/bin/python" || "$PYTHON" -m venv "$VENV"
 PY="$VENV/bin/python"
 "$PY" -m pip install -q --upgrade pip
-"$PY" -c "import torch" 2>/dev/null || "$PY" -m pip install -q "torch==$TORCH_VERSION"
+"$PY" -c "import torch" 2>/dev/null || "$PY" -m pip install -q "torch==$TORCH_VERSION" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 "$PY" -m pip install -q -e ".[vendor,counters,test]"
 "$PY" - <<'PY'
 import transformers, tokenizers

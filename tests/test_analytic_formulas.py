@@ -118,6 +118,23 @@ def test_cost_rejects_unknown_keys_and_bad_values() -> None:
         Cost().flops["linear"] = 3  # type: ignore[index]
 
 
+def test_cost_bytes_by_key_and_fused() -> None:
+    from harness.analytic import Traffic
+
+    a = Cost({"linear": 4}, bytes_by_key={"linear": Traffic(10, 2, 3), "cast": Traffic(0, 4, 8)},
+             fused_by_key={"linear": Traffic(10, 2, 3)})
+    assert (a.weight_bytes, a.act_read_bytes, a.act_write_bytes) == (10, 6, 11)
+    assert a.total_bytes == 27 and a.fused_bytes == 15 and a.key_bytes("cast") == 12
+    b = Cost(act_read_bytes=5)  # totals only: keyed "unkeyed", fused = op-level
+    assert b.bytes_by_key == {"unkeyed": (0, 5, 0)} and b.fused_bytes == 5
+    s = a + b
+    assert s.total_bytes == 32 and s.fused_bytes == 20 and s.scaled(2).fused_bytes == 40
+    with pytest.raises(ValueError, match="disagree"):
+        Cost(weight_bytes=1, bytes_by_key={"linear": Traffic(2, 0, 0)})
+    with pytest.raises(KeyError, match="unknown byte key"):
+        Cost(bytes_by_key={"bmm": Traffic(1, 0, 0)})
+
+
 def test_cost_pickles_and_serialises() -> None:
     import pickle
 
@@ -174,7 +191,12 @@ def test_attention_sdpa_and_eager() -> None:
     # GQA: the products use the query heads; K/V bytes use the kv heads
     g = fm.attention(1, 14, 512, 512, 64, impl="sdpa", kv_heads=2, mask_heads=1)
     assert g.flops["sdpa_qk"] == 2 * 14 * 512 * 512 * 64
-    assert g.act_read_bytes == (14 * 512 * 64 + 2 * 2 * 512 * 64 + 512 * 512) * 2
+    # fused: q (14 heads) + k, v (2 kv heads) + the 1-head mask read once, bf16
+    assert g.fused_bytes - 14 * 512 * 64 * 2 == (14 * 512 * 64 + 2 * 2 * 512 * 64 + 512 * 512) * 2
+    # op-level (math path): GQA repeat writes K, V at 14 heads; q, k, v cast to fp32
+    assert g.bytes_by_key["copy"] == (0, 2 * 2 * 512 * 64 * 2, 2 * 14 * 512 * 64 * 2)
+    assert g.bytes_by_key["sdpa_qk"] == (0, 2 * 14 * 512 * 64 * 4, 14 * 512 * 512 * 4)  # q, k fp32 -> scores
+    assert g.bytes_by_key["sdpa_av"] == (0, (14 * 512 * 512 + 14 * 512 * 64) * 4, 14 * 512 * 64 * 4)
     with pytest.raises(ValueError):
         fm.attention(1, 1, 1, 1, 1, impl="flash")  # type: ignore[arg-type]
 
@@ -201,10 +223,21 @@ def test_mlp_swiglu_moe() -> None:
     assert m.flops["experts"] == 412_876_800  # 6 * (10*6 pairs) * 1280 * 896
     assert m.flops["linear"] == 137_625_600  # shared: 6*10*1280*1792
     assert m.flops["softmax"] == 5 * 10 * 64
-    # routed weight bytes: min(64, 60) = 60 experts read; one token reads exactly 6
+    # weights read: the gate (cast to fp32), min(64, 60) = 60 experts gathered, the shared experts;
+    # one token gathers exactly 6 experts. Fused: the same experts, read once by a grouped GEMM.
     assert m.weight_bytes == (1280 * 64 + 60 * 3 * 1280 * 896 + 3 * 1280 * 1792) * 2
+    assert sum(t.weight for t in m.fused_by_key.values()) == m.weight_bytes
     one = fm.moe(1, 1280, n_experts=64, top_k=6, expert_hidden=896, shared_hidden=1792)
     assert one.weight_bytes == (1280 * 64 + 6 * 3 * 1280 * 896 + 3 * 1280 * 1792) * 2
+    # batched_mm: the 60 pairs' gathered gate_up and down weights are written, then read by the bmm
+    bm = fm.moe(10, 1280, n_experts=64, top_k=6, expert_hidden=896, shared_hidden=1792, implementation="batched_mm")
+    assert bm.flops == m.flops and bm.weight_bytes == m.weight_bytes
+    assert bm.bytes_by_key["experts"] == (0, (60 * 2 * 896 * 1280 + 60 * 1280 + 60 * 1280 * 896 + 60 * 896) * 2,
+                                          (60 * 2 * 896 + 60 * 1280) * 2)
+    # loop (the vendor moe_infer): each touched expert's three Linears read its weights; gate and up
+    # each read the 60 routed rows, down reads the product; gate, up and down outputs written
+    assert m.bytes_by_key["experts"] == (60 * 3 * 1280 * 896 * 2, (2 * 60 * 1280 + 60 * 896) * 2,
+                                         (60 * 2 * 896 + 60 * 1280) * 2)
 
 
 def test_lm_head_embedding_rotary() -> None:
@@ -213,6 +246,7 @@ def test_lm_head_embedding_rotary() -> None:
     assert v1.act_write_bytes == 913 * 129280 * 2 + 913 * 129280 * 4  # bf16 logits, then .float()
     e = fm.embedding(913, 1280)
     assert e.total_flops == 0 and e.weight_bytes == 913 * 1280 * 2
+    assert e.bytes_by_key["index"] == (913 * 1280 * 2, 913 * 8, 913 * 1280 * 2)  # rows, int64 ids, rows
     r = fm.rotary_matmul(1, 913, 128)
     assert r.flops["rotary"] == 116_864  # (1, 64, 1) @ (1, 1, 913): 2*64*913
     assert "rotary" not in fm.rotary_elementwise(1, 913, 128).flops
@@ -222,7 +256,13 @@ def test_lm_head_embedding_rotary() -> None:
 def test_norms_activations_interpolate() -> None:
     assert fm.layer_norm(4096 * 768, 768).flops == {"norm": 5 * 4096 * 768}
     assert fm.layer_norm(10, 768).weight_bytes == 2 * 768 * 2
+    assert fm.layer_norm(768 * 4, 768).bytes_by_key["norm"] == (2 * 768 * 2, 768 * 4 * 2, 768 * 4 * 2 + 2 * 4 * 4)
     assert fm.rms_norm(913 * 1280, 1280).flops == {"norm": 4 * 913 * 1280}
+    r = fm.rms_norm(10 * 1280, 1280)  # x cast to fp32 and back; pow, mean, +eps, rsqrt, scale in fp32; * weight
+    e = 10 * 1280
+    assert r.bytes_by_key["cast"] == (0, e * 2 + e * 4, e * 4 + e * 2)
+    assert r.bytes_by_key["norm"] == (1280 * 2, (3 * e + 3 * 10) * 4 + e * 2, (2 * e + 3 * 10) * 4 + e * 2)
+    assert r.fused_by_key == {"norm": (1280 * 2, e * 2, e * 2)}
     assert fm.activation(100, "quick_gelu").flops == {"activation": 500}
     assert fm.activation(100, "silu").flops == {"activation": 400}
     with pytest.raises(ValueError):
@@ -234,9 +274,10 @@ def test_norms_activations_interpolate() -> None:
 def test_window_partition_is_bytes_only() -> None:
     c = fm.window_partition(1, 64, 14, 768)
     assert c.total_flops == 0
-    # pad+partition: read g^2, write gp^2 (pad) and gp^2 (permute); unpartition: gp^2 -> gp^2 -> g^2
-    assert c.act_read_bytes == (4096 + 4900 * 3) * 768 * 2
-    assert fm.window_partition(1, 28, 14, 8).act_read_bytes == (784 + 784 * 2) * 8 * 2  # no padding
+    # pad: g^2 -> gp^2; partition copy gp^2; unpartition copy gp^2; crop copy g^2 (stored under the view)
+    assert c.bytes_by_key == {"pad": (0, 4096 * 768 * 2, 4900 * 768 * 2),
+                              "copy": (0, (2 * 4900 + 4096) * 768 * 2, (2 * 4900 + 4096) * 768 * 2)}
+    assert fm.window_partition(1, 28, 14, 8).act_read_bytes == 784 * 2 * 8 * 2  # no padding: two copies
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The corpus set stands in for OmniDocBench v1.0: it must reproduce the paper's token averages.
 
 Paper (arXiv 2510.18234, OmniDocBench table): average valid vision tokens per page Base 182,
-Large 285, Gundam 795. The corpus is not tuned to them: its rule (harness/fixtures.py) is the
+Large 285, Gundam 795. The corpus is not tuned to them: its rule (harness/pagesets.py) is the
 v1.0 page counts per source, split over 90 pages by largest remainder, each page sized like one
 of its source's measured v1.0 pages in turn. Only sizes matter here, so no image is drawn.
 """
@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from harness import fixtures
+from harness import pagesets
 from harness.pages import builtin_pages
 from harness.workload import compute_view_layout, get_workload
 
@@ -48,12 +48,12 @@ def test_corpus_follows_the_v1_source_counts(corpus):
     assert counts == {"book": 10, "PPT2PDF": 12, "research_report": 7, "colorful_textbook": 9,
                       "exam_paper": 10, "magazine": 9, "academic_literature": 12, "note": 11,
                       "newspaper": 10}
-    assert sum(counts.values()) == fixtures.CORPUS_PAGES
+    assert sum(counts.values()) == pagesets.CORPUS_PAGES
 
 
 def test_corpus_sizes_are_measured_v1_sizes(corpus):
     try:
-        rows = fixtures.read_measured_pages()
+        rows = pagesets.read_measured_pages()
     except FileNotFoundError as exc:
         pytest.skip(f"measured page sizes not available: {exc}")
     measured = {(r["category"], r["width"], r["height"]) for r in rows if r["version"] == "v1.0"}
@@ -62,13 +62,13 @@ def test_corpus_sizes_are_measured_v1_sizes(corpus):
     # every measured v1.0 page is used, and used evenly within its source (round robin)
     per_size = Counter((p.category, p.width, p.height) for p in corpus)
     assert set(per_size) == measured
-    for source in fixtures.OMNIDOCBENCH_V1_COUNTS:
+    for source in pagesets.OMNIDOCBENCH_V1_COUNTS:
         uses = [n for (s, _, _), n in per_size.items() if s == source]
         assert max(uses) - min(uses) <= 1, source
 
 
 def test_largest_remainder():
     # 3 sources, 10 pages: quotas 3.33, 3.33, 3.33 -> 4, 3, 3 (ties broken by order)
-    assert fixtures.largest_remainder({"a": 1, "b": 1, "c": 1}, 10) == {"a": 4, "b": 3, "c": 3}
+    assert pagesets.largest_remainder({"a": 1, "b": 1, "c": 1}, 10) == {"a": 4, "b": 3, "c": 3}
     # 7/10*5 = 3.5, 3/10*5 = 1.5 -> remainders tie; first listed wins
-    assert fixtures.largest_remainder({"a": 7, "b": 3}, 5) == {"a": 4, "b": 1}
+    assert pagesets.largest_remainder({"a": 7, "b": 3}, 5) == {"a": 4, "b": 1}

@@ -1,4 +1,4 @@
-"""harness.golden: keys, deterministic JSON, tolerance bands, entry comparison (no pytest runs)."""
+"""harness.golden: deterministic JSON, the files, tolerance bands, entry comparison (no pytest runs)."""
 
 from __future__ import annotations
 
@@ -9,31 +9,15 @@ import pytest
 from harness.golden import (
     Band,
     BandsError,
-    GoldenKey,
+    GoldenError,
     Mismatch,
     compare_entry,
+    count_path,
     dumps_golden,
     format_table,
     load_bands,
-    merge_entries,
+    load_doc,
 )
-
-
-@pytest.mark.parametrize("text, page", [
-    ("dsocr-gundam-letter-sam-torch", "letter"),
-    ("ocr2-base-slide-wide-prefill-fvcore", "slide-wide"),
-    ("dsocr-gundam6-strip-h-decode-thop", "strip-h"),
-])
-def test_key_round_trip(text, page):
-    key = GoldenKey.parse(text)
-    assert key.page == page
-    assert str(key) == text
-
-
-@pytest.mark.parametrize("bad", ["a-b-c-d", "a--c-d-e"])
-def test_bad_keys(bad):
-    with pytest.raises(ValueError):
-        GoldenKey.parse(bad)
 
 
 def test_dumps_is_deterministic_and_rounds_floats():
@@ -117,11 +101,46 @@ def test_compare_entry_band_does_not_apply_to_op_occurrences():
     assert rows == [Mismatch("unknown_ops[a]", 101, 100)]
 
 
-def test_merge_entries_keeps_and_prunes():
-    old = {"stages": {"sam": {"torch": {"flops": 1}, "thop": {"flops": 2}}, "clip": {"torch": {"flops": 3}}}}
-    doc = merge_entries(old, ("t", "m", "p"), layout={"v": 1}, environment={"torch": "x"},
-                        entries={("sam", "torch"): {"flops": 9}})
-    assert doc["stages"] == {"sam": {"torch": {"flops": 9}, "thop": {"flops": 2}}, "clip": {"torch": {"flops": 3}}}
-    doc = merge_entries(old, ("t", "m", "p"), layout=None, environment={},
-                        entries={("sam", "torch"): {"flops": 9}}, keep=[("sam", "torch")])
-    assert doc["stages"] == {"sam": {"torch": {"flops": 9}}}
+def test_a_string_where_a_number_belongs_never_prints_as_equal():
+    rows = compare_entry({"flops": "100", "by_key": {"linear": 4}}, {"flops": 100, "by_key": {"linear": 4}}, Band())
+    assert rows == [Mismatch("flops", "100", 100, "type differs (string vs golden number)")]
+    table = format_table(rows)
+    assert '"100"' in table and "type differs" in table
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[verify.sma.torch]\nrel = 0.1\n", "names the stage 'sma', which does not exist. Did you mean: 'sam'?"),
+    ("[verify.sam.fvcor]\nrel = 0.1\n", "names the counter 'fvcor'"),
+    ("[verify.sam.torch.macs]\nrel = 0.1\n", "names the convention 'macs'"),
+])
+def test_band_names_are_checked(tmp_path, text, message):
+    path = tmp_path / "tolerances.toml"
+    path.write_text(text)
+    with pytest.raises(BandsError, match=message.replace("[", r"\[").replace("]", r"\]").replace("?", r"\?")):
+        load_bands(path, stages=("sam", "clip"), counters=("torch", "fvcore"))
+    if "convention" not in message:
+        load_bands(path)  # a user's own suite may name its own stages and counters (conventions are fixed)
+
+
+def test_a_directory_in_place_of_the_bands_is_an_error(tmp_path):
+    (tmp_path / "tolerances.toml").mkdir()
+    with pytest.raises(BandsError, match="is a directory"):
+        load_bands(tmp_path / "tolerances.toml")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{", "not valid JSON"),
+    ('{"schema": 1}', "schema 1, this harness reads schema 2"),
+    ('{"schema": 2, "kind": "layout"}', "kind 'layout', expected 'count'"),
+    ('{"schema": 2, "kind": "count", "target": "t", "stage": "s", "shape_key": "k", "shape": {}, '
+     '"pages": [], "counters": {"torch": 5}}', "every entry of counters must be an object"),
+    ('{"schema": 2, "kind": "count", "target": "t", "stage": "s", "shape_key": 3}', "field 'shape_key' must be a str"),
+])
+def test_bad_golden_files_name_the_file_and_the_fix(tmp_path, text, message):
+    path = count_path(tmp_path, "t", "s", "k")
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    with pytest.raises(GoldenError, match=message) as info:
+        load_doc(path, "count", regenerate="pytest --update-golden X")
+    assert str(path) in str(info.value) and "pytest --update-golden X" in str(info.value)
+    assert load_doc(tmp_path / "absent.json", "count") is None

@@ -1,4 +1,4 @@
-"""Page loading (EXIF, modes, every kind of bad file), manifests and fixture drawing."""
+"""Page loading (EXIF, modes, every kind of bad file), manifests and built-in page drawing."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from harness import fixtures
+from harness import pagegen, pagesets
 from harness.pages import (
     MAX_PIXELS_ENV_VAR,
     ManifestError,
     Page,
     PageError,
+    SettingError,
     builtin_pages,
     ensure_page_image,
     fixtures_dir,
@@ -130,12 +131,13 @@ def test_truncated_file(tmp_path, fmt, opener):
     assert "Traceback" not in str(err)
 
 
-def test_truncated_file_size_only_without_decode(tmp_path):
+def test_truncated_file_found_without_decode(tmp_path):
     path = tmp_path / "cut.png"
     Image.effect_noise((64, 48), 64).convert("RGB").save(path)
     path.write_bytes(path.read_bytes()[:200])
-    page = load_page(path, decode=False)  # the header alone is intact
-    assert (page.width, page.height) == (64, 48)
+    # the header alone is intact, but the chunk walk sees the pixel data run past the end
+    _expect(path, r"truncated or corrupt image data: the PNG 'IDAT' chunk at byte \d+ runs past the end "
+                  r"of the file \(200 bytes\)", opener=lambda p: load_page(p, decode=False))
 
 
 @pytest.mark.parametrize("name, data", [
@@ -150,7 +152,7 @@ def test_zero_size_image(tmp_path, name, data):
 
 def test_decompression_bomb_names_the_setting(tmp_path, monkeypatch):
     path = tmp_path / "bomb.png"
-    path.write_bytes(_png_bytes(20000, 20000))  # 400 MP declared, a few bytes on disk
+    path.write_bytes(_png_bytes(20000, 20000, b"\x00" * 64))  # 400 MP declared, a few bytes on disk
     err = _expect(path, "over the limit")
     assert MAX_PIXELS_ENV_VAR in str(err) and "max_pixels=" in str(err)
     # the environment variable lifts the limit (header only: the data is not really there)
@@ -169,7 +171,7 @@ def test_pixel_limit_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv(MAX_PIXELS_ENV_VAR, "110")
     assert load_page(path).pixels == 110
     monkeypatch.setenv(MAX_PIXELS_ENV_VAR, "lots")
-    with pytest.raises(ValueError, match=MAX_PIXELS_ENV_VAR):
+    with pytest.raises(SettingError, match=f"{MAX_PIXELS_ENV_VAR}='lots': expected a whole number of pixels"):
         load_page(path)
 
 
@@ -192,6 +194,7 @@ def test_unsupported_mode(tmp_path, opener):
 # ---- manifests -------------------------------------------------------------------------------
 
 def _write(tmp_path: Path, data) -> Path:
+    Image.new("RGB", (1654, 2339)).save(tmp_path / "a.jpg")
     path = tmp_path / "manifest.json"
     path.write_text(data if isinstance(data, str) else json.dumps(data))
     return path
@@ -226,21 +229,36 @@ def test_missing_manifest(tmp_path):
 
 
 def test_omnidocbench_manifest_sizes_from_images(tmp_path):
-    # the public OmniDocBench JSON has width/height swapped for some sources
-    Image.new("RGB", (60, 80)).save(tmp_path / "a.jpg")
+    # the public OmniDocBench JSON has width/height swapped for some sources: the image wins
     path = _write(tmp_path, [_entry(width=80, height=60)])
-    (as_written,) = load_manifest(path)
-    assert (as_written.width, as_written.height, as_written.category) == (80, 60, "exam_paper")
-    (from_image,) = load_manifest(path, sizes_from_images=True)
-    assert (from_image.width, from_image.height) == (60, 80)
-    assert from_image.attributes["manifest_size"] == (80, 60)
-    assert ensure_page_image(from_image) == tmp_path / "a.jpg"
+    Image.new("RGB", (60, 80)).save(tmp_path / "a.jpg")
+    warned = []
+    (page,) = load_manifest(path, warn=warned.append)
+    assert (page.width, page.height, page.category) == (60, 80, "exam_paper")
+    assert page.attributes["manifest_size"] == (80, 60)
+    assert warned == [f"{path}: 1 entry has width and height swapped against the image (known in "
+                      "OmniDocBench's JSON); the image's size is used: a"]
+    assert ensure_page_image(page) == tmp_path / "a.jpg"
 
 
-def test_missing_image_without_generator(tmp_path):
-    (page,) = load_manifest(_write(tmp_path, [_entry()]))
-    with pytest.raises(PageError, match="no generator entry"):
-        ensure_page_image(page)
+def test_manifest_size_mismatch_names_both_sizes(tmp_path):
+    path = _write(tmp_path, [_entry(width=4000, height=300)])
+    Image.new("RGB", (800, 1000)).save(tmp_path / "a.jpg")
+    with pytest.raises(ManifestError, match=r"entry 0: page_info says 4000x300 but the image .*a.jpg is "
+                                            r"800x1000 \(after EXIF orientation\)"):
+        load_manifest(path)
+    (page,) = load_manifest(path, sizes_from_images=True, warn=lambda text: None)
+    assert (page.width, page.height) == (800, 1000)
+
+
+def test_manifest_image_missing_or_outside(tmp_path):
+    path = _write(tmp_path, [_entry(image_path="gone.jpg")])
+    with pytest.raises(ManifestError, match=r"entry 0: image .*gone.jpg: file not found; fix page_info.image_path"):
+        load_manifest(path)
+    for outside in ("../a.jpg", str(tmp_path.parent / "a.jpg"), "sub/../../a.jpg"):
+        path = _write(tmp_path, [_entry(image_path=outside)])
+        with pytest.raises(ManifestError, match=r"entry 0: page_info.image_path .* points outside the folder"):
+            load_manifest(path)
 
 
 def test_unknown_builtin_set():
@@ -258,7 +276,7 @@ def test_builtin_sets():
     assert {"letter", "a4", "huge", "letter-exif6", "mode-cmyk"} <= set(ids)
     letter = grid[ids.index("letter")]
     assert (letter.width, letter.height) == (1700, 2200)
-    assert len(builtin_pages("corpus")) == fixtures.CORPUS_PAGES
+    assert len(builtin_pages("corpus")) == pagesets.CORPUS_PAGES
 
 
 def test_manifests_are_omnidocbench_shaped():
@@ -268,17 +286,17 @@ def test_manifests_are_omnidocbench_shaped():
             info = entry["page_info"]
             assert set(info) >= {"width", "height", "image_path", "page_no", "page_attribute"}
             assert info["page_no"] == n
-            assert info["page_attribute"]["data_source"] in fixtures.OMNIDOCBENCH_V1_COUNTS
+            assert info["page_attribute"]["data_source"] in pagesets.OMNIDOCBENCH_V1_COUNTS
 
 
 def test_committed_manifests_match_the_builders():
     try:
-        built = fixtures.built_manifests()
+        built = pagesets.built_manifests()
     except FileNotFoundError as exc:
         pytest.skip(f"measured page sizes not available: {exc}")
     for name, text in built.items():
         committed = (fixtures_dir() / name).read_text()
-        assert committed == text, f"fixtures/{name} is stale: run python -m harness.fixtures --write"
+        assert committed == text, f"fixtures/{name} is stale: run python -m harness.pagesets --write"
 
 
 def test_drawing_is_deterministic_and_cache_is_redrawn(tmp_path, monkeypatch):
@@ -287,9 +305,9 @@ def test_drawing_is_deterministic_and_cache_is_redrawn(tmp_path, monkeypatch):
     path = ensure_page_image(page)
     assert path.parent.parent == tmp_path
     first = open_page_image(path).tobytes()
-    spec = fixtures.spec_from_entry({"page_info": {"width": 500, "height": 300},
+    spec = pagegen.spec_from_entry({"page_info": {"width": 500, "height": 300},
                                      "harness": page.attributes["generator"]}, "grid")
-    assert fixtures.render_page(spec).tobytes() == first
+    assert pagegen.render_page(spec).tobytes() == first
     # a stale cache file (wrong size) is replaced, not trusted
     Image.new("RGB", (10, 10)).save(path)
     assert load_page(ensure_page_image(page)).width == 500
@@ -299,3 +317,71 @@ def test_page_is_hashable_and_compares_by_identity_fields():
     a = Page("p", 10, 20, attributes={"x": 1})
     b = Page("p", 10, 20, attributes={"x": 2})
     assert a == b and hash(a) == hash(b)
+
+
+# ---- header-only reads never decode ----------------------------------------------------------
+
+def test_header_only_read_never_decodes(tmp_path, monkeypatch):
+    """Size, EXIF orientation (even an eXIf chunk after the pixel data) and completeness, no decode."""
+    from PIL import ImageFile
+
+    from tests.test_inputs_cases import exif_after_idat, exif_jpeg, gif_frames, img, tiff_pages
+
+    files = {img(tmp_path / "plain.png"): (300, 200), exif_after_idat(tmp_path / "late.png"): (200, 300), exif_jpeg(tmp_path / "turned.jpg"): (200, 300),
+             gif_frames(tmp_path / "anim.gif"): (120, 80), tiff_pages(tmp_path / "pages.tif"): (300, 200)}
+
+    class Decoded(BaseException):   # not an Exception: no "except Exception" on the way swallows it
+        pass
+
+    def no_decoding(self, *args, **kwargs):
+        raise Decoded(f"{self.filename}: decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    monkeypatch.setattr(Image.Image, "load", no_decoding)
+    got = {path: (lambda p: (p.width, p.height))(load_page(path, decode=False, warn=lambda text: None))
+           for path in files}
+    assert got == files
+    monkeypatch.undo()
+    # and Pillow's own reading, with the decode, agrees on the late eXIf chunk
+    assert open_page_image(tmp_path / "late.png").size == (200, 300)
+
+
+def test_read_only_page_cache_names_the_setting(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    monkeypatch.setenv("HARNESS_FIXTURE_CACHE", str(tmp_path / "cache"))
+    page = {p.page_id: p for p in builtin_pages("grid")}["small"]
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(PageError, match=r"cannot draw built-in page 'small' into the page cache .*\(Read-only file "
+                                        r"system\); set HARNESS_FIXTURE_CACHE to a writable directory"):
+        ensure_page_image(page)
+
+
+def test_page_modules_import_no_circle():
+    """pagegen draws (imports nothing of the harness); pages -> pagegen; workload -> pages;
+    pagesets -> pagegen, pages, workload. Imports inside functions count too."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "harness"
+    modules = {"pagegen", "pages", "pagesets", "workload"}
+    graph = {}
+    for name in modules:
+        tree = ast.parse((root / f"{name}.py").read_text())
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                parts = node.module.split(".")
+                if parts[0] == "harness" and len(parts) > 1:
+                    found.add(parts[1])
+                elif node.module == "harness":
+                    found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.Import):
+                found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("harness."))
+        graph[name] = found & modules
+    assert graph == {"pagegen": set(), "pages": {"pagegen"}, "workload": {"pages"},
+                     "pagesets": {"pagegen", "pages", "workload"}}

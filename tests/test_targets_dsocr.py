@@ -238,7 +238,8 @@ def test_vendor_whole_model_needs_a_real_device(vendor_target, vendor_meta):
 def test_preprocessing_equals_the_vendor_dynamic_preprocess(vendor_target, vendor_meta):
     import sys
 
-    from harness.fixtures import grid_specs, render_page
+    from harness.pagegen import render_page
+    from harness.pagesets import grid_specs
     from harness.targets.pixels import normalize, to_tensor
 
     vendor_code = sys.modules[type(vendor_meta.model).__module__]

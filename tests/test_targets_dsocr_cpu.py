@@ -40,7 +40,8 @@ def test_small_cpu_build(cpu_built):
 
 
 def test_real_vision_on_cpu_and_prefill_equals_the_vendor_forward(vendor_target, cpu_built):
-    from harness.fixtures import grid_specs, render_page
+    from harness.pagegen import render_page
+    from harness.pagesets import grid_specs
 
     (spec,) = [s for s in grid_specs() if s.page_id == "letter"]
     inputs = vendor_target.prepare(render_page(spec), "tiny", device="cpu")

@@ -557,24 +557,40 @@ LAYOUTS = [
 ]
 
 
-@pytest.mark.parametrize("target, mode, page_id, grid, image_tokens, valid_tokens", LAYOUTS,
-                         ids=[f"{r[0]}-{r[1]}-{r[2]}" for r in LAYOUTS])
-def test_grid_page_layout(target, mode, page_id, grid, image_tokens, valid_tokens):
+def _row_problems(target, mode, page_id, grid, image_tokens, valid_tokens) -> list[str]:
     page = GRID_PAGES[page_id]
     workload = get_workload(target, mode)
     layout = compute_view_layout(workload, page.width, page.height)
-    assert (layout.crop_grid, layout.image_tokens, layout.valid_tokens) == (grid, image_tokens, valid_tokens)
+    problems = []
+    got = (layout.crop_grid, layout.image_tokens, layout.valid_tokens)
+    if got != (grid, image_tokens, valid_tokens):
+        problems.append(f"{page_id}: (grid, image tokens, valid tokens) = {got}, pinned {(grid, image_tokens, valid_tokens)}")
     n_crops = grid[0] * grid[1] if grid != (1, 1) else 0
-    assert layout.n_crops == n_crops
+    if layout.n_crops != n_crops:
+        problems.append(f"{page_id}: {layout.n_crops} crops, pinned {n_crops}")
     roles = [v.role for v in layout.views]
     if n_crops:
         # v1 runs the crop batch first; transformers' OCR-2 runs the global view first.
-        assert roles == (["crops", "global"] if target == "dsocr" else ["global", "crops"])
-        crops = layout.views[roles.index("crops")]
-        assert (crops.batch, crops.size) == (n_crops, workload.tile_size)
-        assert layout.crop_size == workload.tile_size
-    else:
-        assert roles == ["global"] and layout.crop_size == 0
+        order = ["crops", "global"] if target == "dsocr" else ["global", "crops"]
+        crops = layout.views[roles.index("crops")] if "crops" in roles else None
+        if roles != order or crops is None or (crops.batch, crops.size) != (n_crops, workload.tile_size) \
+                or layout.crop_size != workload.tile_size:
+            problems.append(f"{page_id}: views {layout.views}, crop size {layout.crop_size}")
+    elif roles != ["global"] or layout.crop_size != 0:
+        problems.append(f"{page_id}: views {layout.views} (no crops pinned)")
+    return problems
+
+
+MODE_KEYS = list(dict.fromkeys((r[0], r[1]) for r in LAYOUTS))
+
+
+@pytest.mark.parametrize("target, mode", MODE_KEYS, ids=[f"{t}-{m}" for t, m in MODE_KEYS])
+def test_grid_page_layouts(target, mode):
+    """Every pinned row of one target and mode (each row a fact; all failures listed at once)."""
+    rows = [r for r in LAYOUTS if (r[0], r[1]) == (target, mode)]
+    assert len(rows) == len(GRID_PAGES)
+    problems = [p for r in rows for p in _row_problems(*r)]
+    assert not problems, "\n".join(problems)
 
 
 def test_table_pins_every_grid_page_under_every_mode():

@@ -16,7 +16,11 @@ from harness.analytic.config import (
 )
 from harness.analytic.constants import DSOCR_CLIP, DSOCR_PROJECTOR, DSOCR_SAM, ClipDims, ProjectorDims, SamDims
 from harness.analytic.cost import (
+    BYTE_KEYS,
     BYTES_CONVENTION,
+    DATA_KEYS,
+    FUSED_CONVENTION,
+    Traffic,
     DEFAULT_DTYPE_BYTES,
     ELEMENTWISE_FLOPS,
     ELEMENTWISE_KEYS,
@@ -43,7 +47,7 @@ from harness.analytic.table import LETTER_PAGE, TableRow, analytic_table, format
 
 __all__ = [
     "BYTES_CONVENTION", "DEFAULT_DTYPE_BYTES", "ELEMENTWISE_FLOPS", "ELEMENTWISE_KEYS", "MATMUL_KEYS", "OP_CLASS",
-    "Cost", "FORMULAS", "get_formula", "register_formula",
+    "Cost", "Traffic", "BYTE_KEYS", "DATA_KEYS", "FUSED_CONVENTION", "FORMULAS", "get_formula", "register_formula",
     "SamDims", "ClipDims", "ProjectorDims", "DSOCR_SAM", "DSOCR_CLIP", "DSOCR_PROJECTOR",
     "LMDims", "EncoderDims", "DsocrDims", "Ocr2Dims", "load_dims", "load_dsocr_dims", "load_ocr2_dims",
     "TARGET_STAGES", "sam_view", "clip_view", "projector_view", "encoder_view", "dsocr_view_costs",

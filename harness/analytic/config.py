@@ -159,7 +159,7 @@ def _load_dsocr(path: str) -> DsocrDims:
 def load_dsocr_dims(model_path: str | Path | None = None) -> DsocrDims:
     """dsocr sizes: LM from ``model_path``/config.json (or the built-in data copy), vision from constants."""
     if model_path is None:
-        path = DATA_DIR / "dsocr_config.json"
+        return _default_dims("dsocr")  # type: ignore[return-value]
     else:
         path = Path(model_path).expanduser()
         if path.is_dir():
@@ -189,6 +189,9 @@ def _load_ocr2(path: str) -> Ocr2Dims:
         downsample_channels=tuple(sam_cfg["downsample_channels"]),  # type: ignore[arg-type]
         qkv_bias=sam_cfg.get("qkv_bias", True),
         rel_pos_always_interpolates=True,
+        neck_norm="native",
+        rel_bias_copy="dense",
+        rel_pos_interp_fp32=False,
     )
     encoder = EncoderDims(
         hidden=enc["hidden_size"],
@@ -220,10 +223,20 @@ def _load_ocr2(path: str) -> Ocr2Dims:
 
 def load_ocr2_dims(path: str | Path | None = None) -> Ocr2Dims:
     """ocr2 sizes from ``path`` (default ``harness/data/ocr2_config.json``)."""
-    p = DATA_DIR / "ocr2_config.json" if path is None else Path(path).expanduser()
+    if path is None:
+        return _default_dims("ocr2")  # type: ignore[return-value]
+    p = Path(path).expanduser()
     if p.is_dir():
         p = p / "config.json"
     return _load_ocr2(str(p.resolve()))
+
+
+@lru_cache(maxsize=2)
+def _default_dims(target: str) -> "ModelDims":
+    """The built-in data copies, read once per process."""
+    if target == "dsocr":
+        return _load_dsocr(str((DATA_DIR / "dsocr_config.json").resolve()))
+    return _load_ocr2(str((DATA_DIR / "ocr2_config.json").resolve()))
 
 
 def load_dims(target: str, config: "ModelDims | str | Path | None" = None) -> ModelDims:

@@ -32,6 +32,14 @@ class SamDims:
     #: transformers' OCR-2 SAM calls F.interpolate on every rel-pos table, the vendor only on a
     #: length mismatch (element-wise only; no matmul-class effect).
     rel_pos_always_interpolates: bool = False
+    #: Byte-level implementation facts (no FLOP effect). The vendor's neck LayerNorm2d is written
+    #: out in Python (mean, sub, pow, mean, sub, +eps, sqrt, div, *w, +b at dtype); transformers'
+    #: OCR-2 calls native layer_norm. The vendor copies the two rel-pos factors (rel_h, rel_w)
+    #: before the broadcast add; transformers copies the dense (T x T) bias after it.
+    neck_norm: str = "python"           # "python" | "native"
+    rel_bias_copy: str = "factors"      # "factors" | "dense"
+    #: The vendor resizes a rel-pos table in fp32 (cast up, F.interpolate, cast back); transformers in dtype.
+    rel_pos_interp_fp32: bool = True
 
     @property
     def head_dim(self) -> int:

@@ -14,6 +14,13 @@
   is still shown, marked unknown (a new finding);
 * **the remainder**, absolute and relative to the analytic matmul count: the only part a
   tolerance band may bound.
+
+``analytic`` may also be a plain integer: a matmul-class FLOP count the user derived (no op
+keys), against which each blind spot is sized by what the counter observed uncounted.
+
+``explain_pair(a, b)`` does the same between two counters, with no analytic model: ``b.raw -
+a.raw`` split into convention (MACs vs FLOPs), element-wise conventions, the tools' sized
+approximations, each side's blind spots (sized by what it observed uncounted) and a remainder.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ from typing import Any, Mapping
 from .base import StageCount
 from .keys import KEY_CLASS, MATMUL_KEYS, UNMAPPED
 
-__all__ = ["BlindSpot", "KNOWN_BLIND_SPOTS", "DeltaComponent", "DeltaExplanation", "explain_delta"]
+__all__ = ["BlindSpot", "KNOWN_BLIND_SPOTS", "DeltaComponent", "DeltaExplanation", "explain_delta",
+           "PairExplanation", "explain_pair"]
 
 
 @dataclass(frozen=True)
@@ -139,10 +147,18 @@ def _blind_spot(counter: str, variant: str, key: str) -> BlindSpot | None:
 def explain_delta(analytic: Any, measured: StageCount) -> DeltaExplanation:
     """Split ``measured.flops - analytic.matmul_flops`` into named causes and a remainder.
 
-    ``analytic`` is a ``harness.analytic.Cost`` (anything with ``flops``: op key -> FLOPs).
+    ``analytic`` is a ``harness.analytic.Cost`` (anything with ``flops``: op key -> FLOPs), or an
+    int: a matmul-class FLOP count without op keys (an expected value); blind spots are then
+    sized by what the counter observed uncounted (``measured.unseen``).
     """
-    flops: Mapping[str, int] = analytic.flops
-    analytic_matmul = sum(v for k, v in flops.items() if KEY_CLASS.get(k) == "matmul")
+    if isinstance(analytic, int) and not isinstance(analytic, bool):
+        flops: Mapping[str, int] = {}
+        analytic_matmul = int(analytic)
+        by_key_sizes = False
+    else:
+        flops = analytic.flops
+        analytic_matmul = sum(v for k, v in flops.items() if KEY_CLASS.get(k) == "matmul")
+        by_key_sizes = True
     delta = measured.flops - analytic_matmul
     components: list[DeltaComponent] = []
 
@@ -178,11 +194,12 @@ def explain_delta(analytic: Any, measured: StageCount) -> DeltaExplanation:
             unknown_keys.append(key)
         else:
             grouped.setdefault(spot.label, []).append(key)
+    sizes = flops if by_key_sizes else None
     for label, keys in grouped.items():
         spot = next(s for s in KNOWN_BLIND_SPOTS if s.label == label and s.counter == measured.counter)
-        components.append(_blind_component(label, keys, flops, measured, spot.cause, known=True))
+        components.append(_blind_component(label, keys, sizes, measured, spot.cause, known=True))
     for key in unknown_keys:
-        components.append(_blind_component(f"{key} not seen", [key], flops, measured,
+        components.append(_blind_component(f"{key} not seen", [key], sizes, measured,
                                            f"{measured.counter} ({measured.variant}) ran it uncounted",
                                            known=False))
         findings.append(f"{key}: {measured.counter} ({measured.variant}) did not count "
@@ -196,7 +213,7 @@ def explain_delta(analytic: Any, measured: StageCount) -> DeltaExplanation:
     remainder = delta - sum(c.flops for c in components)
     rel = remainder / analytic_matmul if analytic_matmul else (0.0 if remainder == 0 else float("inf"))
     keys = [k for k in (*MATMUL_KEYS, UNMAPPED)
-            if flops.get(k, 0) or measured.by_key.get(k, 0)]
+            if flops.get(k, 0) or measured.by_key.get(k, 0)] if by_key_sizes else []
     rows = tuple((k, int(flops.get(k, 0)), int(measured.by_key.get(k, 0))) for k in keys)
     return DeltaExplanation(
         counter=measured.counter, variant=measured.variant, target=measured.target,
@@ -206,14 +223,19 @@ def explain_delta(analytic: Any, measured: StageCount) -> DeltaExplanation:
         findings=tuple(findings))
 
 
-def _blind_component(label: str, keys: list[str], flops: Mapping[str, int], measured: StageCount,
+def _blind_component(label: str, keys: list[str], flops: Mapping[str, int] | None, measured: StageCount,
                      cause: str, known: bool) -> DeltaComponent:
-    """Size a blind spot by the analytic keys it covers (or by what was observed, if partial)."""
+    """Size a blind spot by the analytic keys it covers (or by what was observed, if partial or
+    when there are no analytic keys: ``flops`` None)."""
     total = 0
     parts = []
     for key in keys:
-        analytic_size = int(flops.get(key, 0))
         observed = int(measured.unseen.get(key, 0))
+        if flops is None:
+            total -= observed
+            parts.append(f"{key}: {_fmt(observed)} observed uncounted (reference formula)")
+            continue
+        analytic_size = int(flops.get(key, 0))
         if measured.by_key.get(key, 0):  # partly counted: only the observed uncounted part
             total -= observed
             parts.append(f"{key}: partly counted, {_fmt(observed)} observed uncounted "
@@ -222,3 +244,154 @@ def _blind_component(label: str, keys: list[str], flops: Mapping[str, int], meas
             total -= analytic_size
             parts.append(f"{key}: analytic {_fmt(analytic_size)} (observed uncounted {_fmt(observed)})")
     return DeltaComponent(label, total, f"{cause}; " + "; ".join(parts), known=known)
+
+
+# Between two counters ---------------------------------------------------------------------------
+
+def _label(measured: StageCount) -> str:
+    return f"{measured.counter} {measured.variant}"
+
+
+def _int_if_whole(value: int | float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+@dataclass(frozen=True)
+class PairExplanation:
+    """``b - a`` between two counters of the same run; FLOPs = 2 x MACs.
+
+    ``raw_delta`` (``b.raw - a.raw``, what comparing the two printed figures gives) =
+    sum(components) + remainder. The ``convention`` component is ``raw_delta - delta``: the part
+    that is only MACs read as FLOPs; every other component explains ``delta`` (``b.flops -
+    a.flops``), and the remainder is what no named cause explains.
+    """
+
+    a: str                       # "fvcore stock"
+    b: str                       # "torch patched"
+    raw_a: int | float
+    convention_a: str
+    flops_a: int
+    raw_b: int | float
+    convention_b: str
+    flops_b: int
+    raw_delta: int | float
+    delta: int
+    components: tuple[DeltaComponent, ...]
+    remainder: int
+    rows: tuple[tuple[str, int, int], ...] = ()   # (op key, a FLOPs, b FLOPs), differing keys only
+    findings: tuple[str, ...] = ()
+
+    @property
+    def explained(self) -> int | float:
+        """The named part of ``raw_delta`` (convention included)."""
+        return sum(c.flops for c in self.components)
+
+    @property
+    def remainder_rel(self) -> float:
+        """The remainder relative to the larger of the two FLOP counts."""
+        scale = max(abs(self.flops_a), abs(self.flops_b))
+        return self.remainder / scale if scale else (0.0 if self.remainder == 0 else float("inf"))
+
+    def __str__(self) -> str:
+        head = (f"{self.b} - {self.a}: raw {self.raw_b:,} {_unit(self.convention_b)} - "
+                f"{self.raw_a:,} {_unit(self.convention_a)} = {self.raw_delta:+,}; in FLOPs "
+                f"{_fmt(self.flops_b)} - {_fmt(self.flops_a)} = {_fmt(self.delta, sign=True)}")
+        lines = [head]
+        width = max([len(c.name) for c in self.components] + [len("remainder")])
+        for c in self.components:
+            flag = "" if c.known else "  [UNKNOWN blind spot: a new finding]"
+            lines.append(f"  {c.name:<{width}}  {_fmt(c.flops, sign=True):>22}  {c.detail}{flag}")
+        lines.append(f"  {'remainder':<{width}}  {_fmt(self.remainder, sign=True):>22}  (unexplained)")
+        for finding in self.findings:
+            lines.append(f"  finding: {finding}")
+        return "\n".join(lines)
+
+
+def _unit(convention: str) -> str:
+    return "MACs" if convention == "mac" else "FLOPs"
+
+
+def _blind_spot_parts(measured: StageCount, skip: set[str]) -> list[tuple[str, list[str], str, bool]]:
+    """``(label, keys, cause, known)`` for each blind spot ``measured`` showed (keys in ``skip`` left out)."""
+    grouped: dict[str, tuple[list[str], str, bool]] = {}
+    for key, unseen in measured.unseen.items():
+        if not unseen or KEY_CLASS.get(key) != "matmul" or key in skip:
+            continue
+        spot = _blind_spot(measured.counter, measured.variant, key)
+        if spot is None:
+            grouped.setdefault(f"{key} not seen", ([], f"{_label(measured)} ran it uncounted", False))[0].append(key)
+        else:
+            grouped.setdefault(spot.label, ([], spot.cause, True))[0].append(key)
+    return [(label, keys, cause, known) for label, (keys, cause, known) in grouped.items()]
+
+
+def explain_pair(a: StageCount, b: StageCount) -> PairExplanation:
+    """Split ``b.raw - a.raw`` (two counters of one run) into named causes and a remainder.
+
+    Causes: convention (a MAC figure read as FLOPs), element-wise conventions (norms, activations,
+    softmax counted by one tool and not the other, each in its own per-element convention), the
+    tools' sized approximations (``deviations``), and each side's blind spots, sized by the
+    reference formulas of what it observed running uncounted (a blind spot both sides share, of the
+    same size, cancels and is only noted). No analytic model is involved.
+    """
+    raw_delta = _int_if_whole(b.raw - a.raw)
+    delta = int(b.flops - a.flops)
+    components: list[DeltaComponent] = []
+
+    def convention_text(m: StageCount) -> str:
+        if m.convention == "mac":
+            return f"{_label(m)} raw {m.raw:,} MACs = {m.flops:,} FLOPs"
+        return f"{_label(m)} raw {m.raw:,} is FLOPs"
+
+    convention = _int_if_whole(raw_delta - delta)
+    components.append(DeltaComponent("convention", convention,
+                                     f"{convention_text(a)}; {convention_text(b)}"
+                                     + ("" if convention == 0 else
+                                        "; the raw figures differ by this much in unit alone")))
+
+    ew_a = {k: v for k, v in a.by_key.items() if KEY_CLASS.get(k) == "elementwise" and v}
+    ew_b = {k: v for k, v in b.by_key.items() if KEY_CLASS.get(k) == "elementwise" and v}
+    if ew_a or ew_b:
+        diff = sum(ew_b.values()) - sum(ew_a.values())
+        parts = [f"{k} {_fmt(ew_a.get(k, 0))} vs {_fmt(ew_b.get(k, 0))}"
+                 for k in dict.fromkeys([*ew_a, *ew_b]) if ew_a.get(k, 0) != ew_b.get(k, 0)]
+        if diff or parts:
+            components.append(DeltaComponent(
+                "element-wise conventions", int(diff),
+                f"element-wise work each tool counts in its own per-element convention "
+                f"({_label(a)} vs {_label(b)}): " + (", ".join(parts) or "same total")))
+
+    for cause in dict.fromkeys([*a.deviations, *b.deviations]):
+        value = b.deviations.get(cause, 0) - a.deviations.get(cause, 0)
+        if value:
+            components.append(DeltaComponent(
+                cause, int(value), "the tool's count minus the exact reference formula for the same ops"))
+
+    shared = {k for k, v in a.unseen.items() if v and b.unseen.get(k) == v}
+    findings: list[str] = []
+    for measured, sign in ((a, 1), (b, -1)):
+        for label, keys, cause, known in _blind_spot_parts(measured, shared):
+            size = sum(int(measured.unseen[k]) for k in keys)
+            detail = (f"{cause}; " + "; ".join(f"{k}: {_fmt(measured.unseen[k])} observed uncounted"
+                                               for k in keys))
+            components.append(DeltaComponent(f"{_label(measured)}: {label}", sign * size, detail, known=known))
+            if not known:
+                findings.append(f"{_label(measured)} did not count {_fmt(size)} of "
+                                f"{', '.join(keys)} and no known blind spot says why")
+    for key in sorted(shared):
+        if KEY_CLASS.get(key) == "matmul":
+            findings.append(f"both miss {key} ({_fmt(a.unseen[key])}): the same blind spot, no delta")
+    for measured in (a, b):
+        if measured.by_key.get(UNMAPPED):
+            findings.append(f"{_label(measured)}: {_fmt(measured.by_key[UNMAPPED])} of matmul-class work "
+                            f"could not be keyed; it is compared as '{UNMAPPED}'")
+        for op, n in measured.uncounted_matmul_ops.items():
+            findings.append(f"{_label(measured)}: {op} x{n} ran without a formula/handle/rule")
+
+    remainder = int(round(raw_delta - sum(c.flops for c in components)))
+    keys = [k for k in dict.fromkeys([*a.by_key, *b.by_key]) if a.by_key.get(k, 0) != b.by_key.get(k, 0)]
+    rows = tuple((k, int(a.by_key.get(k, 0)), int(b.by_key.get(k, 0))) for k in keys)
+    return PairExplanation(a=_label(a), b=_label(b), raw_a=a.raw, convention_a=a.convention,
+                           flops_a=a.flops, raw_b=b.raw, convention_b=b.convention, flops_b=b.flops,
+                           raw_delta=raw_delta, delta=delta, components=tuple(components),
+                           remainder=remainder, rows=rows, findings=tuple(findings))

@@ -3,7 +3,7 @@
 Everything here imports and unit-tests on a CPU-only machine; only :func:`time_stage` with a
 ``cuda`` device and :func:`device_name` of a ``cuda`` device need a GPU. Heavier pieces are
 submodules, imported on use: :mod:`harness.gpu.measure` (time a target's stages),
-:mod:`harness.gpu.profile` (build + prepare + time + table; ``python -m harness.gpu``),
+:mod:`harness.gpu.profile` (build + prepare + time + table; ``harness profile``), :mod:`harness.gpu.achievable` (``harness peak``),
 :mod:`harness.gpu.compare` (a stage counted on CUDA and on meta, against the analytic model).
 """
 

@@ -1,7 +1,9 @@
-"""``python -m harness.gpu``: time every stage of a target on one device and write the table.
+"""``harness profile`` (also ``python -m harness.gpu``): time every stage of a target on one device
+and write the table.
 
-Example (GPU): ``python -m harness.gpu --target ocr2 --mode base --page letter --device cuda:0
---out reports/gpu``. On CPU pass ``--small`` and the peak overrides (a CPU has no table entry).
+Example (GPU): ``harness profile --target ocr2 --mode base --page letter --device cuda:0
+--out reports/gpu``. On CPU pass ``--small`` and the peak overrides (a CPU has no table entry), or
+use ``harness report --measure --device cpu``, which measures the CPU's peak itself.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
 from harness.gpu.measure import DEFAULT_DECODE_CONTEXTS
 from harness.gpu.peaks import PEAK_BANDWIDTH_ENV, PEAK_TFLOPS_ENV, UnknownDeviceError
@@ -25,7 +28,13 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m harness.gpu", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="harness profile", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``harness profile``."""
     parser.add_argument("--target", default="ocr2", choices=("ocr2", "dsocr"))
     parser.add_argument("--mode", default="base")
     parser.add_argument("--page", default="letter", help="built-in page id or an image path (default letter)")
@@ -50,11 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-path", default=None, help="dsocr: the vendor directory (vendor environment)")
     parser.add_argument("--trust-remote-code", action="store_true")
     parser.add_argument("--out", default="reports/gpu", help="directory for the .md and .json (default reports/gpu)")
-    return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """Profile as ``args`` say (``args.device`` already checked); 2 on an unknown device or page."""
     from harness.gpu.profile import DTYPES, profile_target
 
     try:
@@ -64,13 +72,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             repeats=args.repeats, peak_tflops=args.peak_tflops, bandwidth_gbps=args.peak_bandwidth,
             attn_implementation=args.attn_implementation, experts_implementation=args.experts_implementation,
             model_path=args.model_path, trust_remote_code=args.trust_remote_code)
-    except UnknownDeviceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (UnknownDeviceError, ValueError) as exc:
+        print(f"harness profile: error: {exc}", file=stderr)
         return 2
     md, js = profile.write(args.out)
-    print(profile.markdown())
-    print(f"wrote {md} and {js}", file=sys.stderr)
+    print(profile.markdown(), file=stdout)
+    print(f"wrote {md} and {js}", file=stderr)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m harness.gpu ...`` = ``harness profile ...``."""
+    from harness.cli import main as cli_main
+
+    return cli_main(["profile", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Profile a target end to end: build, prepare a page, time every stage, write the table.
 
 The glue between :mod:`harness.targets` (what runs), :mod:`harness.analytic` (what it costs) and
-:mod:`harness.gpu` (how long it takes, against which peak). ``python -m harness.gpu`` is its CLI.
+:mod:`harness.gpu` (how long it takes, against which peak). ``harness profile`` is its CLI.
 """
 
 from __future__ import annotations

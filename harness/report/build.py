@@ -31,8 +31,14 @@ class ReportResult:
     collected: Collected
     files: list[str] = field(default_factory=list)
     plots: list[str] = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = 0.0            # the whole run, files written (from ``started`` when given)
     summary_line: str = ""
+    perf: Any = None                # harness.report.perf.PerfResult
+    findings: Any = None            # harness.report.verdict.ExitFindings
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.findings is None else self.findings.code
 
 
 def _dimensions(plan: ReportPlan) -> str:
@@ -46,7 +52,8 @@ def _dimensions(plan: ReportPlan) -> str:
 
 
 def summary_line(plan: ReportPlan, collected: Collected, out: Path, data_files: list[str],
-                 plots: list[str], seconds: float) -> str:
+                 plots: list[str], seconds: float | None, findings: Any = None) -> str:
+    """One line: dimensions, where, what, how long (``None``: left out) and the findings."""
     counts = render.summary_counts(collected)
     extra = []
     if counts["key_mismatches"]:
@@ -57,19 +64,31 @@ def summary_line(plan: ReportPlan, collected: Collected, out: Path, data_files: 
         extra.append(f"{counts['golden_differs']} counts DIFFER from their golden")
     if counts["not_measured"]:
         extra.append(f"{counts['not_measured']} cells NOT MEASURED (see report.md)")
+    took = "" if seconds is None else f" in {seconds:.1f} s"
+    verdict = ""
+    if findings is not None:
+        verdict = f"; exit {findings.code}" if findings.code else "; pass"
     return (f"report: {_dimensions(plan)} → {out} ({', '.join(data_files[:3])}, "
-            f"{', '.join(data_files[3:])}{', ' if data_files[3:] else ''}{len(plots)} plots) in {seconds:.1f} s; "
+            f"{', '.join(data_files[3:])}{', ' if data_files[3:] else ''}{len(plots)} plots){took}; "
             f"{counts['above_band']} unexplained deltas above band"
-            + ("; " + "; ".join(extra) if extra else ""))
+            + ("; " + "; ".join(extra) if extra else "") + verdict)
 
 
 def run_report(plan: ReportPlan, out: Path | str, *, progress: bool | None = None,
                stream: TextIO | None = None, cache: Any = None, plots: bool = True,
-               jobs: int = 1) -> ReportResult:
-    """Measure, render and write the report of ``plan`` into ``out`` (atomically)."""
+               jobs: int = 1, perf: Any = None, started: float | None = None,
+               requested_counters: tuple[str, ...] = ()) -> ReportResult:
+    """Measure, render and write the report of ``plan`` into ``out`` (atomically).
+
+    ``perf`` (:class:`harness.report.perf.PerfPlan`) adds the roofline (``--gpu``) and the measured
+    time (``--measure``); ``started`` (a ``time.perf_counter()`` value) is when the run began, so the
+    summary's time covers it all."""
     from tqdm import tqdm
 
-    start = time.perf_counter()
+    from harness.report.perf import PerfPlan, run_perf
+    from harness.report.verdict import exit_findings
+
+    start = time.perf_counter() if started is None else started
     stream = stream if stream is not None else sys.stderr
     out = Path(out)
     check_out_dir(out)
@@ -85,6 +104,8 @@ def run_report(plan: ReportPlan, out: Path | str, *, progress: bool | None = Non
 
     collected = collect(plan, progress=bar if progress is not False else None, status=say, cache=cache,
                         jobs=jobs)
+    perf_result = run_perf(collected, perf if perf is not None else PerfPlan(), say=say)
+    findings = exit_findings(collected, perf_result, requested_counters=requested_counters)
     say("writing the report ...")
     data_files = list(FILES)
     with ReportDir(out) as tmp:
@@ -96,16 +117,21 @@ def run_report(plan: ReportPlan, out: Path | str, *, progress: bool | None = Non
         if plots:
             from harness.report.plots import make_plots, plot_jobs
 
-            with bar(len(plot_jobs(collected)), desc="plotting", unit="plot") as plot_bar:
-                made = make_plots(collected, tmp.path, tick=lambda name: plot_bar.update(1))
-        seconds = time.perf_counter() - start
-        line = summary_line(plan, collected, out, data_files, list(made), seconds)
+            with bar(len(plot_jobs(collected, perf_result)), desc="plotting", unit="plot") as plot_bar:
+                made = make_plots(collected, tmp.path, tick=lambda name: plot_bar.update(1), perf=perf_result)
+        written = time.perf_counter() - start
+        line = summary_line(plan, collected, out, data_files, list(made), None, findings)
         extra = {"summary_line": line, "files": data_files, "plots": list(made),
-                 "seconds": round(seconds, 3)}
-        tmp.write_text("report.json", render.dumps(render.report_json(collected, extra)))
+                 "seconds_before_writing": round(written, 3), "exit": findings.as_dict()}
+        doc = render.report_json(collected, extra)
+        doc["performance"] = perf_result.as_dict()
+        tmp.write_text("report.json", render.dumps_lines(doc))
+        del doc
         tmp.write_text("report.md", render.report_markdown(collected, summary_line=line, plots=made,
-                                                           files={**FILES, **made}))
+                                                           files={**FILES, **made}, perf=perf_result,
+                                                           findings=findings))
         tmp.commit()
+    seconds = time.perf_counter() - start
+    line = summary_line(plan, collected, out, data_files, list(made), seconds, findings)
     return ReportResult(out=out, collected=collected, files=data_files, plots=list(made), seconds=seconds,
-                        summary_line=line)
-
+                        summary_line=line, perf=perf_result, findings=findings)

@@ -1,13 +1,13 @@
 """Collecting the report's numbers through the verification suite's own engine.
 
-The measured counts come from :class:`harness.suite.SuiteCache`, the session cache the suite
+The measured counts come from :class:`harness.engine.Engine`, the session cache the suite
 asserts with (``tests/test_suite.py``): the same model builds, the same ``stage_calls``, the same
 ``count()``, memoised by the same shape key, and the same analytic costs. The **stock** variant
 of each counter (the tools as shipped, whose blind spots the report sizes) is
-``SuiteCache.measure(case, "stock")``, memoised in the same table.
+``Engine.measure(case, "stock")``, memoised in the same table.
 
 Each record is one ``target x mode x page x stage x counter`` cell. The verification verdict is
-the suite's own (:func:`harness.suite.verification`): ``explain_delta`` splits the delta into
+the suite's own (:func:`harness.engine.verification`): ``explain_delta`` splits the delta into
 known causes and a remainder, and the remainder must lie within the ``verify`` band of
 ``golden/tolerances.toml``; for patched torch the matmul class must also match the analytic
 model op key by op key.
@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from harness.report.inputs import CounterSpec, ReportPlan
-from harness.suite import (SUITE_VARIANT, Case, Measurement, SuiteCache, built_environment, layout_record,
-                           not_measurable, verification)
+from harness.engine import VARIANT as SUITE_VARIANT
+from harness.engine import Case, Engine, Measurement, built_environment, layout_record, verification
 
-__all__ = ["Record", "StageInfo", "Collected", "collect", "environment_versions", "golden_dir", "BANDS_FILE"]
+
+__all__ = ["Record", "Measured", "GoldenCell", "GoldenChecker", "StageInfo", "Collected", "collect", "environment_versions", "golden_dir", "BANDS_FILE"]
 
 #: ``golden/tolerances.toml`` next to the package (an editable install / checkout).
 BANDS_FILE = "tolerances.toml"
@@ -53,9 +54,45 @@ class StageInfo:
     attn_implementation: str
 
 
-@dataclass
+@dataclass(eq=False)
+class Measured:
+    """One measurement: a count under its memo key ``(target, stage, counter[:variant], shape key)``,
+    verified once against the analytic cost of that shape key. Every page x mode whose stage has
+    that shape key references this one object (in memory and in report.json), so the report's
+    size follows the shape keys, not the pages."""
+
+    id: str                         # "m<N>": report.json's reference
+    key: tuple                      # Engine.measurement_key
+    target: str
+    stage: str
+    spec: CounterSpec
+    shape_key: tuple
+    first: str                      # "page/mode" of the first cell that used it in this report
+    fresh: bool                     # measured by this report (False: memoised earlier in the process)
+    seconds: float = 0.0            # model time of the measurement
+    count: Any = None               # harness.counters.StageCount (None: it raised with nothing counted)
+    error: str | None = None
+    explanation: Any = None         # harness.counters.delta.DeltaExplanation
+    band: Any = None                # harness.golden.Band ("verify")
+    within_band: bool | None = None
+    key_mismatches: list[str] = field(default_factory=list)   # torch: matmul keys != analytic
+    unknown_blind_spots: list[str] = field(default_factory=list)
+
+    @property
+    def verified(self) -> bool | None:
+        if self.count is None:
+            return None
+        return bool(self.within_band) and not self.key_mismatches and not self.unknown_blind_spots
+
+
+_NO_LIST: list[str] = []
+
+
+@dataclass(eq=False, slots=True)
 class Record:
-    """One ``target x mode x page x stage x counter`` cell of the report."""
+    """One ``target x mode x page x stage x counter`` cell of the report: a reference to its
+    :class:`Measured` (shared by every cell of the same shape key) plus what is the page's own
+    (the golden comparison, which page measured it first)."""
 
     target: str
     mode: str
@@ -64,15 +101,9 @@ class Record:
     spec: CounterSpec
     shape_key: tuple
     status: str                     # "measured" | "not measured"
+    measured: Measured | None = None
     reused_from: str | None = None  # page/mode whose identical shape key was measured first
-    seconds: float = 0.0            # model time of the measurement (0 for a reuse)
-    count: Any = None               # harness.counters.StageCount
-    error: str | None = None
-    explanation: Any = None         # harness.counters.delta.DeltaExplanation
-    band: Any = None                # harness.golden.Band ("verify")
-    within_band: bool | None = None
-    key_mismatches: list[str] = field(default_factory=list)   # torch: matmul keys != analytic
-    unknown_blind_spots: list[str] = field(default_factory=list)
+    reason: str | None = None       # why not measured, when no measurement was attempted
     golden: str = "n/a"             # "match" | "differs" | "no golden" | "n/a" (see GoldenChecker)
     golden_differences: list[str] = field(default_factory=list)
 
@@ -83,6 +114,41 @@ class Record:
     @property
     def variant(self) -> str:
         return self.spec.variant
+
+    # the measurement's fields, read through the reference
+    @property
+    def count(self) -> Any:
+        return None if self.measured is None else self.measured.count
+
+    @property
+    def error(self) -> str | None:
+        return self.reason if self.measured is None else self.measured.error
+
+    @property
+    def explanation(self) -> Any:
+        return None if self.measured is None else self.measured.explanation
+
+    @property
+    def band(self) -> Any:
+        return None if self.measured is None else self.measured.band
+
+    @property
+    def within_band(self) -> bool | None:
+        return None if self.measured is None else self.measured.within_band
+
+    @property
+    def key_mismatches(self) -> list[str]:
+        return _NO_LIST if self.measured is None else self.measured.key_mismatches
+
+    @property
+    def unknown_blind_spots(self) -> list[str]:
+        return _NO_LIST if self.measured is None else self.measured.unknown_blind_spots
+
+    @property
+    def seconds(self) -> float:
+        """Model time of the measurement for the cell that ran it; 0 for a reuse."""
+        m = self.measured
+        return m.seconds if m is not None and m.fresh and self.reused_from is None else 0.0
 
     @property
     def verified(self) -> bool | None:
@@ -104,6 +170,10 @@ class Collected:
     layouts: dict[tuple[str, str, str], Any] = field(default_factory=dict)     # (t, mode, page) -> ViewLayout
     stages: dict[tuple[str, str, str, str], StageInfo] = field(default_factory=dict)
     records: list[Record] = field(default_factory=list)
+    #: memo key -> the one Measured every cell of that shape key references
+    measurements: dict[tuple, Measured] = field(default_factory=dict)
+    #: (target, mode, page, stage, spec) -> Record: every lookup is keyed, nothing scans the list
+    cells: dict[tuple, Record] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     target_environment: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -111,8 +181,15 @@ class Collected:
     measure_seconds: float = 0.0
     model_runs: int = 0
     reuses: int = 0
-    cache: SuiteCache | None = None
+    cache: Engine | None = None
     text_tokens: int = 0
+
+    def cell(self, target: str, mode: str, page: str, stage: str, spec: CounterSpec) -> Record | None:
+        return self.cells.get((target, mode, page, stage, spec))
+
+    def add(self, record: Record) -> None:
+        self.records.append(record)
+        self.cells[(record.target, record.mode, record.page, record.stage, record.spec)] = record
 
     def stages_of(self, target: str) -> tuple[str, ...]:
         from harness.analytic.stages import TARGET_STAGES
@@ -164,59 +241,89 @@ def _bands():
     return load_bands(golden_dir() / BANDS_FILE)
 
 
-def _verify(record: Record, analytic: Any, bands: Any) -> None:
-    """The suite's verification verdict (:func:`harness.suite.verification`) on the record."""
-    verdict = verification(record.counter, record.stage, analytic, record.count, bands)
+def _verify(record: Measured, analytic: Any, bands: Any) -> None:
+    """The suite's verification verdict (:func:`harness.engine.verification`) on one measurement."""
+    verdict = verification(record.spec.counter, record.stage, analytic, record.count, bands)
     record.explanation = verdict.explanation
     record.band = verdict.band
     record.within_band = verdict.within_band
-    if record.variant == SUITE_VARIANT:
+    if record.spec.variant == SUITE_VARIANT:
         # the suite's exact op-key check (patched torch); a stock variant's known blind spots are
         # explained by explain_delta instead
         record.key_mismatches = verdict.key_lines
     record.unknown_blind_spots = verdict.unknown_lines
 
 
-class GoldenChecker:
-    """The suite's regression half: a patched count against its golden in ``golden/`` (regress band).
+@dataclass(frozen=True)
+class GoldenCell:
+    """What identifies one measured cell to :class:`GoldenChecker`: where it is (target, mode,
+    page, stage), which counter and variant measured it, the stage's shape key, and the count."""
 
-    ``status``: ``"match"``, ``"differs"`` (with the differing fields), ``"no golden"`` (the suite
-    has none for this page x mode yet), or ``"n/a"`` (stock variants have no goldens).
+    target: str
+    mode: str
+    page: str
+    stage: str
+    counter: str
+    variant: str
+    shape_key: tuple
+    count: Any                      # harness.counters.StageCount
+
+
+class GoldenChecker:
+    """The report's only reader of goldens: a patched count against its golden (regress band).
+
+    Interface (everything else is internal, so the golden store can change underneath):
+    ``GoldenChecker(root, bands)`` and ``check_cell(GoldenCell) -> (status, differences)`` with
+    ``status`` one of ``"match"``, ``"differs"`` (``differences``: one ``"field: now X, golden Y"``
+    line per differing field), ``"no golden"`` (none stored for this cell yet) or ``"n/a"`` (stock
+    variants have no goldens). ``check(record)`` is the same for a :class:`Record`.
     """
 
     def __init__(self, root: Path, bands: Any) -> None:
         self.root = root
         self.bands = bands
         self._docs: dict[Path, Any] = {}
+        self._obtained: dict[int, tuple[Any, Any]] = {}   # id(count) -> (count, its golden record)
 
-    def _doc(self, path: Path) -> Any:
-        from harness.golden import GoldenError, load_golden
+    def _entry(self, cell: GoldenCell) -> Any:
+        """The stored golden entry of ``cell`` or None: the count golden of its shape key."""
+        from harness.engine import key_name
+        from harness.golden import GoldenError, count_path, load_doc
 
+        path = count_path(self.root, cell.target, cell.stage, key_name(cell.shape_key))
         if path not in self._docs:
             try:
-                self._docs[path] = load_golden(path)
-            except (FileNotFoundError, GoldenError, OSError, ValueError):
+                self._docs[path] = load_doc(path, "count")
+            except (GoldenError, OSError, ValueError):
                 self._docs[path] = None
-        return self._docs[path]
+        doc = self._docs[path]
+        return None if doc is None else doc["counters"].get(cell.counter)
 
-    def check(self, record: "Record") -> tuple[str, list[str]]:
+    def check_cell(self, cell: GoldenCell) -> tuple[str, list[str]]:
         import json
 
-        from harness.golden import compare_entry, golden_path
-        from harness.suite import entry_record
+        from harness.engine import entry_record
+        from harness.golden import compare_entry
 
-        if record.variant != SUITE_VARIANT or record.count is None:
+        if cell.variant != SUITE_VARIANT or cell.count is None:
             return "n/a", []
-        doc = self._doc(golden_path(self.root, record.target, record.mode, record.page))
-        entry = None if doc is None else doc.get("stages", {}).get(record.stage, {}).get(record.counter)
+        entry = self._entry(cell)
         if entry is None:
             return "no golden", []
-        band = self.bands.lookup("regress", record.stage, record.counter, record.count.convention)
-        obtained = json.loads(json.dumps(entry_record(record.count)))
+        band = self.bands.lookup("regress", cell.stage, cell.counter, cell.count.convention)
+        held = self._obtained.get(id(cell.count))
+        if held is None or held[0] is not cell.count:     # one golden record per count (per shape key)
+            held = (cell.count, json.loads(json.dumps(entry_record(cell.count))))
+            self._obtained[id(cell.count)] = held
+        obtained = held[1]
         rows = compare_entry(obtained, entry, band)
         if rows:
             return "differs", [f"{r.field}: now {r.obtained!r}, golden {r.expected!r}" for r in rows[:8]]
         return "match", []
+
+    def check(self, record: "Record") -> tuple[str, list[str]]:
+        return self.check_cell(GoldenCell(record.target, record.mode, record.page, record.stage, record.counter,
+                                          record.variant, record.shape_key, record.count))
 
 
 def _error_text(exc: BaseException) -> str:
@@ -224,14 +331,41 @@ def _error_text(exc: BaseException) -> str:
     return text.strip()
 
 
+def public_text(text: str) -> str:
+    """``text`` without internal symbol names (``(harness.suite.NAME)``, ``harness.x.y``): a reader
+    of the report needs the reason, not where it is kept."""
+    import re
+
+    text = re.sub(r"\s*\(harness(?:\.\w+)+\)", "", text)
+    return re.sub(r"\bharness(?:\.\w+)+\.([A-Za-z_]\w*)", r"\1", text)
+
+
+def _measured(cache: Engine, case: Case, spec: CounterSpec, memo: tuple, key: tuple, where: str, fresh: bool,
+              index: int, cost: Any, bands: Any) -> Measured:
+    """The one :class:`Measured` of ``memo``: the cache's count (a memo hit by now), verified once."""
+    measured = Measured(f"m{index}", memo, case.target, case.stage, spec, key, where, fresh)
+    try:
+        measured.count = cache.measure(case, spec.variant)
+    except Exception as exc:
+        measured.count = getattr(exc, "result", None)   # UncountedOpError carries the count
+        measured.error = _error_text(exc)
+    found = cache.measurements.get(memo)
+    measured.seconds = found.seconds if found is not None else 0.0
+    if measured.count is not None:
+        _verify(measured, cost, bands)
+    return measured
+
+
 def _not_measurable(plan: ReportPlan, case: Case) -> str | None:
-    """The suite's documented reason a case cannot be measured on meta (NOT_MEASURABLE_ON_META)."""
+    """The target's documented reason a counter cannot measure a stage on the plan's device."""
     if plan.device != "meta":
         return None
-    return not_measurable(case)
+    from harness.suite import not_measurable
+
+    return not_measurable(case.target, case.stage, case.counter, plan.device)
 
 
-def _pending(cache: SuiteCache, plan: ReportPlan, items: list, build_errors: dict[str, str]) -> list[tuple]:
+def _pending(cache: Engine, plan: ReportPlan, items: list, build_errors: dict[str, str]) -> list[tuple]:
     """``(case, variant, memo key)`` of every shape key still to measure, first occurrence first."""
     tasks, keys = [], set()
     for target, mode, page, stage in items:
@@ -264,7 +398,7 @@ def _effective_jobs(jobs: int, plan: ReportPlan, n_tasks: int) -> int:
 
 #: The cache a forked worker measures with, and the queue it reports each count on (set in the
 #: parent just before the fork; fork start method only).
-_WORKER_CACHE: SuiteCache | None = None
+_WORKER_CACHE: Engine | None = None
 _WORKER_QUEUE: Any = None
 
 
@@ -336,7 +470,7 @@ def work_units(tasks: list[tuple]) -> list[list[tuple]]:
     return units + singles
 
 
-def _prefetch_parallel(cache: SuiteCache, tasks: list[tuple], workers: int, bar: Any) -> None:
+def _prefetch_parallel(cache: Engine, tasks: list[tuple], workers: int, bar: Any) -> None:
     """Measure ``tasks`` in forked workers; store each Measurement in the parent's memo table."""
     import multiprocessing
     import queue as queue_module
@@ -380,7 +514,7 @@ def work_items(plan: ReportPlan) -> Iterator[tuple[str, str, Any, str]]:
 
 
 def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
-            status: Callable[[str], None] | None = None, cache: SuiteCache | None = None,
+            status: Callable[[str], None] | None = None, cache: Engine | None = None,
             jobs: int = 1) -> Collected:
     """Measure every cell of ``plan`` (memoised per shape key) and compute the analytic side.
 
@@ -393,7 +527,7 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
 
     say = status or (lambda text: None)
     if cache is None:    # a cache of the report's pages alone
-        cache = SuiteCache(model_path=plan.model_path, trust_remote_code=plan.trust_remote_code,
+        cache = Engine(model_path=plan.model_path, trust_remote_code=plan.trust_remote_code,
                            device=plan.device)
         cache.register_pages(plan.pages, builtin=False)
     else:                # the suite's session cache: the report's pages join the built-in ones
@@ -403,7 +537,6 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
     out.notes.extend(plan.notes)
     bands = _bands()
     goldens = GoldenChecker(golden_dir(), bands)
-    seen: dict[tuple, str] = {}   # memo key -> "page/mode" where it was first measured here
 
     # layouts and builds first: the bar then covers the measurements only
     build_errors: dict[str, str] = {}
@@ -466,59 +599,62 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
             bar.close()
     fresh = {key for _, _, key in tasks}
 
+    analytic_memo: dict[tuple, Any] = {}
+    params_memo: dict[tuple[str, str], int] = {}
     for target, mode, page, stage in items:
         case0 = Case(target, mode, page.page_id, stage, "torch")
         layout = out.layouts[(target, mode, page.page_id)]
         built = cache.built.get(target)
         attn = built.attn_implementation if built is not None else None
+        key = cache.shape_key(case0)
         if built is not None:
             cost = cache.analytic(case0)
         else:
-            cost = stage_costs(target, layout, text_tokens=out.text_tokens, attn_implementation=attn)[stage]
-        params = built.stage_parameters(stage) if built is not None else None
-        key = cache.shape_key(case0)
+            memo_cost = (target, stage, key)
+            if memo_cost not in analytic_memo:
+                analytic_memo[memo_cost] = stage_costs(target, layout, text_tokens=out.text_tokens,
+                                                       attn_implementation=attn)[stage]
+            cost = analytic_memo[memo_cost]
+        if built is not None and (target, stage) not in params_memo:   # per stage, never per page
+            params_memo[(target, stage)] = built.stage_parameters(stage)
+        params = params_memo.get((target, stage))
         out.stages[(target, mode, page.page_id, stage)] = StageInfo(
             target, mode, page.page_id, stage, cost, params, key,
             attn or ("eager" if target == "dsocr" else "sdpa"))
+        where = f"{page.page_id}/{mode}"
         for spec in plan.counters:
             case = Case(target, mode, page.page_id, stage, spec.counter)
             record = Record(target, mode, page.page_id, stage, spec, key, "not measured")
             if target in build_errors:
-                record.error = build_errors[target]
-                out.records.append(record)
+                record.reason = build_errors[target]
+                out.add(record)
                 continue
             reason = _not_measurable(plan, case)
             if reason:
-                record.error = f"{reason}; count it on real tensors with --device cpu (slow at full size)"
-                out.records.append(record)
+                record.reason = (f"{public_text(reason)}; count it on real tensors with --device cpu "
+                                 "(slow at full size)")
+                out.add(record)
                 continue
             memo = cache.measurement_key(case, spec.variant)
-            try:
-                record.count = cache.measure(case, spec.variant)   # a memo hit by now
-                record.status = "measured"
-            except Exception as exc:
-                partial = getattr(exc, "result", None)   # UncountedOpError carries the count
-                if partial is not None:
-                    record.count = partial
-                    record.status = "measured"
-                record.error = _error_text(exc)
-            first = seen.get(memo)
-            if first is None:
-                seen[memo] = f"{page.page_id}/{mode}"
-                found = cache.measurements.get(memo)
-                record.seconds = found.seconds if found is not None and memo in fresh else 0.0
-                if memo in fresh:
+            measured = out.measurements.get(memo)
+            if measured is None:
+                measured = _measured(cache, case, spec, memo, key, where, memo in fresh, len(out.measurements),
+                                     cost, bands)
+                out.measurements[memo] = measured
+                if measured.fresh:
                     out.model_runs += 1
                 else:
                     record.reused_from = "an earlier run in this process"
                     out.reuses += 1
             else:
-                record.reused_from = first
+                record.reused_from = measured.first
                 out.reuses += 1
-            if record.count is not None:
-                _verify(record, cost, bands)
-                record.golden, record.golden_differences = goldens.check(record)
-            out.records.append(record)
+            record.measured = measured
+            if measured.count is not None:
+                record.status = "measured"
+                record.golden, record.golden_differences = goldens.check_cell(GoldenCell(
+                    target, mode, page.page_id, stage, spec.counter, spec.variant, key, measured.count))
+            out.add(record)
     out.measure_seconds = time.perf_counter() - start_all
     out.environment["bands"] = str(bands.path) if bands.path is not None else None
     return out

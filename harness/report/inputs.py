@@ -6,14 +6,16 @@ it into exit code 2 before anything is measured or written.
 
 from __future__ import annotations
 
-import difflib
 import importlib.metadata as md
 import importlib.util
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
+from harness import selection
+from harness.selection import split_names  # noqa: F401  (one vocabulary for the CLI and pytest)
 from harness.pages import BUILTIN_SETS, ManifestError, Page, PageError
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "TargetPlan",
     "ReportPlan",
     "IMAGE_SUFFIXES",
+    "PAGE_SUFFIXES",
     "DEFAULT_TARGET",
     "COUNTER_PACKAGES",
     "resolve_pages",
@@ -30,12 +33,15 @@ __all__ = [
     "resolve_counters",
     "resolve_device",
     "split_names",
+    "names_given",
     "counter_installed",
     "unknown_name",
 ]
 
-#: File name endings taken from a ``--pages`` directory (case-insensitive).
+#: Image file name endings taken from a ``--pages`` directory (case-insensitive).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+#: Everything a ``--pages`` directory contributes: images and PDFs (one page per PDF page).
+PAGE_SUFFIXES = IMAGE_SUFFIXES + (".pdf",)
 #: The target a report covers when none is named (needs nothing but the install).
 DEFAULT_TARGET = "ocr2"
 #: counter -> (import name, distribution name, pip hint) of the package it needs.
@@ -52,29 +58,41 @@ class InputError(ValueError):
     """A command-line input that cannot be used; the message names it and says what to do."""
 
 
-def split_names(values: Iterable[str] | str | None) -> list[str]:
-    """``["a,b", "c"]`` -> ``["a", "b", "c"]`` (order kept, duplicates dropped)."""
-    if values is None:
-        return []
-    if isinstance(values, str):
-        values = [values]
-    return list(dict.fromkeys(n.strip() for v in values for n in v.split(",") if n.strip()))
-
-
 def unknown_name(kind: str, name: str, known: Sequence[str], option: str) -> InputError:
-    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return InputError(f"{option} {name!r}: unknown {kind}.{hint} Available: {', '.join(known)}")
+    """The selection vocabulary's "unknown name" message (:mod:`harness.selection`) as an InputError."""
+    return InputError(selection.unknown_name(kind, name, known, option))
 
 
 # ---------------------------------------------------------------------------------------- pages
+def names_given(values: Iterable[str] | str | None, option: str, example: str) -> list[str]:
+    """:func:`split_names`, refusing an option given with nothing in it (``--modes ''``).
+
+    An empty value is not "every": that is what leaving the option out means.
+    """
+    given = [values] if isinstance(values, str) else list(values or [])
+    names = split_names(given)
+    if given and not names:
+        shown = ",".join(given)
+        raise InputError(f"{option} {shown!r}: no name given; name at least one (e.g. {option} {example}) "
+                         f"or leave {option} out for all of them")
+    return names
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+
+
 def _check_page_ids(pages: list[Page], where: str) -> list[Page]:
     seen: dict[str, Page] = {}
     for page in pages:
         pid = page.page_id
+        source = page.path if page.pdf_page is None else f"page {page.pdf_page} of {page.path}"
         if not pid or "/" in pid or "\\" in pid or pid.startswith("."):
-            raise InputError(f"{where}: page id {pid!r} (from {page.path}) cannot name a report row; "
+            raise InputError(f"{where}: page id {pid!r} (from {source}) cannot name a report row; "
                              "rename the file (no leading dot, no path separators)")
+        bad = _CONTROL.search(pid)
+        if bad:
+            raise InputError(f"{where}: page id {pid!r} (from {str(source)!r}) holds the control character "
+                             f"{bad.group()!r}, which would break the report's tables and CSV; rename the file")
         if pid in seen:
             raise InputError(f"{where}: two pages have the id {pid!r} ({seen[pid].path} and {page.path}); "
                              "page ids come from file names without extension: rename one of them")
@@ -82,38 +100,84 @@ def _check_page_ids(pages: list[Page], where: str) -> list[Page]:
     return pages
 
 
-def _load_image(path: Path) -> Page:
-    from harness.pages import load_page
+def _bad_file(raw: str, exc: PageError) -> InputError:
+    where = exc.path if exc.path is not None else raw
+    if exc.problem.startswith(("not an image file", "not a regular file")):
+        return InputError(f"--pages {where}: {exc.problem}. Pass image files Pillow can read, PDFs, directories "
+                          "of them, or an OmniDocBench-style JSON manifest")
+    return InputError(f"--pages {where}: {exc.problem}")
+
+
+def _load_file(path: Path, raw: str, warn: Callable[[str], None]) -> list[Page]:
+    from harness.pages import load_pages
 
     try:
-        # the header and EXIF give the size the tilers see; pixels are never needed on meta
-        return load_page(path, decode=False)
+        # headers and page boxes give the size the tilers see; pixels are never needed on meta
+        return load_pages(path, warn=warn)
     except PageError as exc:
-        raise InputError(f"--pages {path}: {exc.problem}. Pass an image file Pillow can read, a "
-                         "directory of them, or an OmniDocBench-style JSON manifest") from None
+        raise _bad_file(raw, exc) from None
 
 
-def _load_manifest(path: Path) -> list[Page]:
+def _load_manifest(path: Path, warn: Callable[[str], None]) -> list[Page]:
     from harness.pages import load_manifest
 
     try:
-        pages = load_manifest(path)
+        pages = load_manifest(path, warn=warn)
     except ManifestError as exc:
-        raise InputError(f"--pages {exc}. A manifest is OmniDocBench's JSON shape: a list of "
-                         "{\"page_info\": {\"width\": W, \"height\": H, \"image_path\": \"...\"}}") from None
+        text = str(exc)
+        if any(word in text for word in ("not valid JSON", "expected", "must be")):   # its shape, not its images
+            text += (". A manifest is OmniDocBench's JSON shape: a list of "
+                     "{\"page_info\": {\"width\": W, \"height\": H, \"image_path\": \"...\"}}")
+        raise InputError(f"--pages {text}") from None
     if not pages:
         raise InputError(f"--pages {path}: the manifest lists no pages")
     return pages
 
 
-def resolve_pages(paths: Sequence[str | os.PathLike[str]] | None, page_set: str | None) -> tuple[list[Page], str]:
-    """The pages of ``--pages`` (files, directories, manifests) or of ``--page-set``.
+def _list_dir(path: Path, raw: str) -> tuple[list[Path], list[str]]:
+    """The page files of a directory (images and PDFs, by name) and the names of what is skipped."""
+    try:
+        entries = sorted(path.iterdir())
+    except PermissionError:
+        raise InputError(f"--pages {raw}: permission denied: the directory cannot be listed; fix its "
+                         "permissions (chmod +rx) or pass its files") from None
+    except OSError as exc:
+        raise InputError(f"--pages {raw}: cannot list the directory ({exc.strerror or exc})") from None
+    files, skipped = [], []
+    for entry in entries:
+        try:
+            is_file = entry.is_file()
+            is_dir = not is_file and entry.is_dir()
+        except OSError:
+            is_file = is_dir = False
+        if is_file and entry.suffix.lower() in PAGE_SUFFIXES and not entry.name.startswith("."):
+            files.append(entry)
+        else:
+            skipped.append(ascii(entry.name)[1:-1] + ("/" if is_dir else ""))
+    return files, skipped
 
-    Returns the pages and a one-line description of where they came from.
+
+def resolve_pages(paths: Sequence[str | os.PathLike[str]] | None, page_set: str | None, *,
+                  warnings: list[str] | None = None) -> tuple[list[Page], str]:
+    """The pages of ``--pages`` (images, PDFs, directories, manifests) or of ``--page-set``.
+
+    Returns the pages and a one-line description of where they came from. What the run goes on
+    with despite it (skipped files, a file given twice, a multi-frame image, swapped manifest
+    sizes) is appended to ``warnings``, one line each.
     """
+    from harness.pages import SettingError, max_image_pixels
+
+    notes = warnings if warnings is not None else []
+    try:
+        max_image_pixels()   # a bad setting is an error before any file is read
+    except SettingError as exc:
+        raise InputError(str(exc)) from None
     if paths and page_set:
         raise InputError("--pages and --page-set are exclusive: give page files/directories/manifests, "
                          "or a built-in set, not both")
+    if paths and not [p for p in paths if str(p).strip()]:
+        raise InputError("--pages: no path given; name page images, PDFs, directories or manifests, "
+                         "or leave --pages out for the built-in default set")
     if not paths:
         name = page_set or "default"
         if name not in BUILTIN_SETS:
@@ -127,25 +191,54 @@ def resolve_pages(paths: Sequence[str | os.PathLike[str]] | None, page_set: str 
         return _check_page_ids(pages, f"--page-set {name}"), f"built-in page set {name!r}"
     pages: list[Page] = []
     sources: list[str] = []
+    taken: dict[str, str] = {}   # real path -> how it was first named
+
+    def first_time(path: Path, named: str) -> bool:
+        key = os.path.realpath(path)
+        if key in taken:
+            notes.append(f"--pages {named}: the same file as {taken[key]}, given twice; counted once")
+            return False
+        taken[key] = named
+        return True
+
     for raw in paths:
+        raw = str(raw)
         path = Path(raw).expanduser()
-        if not path.exists():
+        try:
+            exists, is_dir = path.exists(), path.is_dir()
+        except PermissionError:
+            raise InputError(f"--pages {raw}: permission denied: a directory on its path cannot be searched; "
+                             "fix the permissions (chmod +x)") from None
+        if not exists:
             raise InputError(f"--pages {raw}: no such file or directory")
-        if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                           and not p.name.startswith("."))
+        if is_dir:
+            files, skipped = _list_dir(path, raw)
+            found = []
+            for file in files:
+                if first_time(file, str(file)):
+                    found.extend(_load_file(file, str(file), notes.append))
+            if skipped:
+                notes.append(f"--pages {raw}: skipped {len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'} "
+                             f"that {'is' if len(skipped) == 1 else 'are'} not a page image or PDF "
+                             f"({', '.join(PAGE_SUFFIXES)}; subdirectories are not searched): "
+                             f"{', '.join(skipped)}")
             if not files:
-                raise InputError(f"--pages {raw}: the directory holds no image files "
-                                 f"({', '.join(IMAGE_SUFFIXES)})")
-            pages.extend(_load_image(p) for p in files)
-            sources.append(f"{len(files)} image(s) in {path}")
-        elif path.suffix.lower() == ".json":
-            found = _load_manifest(path)
+                raise InputError(f"--pages {raw}: the directory holds no image files or PDFs "
+                                 f"({', '.join(PAGE_SUFFIXES)})" + (f"; it holds {', '.join(skipped[:10])}"
+                                                                    + (" ..." if len(skipped) > 10 else "")
+                                                                    if skipped else ""))
             pages.extend(found)
-            sources.append(f"manifest {path} ({len(found)} page(s))")
-        else:
-            pages.append(_load_image(path))
-            sources.append(str(path))
+            sources.append(f"{len(files)} file(s) in {path}")
+        elif path.suffix.lower() == ".json":
+            if first_time(path, raw):
+                found = _load_manifest(path, notes.append)
+                pages.extend(found)
+                sources.append(f"manifest {path} ({len(found)} page(s))")
+        elif first_time(path, raw):
+            found = _load_file(path, raw, notes.append)
+            pages.extend(found)
+            sources.append(str(path) if len(found) == 1 and found[0].pdf_page is None
+                           else f"{path} ({len(found)} PDF page(s))")
     return _check_page_ids(pages, "--pages"), "; ".join(sources)
 
 
@@ -173,7 +266,7 @@ def resolve_targets(names: Sequence[str] | None, model_path: str | None,
     from harness.workload import MODES
 
     known = tuple(MODES)
-    wanted = split_names(names)
+    wanted = names_given(names, "--target", "ocr2")
     for name in wanted:
         if name not in known:
             raise unknown_name("target", name, known, "--target")
@@ -228,7 +321,7 @@ def resolve_modes(targets: list[TargetPlan], names: Sequence[str] | None) -> lis
     """
     from harness.workload import MODES
 
-    wanted = split_names(names)
+    wanted = names_given(names, "--modes", "base,gundam")
     every = list(dict.fromkeys(m for t in targets for m in MODES[t.name]))
     for name in wanted:
         if name not in every:
@@ -289,7 +382,7 @@ def resolve_counters(names: Sequence[str] | None, device: str = "meta") -> Count
     meta, see :data:`TORCH_STOCK_ON_META`); missing packages are skipped with a note. A counter
     named explicitly must be installed.
     """
-    wanted = split_names(names)
+    wanted = names_given(names, "--counters", "torch")
     choice = CounterChoice()
     if not wanted:
         for counter in COUNTERS:
@@ -346,6 +439,8 @@ class ReportPlan:
     plot_page: str | None = None
     command: str = ""
     notes: list[str] = field(default_factory=list)
+    #: one line each: what the run goes on with about its inputs (skipped files, duplicates, ...)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def stage_count(self) -> int:

@@ -6,8 +6,10 @@ Per target:
   stacked by op key (element-wise class hatched on top), one panel per stage with its own scale;
 * ``vision_vs_tokens_<target>.png``: vision FLOPs (all vision stages) against vision tokens over
   the built-in corpus, by mode (analytic), with the measured torch counts of this report on top;
-* ``unexplained_<target>.png``: the unexplained remainder relative to the analytic matmul FLOPs,
-  page x stage, one panel per counter;
+* ``delta_<target>.png``: signed Δ% against the analytic matmul FLOPs per stage and counter,
+  stock beside patched (median over the shape keys, range as a line);
+* ``roofline_table.png`` (``--gpu``) / ``roofline_measured.png`` (``--measure``): each stage as a
+  point under the roof of the peak-table entry / of the measured peak;
 * ``decode_<target>.png``: decode FLOPs per generated token against the context length
   (analytic by part), with the measured decode counts of this report.
 
@@ -16,7 +18,6 @@ FLOPs = 2 x MACs on every axis.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,6 @@ _KEY_COLORS = {
     "matmul_av": "#BF4342", "rotary": "#DA8BC3", "lm_head": "#64B5CD", "unmapped": "#000000",
 }
 _ELEMENTWISE_COLOR = "#BBBBBB"
-#: Above this many page x mode rows the heatmap shows one row per layout group.
-MAX_HEATMAP_ROWS = 45
 _MODE_COLORS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B2", "#937860", "#DA8BC3"]
 
 
@@ -65,7 +64,8 @@ def stage_bars(collected: Collected, target: str, page: str, path: Path) -> None
     stages = collected.stages_of(target)
     modes = tplan.modes
     specs = plan.counters
-    cells = {(r.mode, r.stage, r.spec): r for r in collected.records if r.target == target and r.page == page}
+    cells = {(mode, stage, spec): collected.cell(target, mode, page, stage, spec)
+             for mode in modes for stage in stages for spec in specs}
     fig, axes = plt.subplots(len(modes), len(stages), figsize=(3.1 * len(stages), 2.9 * len(modes) + 0.8),
                              squeeze=False)
     used_keys: set[str] = set()
@@ -105,7 +105,10 @@ def stage_bars(collected: Collected, target: str, page: str, path: Path) -> None
             ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
             ax.tick_params(axis="y", labelsize=7)
             ax.set_ylabel(unit, fontsize=7)
-            ax.set_title(f"{mode} · {stage}\nanalytic matmul {units.flop(info.cost.matmul_flops)}", fontsize=8)
+            from harness.report.render import stage_label
+
+            ax.set_title(f"{mode} · {stage_label(stage, info.shape_key)}\nanalytic matmul "
+                         f"{units.flop(info.cost.matmul_flops)}", fontsize=8)
             ax.grid(axis="y", alpha=0.3)
             ax.set_axisbelow(True)
     handles = [Patch(color=_KEY_COLORS[k], label=k) for k in _KEY_COLORS if k in used_keys]
@@ -152,15 +155,20 @@ def vision_vs_tokens(collected: Collected, target: str, path: Path) -> dict[str,
             ax.annotate(f"{pages_here}", (x, y / 1e12), textcoords="offset points", xytext=(11, 7 - 9 * n),
                         fontsize=7, color=color)
         stats[mode] = {"points": len(points), "pages": len(corpus)}
-        # measured torch (patched) vision totals of this report's pages
+        # measured torch (patched) vision totals of this report's pages (one point per layout)
+        from harness.report.inputs import CounterSpec
+
+        torch_spec = CounterSpec("torch", "patched")
         mx, my = [], []
+        firsts = {}
         for page in collected.plan.pages:
+            layout = collected.layouts[(target, mode, page.page_id)]
+            firsts.setdefault(tuple((v.role, v.batch, v.size) for v in layout.views), page)
+        for page in firsts.values():
             total = 0
             ok = True
             for stage in vision:
-                r = next((r for r in collected.records if r.target == target and r.mode == mode
-                          and r.page == page.page_id and r.stage == stage and r.counter == "torch"
-                          and r.variant == "patched"), None)
+                r = collected.cell(target, mode, page.page_id, stage, torch_spec)
                 if r is None or r.count is None:
                     ok = False
                     break
@@ -193,77 +201,145 @@ def vision_vs_tokens(collected: Collected, target: str, path: Path) -> dict[str,
     return stats
 
 
-# ----------------------------------------------------------------------- unexplained heatmap
-def unexplained_heatmap(collected: Collected, target: str, path: Path) -> None:
+# ------------------------------------------------------------------------------ signed delta
+def delta_bars(collected: Collected, target: str, path: Path) -> None:
+    """Signed Δ% (counter FLOPs − analytic matmul, over analytic matmul) per stage and counter,
+    stock beside patched; the bar is the median over every measured shape key, the whisker the range.
+    Not-measured cells say so; a cell not verified is framed in red."""
     import numpy as np
-    from matplotlib.colors import LogNorm
 
-    plan = collected.plan
-    tplan = next(t for t in plan.targets if t.name == target)
+    from harness.report.verdict import delta_matrix
+
+    matrix = delta_matrix(collected)
     stages = collected.stages_of(target)
-    rows = [(page.page_id, mode) for page in plan.pages for mode in tplan.modes]
-    labels = [f"{p} / {m}" for p, m in rows]
-    if len(rows) > MAX_HEATMAP_ROWS:
-        # many pages: one row per layout group (pages sharing every stage's shape key have
-        # identical counts, so identical remainders)
-        from harness.report.render import layout_groups
-
-        rows, labels = [], []
-        for mode, groups in layout_groups(collected)[target].items():
-            for pages, _ in groups:
-                rows.append((pages[0], mode))
-                more = f" (+{len(pages) - 1} pages)" if len(pages) > 1 else ""
-                labels.append(f"{pages[0]}{more} / {mode}")
-    specs = plan.counters or []
-    cells = {(r.page, r.mode, r.stage, r.spec): r for r in collected.records if r.target == target}
-    ncols = max(1, len(specs))
-    fig, axes = plt.subplots(1, ncols, figsize=(1.6 + 2.3 * ncols, 1.9 + 0.28 * len(rows)), squeeze=False,
-                             sharey=True, layout="constrained")
-    floor, ceil = 1e-9, 1.0
-    norm = LogNorm(vmin=floor, vmax=ceil)
-    cmap = plt.get_cmap("OrRd")
-    image = None
-    for c, spec in enumerate(specs or [None]):
+    counters = list(dict.fromkeys(s.counter for s in collected.plan.counters))
+    variants = ("patched", "stock")
+    specs = {(s.counter, s.variant): s for s in collected.plan.counters}
+    fig, axes = plt.subplots(1, max(1, len(counters)), figsize=(1.2 + 3.6 * max(1, len(counters)), 1.4 + 0.62 * len(stages)),
+                             squeeze=False, sharey=True)
+    colors = {"patched": "#4C72B0", "stock": "#DD8452"}
+    ys = np.arange(len(stages))
+    for c, counter in enumerate(counters or ["(none)"]):
         ax = axes[0][c]
-        data = np.full((len(rows), len(stages)), np.nan)
-        for i, (page, mode) in enumerate(rows):
-            for j, stage in enumerate(stages):
-                r = cells.get((page, mode, stage, spec)) if spec is not None else None
-                if r is not None and r.explanation is not None:
-                    rel = abs(r.explanation.remainder_rel) if math.isfinite(r.explanation.remainder_rel) else ceil
-                    data[i, j] = rel
-        shown = np.where(np.isnan(data), np.nan, np.clip(data, floor, ceil))
-        image = ax.imshow(np.where(data == 0, np.nan, shown), cmap=cmap, norm=norm, aspect="auto")
-        for i in range(len(rows)):
-            for j in range(len(stages)):
-                value = data[i, j]
-                r = cells.get((rows[i][0], rows[i][1], stages[j], spec)) if spec is not None else None
-                if np.isnan(value):
-                    ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="#DDDDDD", hatch="xx",
-                                               edgecolor="#999999", linewidth=0))
-                    ax.text(j, i, "n/m", ha="center", va="center", fontsize=6.5, color="#B00020")
+        values_seen = []
+        for v, variant in enumerate(variants):
+            spec = specs.get((counter, variant))
+            offset = (v - 0.5) * 0.38
+            for i, stage in enumerate(stages):
+                y = ys[i] + offset
+                cell = matrix.get((target, stage, spec)) if spec is not None else None
+                if spec is None:
                     continue
-                if value == 0:
-                    ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="#E8F5E9", linewidth=0))
-                    text = "0"
-                else:
-                    text = f"{value:.1e}"
-                ax.text(j, i, text, ha="center", va="center", fontsize=6.5)
-                if r is not None and r.within_band is False:
-                    ax.add_patch(plt.Rectangle((j - 0.48, i - 0.48), 0.96, 0.96, fill=False, edgecolor="#B00020",
-                                               linewidth=1.5))
-        ax.set_xticks(range(len(stages)))
-        ax.set_xticklabels(stages, rotation=45, ha="right", fontsize=7.5)
-        ax.set_yticks(range(len(rows)))
-        ax.set_yticklabels(labels, fontsize=7.5)
-        ax.set_title(spec.label if spec is not None else "no counters", fontsize=9)
-    if image is not None:
-        bar = fig.colorbar(image, ax=axes[0].tolist(), fraction=0.03, pad=0.01)
-        bar.set_label("|unexplained| / analytic matmul FLOPs", fontsize=8)
-    fig.suptitle(f"{target}: unexplained remainder after explain_delta, page / mode x stage, per counter\n"
-                 "green 0 = every FLOP of the delta explained; red frame = above the verify band; "
-                 "n/m = not measured", fontsize=10)
+                if cell is None or not cell.rels:
+                    ax.text(0, y, "  not measured", va="center", ha="left", fontsize=7, color="#B00020")
+                    continue
+                rels = [100 * r for r in cell.rels]
+                mid = float(np.median(rels))
+                values_seen += rels
+                ax.barh(y, mid, height=0.36, color=colors[variant], edgecolor="#B00020" if cell.failed else "none",
+                        linewidth=1.6 if cell.failed else 0, label=variant if i == 0 else None)
+                if min(rels) != max(rels):
+                    ax.plot([min(rels), max(rels)], [y, y], color="#333333", linewidth=1)
+                text = "0" if mid == 0 else f"{mid:+.2g}%"
+                ax.text(mid, y, f" {text}", va="center", ha="left" if mid >= 0 else "right", fontsize=7)
+        span = max([abs(x) for x in values_seen] + [0.5])
+        ax.set_xlim(-1.35 * span, 1.35 * span)
+        ax.axvline(0, color="#222222", linewidth=0.8)
+        ax.set_yticks(ys)
+        labels = [stage_label_for(collected, target, s) for s in stages]
+        ax.set_yticklabels(labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("Δ vs analytic matmul FLOPs (%)", fontsize=8)
+        ax.set_title(counter, fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+        ax.tick_params(axis="x", labelsize=7)
+        handles, names = ax.get_legend_handles_labels()
+        if handles:
+            ax.legend(handles, names, fontsize=7, loc="lower right")
+    fig.suptitle(f"{target}: signed Δ per stage and counter, stock (as shipped) against patched (the suite's)\n"
+                 "bar = median over the measured shape keys, line = range; red frame = not verified", fontsize=10)
+    fig.tight_layout()
     _save(fig, path)
+
+
+def stage_label_for(collected: Collected, target: str, stage: str) -> str:
+    if stage != "decode":
+        return stage
+    contexts = sorted({collected.layout_record(t, m, p)["prefill_length"] for (t, m, p) in collected.layouts
+                       if t == target})
+    if not contexts:
+        return stage
+    return f"decode\n(context {contexts[0]}" + (f"–{contexts[-1]})" if len(contexts) > 1 else ")")
+
+
+# ------------------------------------------------------------------------------------ roofline
+def roofline_plot(points: list[tuple[str, float, float, str]], peak: Any, path: Path, title: str,
+                  measured: list[tuple[str, float, float]] | None = None) -> None:
+    """Roofline of ``peak``: attainable FLOP/s = min(peak, bandwidth x intensity); each stage a point
+    at its analytic intensity and roofline-attainable rate (``points``: label, FLOP/B, FLOP/s, bound),
+    measured rates as open markers (``measured``: label, FLOP/B, achieved FLOP/s)."""
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(8.5, 5.6))
+    peak_flops = peak.tflops * 1e12
+    bw = peak.bandwidth_gbps * 1e9
+    xs_all = [p[1] for p in points] + [m[1] for m in (measured or [])] + [peak.ridge]
+    lo = max(min(x for x in xs_all if x > 0) / 4, 1e-2)
+    hi = max(xs_all) * 4
+    grid = np.logspace(np.log10(lo), np.log10(hi), 200)
+    ax.plot(grid, np.minimum(peak_flops, bw * grid), color="#222222", linewidth=2,
+            label=f"roof: {peak.tflops:.4g} TFLOP/s, {peak.bandwidth_gbps:.4g} GB/s (ridge {peak.ridge:.3g} FLOP/B)")
+    for n, (label, x, y, bound) in enumerate(points):
+        color = _MODE_COLORS[n % len(_MODE_COLORS)]
+        ax.scatter([x], [y], s=55, color=color, zorder=5, marker="o" if bound == "compute" else "s")
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, -10 - 9 * (n % 5)), fontsize=7,
+                    color=color)
+    for n, (label, x, y) in enumerate(measured or []):
+        ax.scatter([x], [y], s=70, facecolor="none", edgecolor="#B00020", linewidth=1.5, marker="D", zorder=6,
+                   label="measured (achieved)" if n == 0 else None)
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 4 + 9 * (n % 5)), fontsize=7,
+                    color="#B00020")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (analytic matmul FLOPs / bytes, FLOP/B)")
+    ax.set_ylabel("FLOP/s (FLOPs = 2 x MACs)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _roofline_jobs(collected: Collected, perf: Any) -> list[tuple[str, str, Any]]:
+    jobs: list[tuple[str, str, Any]] = []
+    if perf is None:
+        return jobs
+    multi = len(collected.plan.targets) > 1
+    if perf.gpu_peak is not None and perf.roofline:
+        head = collected.plan.plot_page
+        rows = [r for r in perf.roofline if head in r.pages] or perf.roofline
+
+        def draw_table(path: Path, rows=rows) -> None:
+            points = [(f"{r.target + ' ' if multi else ''}{r.mode} {r.label}", r.intensity,
+                       r.flops / r.predicted_s if r.predicted_s else 0.0, r.bound) for r in rows]
+            roofline_plot(points, perf.gpu_peak, path,
+                          f"Roofline on {perf.gpu_peak.label} ({perf.gpu_peak.dtype}), page {head!r}: each stage "
+                          "at its analytic intensity\n(circle = compute bound, square = memory bound)")
+
+        jobs.append(("roofline_table.png", f"roofline on {perf.gpu_peak.label}: every stage as a point", draw_table))
+    if perf.device_peak is not None and perf.measured:
+        def draw_measured(path: Path) -> None:
+            points = [(f"{m.target + ' ' if multi else ''}{m.mode} {m.label}", m.flops / m.bytes,
+                       m.flops / m.predicted_s, m.bound) for m in perf.measured]
+            measured = [(f"{m.mode} {m.stage}", m.flops / m.bytes, m.achieved_flops) for m in perf.measured]
+            roofline_plot(points, perf.device_peak, path,
+                          f"Measured on {perf.device_peak.label}: achieved FLOP/s (red) against the roofline of the "
+                          "measured peak\n(filled = roofline-attainable; circle = compute bound, square = memory bound)",
+                          measured)
+
+        jobs.append(("roofline_measured.png", f"measured FLOP/s against the roofline of {perf.device_peak.label}",
+                     draw_measured))
+    return jobs
 
 
 # ------------------------------------------------------------------------------------ decode
@@ -292,19 +368,19 @@ def decode_per_token(collected: Collected, target: str, path: Path) -> None:
         ax.plot(contexts, ys, style, color=color, linewidth=width, label=f"analytic: {name}")
     markers = {"torch": "o", "fvcore": "s", "thop": "^"}
     plotted = set()
-    for r in collected.records:
-        if r.target != target or r.stage != "decode" or r.count is None or r.variant != "patched":
+    for r in collected.measurements.values():
+        if r.target != target or r.stage != "decode" or r.count is None or r.spec.variant != "patched":
             continue
         t = int(r.shape_key[1])
-        point = (r.counter, t)
+        point = (r.spec.counter, t)
         if point in plotted:
             continue
         plotted.add(point)
-        ax.scatter([t], [r.count.matmul_flops / 1e9], marker=markers.get(r.counter, "x"), s=60, facecolor="none",
-                   edgecolor={"torch": "#DD8452", "fvcore": "#55A868", "thop": "#8172B2"}.get(r.counter, "k"),
+        ax.scatter([t], [r.count.matmul_flops / 1e9], marker=markers.get(r.spec.counter, "x"), s=60, facecolor="none",
+                   edgecolor={"torch": "#DD8452", "fvcore": "#55A868", "thop": "#8172B2"}.get(r.spec.counter, "k"),
                    linewidth=1.5, zorder=5,
-                   label=f"{r.counter}: measured decode step (this report's contexts)" if not any(
-                       p[0] == r.counter for p in plotted - {point}) else None)
+                   label=f"{r.spec.counter}: measured decode step (this report's contexts)" if not any(
+                       p[0] == r.spec.counter for p in plotted - {point}) else None)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("context length T (tokens already in the KV cache)")
@@ -317,9 +393,9 @@ def decode_per_token(collected: Collected, target: str, path: Path) -> None:
     _save(fig, path)
 
 
-def plot_jobs(collected: Collected) -> list[tuple[str, str, Any]]:
+def plot_jobs(collected: Collected, perf: Any = None) -> list[tuple[str, str, Any]]:
     """``(file name, caption, draw(path))`` of every plot, in drawing order."""
-    jobs: list[tuple[str, str, Any]] = []
+    jobs: list[tuple[str, str, Any]] = _roofline_jobs(collected, perf)
     page = collected.plan.plot_page
     for tplan in collected.plan.targets:
         t = tplan.name
@@ -329,20 +405,21 @@ def plot_jobs(collected: Collected) -> list[tuple[str, str, Any]]:
                          lambda p, t=t: stage_bars(collected, t, page, p)))
         jobs.append((f"vision_vs_tokens_{t}.png", f"{t}: vision FLOPs against vision tokens over the corpus, by mode",
                      lambda p, t=t: vision_vs_tokens(collected, t, p)))
-        jobs.append((f"unexplained_{t}.png", f"{t}: unexplained remainder, page x stage, per counter",
-                     lambda p, t=t: unexplained_heatmap(collected, t, p)))
+        if collected.plan.counters:
+            jobs.append((f"delta_{t}.png", f"{t}: signed Δ per stage and counter, stock against patched",
+                         lambda p, t=t: delta_bars(collected, t, p)))
         jobs.append((f"decode_{t}.png", f"{t}: decode FLOPs per token against context length",
                      lambda p, t=t: decode_per_token(collected, t, p)))
     return jobs
 
 
-def make_plots(collected: Collected, out_dir: Path, *, tick: Any = None) -> dict[str, str]:
+def make_plots(collected: Collected, out_dir: Path, *, tick: Any = None, perf: Any = None) -> dict[str, str]:
     """Draw every plot into ``out_dir``; returns file name -> caption, in drawing order.
 
     ``tick(name)`` is called after each plot (progress)."""
     out_dir = Path(out_dir)
     made: dict[str, str] = {}
-    for name, caption, draw in plot_jobs(collected):
+    for name, caption, draw in plot_jobs(collected, perf):
         draw(out_dir / name)
         made[name] = caption
         if tick is not None:

@@ -8,19 +8,20 @@ shown as such with its reason, never as a zero.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
 from typing import Any, Iterable
 
 from harness.report import units
-from harness.report.collect import Collected, Record, StageInfo
+from harness.report.collect import Collected, Measured, Record, StageInfo, public_text
 
 __all__ = ["SCHEMA", "CSV_COLUMNS", "report_json", "report_csv", "report_markdown", "static_compute",
            "static_compute_markdown", "layout_groups", "summary_counts", "record_row"]
 
 #: Identifies report.json's layout; bumped when a field changes meaning.
-SCHEMA = "harness.report/1"
+SCHEMA = "harness.report/2"
 CONVENTION = ("FLOPs = 2 x MACs everywhere. Counters that report MACs (fvcore, thop) keep their raw "
               "figure and convention next to the converted FLOPs. Analytic FLOPs are split into the "
               "matmul class (compared exactly) and the element-wise class (a stated per-element "
@@ -44,6 +45,7 @@ CSV_COLUMNS: tuple[str, ...] = (
 
 
 # ----------------------------------------------------------------------------------- helpers
+@functools.lru_cache(maxsize=4096)
 def _shape_key_text(key: tuple) -> str:
     if key and key[0] == "views":
         return "views " + " + ".join(f"{b}x{s}px({role})" for role, b, s, _ in key[1:])
@@ -52,6 +54,12 @@ def _shape_key_text(key: tuple) -> str:
 
 def _decode_context(info_key: tuple) -> int | None:
     return int(info_key[1]) if info_key and info_key[0] == "T" else None
+
+
+def stage_label(stage: str, shape_key: tuple) -> str:
+    """A stage's row label; decode states its context (tokens already cached)."""
+    context = _decode_context(shape_key)
+    return stage if context is None else f"{stage} (context {context})"
 
 
 def _blind_flops(record: Record) -> int:
@@ -128,27 +136,40 @@ def _delta_dict(record: Record) -> dict[str, Any] | None:
     }
 
 
-def record_dict(collected: Collected, record: Record) -> dict[str, Any]:
-    """One report.json record: the cell, its layout, environment, analytic, measured and delta."""
-    info = collected.stages[(record.target, record.mode, record.page, record.stage)]
-    band = record.band
+def measurement_dict(m: Measured) -> dict[str, Any]:
+    """One entry of report.json's ``measurements``: a count stored once under its shape key."""
+    band = m.band
     return {
-        "target": record.target, "mode": record.mode, "page": record.page, "stage": record.stage,
-        "counter": record.counter, "variant": record.variant, "golden_key": record.golden_key,
-        "status": record.status, "verified": record.verified, "within_band": record.within_band,
-        "error": record.error, "reused_from": record.reused_from, "seconds": round(record.seconds, 4),
-        "shape_key": list(record.shape_key), "decode_context": _decode_context(record.shape_key),
-        "layout": collected.layout_record(record.target, record.mode, record.page),
-        "environment": {**_env_of(collected, record), **_versions(collected),
-                        "counter_version": record.count.version if record.count is not None else None},
-        "analytic": _analytic_dict(info),
-        "measured": _measured_dict(record),
-        "delta": _delta_dict(record),
+        "target": m.target, "stage": m.stage, "counter": m.spec.counter, "variant": m.spec.variant,
+        "shape_key": list(m.shape_key), "decode_context": _decode_context(m.shape_key),
+        "first_measured_on": m.first, "measured_by_this_report": m.fresh, "seconds": round(m.seconds, 4),
+        "verified": m.verified, "within_band": m.within_band, "error": m.error,
+        "measured": _measured_dict(m), "delta": _delta_dict(m),
         "band": None if band is None else {"kind": "verify", "rel": band.rel, "abs": band.abs, "where": band.where},
-        "key_mismatches": list(record.key_mismatches),
-        "unknown_blind_spots": list(record.unknown_blind_spots),
-        "golden": record.golden, "golden_differences": list(record.golden_differences),
+        "key_mismatches": list(m.key_mismatches), "unknown_blind_spots": list(m.unknown_blind_spots),
     }
+
+
+def analytic_id(info: StageInfo) -> str:
+    """report.json's reference of an analytic cost: one per target x stage x shape key."""
+    return f"{info.target}/{info.stage}/{_shape_key_text(info.shape_key)}"
+
+
+def record_dict(collected: Collected, record: Record) -> dict[str, Any]:
+    """One report.json record: the cell and references to its analytic cost and measurement."""
+    info = collected.stages[(record.target, record.mode, record.page, record.stage)]
+    out = {
+        "target": record.target, "mode": record.mode, "page": record.page, "stage": record.stage,
+        "counter": record.counter, "variant": record.variant, "status": record.status,
+        "verified": record.verified, "analytic": analytic_id(info),
+        "measurement": None if record.measured is None else record.measured.id,
+        "reused_from": record.reused_from, "golden": record.golden,
+    }
+    if record.measured is None:
+        out["error"] = record.error
+    if record.golden_differences:
+        out["golden_differences"] = list(record.golden_differences)
+    return out
 
 
 def summary_counts(collected: Collected) -> dict[str, int]:
@@ -190,11 +211,21 @@ def _config_dict(collected: Collected) -> dict[str, Any]:
 
 
 def report_json(collected: Collected, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The whole report as one JSON-ready document."""
+    """The whole report as one JSON-ready document.
+
+    Each measurement and each analytic cost is stored once, under its shape key
+    (``measurements``, ``analytic``); each record (page x mode x stage x counter) references them
+    by id, so the document grows by kilobytes per page."""
     from harness.analytic import BYTES_CONVENTION, ELEMENTWISE_FLOPS
 
     plan = collected.plan
-    return {
+    analytic: dict[str, Any] = {}
+    for info in collected.stages.values():
+        ident = analytic_id(info)
+        if ident not in analytic:
+            analytic[ident] = {"target": info.target, "stage": info.stage, "shape_key": list(info.shape_key),
+                               "decode_context": _decode_context(info.shape_key), **_analytic_dict(info)}
+    doc = {
         "schema": SCHEMA,
         "convention": CONVENTION,
         "elementwise_flops_per_element": dict(ELEMENTWISE_FLOPS),
@@ -209,59 +240,108 @@ def report_json(collected: Collected, extra: dict[str, Any] | None = None) -> di
                   for p in plan.pages],
         "layouts": [{"target": t, "mode": m, "page": p, **collected.layout_record(t, m, p)}
                     for (t, m, p) in collected.layouts],
+        "analytic": analytic,
+        "measurements": {m.id: measurement_dict(m) for m in collected.measurements.values()},
         "records": [record_dict(collected, r) for r in collected.records],
         "notes": list(collected.notes),
     }
+    return doc
 
 
-def record_row(collected: Collected, record: Record) -> dict[str, Any]:
+class _RowParts:
+    """report.csv's columns in three parts, each computed once per key: the page x mode (layout),
+    the stage's analytic cost (shape key), the measurement (shape key x counter); a row joins them."""
+
+    def __init__(self, collected: Collected) -> None:
+        self.collected = collected
+        self.versions = {f"{k}_version": v for k, v in _versions(collected).items()}
+        self._layout: dict[tuple, dict[str, Any]] = {}
+        self._analytic: dict[int, dict[str, Any]] = {}
+        self._measured: dict[int, dict[str, Any]] = {}
+        self._env: dict[tuple, dict[str, Any]] = {}
+
+    def layout(self, target: str, mode: str, page: str) -> dict[str, Any]:
+        key = (target, mode, page)
+        found = self._layout.get(key)
+        if found is None:
+            layout = self.collected.layouts[key]
+            lrec = self.collected.layout_record(target, mode, page)
+            found = self._layout[key] = {
+                "page_width": layout.width, "page_height": layout.height,
+                "crop_cols": layout.crop_cols, "crop_rows": layout.crop_rows, "n_crops": layout.n_crops,
+                "n_views": layout.n_views, "vision_tokens": layout.vision_tokens,
+                "image_tokens": layout.image_tokens, "valid_tokens": layout.valid_tokens,
+                "prefill_length": lrec["prefill_length"]}
+        return found
+
+    def analytic(self, info: StageInfo) -> dict[str, Any]:
+        found = self._analytic.get(id(info.cost))
+        if found is None:
+            cost = info.cost
+            found = self._analytic[id(info.cost)] = {
+                "analytic_matmul_flops": cost.matmul_flops, "analytic_elementwise_flops": cost.elementwise_flops,
+                "analytic_total_flops": cost.total_flops, "params": info.params, "weight_bytes": cost.weight_bytes,
+                "act_read_bytes": cost.act_read_bytes, "act_write_bytes": cost.act_write_bytes,
+                "total_bytes": cost.total_bytes, "intensity_flop_per_byte": cost.intensity,
+                "decode_context": _decode_context(info.shape_key), "shape_key": _shape_key_text(info.shape_key)}
+        return found
+
+    def env(self, record: Record) -> dict[str, Any]:
+        key = (record.target, record.stage)
+        found = self._env.get(key)
+        if found is None:
+            env = _env_of(self.collected, record)
+            found = self._env[key] = {"device": env["device"], "dtype": env["dtype"],
+                                      "attn_implementation": env["attn_implementation"],
+                                      "experts_implementation": env["experts_implementation"]}
+        return found
+
+    def measured(self, record: Record) -> dict[str, Any]:
+        m = record.measured
+        found = self._measured.get(id(m))
+        if found is None:
+            c, e, band = record.count, record.explanation, record.band
+            rel = e.remainder_rel if e is not None and math.isfinite(e.remainder_rel) else None
+            found = {
+                "measured_flops": None if c is None else c.flops, "measured_raw": None if c is None else c.raw,
+                "measured_convention": None if c is None else c.convention,
+                "measured_matmul_flops": None if c is None else c.matmul_flops,
+                "measured_elementwise_flops": None if c is None else c.elementwise_flops,
+                "delta_flops": None if e is None else e.delta, "explained_flops": None if e is None else e.explained,
+                "unexplained_flops": None if e is None else e.remainder, "unexplained_rel": rel,
+                "blind_spot_flops": None if e is None else _blind_flops(record),
+                "elementwise_counted_flops": None if e is None else _elementwise_counted(record),
+                "band_rel": None if band is None else band.rel, "band_abs": None if band is None else band.abs,
+                "counter_version": None if c is None else c.version}
+            if m is not None:
+                self._measured[id(m)] = found
+        return found
+
+
+def record_row(collected: Collected, record: Record, parts: _RowParts | None = None) -> dict[str, Any]:
     """One report.csv row (flat, exact integers)."""
+    parts = parts or _RowParts(collected)
     info = collected.stages[(record.target, record.mode, record.page, record.stage)]
-    layout = collected.layouts[(record.target, record.mode, record.page)]
-    lrec = collected.layout_record(record.target, record.mode, record.page)
-    env = _env_of(collected, record)
-    cost, c, e, band = info.cost, record.count, record.explanation, record.band
-    rel = e.remainder_rel if e is not None and math.isfinite(e.remainder_rel) else None
-    return {
-        "target": record.target, "mode": record.mode, "page": record.page,
-        "page_width": layout.width, "page_height": layout.height, "stage": record.stage,
+    row = {
+        "target": record.target, "mode": record.mode, "page": record.page, "stage": record.stage,
         "counter": record.counter, "variant": record.variant, "status": record.status,
         "verified": record.verified, "within_band": record.within_band, "golden": record.golden,
-        "crop_cols": layout.crop_cols, "crop_rows": layout.crop_rows, "n_crops": layout.n_crops,
-        "n_views": layout.n_views, "vision_tokens": layout.vision_tokens,
-        "image_tokens": layout.image_tokens, "valid_tokens": layout.valid_tokens,
-        "prefill_length": lrec["prefill_length"], "decode_context": _decode_context(record.shape_key),
-        "analytic_matmul_flops": cost.matmul_flops, "analytic_elementwise_flops": cost.elementwise_flops,
-        "analytic_total_flops": cost.total_flops,
-        "measured_flops": None if c is None else c.flops, "measured_raw": None if c is None else c.raw,
-        "measured_convention": None if c is None else c.convention,
-        "measured_matmul_flops": None if c is None else c.matmul_flops,
-        "measured_elementwise_flops": None if c is None else c.elementwise_flops,
-        "delta_flops": None if e is None else e.delta, "explained_flops": None if e is None else e.explained,
-        "unexplained_flops": None if e is None else e.remainder, "unexplained_rel": rel,
-        "blind_spot_flops": None if e is None else _blind_flops(record),
-        "elementwise_counted_flops": None if e is None else _elementwise_counted(record),
-        "band_rel": None if band is None else band.rel, "band_abs": None if band is None else band.abs,
-        "params": info.params, "weight_bytes": cost.weight_bytes, "act_read_bytes": cost.act_read_bytes,
-        "act_write_bytes": cost.act_write_bytes, "total_bytes": cost.total_bytes,
-        "intensity_flop_per_byte": cost.intensity,
-        "device": env["device"], "dtype": env["dtype"], "attn_implementation": env["attn_implementation"],
-        "experts_implementation": env["experts_implementation"],
-        "counter_version": None if c is None else c.version,
-        **{f"{k}_version": v for k, v in _versions(collected).items()},
-        "shape_key": _shape_key_text(record.shape_key), "reused_from": record.reused_from,
-        "seconds": round(record.seconds, 4), "error": record.error,
+        **parts.layout(record.target, record.mode, record.page), **parts.analytic(info),
+        **parts.measured(record), **parts.env(record), **parts.versions,
+        "reused_from": record.reused_from, "seconds": round(record.seconds, 4), "error": record.error,
     }
+    return {column: row[column] for column in CSV_COLUMNS}
 
 
 def report_csv(collected: Collected) -> str:
     """report.csv: :data:`CSV_COLUMNS`, one row per record (empty cell = not measured)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
-    writer.writeheader()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    parts = _RowParts(collected)
     for record in collected.records:
-        row = record_row(collected, record)
-        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        row = record_row(collected, record, parts)
+        writer.writerow(["" if v is None else v for v in row.values()])
     return buffer.getvalue()
 
 
@@ -338,7 +418,8 @@ def _analytic_table(collected: Collected, target: str, mode: str, page: str) -> 
         info = collected.stages[(target, mode, page, stage)]
         c = info.cost
         total = c if total is None else total + c
-        rows.append([stage, units.count(info.params), units.flop(c.matmul_flops), units.flop(c.elementwise_flops),
+        rows.append([stage_label(stage, info.shape_key), units.count(info.params), units.flop(c.matmul_flops),
+                     units.flop(c.elementwise_flops),
                      units.nbytes(c.weight_bytes), units.nbytes(c.act_read_bytes + c.act_write_bytes),
                      units.nbytes(c.total_bytes), units.sig(c.intensity)])
     if total is not None:
@@ -402,47 +483,39 @@ def _verdict(record: Record) -> str:
 
 
 def _counter_table(collected: Collected, target: str, mode: str, page: str) -> list[str]:
-    rows = []
-    by_cell = {(r.stage, r.spec): r for r in collected.records
-               if r.target == target and r.mode == mode and r.page == page}
+    """Per stage x counter: measured, delta, explained, unexplained, band, verdict. Cells whose
+    delta is exactly 0 and verified fold into one line under the table."""
+    rows, folded = [], []
     for stage in collected.stages_of(target):
+        label = stage_label(stage, collected.stages[(target, mode, page, stage)].shape_key)
         for spec in collected.plan.counters:
-            r = by_cell.get((stage, spec))
+            r = collected.cell(target, mode, page, stage, spec)
             if r is None:
                 continue
             if r.count is None:
                 reason = short_reason(r.error, 160)
-                rows.append([stage, spec.label, "**n/a**", "", "", "", "", f"**NOT MEASURED**: {reason}"])
+                rows.append([label, spec.label, "**n/a**", "", "", "", "", f"**NOT MEASURED**: {reason}"])
                 continue
             e = r.explanation
+            if e.delta == 0 and r.verified and r.golden != "differs":
+                folded.append((label, spec.label))
+                continue
             raw = (f"{units.flop(r.count.flops)}" + (f" (raw {units.sig(r.count.raw / 1e9)} G MACs)"
                                                      if r.count.convention == "mac" else ""))
-            rows.append([stage, spec.label, raw, units.flop_signed(e.delta), _explained_text(r),
+            rows.append([label, spec.label, raw, units.flop_signed(e.delta), _explained_text(r),
                          units.flop_signed(e.remainder) + f" ({units.pct(e.remainder, e.analytic_matmul)})",
                          f"rel {r.band.rel:g}, abs {r.band.abs:g}", _verdict(r)])
-    return _md_table(["stage", "counter", "measured", "Δ vs analytic matmul", "explained", "unexplained",
-                      "verify band", "verdict"], rows, align="llrrlrll")
-
-
-def _headline_table(collected: Collected, target: str, mode: str, page: str) -> list[str]:
-    specs = collected.plan.counters
-    by_cell = {(r.stage, r.spec): r for r in collected.records
-               if r.target == target and r.mode == mode and r.page == page}
-    rows = []
-    for stage in collected.stages_of(target):
-        info = collected.stages[(target, mode, page, stage)]
-        row = [stage, units.flop(info.cost.matmul_flops), units.flop(info.cost.elementwise_flops)]
-        for spec in specs:
-            r = by_cell.get((stage, spec))
-            if r is None or r.count is None:
-                row.append("**n/m**")
-            else:
-                text = units.flop(r.count.flops)
-                if r.explanation is not None and r.explanation.remainder:
-                    text += f" (unexpl. {units.flop_signed(r.explanation.remainder)})"
-                row.append(text if r.verified else f"{text} ⚠")
-        rows.append(row)
-    return _md_table(["stage", "analytic matmul", "analytic elem-wise", *[s.label for s in specs]], rows)
+    out: list[str] = []
+    if rows:
+        out += _md_table(["stage", "counter", "measured", "Δ vs analytic matmul", "explained", "unexplained",
+                          "verify band", "verdict"], rows, align="llrrlrll")
+    if folded:
+        by_stage: dict[str, list[str]] = {}
+        for label, counter in folded:
+            by_stage.setdefault(label, []).append(counter)
+        text = "; ".join(f"{label}: {', '.join(c)}" for label, c in by_stage.items())
+        out += ([""] if out else []) + [f"Equal to the analytic matmul FLOPs (Δ = 0, verified; rows folded): {text}."]
+    return out
 
 
 def _blind_spot_section(collected: Collected) -> list[str]:
@@ -454,7 +527,7 @@ def _blind_spot_section(collected: Collected) -> list[str]:
         for c in r.explanation.components:
             if c.name in ("convention", "element-wise class") or not c.flops:
                 continue
-            key = (r.spec.label, c.name, r.target, r.mode, r.stage, r.shape_key)
+            key = (r.spec.label, c.name, r.target, r.mode, stage_label(r.stage, r.shape_key), r.shape_key)
             entry = seen.setdefault(key, {"flops": c.flops, "pages": [], "detail": c.detail, "known": c.known})
             entry["pages"].append(r.page)
     lines = ["## Counter blind spots", "",
@@ -466,23 +539,23 @@ def _blind_spot_section(collected: Collected) -> list[str]:
         rows = []
         for (label, name, target, mode, stage, _), e in sorted(seen.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], kv[0][3], kv[0][4])):
             flag = "" if e["known"] else " **(UNKNOWN: a new finding)**"
-            rows.append([f"{label}: {name}{flag}", f"{target} {mode}", stage, ", ".join(e["pages"]),
+            rows.append([f"{label}: {name}{flag}", f"{target} {mode}", stage, _pages_text(e["pages"]),
                          units.flop(-e["flops"])])
         lines += _md_table(["counter: blind spot", "target mode", "stage", "pages", "not seen"], rows,
                            align="lllll")
         lines.append("")
         causes = {}
         for (label, name, *_), e in seen.items():
-            causes.setdefault(f"{label}: {name}", e["detail"].split(";")[0])
+            causes.setdefault(f"{label}: {name}", public_text(e["detail"].split(";")[0]))
         lines += ["Causes:", ""] + [f"- **{k}**: {v}" for k, v in causes.items()] + [""]
     missing: dict[tuple, dict[str, Any]] = {}
     for r in collected.records:
         if r.count is not None:
             continue
         info = collected.stages[(r.target, r.mode, r.page, r.stage)]
-        key = (r.spec.label, r.target, r.mode, r.stage, r.shape_key)
+        key = (r.spec.label, r.target, r.mode, stage_label(r.stage, r.shape_key), r.shape_key)
         entry = missing.setdefault(key, {"flops": info.cost.matmul_flops, "pages": [],
-                                         "why": short_reason(r.error)})
+                                         "why": short_reason(public_text(r.error or ""))})
         entry["pages"].append(r.page)
     if missing:
         lines += ["### Not measured", "",
@@ -490,11 +563,17 @@ def _blind_spot_section(collected: Collected) -> list[str]:
                   "unverified there.", ""]
         rows = []
         for (label, target, mode, stage, _), e in missing.items():
-            rows.append([label, f"{target} {mode}", stage, ", ".join(e["pages"]), units.flop(e["flops"]), e["why"]])
+            rows.append([label, f"{target} {mode}", stage, _pages_text(e["pages"]), units.flop(e["flops"]), e["why"]])
         lines += _md_table(["counter", "target mode", "stage", "pages", "analytic matmul unverified", "why"],
                            rows, align="llllrl")
         lines.append("")
     return lines
+
+
+def _pages_text(pages: list[str], limit: int = 6) -> str:
+    if len(pages) <= limit:
+        return ", ".join(pages)
+    return f"{', '.join(pages[:limit - 1])} … (+{len(pages) - limit + 1} more)"
 
 
 def _pages_section(collected: Collected) -> list[str]:
@@ -502,18 +581,22 @@ def _pages_section(collected: Collected) -> list[str]:
              "Sizes after EXIF orientation. *vision tokens*: encoder outputs over all views; "
              "*placeholders*: image tokens in input_ids (v1: newlines and separator included; OCR-2: the "
              "separator); *valid*: the paper's Eq. 1 count; *L*: prefill length = 1 BOS + "
-             f"{collected.text_tokens} prompt tokens + placeholders.", ""]
+             f"{collected.text_tokens} prompt tokens + placeholders (the decode context). Pages of the same "
+             "size share a row.", ""]
     for tplan in collected.plan.targets:
-        rows = []
+        groups: dict[tuple, list[str]] = {}
         for page in collected.plan.pages:
             for mode in tplan.modes:
-                layout = collected.layouts[(tplan.name, mode, page.page_id)]
-                rec = collected.layout_record(tplan.name, mode, page.page_id)
-                grid = f"{layout.crop_cols}x{layout.crop_rows}" if layout.n_crops else "-"
-                views = " + ".join(f"{v.batch}x{v.size}" for v in layout.views)
-                rows.append([page.page_id, f"{page.width}x{page.height}", mode, grid, str(layout.n_crops), views,
-                             str(layout.vision_tokens), str(layout.image_tokens), str(layout.valid_tokens),
-                             str(rec["prefill_length"])])
+                groups.setdefault((page.width, page.height, mode), []).append(page.page_id)
+        rows = []
+        for (width, height, mode), pages in groups.items():
+            layout = collected.layouts[(tplan.name, mode, pages[0])]
+            rec = collected.layout_record(tplan.name, mode, pages[0])
+            grid = f"{layout.crop_cols}x{layout.crop_rows}" if layout.n_crops else "-"
+            views = " + ".join(f"{v.batch}x{v.size}" for v in layout.views)
+            rows.append([_pages_text(pages), f"{width}x{height}", mode, grid, str(layout.n_crops), views,
+                         str(layout.vision_tokens), str(layout.image_tokens), str(layout.valid_tokens),
+                         str(rec["prefill_length"])])
         lines += [f"### {tplan.name}", ""]
         lines += _md_table(["page", "size", "mode", "crop grid", "crops", "views (n x px)", "vision tokens",
                             "placeholders", "valid", "L"], rows, align="lllrrlrrrr")
@@ -549,46 +632,50 @@ def _config_section(collected: Collected, files: dict[str, str] | None) -> list[
 
 
 def report_markdown(collected: Collected, *, summary_line: str = "", plots: dict[str, str] | None = None,
-                    files: dict[str, str] | None = None) -> str:
-    """report.md: configuration, headline, per-mode stage tables, blind spots, pages, plots, notes."""
+                    files: dict[str, str] | None = None, perf: Any = None, findings: Any = None) -> str:
+    """report.md: the verdict first, then roofline and measured time, configuration, stage tables
+    per mode (folded), blind spots, pages, plots, notes."""
     from harness.analytic import BYTES_CONVENTION, ELEMENTWISE_FLOPS
+    from harness.report.verdict import verdict_lines
 
     plan = collected.plan
     counts = summary_counts(collected)
-    lines = ["# harness report: DeepSeek-OCR FLOPs, stage by stage", "", f"**Convention.** {CONVENTION}", ""]
+    lines = ["# harness report: DeepSeek-OCR FLOPs, stage by stage", ""]
     if summary_line:
         lines += [f"`{summary_line}`", ""]
-    verdict = (f"**{counts['measured']}** of {counts['records']} cells measured "
-               f"({counts['model_runs']} model runs, {counts['reused']} reused by shape key), "
-               f"**{counts['verified']}** verified; **{counts['above_band']}** unexplained deltas above band, "
-               f"**{counts['key_mismatches']}** torch op-key mismatches, **{counts['unknown_blind_spots']}** "
-               f"unknown blind spots, **{counts['not_measured']}** not measured. Against the suite's goldens "
-               f"(golden/, regress band): **{counts['golden_match']}** equal, **{counts['golden_differs']}** "
-               f"differ, {counts['golden_missing']} without a golden yet (stock variants have none).")
-    lines += [verdict, ""]
+    new_tokens = perf.plan.new_tokens if perf is not None else 1000
+    lines += verdict_lines(collected, perf=perf, findings=findings, new_tokens=new_tokens)
+    tally = (f"**{counts['measured']}** of {counts['records']} cells measured "
+             f"({counts['model_runs']} model runs, {counts['reused']} reused by shape key), "
+             f"**{counts['verified']}** verified; **{counts['above_band']}** unexplained deltas above band, "
+             f"**{counts['key_mismatches']}** torch op-key mismatches, **{counts['unknown_blind_spots']}** "
+             f"unknown blind spots, **{counts['not_measured']}** not measured. Against the suite's goldens "
+             f"(regress band): **{counts['golden_match']}** equal, **{counts['golden_differs']}** "
+             f"differ, {counts['golden_missing']} without a golden yet (stock variants have none).")
+    lines += [tally, "", f"**Convention.** {CONVENTION}", ""]
+    if perf is not None:
+        from harness.report.perf_render import perf_lines
+
+        lines += perf_lines(collected, perf, plots or {})
     lines += _config_section(collected, files)
 
-    head_page = plan.plot_page
-    if head_page:
-        lines += [f"## Headline: page {head_page!r}", "",
-                  "Measured FLOPs per counter (patched = the suite's variant; stock = as shipped). "
-                  "⚠ = the cell is not verified (see the stage tables); n/m = not measured.", ""]
-        for tplan in plan.targets:
-            for mode in tplan.modes:
-                lines += [f"### {tplan.name} {mode}", "",
-                          _layout_label(collected, tplan.name, mode, head_page), ""]
-                lines += _headline_table(collected, tplan.name, mode, head_page) + [""]
-
+    seen_tables: dict[str, str] = {}
     for target, groups in layout_groups(collected).items():
         lines += [f"## {target}: stage tables per mode", ""]
         for mode, page_groups in groups.items():
             for pages, label in page_groups:
-                title = f"### {target} {mode}: {', '.join(pages)}"
-                lines += [title, "", f"Layout: {label}" + (" (identical for these pages: measured once)"
-                                                             if len(pages) > 1 else ""), ""]
-                lines += _analytic_table(collected, target, mode, pages[0]) + [""]
+                title = f"{target} {mode}: {_pages_text(pages)}"
+                lines += [f"### {title}", "", f"Layout: {label}" + (" (identical for these pages: measured once)"
+                                                                     if len(pages) > 1 else ""), ""]
+                body = _analytic_table(collected, target, mode, pages[0])
                 if plan.counters:
-                    lines += _counter_table(collected, target, mode, pages[0]) + [""]
+                    body += [""] + _counter_table(collected, target, mode, pages[0])
+                text = "\n".join(body)
+                if text in seen_tables:
+                    lines += [f"Same tables as {seen_tables[text]}.", ""]
+                else:
+                    seen_tables[text] = f"*{title}*"
+                    lines += body + [""]
 
     lines += _blind_spot_section(collected)
     lines += _pages_section(collected)
@@ -599,7 +686,7 @@ def report_markdown(collected: Collected, *, summary_line: str = "", plots: dict
     if files:
         lines += ["## Files", ""] + [f"- `{name}`: {what}" for name, what in files.items()] + [""]
     lines += ["## Notes", ""]
-    notes = list(collected.notes)
+    notes = [public_text(n) for n in collected.notes]
     notes.append(f"Element-wise convention (FLOPs per output element): "
                  + ", ".join(f"{k} {v}" for k, v in ELEMENTWISE_FLOPS.items()) + ".")
     notes.append(f"Bytes: {BYTES_CONVENTION}")
@@ -613,9 +700,23 @@ def report_markdown(collected: Collected, *, summary_line: str = "", plots: dict
                  "cells of other pages/modes with the same views, prefill length or decode context.")
     for target, tenv in collected.target_environment.items():
         for note in tenv.get("build_notes", []):
-            notes.append(f"{target}: {note}")
+            notes.append(f"{target}: {public_text(note)}")
     lines += [f"- {n}" for n in dict.fromkeys(notes)]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def dumps_lines(data: dict[str, Any], compact: tuple[str, ...] = ("records", "layouts")) -> str:
+    """Like :func:`dumps`, with each element of the ``compact`` lists on one line (report.json's
+    per-page parts: one line per cell, so the file grows by a few hundred bytes per cell)."""
+    marks = {key: f"@@{key}@@" for key in compact if isinstance(data.get(key), list)}
+    text = dumps({k: (marks[k] if k in marks else v) for k, v in data.items()})
+    for key, mark in marks.items():
+        items = data[key]
+        body = ("[\n" + ",\n".join("    " + json.dumps(item, ensure_ascii=False, allow_nan=False,
+                                                          separators=(",", ":"), default=_default)
+                                     for item in items) + "\n  ]") if items else "[]"
+        text = text.replace(json.dumps(mark), body, 1)
+    return text
 
 
 def dumps(data: Any) -> str:

@@ -33,6 +33,7 @@ __all__ = [
     "get_target",
     "register_target",
     "available_targets",
+    "target_class",
 ]
 
 TargetFactory = Callable[..., Target]
@@ -59,6 +60,13 @@ def get_target(name: str, model_path: str | Path | None = None, trust_remote_cod
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ValueError(f"Unknown target {name!r}.{hint} Available: {', '.join(_REGISTRY)}")
     return _REGISTRY[name](model_path=model_path, trust_remote_code=trust_remote_code)
+
+
+def target_class(name: str) -> type[Target]:
+    """The class of target ``name`` (its rules: stages, where it can run), without a model path."""
+    if name not in _REGISTRY:
+        get_target(name)        # raises the "Unknown target" error
+    return type(_REGISTRY[name]())
 
 
 def _dsocr(**kwargs) -> Target:

@@ -157,6 +157,34 @@ class Target:
 
     name: str = ""
     stages: tuple[str, ...] = ()
+    #: ``(stage, counter, device) -> why`` that counter cannot measure that stage there ("*" matches
+    #: any). fvcore traces with torch.jit.trace, whose meta conv kernel gets traced sizes; SAM's
+    #: convs (patch embed, neck, downsample) fail there, and real tensors are too slow on CPU CI.
+    NOT_MEASURABLE: Mapping[tuple[str, str, str], str] = {
+        ("sam", "fvcore", "meta"): "fvcore cannot trace SAM's convolutions on meta tensors (its torch.jit "
+                                   "trace fails in the meta conv kernel); count SAM with fvcore on real tensors",
+    }
+    #: Whether the target needs a model directory from the user (``--model-path``).
+    needs_model_path: bool = False
+
+    # Where it can run -----------------------------------------------------------------------
+    @classmethod
+    def not_measurable(cls, stage: str, counter: str, device: str) -> str | None:
+        """Why ``counter`` cannot measure ``stage`` on ``device`` (None: it can)."""
+        kind = str(device).split(":")[0]
+        for key in ((stage, counter, kind), ("*", counter, kind), (stage, counter, "*"), ("*", counter, "*")):
+            if key in cls.NOT_MEASURABLE:
+                return cls.NOT_MEASURABLE[key]
+        return None
+
+    @classmethod
+    def environment_problem(cls) -> str | None:
+        """Why this Python cannot run the target at all (None: it can); e.g. a transformers release."""
+        return None
+
+    def input_problem(self) -> str | None:
+        """Why the inputs the user gave (model directory, trust flag) cannot be used (None: fine)."""
+        return None
 
     def build(self, device: str = "meta", dtype: torch.dtype = torch.float32, weights: Any = None, *,
               small: bool = False, **options: Any) -> BuiltModel:

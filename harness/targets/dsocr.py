@@ -74,9 +74,37 @@ class DsocrTarget(Target):
     name = "dsocr"
     stages = ("sam", "clip", "projector", "prefill", "decode")
 
+    needs_model_path = True
+
     def __init__(self, model_path: str | Path | None = None, trust_remote_code: bool = False) -> None:
         self.model_path = model_path
         self.trust_remote_code = trust_remote_code
+
+    @classmethod
+    def environment_problem(cls) -> str | None:
+        """The vendor code runs only on transformers 4.46.3 (the vendor environment)."""
+        import importlib.metadata as md
+
+        try:
+            version = md.version("transformers")
+        except md.PackageNotFoundError:
+            version = "none"
+        if version != vendor.REQUIRED_TRANSFORMERS:
+            return (f"target dsocr (the vendor DeepSeek-OCR remote code) needs transformers=="
+                    f"{vendor.REQUIRED_TRANSFORMERS}; this Python has {version}. Run it in the vendor "
+                    "environment: make vendor-env, then make test-vendor MODEL_PATH=DIR")
+        return None
+
+    def input_problem(self) -> str | None:
+        """A model directory is needed, its remote code complete, and running it allowed."""
+        try:
+            model_dir = vendor.find_model_dir(self.model_path)
+        except TargetError as exc:
+            return str(exc)
+        if not self.trust_remote_code:
+            return (f"target dsocr executes the vendor's Python files in {str(model_dir)!r}; allow it "
+                    "explicitly with --trust-remote-code")
+        return None
 
     def stage_map(self) -> dict[str, tuple[str, ...]]:
         return {

@@ -111,6 +111,20 @@ class Ocr2Target(Target):
     name = "ocr2"
     stages = ("sam", "encoder", "projector", "prefill", "decode")
 
+    @classmethod
+    def environment_problem(cls) -> str | None:
+        """DeepSeek-OCR-2 ships with transformers 5."""
+        import importlib.metadata as md
+
+        try:
+            version = md.version("transformers")
+        except md.PackageNotFoundError:
+            version = "none"
+        if not version.split(".")[0].isdigit() or int(version.split(".")[0]) < 5:
+            return (f"target ocr2 (transformers' native DeepSeek-OCR-2) needs transformers 5; this Python "
+                    f"has {version} (the vendor environment): run ocr2 in the main environment (.venv)")
+        return None
+
     def __init__(self, model_path: str | Path | None = None, trust_remote_code: bool = False) -> None:
         # transformers-native: no remote code; model_path may hold config.json (+ safetensors).
         self.model_path = Path(model_path).expanduser() if model_path else None

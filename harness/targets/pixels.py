@@ -49,8 +49,7 @@ def resolve_page(page: Any) -> PageSource:
         if page.path is None:
             size = (page.width, page.height)
             return PageSource(page.width, page.height, "blank", lambda: _blank(size))
-        path = page.path
-        return PageSource(page.width, page.height, "image", lambda: pages.open_page_image(path))
+        return PageSource(page.width, page.height, "image", lambda: pages.open_page_image(page))
     if isinstance(page, Image.Image):
         width, height = pages.oriented_size(page)
         image = page

@@ -1,63 +1,84 @@
-"""--update-golden writes atomically: a crash mid-write leaves the old golden intact."""
+"""Golden writes are atomic: a failed or killed write leaves the old golden; the temporary files
+a killed run leaves are swept by the next writing run (the lock holder), never by a reading run."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+from conftest import N_TESTS
 
 from harness.golden import write_atomic
 
-
-def _temp_files(directory):
-    return sorted(p.name for p in directory.rglob("*.tmp"))
-
-
-def test_failed_write_keeps_the_old_golden_and_fails_the_run(fake_suite, monkeypatch):
-    fake_suite.run("--update-golden")
-    before = fake_suite.golden("letter").read_bytes()
-    fake_suite.set_values(sam=1, prefill=2)
-
-    def disk_full(fd):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, "fsync", disk_full)
-    result = fake_suite.run("--update-golden")
-    monkeypatch.undo()
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(["ERROR: could not write */golden/fake/base/*.json: [[]Errno 28[]] No space left on device"])
-    assert fake_suite.golden("letter").read_bytes() == before
-    assert _temp_files(fake_suite.golden_dir) == []
-
-
-def test_hard_crash_mid_write_keeps_the_old_golden(fake_suite):
-    """The process dies (os._exit) after the new bytes hit the temporary file, before the rename."""
-    fake_suite.run("--update-golden")
-    before = fake_suite.golden("letter").read_bytes()
-    fake_suite.set_values(sam=1, prefill=2)
-    fake_suite.pytester.makeconftest('''
+CRASH_PLUGIN = '''
 import os
-
-pytest_plugins = ["harness.plugin"]
 
 
 def pytest_configure(config):
     def die(fd):            # the only fsync of the run is the golden write at the end
         os._exit(3)
     os.fsync = die
-''')
-    result = fake_suite.run_subprocess("--update-golden")
-    assert result.ret == 3
-    assert fake_suite.golden("letter").read_bytes() == before
-    assert fake_suite.golden("grid-1").exists()
-    assert len(_temp_files(fake_suite.golden_dir)) == 1, "the crash left its temporary file behind"
+'''
 
-    # the leftover is never read as a golden, and the next update removes it
-    fake_suite.pytester.makeconftest('pytest_plugins = ["harness.plugin"]\n')
-    fake_suite.set_values(sam=1000, prefill=2_000_000)
-    fake_suite.run().assert_outcomes(passed=4)
-    fake_suite.run("--update-golden").assert_outcomes(passed=4)
-    assert _temp_files(fake_suite.golden_dir) == []
+
+def _temp_files(directory):
+    return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*.tmp"))
+
+
+def test_failed_write_keeps_the_old_golden_and_fails_the_run(made, monkeypatch):
+    before = made.snapshot()
+    made.set_flops(sam_g1024=1)
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    result = made.run("--update-golden")
+    monkeypatch.undo()
+    result.assert_outcomes(passed=N_TESTS)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["ERROR: could not write golden/fake/count/sam/g1024.json: [[]Errno 28[]] "
+                                 "No space left on device"])
+    assert made.snapshot() == before
+    assert _temp_files(made.golden_dir) == []
+
+
+def test_killed_mid_write_keeps_the_old_golden_and_the_next_update_sweeps(made):
+    """The process dies (os._exit) after the new bytes hit the temporary file, before the rename."""
+    before = made.snapshot()
+    made.set_flops(prefill_L273=2)
+    made.pytester.makepyfile(crash_on_fsync=CRASH_PLUGIN)
+    result = made.run_subprocess("-p", "crash_on_fsync", "--update-golden")
+    assert result.ret == 3
+    assert {k: v for k, v in made.snapshot().items() if not k.endswith(".tmp")} == before
+    leftover = _temp_files(made.golden_dir)
+    assert len(leftover) == 1 and leftover[0].startswith("fake/count/prefill/.L273.json."), leftover
+
+    # the leftover is never read as a golden, nor removed by a run that does not write
+    made.set_flops(prefill_L273=2_000_000)
+    made.run().assert_outcomes(passed=N_TESTS)
+    assert _temp_files(made.golden_dir) == leftover
+    result = made.run("--update-golden")
+    result.assert_outcomes(passed=N_TESTS)
+    result.stdout.fnmatch_lines(["1 stale temporary file(s) of a killed run removed"])
+    assert _temp_files(made.golden_dir) == []
+    assert made.snapshot() == before
+
+
+def test_stale_temporary_files_are_swept_by_an_update_run_only(made):
+    stale = [made.golden_dir / "fake" / "count" / "sam" / ".g1024.json.k2j4h1x0.tmp",
+             made.golden_dir / "fake" / "layout" / ".base.json.8f7e6d5c.tmp"]
+    for path in stale:
+        path.write_text('{"half": ')
+    other = made.golden_dir / "fake" / "notes.tmp"          # not a golden temporary file: not ours
+    other.write_text("keep me")
+    made.run().assert_outcomes(passed=N_TESTS)
+    assert all(p.exists() for p in stale)
+    result = made.run("--update-golden")
+    result.stdout.fnmatch_lines(["2 stale temporary file(s) of a killed run removed",
+                                 "0 golden file(s) written, 4 unchanged"])
+    assert not any(p.exists() for p in stale)
+    assert other.read_text() == "keep me"
 
 
 def test_write_atomic_unit(tmp_path):

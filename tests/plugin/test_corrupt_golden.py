@@ -1,63 +1,88 @@
-"""A corrupt golden (truncated, not JSON, wrong schema) is a clear error naming the file and the fix."""
+"""A corrupt golden (truncated, not JSON, another schema or kind, a mistyped field) is a clear test
+failure naming the file and the exact command that regenerates it; --update-golden replaces it."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-
-from conftest import literal
+from conftest import COUNT_IDS, LAYOUT_IDS, N_TESTS, literal
 
 
 @pytest.mark.parametrize("content, problem", [
-    ('{"schema": 1, "stages": {"sam": {"tor', " is not valid JSON (line 1, column *"),
+    ('{"schema": 2, "kind": "count", "counters": {"tor', " is not valid JSON (line 1, column *"),
     ("", " is not valid JSON (line 1, column 1: Expecting value); it may be truncated or hand-edited."),
     ("[1, 2]", ": expected a JSON object, got list."),
-    ('{"schema": 99, "stages": {}}', ": schema 99, this harness reads schema 1."),
-    ('{"schema": 1, "target": "fake", "mode": "base", "page": "letter", "stages": {"sam": 3}}',
-     ": 'stages' must map stage -> counter -> entry objects."),
+    ('{"schema": 1, "stages": {}}', ": schema 1, this harness reads schema 2."),
+    ('{"schema": 2, "kind": "layout"}', ": kind 'layout', expected 'count'."),
+    ('{"schema": 2, "kind": "count", "target": "fake", "stage": "sam", "shape_key": "g1024", "shape": {}, '
+     '"pages": [], "counters": {"torch": 3}}', ": every entry of counters must be an object."),
+    ('{"schema": 2, "kind": "count", "target": "fake", "stage": "sam", "shape_key": 1024}',
+     ": field 'shape_key' must be a str, got int."),
 ])
-def test_corrupt_golden_names_the_file_and_the_command(fake_suite, content, problem):
-    fake_suite.run("--update-golden")
-    fake_suite.golden("letter").write_text(content)
-    result = fake_suite.run()
-    result.assert_outcomes(passed=2, failed=2)     # grid-1 is fine
+def test_corrupt_count_golden_names_the_file_and_the_command(made, content, problem):
+    made.count().write_text(content)
+    result = made.run()
+    result.assert_outcomes(passed=N_TESTS - 1, failed=1)      # only the test of that golden
     result.stdout.fnmatch_lines([
-        f"golden file golden/fake/base/letter.json{problem}",
+        f"golden file golden/fake/count/sam/g1024.json{problem}",
         "To regenerate it, run:",
-        literal("  pytest --update-golden 'test_fake.py::test_stage[fake-base-letter-sam-torch]'"),
+        literal(f"  pytest --update-golden '{COUNT_IDS[0]}'"),
     ])
     # a pytrace-free failure: no harness internals in the report
-    assert "golden_session.py" not in result.stdout.str()
+    assert "session.py" not in result.stdout.str() and "Traceback" not in result.stdout.str()
 
 
-def test_update_golden_replaces_a_corrupt_file(fake_suite):
-    fake_suite.run("--update-golden")
-    good = fake_suite.golden("letter").read_bytes()
-    fake_suite.golden("letter").write_text("{ not json")
-    result = fake_suite.run("--update-golden")
-    result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines(["1 golden file(s) written, 1 unchanged, 1 corrupt file(s) replaced"])
-    assert fake_suite.golden("letter").read_bytes() == good
-
-
-def test_missing_entry_lists_what_the_file_has(fake_suite):
-    fake_suite.run("--update-golden")
-    doc = json.loads(fake_suite.golden("letter").read_text())
-    del doc["stages"]["sam"]
-    fake_suite.golden("letter").write_text(json.dumps(doc))
-    result = fake_suite.run("-k", "letter-sam")
-    result.assert_outcomes(failed=1)
+def test_corrupt_layout_golden_fails_each_of_its_pages(made):
+    made.layout().write_text('{"schema": 2, "kind": "layout", "pages": {"letter": ')
+    result = made.run()
+    result.assert_outcomes(passed=N_TESTS - 2, failed=2)
     result.stdout.fnmatch_lines([
-        "golden fake-base-letter-sam-torch: could not find stage 'sam' counter 'torch' in "
-        "golden/fake/base/letter.json (it has: prefill/torch).",
-        "To create it, run:",
+        "golden file golden/fake/layout/base.json is not valid JSON*",
+        "To regenerate it, run:",
+        literal(f"  pytest --update-golden '{LAYOUT_IDS[1]}'"),
     ])
 
 
-def test_broken_tolerance_file_is_a_usage_error(fake_suite):
-    fake_suite.golden_dir.mkdir()
-    (fake_suite.golden_dir / "tolerances.toml").write_text('[verify."*"."*"]\nrel = -1\n')
-    result = fake_suite.run()
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*tolerance bands: */golden/tolerances.toml: verify.*.*.rel must be a finite number >= 0, got -1*"])
+def test_update_golden_replaces_a_corrupt_file(made):
+    good = made.snapshot()
+    made.count().write_text("{ not json")
+    result = made.run("--update-golden")
+    result.assert_outcomes(passed=N_TESTS)
+    result.stdout.fnmatch_lines(["1 golden file(s) written, 3 unchanged, 1 corrupt file(s) replaced"])
+    assert made.snapshot() == good
+
+
+def test_missing_counter_entry_lists_what_the_file_has(made):
+    doc = json.loads(made.count("prefill", "L273").read_text())
+    del doc["counters"]["thop"]
+    made.count("prefill", "L273").write_text(json.dumps(doc))
+    result = made.run()
+    result.assert_outcomes(passed=N_TESTS - 1, failed=1)
+    result.stdout.fnmatch_lines([
+        "count golden fake-prefill-thop-L273: golden/fake/count/prefill/L273.json has no entry for counter "
+        "'thop' (it has: torch).",
+        "To create it, run:",
+        literal(f"  pytest --update-golden '{COUNT_IDS[2]}'"),
+    ])
+
+
+def test_missing_layout_row(made):
+    doc = json.loads(made.layout().read_text())
+    del doc["pages"]["grid-1"]
+    made.layout().write_text(json.dumps(doc))
+    result = made.run()
+    result.assert_outcomes(passed=N_TESTS - 1, failed=1)
+    result.stdout.fnmatch_lines([
+        "layout golden fake-base-grid-1: no row for this page in golden/fake/layout/base.json.",
+        "To create it, run:",
+        literal(f"  pytest --update-golden '{LAYOUT_IDS[1]}'"),
+    ])
+
+
+def test_golden_directory_in_place_of_a_file(made):
+    made.count().unlink()
+    made.count().mkdir()
+    result = made.run("-k", "sam")
+    result.assert_outcomes(failed=1, deselected=N_TESTS - 1)
+    result.stdout.fnmatch_lines(["golden file golden/fake/count/sam/g1024.json is a directory; move it away."])

@@ -1,35 +1,48 @@
-"""Under pytest-xdist the controller merges the workers' records: each golden has one writer."""
+"""Under pytest-xdist the controller merges the workers' records and is the only writer; a crashed
+worker makes the run incomplete: nothing is deleted and every golden stays valid."""
 
 from __future__ import annotations
 
-import json
+import shutil
+
+import pytest
+from conftest import GOLDEN_FILES, N_TESTS, UNUSED
 
 
-def test_xdist_update_is_byte_identical_to_a_serial_update(fake_suite):
-    fake_suite.run("--update-golden").assert_outcomes(passed=4)
-    serial = {p.name: p.read_bytes() for p in (fake_suite.golden("letter"), fake_suite.golden("grid-1"))}
-    for p in (fake_suite.golden("letter"), fake_suite.golden("grid-1")):
-        p.unlink()
-    result = fake_suite.run("-n", "2", "--update-golden")
-    result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines(["2 golden file(s) written, 0 unchanged"])
-    assert {p.name: p.read_bytes() for p in (fake_suite.golden("letter"), fake_suite.golden("grid-1"))} == serial
-    fake_suite.run("-n", "2").assert_outcomes(passed=4)
+def test_xdist_update_and_prune_are_byte_identical_to_a_serial_update(unused):
+    """The controller merges the workers' records into one write per file, and sees every
+    outcome: a complete -n 2 run prunes, and the result is what a serial update makes."""
+    for path in (unused.count("sam", "g1024"), unused.count("prefill", "L273"), unused.layout()):
+        path.unlink()
+    result = unused.run("-n", "2", "--update-golden", "--prune-golden")
+    result.assert_outcomes(passed=N_TESTS)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["3 golden file(s) written, 1 unchanged", "*", "*", "*",
+                                 "1 unused golden(s) pruned", "  pruned: count:fake-prefill-*-L999"])
+    merged = unused.snapshot()
+    assert sorted(merged) == GOLDEN_FILES
+
+    shutil.rmtree(unused.golden_dir)
+    unused.update()
+    assert unused.snapshot() == merged
 
 
-def test_xdist_failures_and_unused(fake_suite):
-    fake_suite.run("--update-golden")
-    stale = fake_suite.golden_dir / "fake" / "base" / "old.json"
-    stale.write_text(json.dumps(dict(json.loads(fake_suite.golden("letter").read_text()), page="old")))
-    fake_suite.set_values(sam=3, prefill=2_000_000)
-    result = fake_suite.run("-n", "2")
-    result.assert_outcomes(passed=2, failed=2)
-    result.stdout.fnmatch_lines(["1 unused golden(s) (no collected test maps to them)*"])
-    # deselection happens on the workers; the controller still knows the run is partial
-    result = fake_suite.run("-n", "2", "--update-golden", "-k", "sam")
-    result.stdout.fnmatch_lines(["unused goldens not checked and none deleted: not a full run (-k, 2 deselected)"])
-    assert stale.exists()
-    result = fake_suite.run("-n", "2", "--update-golden")
-    result.stdout.fnmatch_lines(["1 unused golden(s) deleted"])
-    assert not stale.exists()
-    assert json.loads(fake_suite.golden("grid-1").read_text())["stages"]["sam"]["torch"]["flops"] == 3
+def test_crashed_worker_deletes_nothing_and_leaves_valid_goldens(unused):
+    unused.set_flops(sam_g1024=77, prefill_L300=88)
+    unused.at(prefill_thop_L273="exit")
+    result = unused.run("-n", "2", "--update-golden", "--prune-golden")
+    result.stdout.fnmatch_lines(["*worker*crashed*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines([
+        "3 unused golden(s) (the suite definition no longer expects them)*", *sorted(UNUSED),
+        "PRUNE REFUSED: nothing pruned: not a complete run (an xdist worker crashed)"])
+    after = unused.snapshot()
+    assert set(after) == set(unused.unused_snapshot), "nothing deleted, nothing left behind"
+    docs = unused.assert_all_valid()
+    assert docs["fake/count/sam/g1024.json"]["counters"]["fvcore"], "the unused entry is kept"
+    assert sorted(docs["fake/layout/base.json"]["pages"]) == ["grid-1", "letter", "old"]
+    # each golden is the old one or the new one, whole: the crashed worker's records are lost
+    # (they reach the controller only when a worker finishes), the other worker's are written
+    assert docs["fake/count/sam/g1024.json"]["counters"]["torch"]["raw"] in (1000, 77)
+    assert docs["fake/count/prefill/L300.json"]["counters"]["torch"]["raw"] in (2_200_000, 88)
+    assert docs["fake/count/prefill/L273.json"]["counters"]["thop"]["raw"] == 1_000_000

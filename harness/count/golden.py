@@ -1,0 +1,169 @@
+"""Goldens of ``harness.count`` results for users' own models (the engine of the ``flop_count``
+fixture; :mod:`.pytest_plugin` is its thin pytest shell).
+
+One JSON file per name, ``<root>/flop_count/<name>.json`` (``<root>``: ``--golden-dir``, the
+``flop_count_golden_dir`` ini option, or ``<rootdir>/golden``)::
+
+    {"schema": 1, "kind": "harness.count", "name": ..., "model": "ViTModel", "device": "meta",
+     "environment": {"torch": ..., ...},             # information, never compared
+     "counts": {"torch patched": {"raw": ..., "convention": "flop", "flops": ...,
+                                  "matmul_flops": ..., "elementwise_flops": ..., "by_key": {...},
+                                  "uncounted_ops": {...}, "complete": true, "version": ...}}}
+
+Written with :func:`harness.golden.write_atomic` (deterministic text via ``dumps_golden``; a
+crash leaves the previous file); never deleted. Compared with ``harness.golden.compare_entry``
+within the band ``[regress.<name>.<counter>.<convention>]`` (``"*"`` a wildcard) of
+``<root>/flop_count/tolerances.toml`` (or a band given to the call; exact without either); the
+failure message is ``harness.golden.format_mismatch``'s obtained / expected / difference table. The ``kind`` field and the ``flop_count/`` folder keep
+these files apart from the harness suite's own goldens.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+from harness.golden import (BAND_FIELDS, Band, Bands, Mismatch, compare_entry, dumps_golden,
+                            load_bands, write_atomic)
+
+__all__ = ["SCHEMA", "KIND", "SUBDIR", "CountGoldenError", "golden_name", "golden_file", "build_document",
+           "load_document", "compare_documents", "write_document", "COMPARED_FIELDS", "bands_file",
+           "read_bands"]
+
+SCHEMA = 1
+KIND = "harness.count"
+SUBDIR = "flop_count"
+BANDS_NAME = "tolerances.toml"
+COUNTERS = ("torch", "fvcore", "thop")
+#: Fields compared within the band (the rest of an entry exactly, ``version`` not at all).
+COMPARED_FIELDS = BAND_FIELDS | {"matmul_flops", "elementwise_flops"}
+_NAME_OK = re.compile(r"[^A-Za-z0-9_.=+-]+")
+
+
+class CountGoldenError(Exception):
+    """A golden file of ``flop_count`` that cannot be used; the message names it and the fix."""
+
+
+def golden_name(text: str) -> str:
+    """A file-name-safe golden name: ``test_models.py::test_vit[meta]`` -> ``test_models.test_vit-meta``."""
+    text = text.replace(".py::", ".").replace("::", ".").replace("[", "-").replace("]", "")
+    name = _NAME_OK.sub("_", text).strip("._-")
+    if not name:
+        raise ValueError(f"golden name {text!r}: nothing file-name-safe left")
+    return name
+
+
+def golden_file(root: Path, name: str) -> Path:
+    """``<root>/flop_count/<name>.json``."""
+    if name != golden_name(name):
+        raise ValueError(f"golden name {name!r}: use letters, digits and . _ = + - only "
+                         f"(e.g. {golden_name(name)!r})")
+    return Path(root) / SUBDIR / f"{name}.json"
+
+
+def _environment() -> dict[str, str]:
+    import importlib.metadata as md
+
+    env = {}
+    for dist in ("torch", "transformers", "fvcore", "ultralytics-thop"):
+        try:
+            env[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    return env
+
+
+def entry_of(count: Any) -> dict[str, Any]:
+    """One counter's golden entry (a ``StageCount``)."""
+    return {"raw": count.raw, "convention": count.convention, "flops": count.flops,
+            "matmul_flops": count.matmul_flops, "elementwise_flops": count.elementwise_flops,
+            "by_key": dict(sorted(count.by_key.items())), "uncounted_ops": dict(count.uncounted_matmul_ops),
+            "complete": count.complete, "version": count.version}
+
+
+def build_document(name: str, result: Any) -> dict[str, Any]:
+    """The golden document of a :class:`~harness.count.CountResult`."""
+    return {"schema": SCHEMA, "kind": KIND, "name": name, "model": result.model, "device": result.device,
+            "environment": _environment(),
+            "counts": {label: entry_of(c) for label, c in result.counts.items()},
+            "missing": dict(result.missing)}
+
+
+def load_document(path: Path, regenerate: str) -> dict[str, Any]:
+    """Read one golden; :class:`CountGoldenError` names the file and the regenerate command.
+    A missing file raises ``FileNotFoundError``."""
+    fix = f"\nTo regenerate it, run:\n  {regenerate}"
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CountGoldenError(f"golden file {path} is not valid JSON (line {exc.lineno}: {exc.msg}); "
+                               f"it may be truncated or hand-edited.{fix}") from exc
+    if not isinstance(doc, dict) or doc.get("kind") != KIND or doc.get("schema") != SCHEMA:
+        raise CountGoldenError(f"golden file {path}: not a {KIND} golden of schema {SCHEMA}.{fix}")
+    if not isinstance(doc.get("counts"), dict) or not all(isinstance(e, dict) for e in doc["counts"].values()):
+        raise CountGoldenError(f"golden file {path}: 'counts' must map counter -> entry.{fix}")
+    return doc
+
+
+def bands_file(root: Path) -> Path:
+    """``<root>/flop_count/tolerances.toml``: the bands of these goldens (apart from the suite's)."""
+    return Path(root) / SUBDIR / BANDS_NAME
+
+
+def read_bands(root: Path) -> Bands:
+    """The bands of these goldens: ``[regress.<name>.<counter>.<convention>]``, ``"*"`` a
+    wildcard at any level (a missing file: every band exact)."""
+    return load_bands(bands_file(root), counters=COUNTERS)
+
+
+def band_for(bands: Bands | None, name: str, label: str, convention: str, override: Band | None) -> Band:
+    """The band of one counter: the call's own, else the most specific table of ``bands``."""
+    if override is not None:
+        return override
+    if bands is None:
+        return Band()
+    return bands.lookup("regress", name, label.partition(" ")[0], convention)
+
+
+def compare_documents(obtained: Mapping[str, Any], expected: Mapping[str, Any], *,
+                      bands: Bands | None = None, override: Band | None = None
+                      ) -> tuple[list[Mismatch], dict[str, Band]]:
+    """Rows where the obtained counts differ from the golden, and the band used per counter."""
+    rows: list[Mismatch] = []
+    used: dict[str, Band] = {}
+    name = str(obtained.get("name", "*"))
+    got_counts, want_counts = obtained["counts"], expected["counts"]
+    for label in sorted(set(got_counts) | set(want_counts), key=_label_order):
+        if label not in want_counts:
+            rows.append(Mismatch(f"{label}", got_counts[label]["flops"], None, "counter new"))
+            continue
+        if label not in got_counts:
+            why = obtained.get("missing", {}).get(label, "not run")
+            rows.append(Mismatch(f"{label}", None, want_counts[label].get("flops"), f"counter gone: {why}"))
+            continue
+        band = used[label] = band_for(bands, name, label, str(got_counts[label].get("convention")), override)
+        for row in compare_entry(got_counts[label], want_counts[label], band, band_fields=COMPARED_FIELDS):
+            rows.append(Mismatch(f"{label}: {row.field}", row.obtained, row.expected, row.note))
+    return rows, used
+
+
+def _label_order(label: str) -> tuple[int, int, str]:
+    counters = ("torch", "fvcore", "thop")
+    counter, _, variant = label.partition(" ")
+    return (counters.index(counter) if counter in counters else 9,
+            0 if variant == "stock" else 1, label)
+
+
+def environment_diff(obtained: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
+    """Lines naming each package whose version differs from the golden's."""
+    got, want = obtained.get("environment", {}), expected.get("environment", {})
+    return [f"environment: {k} {want.get(k, '-')} in the golden, {got.get(k, '-')} here"
+            for k in sorted(set(got) | set(want)) if got.get(k) != want.get(k)]
+
+
+def write_document(path: Path, doc: Mapping[str, Any]) -> bool:
+    """Write atomically; False when the file already holds exactly this text."""
+    return write_atomic(path, dumps_golden(doc))

@@ -1,0 +1,641 @@
+"""Memory traffic measured at the dispatch level: bytes read and written by every aten op, by op key.
+
+:func:`count_bytes` runs a stage's calls (``StageCall`` lists, as the FLOP counters get them;
+meta tensors suffice, nothing is computed) under a ``TorchDispatchMode`` that records, for every
+aten op:
+
+* **read**: for each tensor input, the bytes *stored* under the view the op reads (element
+  size x the product of the sizes of the dimensions with a non-zero stride: an expanded or
+  broadcast input counts what is stored, not what is addressed). A gather (``index``,
+  ``index_select``, ``embedding``, ``gather``) reads only the elements it gathers (at most the
+  stored ones) plus its index tensors. Inputs an op only writes (``copy_``'s destination, ``out``)
+  and inputs a factory op only takes its shape from (``zeros_like``) are not read.
+* **written**: the bytes of each fresh output; for an in-place or ``out=`` op, of the tensor it
+  writes. Outputs that alias an input (views) move nothing.
+
+Weights are inputs whose storage belongs to an ``nn.Parameter`` of the model (a transposed or
+expanded weight is still a weight); everything else is an activation. Each op is attributed to its
+stage (the StageCall) and to an op key:
+
+* the matmul-class keys of the FLOP counters (:mod:`.keys`), for the *product* ops only (``mm``,
+  ``addmm``, ``bmm``, ``baddbmm``, ``convolution``, ``_grouped_mm``, fused SDPA kernels), keyed
+  exactly as the torch FLOP counter keys them (the functional call and module chain they ran in;
+  inside ``F.scaled_dot_product_attention`` decomposed on meta, the 1st product is ``sdpa_qk``
+  and the 2nd ``sdpa_av``);
+* data-movement keys for ops that really copy (:data:`DATA_KEYS`): ``copy`` (clone/contiguous,
+  same-dtype ``_to_copy``, repeat, roll), ``cast`` (a dtype conversion), ``cat`` (cat, stack),
+  ``index`` (gathers, embedding lookups), ``scatter`` (index_put, scatter, masked_scatter,
+  index_add: the MoE combine), ``pad`` (constant_pad_nd), ``fill`` (zeros, ones, full, arange);
+* the element-wise keys otherwise (``norm`` inside a norm module or for a norm op, ``activation``,
+  ``softmax``, ``add`` (add/sub), ``mul`` (mul/div), ``interpolate``, ``other_elementwise``);
+* views and reshapes that alias (``view``, ``transpose``, ``permute``, ``expand``, ``slice`` ...)
+  and allocations without a write (``empty``) move nothing and are listed in ``metadata_ops``.
+
+Convention: op-level traffic, no fusion and no cache: every op reads its inputs and writes its
+outputs once, at the tensors' real element sizes (an fp32 upcast is 4 bytes per element).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter as Tally
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from harness.analytic.cost import DATA_KEYS as _ANALYTIC_DATA_KEYS
+from harness.analytic.cost import OP_CLASS, Traffic
+
+from .keys import ELEMENTWISE_KEYS, MATMUL_KEYS, UNMAPPED, op_key
+from .observe import FunctionRecorder, ModuleStack, call_inputs, check_call, iter_tensors
+
+__all__ = [
+    "Traffic",
+    "ByteCount",
+    "BytesRow",
+    "BYTE_CAUSES",
+    "UNEXPLAINED_BAND",
+    "named_byte_causes",
+    "compare_bytes",
+    "bytes_table",
+    "format_bytes_table",
+    "DATA_KEYS",
+    "BYTE_KEYS",
+    "PRODUCT_OPS",
+    "count_bytes",
+    "bytes_record",
+]
+
+#: Keys of ops that only move data (their own keys, never folded into an element-wise key).
+DATA_KEYS: tuple[str, ...] = _ANALYTIC_DATA_KEYS
+#: Every key a byte count can carry (matmul class, element-wise, data movement, and ``unmapped``).
+BYTE_KEYS: tuple[str, ...] = (*MATMUL_KEYS, *ELEMENTWISE_KEYS, *DATA_KEYS, UNMAPPED)
+
+#: aten ops that multiply matrices: their bytes go to the matmul-class keys.
+PRODUCT_OPS = frozenset({
+    "mm", "addmm", "bmm", "baddbmm", "addbmm", "mv", "dot", "convolution", "_convolution",
+    "_grouped_mm", "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
+    "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention",
+})
+_SDPA_FUSED = frozenset(op for op in PRODUCT_OPS if op.startswith("_scaled_dot_product"))
+
+_COPY = frozenset({"clone", "contiguous", "copy", "copy_", "repeat", "repeat_interleave", "roll", "flip",
+                   "expand_copy", "permute_copy", "_unsafe_view_copy", "lift_fresh_copy", "alias_copy",
+                   "view_copy", "transpose_copy", "unsqueeze_copy", "squeeze_copy", "slice_copy"})
+_CAT = frozenset({"cat", "stack", "_cat", "hstack", "vstack"})
+_INDEX = frozenset({"index", "index_select", "gather", "embedding", "_unsafe_index", "take", "masked_select",
+                    "_embedding_bag"})
+_SCATTER = frozenset({"index_put", "index_put_", "_index_put_impl_", "scatter", "scatter_", "scatter_add",
+                      "scatter_add_", "scatter_reduce", "scatter_reduce_", "index_add", "index_add_",
+                      "index_copy", "index_copy_", "masked_scatter", "masked_scatter_", "slice_scatter",
+                      "select_scatter", "index_reduce", "index_reduce_"})
+_PAD = frozenset({"constant_pad_nd", "pad", "reflection_pad1d", "reflection_pad2d", "replication_pad2d"})
+_FILL = frozenset({"zeros", "ones", "full", "fill", "fill_", "zero_", "arange", "scalar_tensor", "new_zeros",
+                   "new_ones", "new_full", "zeros_like", "ones_like", "full_like", "linspace", "eye",
+                   "lift_fresh"})
+#: Factory ops that take only the shape/dtype of a tensor argument (nothing is read).
+_SHAPE_ONLY = frozenset({"zeros_like", "ones_like", "full_like", "empty_like", "new_zeros", "new_ones",
+                         "new_full", "new_empty", "new_empty_strided", "rand_like", "randn_like"})
+#: In-place ops that overwrite their first argument without reading it.
+_WRITE_ONLY_SELF = frozenset({"copy_", "fill_", "zero_", "index_put_", "_index_put_impl_", "scatter_",
+                              "index_copy_", "masked_scatter_", "normal_", "uniform_", "random_"})
+#: In-place scatters write only the positions they address (the size of what they put).
+_SCATTER_INPLACE = frozenset({"index_put_", "_index_put_impl_", "scatter_", "scatter_add_", "index_add_",
+                              "index_copy_", "masked_scatter_", "scatter_reduce_", "index_reduce_"})
+_GATHERS = frozenset({"index", "index_select", "gather", "embedding", "_unsafe_index", "take"})
+
+_NORM_OPS = frozenset({"native_layer_norm", "layer_norm", "rms_norm", "_fused_rms_norm", "native_group_norm",
+                       "native_batch_norm", "_native_batch_norm_legit_no_training", "group_norm"})
+_ACTIVATION_OPS = frozenset({"gelu", "silu", "sigmoid", "relu", "tanh", "erf", "hardswish", "quick_gelu",
+                             "elu", "leaky_relu", "mish", "softplus"})
+_SOFTMAX_OPS = frozenset({"_softmax", "softmax", "_log_softmax", "log_softmax", "_safe_softmax"})
+_ADD_OPS = frozenset({"add", "add_", "sub", "sub_", "rsub"})
+_MUL_OPS = frozenset({"mul", "mul_", "div", "div_"})
+
+
+@dataclass
+class ByteCount:
+    """Measured traffic of one stage (all its calls): bytes by op key and by aten op.
+
+    Convention: op-level (every op reads its inputs and writes its outputs once, real element
+    sizes). ``by_key[key]`` and ``by_op[op]`` are :class:`Traffic` (weight, read, write);
+    ``by_key_op[key][op]`` says which aten ops make up a key; ``metadata_ops`` lists the ops that
+    moved nothing (views, allocations) with their occurrences.
+    """
+
+    target: str
+    stage: str
+    version: str
+    by_key: dict[str, Traffic]
+    by_op: dict[str, Traffic]
+    by_key_op: dict[str, dict[str, Traffic]]
+    metadata_ops: dict[str, int]
+    op_calls: dict[str, int]
+    dtypes: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()
+    wall_time_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    #: routed-expert modules (``...experts.<n>``) that ran, distinct per call: how many experts the
+    #: routing hit (a module loop only; batched/grouped experts gather weights instead: 0)
+    experts_called: int = 0
+
+    @property
+    def total(self) -> Traffic:
+        """All keys summed."""
+        return sum(self.by_key.values(), Traffic())
+
+    @property
+    def total_bytes(self) -> int:
+        return self.total.total
+
+    @property
+    def weight_bytes(self) -> int:
+        return self.total.weight
+
+    def key_bytes(self, key: str) -> int:
+        """Total bytes (weight + read + write) of ``key`` (0 when absent)."""
+        return self.by_key.get(key, Traffic()).total
+
+
+def _storage_id(t: torch.Tensor) -> int:
+    try:
+        return t.untyped_storage()._cdata
+    except (RuntimeError, NotImplementedError):  # a tensor without storage (functional wrappers)
+        return id(t)
+
+
+def stored_bytes(t: torch.Tensor) -> int:
+    """Bytes stored under a view: element size x prod(size of each dim with a non-zero stride)."""
+    n = 1
+    for size, stride in zip(t.shape, t.stride()):
+        if stride != 0:
+            n *= int(size)
+    if t.dim() and any(int(s) == 0 for s in t.shape):
+        n = 0
+    return n * t.element_size()
+
+
+def _short(func: Any) -> str:
+    return func._overloadpacket.__name__ if hasattr(func, "_overloadpacket") else str(func)
+
+
+def _is_view_op(func: Any) -> bool:
+    """True when every output aliases an input and nothing is written (a view / metadata op)."""
+    schema = func._schema
+    if any(a.alias_info is not None and a.alias_info.is_write for a in schema.arguments):
+        return False
+    returns = schema.returns
+    return bool(returns) and all(r.alias_info is not None for r in returns)
+
+
+def _written_args(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[torch.Tensor]:
+    out = []
+    for i, a in enumerate(func._schema.arguments):
+        if a.alias_info is not None and a.alias_info.is_write:
+            value = kwargs.get(a.name) if a.kwarg_only or i >= len(args) else args[i]
+            out.extend(t for t in iter_tensors(value))
+    return out
+
+
+class _ByteRecorder(TorchDispatchMode):
+    """Records every aten op's traffic under its op key (see the module docstring)."""
+
+    def __init__(self, weights: set[int], functions: FunctionRecorder, stack: ModuleStack) -> None:
+        super().__init__()
+        self.weights = weights
+        self.functions = functions
+        self.stack = stack
+        self.by_key: dict[str, Traffic] = {}
+        self.by_op: dict[str, Traffic] = {}
+        self.by_key_op: dict[str, dict[str, Traffic]] = {}
+        self.metadata: Tally = Tally()
+        self.calls: Tally = Tally()
+        self.dtypes: set[str] = set()
+        self._sdpa_ordinals: dict[int, int] = {}
+        self.events: list[tuple] | None = None  # (module path, op, key, Traffic, inputs, outputs) when tracing
+        self.experts: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        name = _short(func)
+        self.calls[name] += 1
+        if name in ("empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "_unsafe_view") \
+                or _is_view_op(func) or name.startswith("sym_") or name in ("size", "stride", "dim", "numel",
+                                                                              "is_contiguous", "storage_offset",
+                                                                              "_assert_tensor_metadata",
+                                                                              "_local_scalar_dense", "item"):
+            self.metadata[name] += 1
+            return out
+        traffic = self._traffic(func, name, args, kwargs, out)
+        if name in _SDPA_FUSED:  # one kernel: q and k to sdpa_qk, v, the mask and the output to sdpa_av
+            qk = sum(stored_bytes(t) for t in args[:2] if isinstance(t, torch.Tensor))
+            self._add("sdpa_qk", name, Traffic(0, qk, 0))
+            self._add("sdpa_av", name, Traffic(traffic.weight, traffic.read - qk, traffic.write))
+            return out
+        key = self._key(name, args, out)
+        self._add(key, name, traffic)
+        if key == "experts":
+            for frame in self.stack.frames:
+                if _EXPERT_MODULE.fullmatch(frame.path):
+                    self.experts.add(frame.path)
+        if self.events is not None:
+            self.events.append((self.stack.frames[-1].path if self.stack.frames else "", name, key, traffic,
+                                [(tuple(t.shape), str(t.dtype)[6:], tuple(t.stride())) for t in iter_tensors(args)],
+                                [(tuple(t.shape), str(t.dtype)[6:]) for t in iter_tensors(out)]))
+        return out
+
+    # traffic ------------------------------------------------------------------------------------
+    def _traffic(self, func: Any, name: str, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Traffic:
+        written = _written_args(func, args, kwargs)
+        written_ids = {id(t) for t in written}
+        inputs, _ = tree_flatten((args, kwargs))
+        tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
+        weight = read = 0
+        if name not in _SHAPE_ONLY:
+            gathered = None
+            if name in _GATHERS and isinstance(out, torch.Tensor):
+                gathered = out.numel()
+            source = self._gather_source(name, args) if gathered is not None else None
+            for t in tensors:
+                if id(t) in written_ids and (name in _WRITE_ONLY_SELF or t is not (args[0] if args else None)):
+                    continue  # only written (copy_ destination, out=)
+                n = stored_bytes(t)
+                if source is not None and t is source:
+                    n = min(n, gathered * t.element_size())
+                if _storage_id(t) in self.weights:
+                    weight += n
+                else:
+                    read += n
+                self.dtypes.add(str(t.dtype).replace("torch.", ""))
+        write = 0
+        if written:
+            for t in written:
+                if name in _SCATTER_INPLACE:
+                    write += self._scatter_written(name, args, kwargs, t)
+                else:
+                    write += stored_bytes(t)
+        else:
+            input_storages = {_storage_id(t) for t in tensors}
+            for t in iter_tensors(out):
+                if _storage_id(t) not in input_storages:
+                    write += stored_bytes(t)
+        return Traffic(weight, read, write)
+
+    @staticmethod
+    def _gather_source(name: str, args: Sequence[Any]) -> torch.Tensor | None:
+        if name == "embedding":
+            return args[0] if args else None  # embedding(weight, indices)
+        return args[0] if args and isinstance(args[0], torch.Tensor) else None
+
+    @staticmethod
+    def _scatter_written(name: str, args: Sequence[Any], kwargs: Mapping[str, Any], target: torch.Tensor) -> int:
+        """Bytes an in-place scatter writes: the size of what it puts (values / source), never the whole target."""
+        if name in ("index_put_", "_index_put_impl_"):
+            values = args[2] if len(args) > 2 else kwargs.get("values")
+            indices = [i for i in (args[1] if len(args) > 1 else kwargs.get("indices", [])) if i is not None]
+            n = 0
+            if indices:
+                shape = torch.broadcast_shapes(*(i.shape for i in indices))
+                n = 1
+                for s in shape:
+                    n *= int(s)
+                n *= max(1, target.numel() // max(1, _prod(target.shape[:len(indices)])))
+            return max(n, values.numel() if isinstance(values, torch.Tensor) else 0) * target.element_size()
+        if name == "masked_scatter_":
+            source = args[2] if len(args) > 2 else kwargs.get("source")
+            mask = args[1] if len(args) > 1 else kwargs.get("mask")
+            # every masked position is written: at most the source's size
+            n = min(source.numel(), torch.broadcast_shapes(mask.shape, target.shape).numel())
+            return n * target.element_size()
+        # scatter_ / scatter_add_ / index_add_ / index_copy_: the source (or index) size
+        src = None
+        for a in list(args[2:]) + list(kwargs.values()):
+            if isinstance(a, torch.Tensor):
+                src = a
+        if src is None:
+            return stored_bytes(target)
+        if name in ("index_add_", "index_copy_"):
+            return src.numel() * target.element_size()
+        return src.numel() * target.element_size()
+
+    # keys ---------------------------------------------------------------------------------------
+    def _key(self, name: str, args: Sequence[Any], out: Any) -> str:
+        call = self.functions.current
+        if name in PRODUCT_OPS:
+            if call is not None and call.kind == "sdpa":
+                n = self._sdpa_ordinals.get(call.seq, 0)
+                self._sdpa_ordinals[call.seq] = n + 1
+                return "sdpa_qk" if n == 0 else "sdpa_av" if n == 1 else UNMAPPED
+            if call is not None:
+                return call.key if call.key in MATMUL_KEYS else UNMAPPED
+            kind = "conv" if "conv" in name else "grouped_mm" if "grouped" in name else "matmul"
+            return op_key(kind, self.stack.snapshot())
+        if name == "_to_copy" or name == "to":
+            src = args[0] if args else None
+            cast = isinstance(src, torch.Tensor) and isinstance(out, torch.Tensor) and out.dtype != src.dtype
+            return "cast" if cast else "copy"
+        for keyset, key in ((_COPY, "copy"), (_CAT, "cat"), (_INDEX, "index"), (_SCATTER, "scatter"),
+                            (_PAD, "pad"), (_FILL, "fill")):
+            if name in keyset:
+                return key
+        if name in _NORM_OPS:
+            return "norm"
+        if name in _SOFTMAX_OPS:
+            return "softmax"
+        if name in _ACTIVATION_OPS:
+            return "activation"
+        if name.startswith("upsample") or name.startswith("_upsample") or name == "grid_sampler_2d":
+            return "interpolate"
+        frames = self.stack.frames
+        if frames and call is None:
+            cls = type(frames[-1].module).__name__
+            if "Norm" in cls:
+                return "norm"
+            if any(a in cls for a in ("GELU", "Gelu", "SiLU", "Activation", "Act")):
+                return "activation"
+        if name in _ADD_OPS:
+            return "add"
+        if name in _MUL_OPS:
+            return "mul"
+        return "other_elementwise"
+
+    def _add(self, key: str, name: str, traffic: Traffic) -> None:
+        self.by_key[key] = self.by_key.get(key, Traffic()) + traffic
+        self.by_op[name] = self.by_op.get(name, Traffic()) + traffic
+        per = self.by_key_op.setdefault(key, {})
+        per[name] = per.get(name, Traffic()) + traffic
+
+
+_EXPERT_MODULE = re.compile(r".*\.experts\.\d+")
+
+
+def _prod(values: Iterable[int]) -> int:
+    n = 1
+    for v in values:
+        n *= int(v)
+    return n
+
+
+def _weight_storages(module: torch.nn.Module) -> set[int]:
+    return {_storage_id(p) for p in module.parameters()}
+
+
+def count_bytes(calls: Sequence[Any], *, target: str = "", stage: str = "") -> ByteCount:
+    """Measured op-level traffic of one stage: every aten op its ``calls`` run, by op key.
+
+    ``calls`` are duck-typed StageCalls (``module``, ``args``, ``kwargs``, ``module_path``,
+    ``stage``), run once each under no_grad; a KV cache in the kwargs is copied first.
+    """
+    calls = list(calls)
+    if not calls:
+        raise ValueError(f"count_bytes: no calls for stage {stage!r}; a stage with nothing to run "
+                         f"would count 0 bytes silently")
+    for call in calls:
+        check_call(call)
+    start = time.perf_counter()
+    by_key: dict[str, Traffic] = {}
+    by_op: dict[str, Traffic] = {}
+    by_key_op: dict[str, dict[str, Traffic]] = {}
+    metadata: Tally = Tally()
+    op_calls: Tally = Tally()
+    dtypes: set[str] = set()
+    devices: set[str] = set()
+    experts_called = 0
+    for call in calls:
+        args, kwargs = call_inputs(call)
+        devices.update(t.device.type for t in iter_tensors((args, kwargs)))
+        stack = ModuleStack(call.module, call.module_path)
+        functions = FunctionRecorder(stack)
+        recorder = _ByteRecorder(_weight_storages(call.module), functions, stack)
+        with torch.no_grad(), stack, functions, recorder:
+            call.module(*args, **kwargs)
+        functions.release()
+        for key, t in recorder.by_key.items():
+            by_key[key] = by_key.get(key, Traffic()) + t
+        for op, t in recorder.by_op.items():
+            by_op[op] = by_op.get(op, Traffic()) + t
+        for key, ops in recorder.by_key_op.items():
+            per = by_key_op.setdefault(key, {})
+            for op, t in ops.items():
+                per[op] = per.get(op, Traffic()) + t
+        metadata.update(recorder.metadata)
+        op_calls.update(recorder.calls)
+        dtypes |= recorder.dtypes
+        experts_called += len(recorder.experts)
+    return ByteCount(target=target, stage=stage or ",".join(dict.fromkeys(str(c.stage) for c in calls)),
+                     version=f"torch {torch.__version__}", by_key=by_key, by_op=by_op, by_key_op=by_key_op,
+                     metadata_ops=dict(metadata), op_calls=dict(op_calls), dtypes=tuple(sorted(dtypes)),
+                     devices=tuple(sorted(devices)), wall_time_s=time.perf_counter() - start,
+                     experts_called=experts_called)
+
+
+def bytes_record(count: ByteCount) -> dict[str, Any]:
+    """JSON-ready golden record of a :class:`ByteCount` (exact integers; convention stated)."""
+    return {
+        "convention": "op-level: every aten op reads its inputs (stored bytes of each view) and writes "
+                      "its outputs once, at the tensors' element sizes; views move nothing",
+        "version": count.version,
+        "target": count.target,
+        "stage": count.stage,
+        "total_bytes": count.total_bytes,
+        "weight_bytes": count.total.weight,
+        "act_read_bytes": count.total.read,
+        "act_write_bytes": count.total.write,
+        "by_key": {k: list(v) for k, v in sorted(count.by_key.items())},
+        "by_op": {k: list(v) for k, v in sorted(count.by_op.items())},
+        "metadata_ops": dict(sorted(count.metadata_ops.items())),
+        "dtypes": list(count.dtypes),
+    }
+
+
+# Analytic against measured -------------------------------------------------------------------
+
+#: The unexplained remainder a stage may keep, as a fraction of its measured bytes.
+UNEXPLAINED_BAND = 1e-3
+
+
+def _ocr2_encoder_cat(layout: Any, dims: Any, b: int) -> dict[str, int]:
+    from harness.analytic.stages import encoder_inputs_cat, sam_output_grid
+
+    total: dict[str, int] = {}
+    for view in layout.views:
+        s = sam_output_grid(dims.sam, view.size)
+        for key, t in encoder_inputs_cat(dims.encoder, s * s, view.batch, dtype_bytes=b).bytes_by_key.items():
+            total[key] = total.get(key, 0) - t.total
+    return total
+
+
+def _prefill_embedding(layout: Any, dims: Any, b: int) -> dict[str, int]:
+    from harness.analytic.formulas import embedding
+    from harness.workload import prefill_length
+
+    return {k: -t.total for k, t in embedding(prefill_length(layout), dims.lm.hidden, dtype_bytes=b).bytes_by_key.items()}
+
+
+def _dsocr_image_check(layout: Any, dims: Any, b: int) -> dict[str, int]:
+    size = layout.workload.image_size  # torch.sum(images[0][1]): the (1, 3, image_size, image_size) view, to a scalar
+    return {"other_elementwise": 3 * size * size * b + b}
+
+
+def _dsocr_projector_concat(layout: Any, dims: Any, b: int) -> dict[str, int]:
+    from harness.analytic.stages import sam_output_grid
+
+    total = 0
+    for view in layout.views:
+        s = sam_output_grid(dims.sam, view.size)
+        total -= 2 * view.batch * s * s * dims.projector.in_features * b
+    return {"cat": total}
+
+
+#: (target, stage) -> [(cause, sizing function(layout, dims, dtype_bytes) -> {key: signed bytes})]:
+#: work the stage's StageCalls run and the analytic model does not (positive), or the other way
+#: round (negative: it runs upstream of them in the harness). Each is sized from the shapes, by
+#: the analytic model's own formula where one exists, never from the measurement.
+BYTE_CAUSES: dict[tuple[str, str], list[tuple[str, Callable[[Any, Any, int], dict[str, int]]]]] = {
+    ("ocr2", "encoder"): [("cat(SAM tokens, learned queries) runs in the vision tower before the encoder "
+                           "StageCall (its input is the concatenation)", _ocr2_encoder_cat)],
+    ("dsocr", "projector"): [("the concat of CLIP and SAM features runs before the projector StageCall "
+                              "(its input is the concatenation)", _dsocr_projector_concat)],
+    ("dsocr", "prefill"): [("the token-embedding lookup runs before the prefill StageCall (inputs_embeds "
+                            "are given)", _prefill_embedding),
+                           ("the vendor forward sums the (text-only, zero) global image to decide whether "
+                            "to run vision: the StageCall's dummy image_size view is read", _dsocr_image_check)],
+    ("ocr2", "prefill"): [("the token-embedding lookup runs before the prefill StageCall (inputs_embeds "
+                           "are given, with the image features already scattered in)", _prefill_embedding)],
+}
+
+
+def named_byte_causes(target: str, stage: str, layout: Any, dims: Any, dtype_bytes: int) -> list[tuple[str, dict[str, int]]]:
+    """The named, sized causes of measured-minus-analytic differences for one stage, by key."""
+    return [(text, fn(layout, dims, dtype_bytes)) for text, fn in BYTE_CAUSES.get((target, stage), [])]
+
+
+def stage_tokens(stage: str, layout: Any) -> int:
+    """Tokens one LM forward of ``stage`` runs (prefill: the prompt length; decode: 1)."""
+    from harness.workload import prefill_length
+
+    return prefill_length(layout) if stage == "prefill" else 1
+
+
+def routing_cause(lm: Any, tokens: int, experts_called: int, dtype_bytes: int) -> tuple[str, dict[str, int]]:
+    """The expert weights a routing-dependent loop did not read: the analytic ``loop`` model reads
+    min(E, tokens*top_k) experts per MoE layer; the run called ``experts_called`` expert modules in all.
+    The count of experts hit is the only measured input (FLOPs never depend on it)."""
+    assumed = lm.n_moe_layers * min(lm.n_routed, tokens * lm.top_k)
+    per_expert = 3 * lm.hidden * lm.moe_intermediate * dtype_bytes
+    text = (f"routing: the loop model assumes min(E, T*k) = {assumed // max(lm.n_moe_layers, 1)} experts hit per "
+            f"MoE layer ({assumed} in all); this run hit {experts_called} (seeded random weights); "
+            f"each expert's gate/up/down weights are {per_expert:,} bytes")
+    return text, {"experts": -(assumed - experts_called) * per_expert}
+
+
+@dataclass(frozen=True)
+class BytesRow:
+    """One key (or ``total``) of one stage: analytic (op-level), measured, fused, the difference.
+
+    ``difference`` = measured - analytic; ``named`` = the part of it the named causes size
+    (``cause``); ``unexplained`` = difference - named. Bytes are weight + read + write.
+    """
+
+    stage: str
+    key: str
+    key_class: str        # "matmul" | "elementwise" | "data" | "total"
+    analytic: int
+    measured: int
+    fused: int
+    difference: int
+    named: int
+    unexplained: int
+    cause: str
+
+    @property
+    def exact(self) -> bool:
+        return self.difference == 0
+
+
+def _key_class(key: str) -> str:
+    if key in DATA_KEYS:
+        return "data"
+    return OP_CLASS.get(key, "matmul" if key == UNMAPPED else "data")
+
+
+def compare_bytes(stage: str, analytic: Any, measured: ByteCount,
+                  causes: Sequence[tuple[str, Mapping[str, int]]] = ()) -> list[BytesRow]:
+    """Rows per byte key (then a ``total`` row) comparing an analytic Cost with a ByteCount.
+
+    ``causes``: (text, {key: signed bytes the cause adds to measured - analytic}).
+    """
+    named: dict[str, int] = {}
+    why: dict[str, list[str]] = {}
+    for text, by_key in causes:
+        for key, n in by_key.items():
+            named[key] = named.get(key, 0) + n
+            why.setdefault(key, []).append(text)
+    keys = sorted(set(analytic.bytes_by_key) | set(measured.by_key) | set(named),
+                  key=lambda k: (BYTE_KEYS.index(k) if k in BYTE_KEYS else len(BYTE_KEYS), k))
+    rows = []
+    for key in keys:
+        a = analytic.key_bytes(key)
+        m = measured.key_bytes(key)
+        f = analytic.key_bytes(key, fused=True)
+        n = named.get(key, 0)
+        rows.append(BytesRow(stage, key, _key_class(key), a, m, f, m - a, n, m - a - n, "; ".join(why.get(key, []))))
+    a, m = analytic.total_bytes, measured.total_bytes
+    n = sum(named.values())
+    rows.append(BytesRow(stage, "total", "total", a, m, analytic.fused_bytes, m - a, n, m - a - n,
+                         "; ".join(sorted({c for cs in why.values() for c in cs}))))
+    return rows
+
+
+def bytes_table(target: str, mode: str, page: Any = (1700, 2200), *, built: Any = None,
+                stages: Sequence[str] | None = None, dtype: Any = None,
+                model_path: str | None = None) -> list[BytesRow]:
+    """Analytic (op-level), measured (this counter, on meta), fused and the difference, by stage and key.
+
+    ``page``: anything a target's ``prepare`` takes (a (width, height) size, a path, a Page).
+    The model is built on meta in bf16 (``dtype``) unless ``built`` is given (dsocr: from the vendor
+    directory ``model_path``, its LM on CPU). The analytic model is asked for the same experts
+    implementation the build runs.
+    """
+    from harness.analytic import stage_costs
+    from harness.analytic.config import load_dims
+    from harness.targets import get_target
+
+    tgt = get_target(target, model_path=model_path, trust_remote_code=model_path is not None)
+    dtype = dtype or torch.bfloat16
+    if built is None:
+        built = tgt.build("meta", dtype)
+    inputs = tgt.prepare(page, mode, device="meta", dtype=built.dtype)
+    b = torch.empty((), dtype=built.dtype).element_size()
+    experts = built.experts_implementation if target == "ocr2" else "loop"  # the vendor moe_infer loop
+    costs = stage_costs(target, inputs.layout, dtype_bytes=b, attn_implementation=built.attn_implementation,
+                        experts_implementation=experts, config=model_path)
+    dims = load_dims(target, model_path)
+    rows: list[BytesRow] = []
+    for stage in stages or tgt.stages:
+        measured = count_bytes(tgt.stage_calls(built, inputs, stage), target=target, stage=stage)
+        causes = named_byte_causes(target, stage, inputs.layout, dims, b)
+        if measured.experts_called and experts == "loop":
+            causes.append(routing_cause(dims.lm, stage_tokens(stage, inputs.layout), measured.experts_called, b))
+        rows.extend(compare_bytes(stage, costs[stage], measured, causes))
+    return rows
+
+
+def format_bytes_table(rows: Sequence[BytesRow], *, keys: bool = True) -> str:
+    """Fixed-width text (MB) of :func:`bytes_table` rows; ``keys=False``: the stage totals only."""
+    head = (f"{'stage':<10} {'key':<18} {'analytic MB':>14} {'measured MB':>14} {'fused MB':>12} "
+            f"{'diff bytes':>14} {'unexplained':>12}  cause")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if not keys and r.key != "total":
+            continue
+        if keys and r.key != "total" and r.difference == 0 and r.named == 0:
+            continue
+        lines.append(f"{r.stage:<10} {r.key:<18} {r.analytic / 1e6:>14.3f} {r.measured / 1e6:>14.3f} "
+                     f"{r.fused / 1e6:>12.3f} {r.difference:>14,} {r.unexplained:>12,}  {r.cause}")
+    return "\n".join(lines)

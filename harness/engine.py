@@ -1,0 +1,507 @@
+"""The one measuring and verifying engine, shared by the pytest suite and ``harness report``.
+
+Measured counts are a pure function of the target, its configuration and the shapes a stage sees,
+so :class:`Engine` measures each **shape key** once per process and every page that shares it is
+a lookup:
+
+* vision stages (``sam``, ``clip``/``encoder``, ``projector``): the view batches, in execution
+  order, as ``(role, batch, size, tokens_per_view)``; named like ``g1024+6x768`` (a global view
+  of 1024 pixels, then 6 crops of 768) by :func:`key_name`;
+* ``prefill``: the prefill length L (BOS + prompt text + image placeholders), named ``L1131``;
+* ``decode``: the decode context T (default: L), named ``T1131``.
+
+Counts run on the ``meta`` device (no weights; SDPA decomposes there, so FlopCounterMode sees
+it), except where a target runs a stage on real CPU tensors (the vendor DeepSeek-OCR language
+model). A failed measurement is memoised too: every page of that shape key fails with the same
+message at once, instead of re-running the model.
+
+:func:`verification` is the one verdict of a measured count against the analytic model: the
+matmul class exact against torch op key by op key, and the remainder that ``explain_delta``
+leaves within the ``verify`` band.
+
+Nothing here imports torch or transformers at import time.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata as md
+import time
+import traceback
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from harness.golden.compare import Mismatch, format_mismatch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from harness.pages import Page
+    from harness.workload import ViewLayout
+
+__all__ = [
+    "VARIANT", "DEVICE", "BYTES", "BYTES_DTYPE", "VISION_STAGES", "Case", "Engine", "Measurement", "Verification",
+    "shape_key", "key_name", "shape_record", "layout_record", "entry_record", "built_environment",
+    "environment_versions", "key_differences", "key_rows", "verification", "verification_problems",
+]
+
+#: The byte counter's name among the counters of a count fact: op-level memory traffic, measured
+#: by :func:`harness.counters.bytes.count_bytes` on a bf16 build on meta (the dtype production runs).
+BYTES = "bytes"
+BYTES_DTYPE = "bfloat16"
+
+#: The counter variant the suite asserts and records in goldens (formulas/handles added where the
+#: stock tool is blind, so the remaining unknown ops are findings).
+VARIANT = "patched"
+#: Where the engine builds the models (stages a target must run on real tensors say so themselves).
+DEVICE = "meta"
+VISION_STAGES = frozenset({"sam", "clip", "encoder", "projector"})
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measured cell: a stage of one page in one mode, by one counter."""
+
+    target: str
+    mode: str
+    page: str
+    stage: str
+    counter: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.target}-{self.mode}-{self.page}-{self.stage}-{self.counter}"
+
+
+def key_name(key: tuple) -> str:
+    """A shape key's short, file-name-safe name: ``g1024+6x768``, ``6x640+g1024``, ``L913``, ``T913``."""
+    kind = key[0]
+    if kind == "views":
+        parts = []
+        for role, batch, size, _tokens in key[1:]:
+            if role == "global":
+                parts.append(f"g{size}" if batch == 1 else f"{batch}xg{size}")
+            else:
+                parts.append(f"{batch}x{size}")
+        return "+".join(parts)
+    if kind in ("L", "T"):
+        return f"{kind}{key[1]}"
+    raise ValueError(f"key_name: unknown shape key {key!r}")
+
+
+def shape_record(key: tuple) -> dict[str, Any]:
+    """The shape a key stands for, as stored in its count golden."""
+    if key[0] == "views":
+        return {"views": [{"role": r, "batch": b, "size": s, "tokens_per_view": t} for r, b, s, t in key[1:]]}
+    if key[0] == "L":
+        return {"prefill_length": key[1]}
+    if key[0] == "T":
+        return {"decode_context": key[1]}
+    raise ValueError(f"shape_record: unknown shape key {key!r}")
+
+
+@functools.lru_cache(maxsize=None)
+def _versions() -> tuple[tuple[str, Any], ...]:
+    import harness
+
+    env: dict[str, Any] = {"harness": harness.__version__}
+    for name, dist in (("torch", "torch"), ("transformers", "transformers"),
+                       ("fvcore", "fvcore"), ("thop", "ultralytics-thop")):
+        try:
+            env[name] = md.version(dist)
+        except md.PackageNotFoundError:
+            env[name] = None
+    return tuple(sorted(env.items()))
+
+
+def environment_versions() -> dict[str, Any]:
+    """Versions that make a count: harness, torch, transformers, fvcore, thop."""
+    return dict(_versions())
+
+
+# ------------------------------------------------------------------------------------ records
+def shape_key(stage: str, layout: "ViewLayout", *, text_tokens: int, decode_context: int | None = None) -> tuple:
+    """What a stage's count depends on, besides the target and its configuration."""
+    from harness.workload import prefill_length
+
+    if stage in VISION_STAGES:
+        return ("views",) + tuple((v.role, v.batch, v.size, v.tokens_per_view) for v in layout.views)
+    length = prefill_length(layout, text_tokens)
+    if stage == "prefill":
+        return ("L", length)
+    if stage == "decode":
+        return ("T", length if decode_context is None else decode_context)
+    raise ValueError(f"shape_key: unknown stage {stage!r}")
+
+
+def layout_record(layout: "ViewLayout", *, text_tokens: int) -> dict[str, Any]:
+    """The page's layout as stored in its golden: views, grid, tokens."""
+    from harness.workload import prefill_length
+
+    return {
+        "width": layout.width, "height": layout.height,
+        "global_size": layout.global_size, "crop_grid": list(layout.crop_grid),
+        "n_crops": layout.n_crops, "crop_size": layout.crop_size,
+        "views": [{"role": v.role, "batch": v.batch, "size": v.size, "tokens_per_view": v.tokens_per_view}
+                  for v in layout.views],
+        "image_tokens": layout.image_tokens, "valid_tokens": layout.valid_tokens,
+        "text_tokens": text_tokens, "prefill_length": prefill_length(layout, text_tokens),
+    }
+
+
+def entry_record(count: Any) -> dict[str, Any]:
+    """One golden entry from a StageCount: raw, convention, FLOPs, per-op and per-key breakdowns,
+    unknown and ignored ops (``version`` is information, never compared)."""
+    return {
+        "raw": count.raw, "convention": count.convention, "flops": count.flops,
+        "by_op": dict(count.by_op), "by_key": dict(count.by_key),
+        "unknown_ops": dict(count.unknown_ops), "ignored_ops": dict(count.ignored_ops),
+        "variant": count.variant, "version": count.version,
+    }
+
+
+def built_environment(built: Any) -> dict[str, Any]:
+    """What made a built model's counts, beyond the package versions: device, dtype, implementations,
+    weights (the suite's golden ``environment`` and the report's per-target environment)."""
+    return {
+        "device": built.device,
+        "stage_devices": dict(built.stage_devices),
+        "dtype": str(built.dtype).replace("torch.", ""),
+        "attn_implementation": built.attn_implementation,
+        "experts_implementation": built.experts_implementation,
+        "weights": built.weights,
+    }
+
+
+# ------------------------------------------------------------------------------------ verification
+def key_differences(analytic: Mapping[str, int], measured: Mapping[str, int],
+                    keys: Iterable[str]) -> list[tuple[str, int, int]]:
+    """``(op key, measured, analytic)`` for each of ``keys`` whose FLOPs differ (absent: 0)."""
+    return [(k, measured.get(k, 0), analytic.get(k, 0)) for k in keys if measured.get(k, 0) != analytic.get(k, 0)]
+
+
+def key_rows(analytic: Mapping[str, int], measured: Mapping[str, int], keys: Iterable[str]) -> list[Mismatch]:
+    """``by_key[<k>]`` failure rows (measured obtained, analytic expected) of :func:`key_differences`."""
+    return [Mismatch(f"by_key[{k}]", m, a) for k, m, a in key_differences(analytic, measured, keys)]
+
+
+@dataclass
+class Verification:
+    """The verification half of a case: the analytic model against a measured count.
+
+    ``key_differences``: torch only, ``(op key, measured, analytic)`` of the matmul class keys
+    that differ (they must be exact);
+    ``within_band``: the remainder after ``explain_delta`` lies within the ``verify`` band;
+    ``unknown``: blind spots no known cause explains.
+    """
+
+    explanation: Any                 # harness.counters.delta.DeltaExplanation
+    band: Any                        # harness.golden.Band ("verify")
+    within_band: bool
+    key_differences: list[tuple[str, int, int]]
+    unknown: list[Any]               # DeltaExplanation components with known == False
+
+    @property
+    def key_rows(self) -> list[Mismatch]:
+        return [Mismatch(f"by_key[{k}]", m, a) for k, m, a in self.key_differences]
+
+    @property
+    def key_lines(self) -> list[str]:
+        return [f"{k}: measured {m:,} vs analytic {a:,}" for k, m, a in self.key_differences]
+
+    @property
+    def unknown_lines(self) -> list[str]:
+        return [f"{c.name}: {c.flops:+,} ({c.detail})" for c in self.unknown]
+
+
+def verification(counter: str, stage: str, analytic: Any, measured: Any, bands: Any) -> Verification:
+    """The suite's verification verdict of one measured count (see :func:`verification_problems`)."""
+    from harness.analytic import MATMUL_KEYS
+    from harness.counters import UNMAPPED, explain_delta
+
+    keys = (*MATMUL_KEYS, UNMAPPED) if counter == "torch" else ()
+    differences = key_differences(dict(analytic.flops), measured.by_key, keys)
+    explanation = explain_delta(analytic, measured)
+    band = bands.lookup("verify", stage, counter, measured.convention)
+    expected = explanation.analytic_matmul
+    within = band.allows(expected + explanation.remainder, expected)
+    unknown = [c for c in explanation.components if not c.known]
+    return Verification(explanation, band, within, differences, unknown)
+
+
+def verification_problems(case: Any, analytic: Any, measured: Any, bands: Any) -> list[str]:
+    """Failure messages of the verification half (empty: verified)."""
+    verdict = verification(case.counter, case.stage, analytic, measured, bands)
+    explanation = verdict.explanation
+    problems = []
+    if verdict.key_differences:
+        problems.append(format_mismatch(
+            f"verify {case.id}: matmul class differs between torch (obtained) and the analytic "
+            "model (expected); it must be exact, op key by op key.", verdict.key_rows))
+    if not verdict.within_band:
+        expected = explanation.analytic_matmul
+        rows = [Mismatch("measured - explained", expected + explanation.remainder, expected,
+                         "unexplained remainder")]
+        problems.append(format_mismatch(
+            f"verify {case.id}: {case.counter} ({measured.variant}) after explain_delta differs from "
+            "the analytic matmul class (expected) beyond the band.", rows, band=verdict.band,
+            context=str(explanation).splitlines()))
+    if verdict.unknown:
+        problems.append(
+            f"verify {case.id}: {case.counter} ({measured.variant}) has blind spots no known cause "
+            "explains (document them in harness.counters.delta.KNOWN_BLIND_SPOTS, or fix the counter):\n"
+            + "\n".join(f"  {line}" for line in verdict.unknown_lines)
+            + "\n" + str(explanation))
+    return problems
+
+
+# ------------------------------------------------------------------------------------ cache
+@dataclass
+class Measurement:
+    """A memoised count (or the error it raised) and what it cost."""
+
+    count: Any = None
+    error: BaseException | None = None
+    seconds: float = 0.0
+    page: str = ""
+    failure: str = ""
+
+
+@dataclass
+class Engine:
+    """Built models, layouts, analytic costs, and counts memoised per shape key."""
+
+    model_path: Any = None
+    trust_remote_code: bool = False
+    device: str = DEVICE
+    text_tokens: int | None = None
+    targets: dict[str, Any] = field(default_factory=dict)
+    built: dict[str, Any] = field(default_factory=dict)
+    build_errors: dict[str, BaseException] = field(default_factory=dict)
+    layouts: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+    inputs: dict[tuple, Any] = field(default_factory=dict)
+    analytic_costs: dict[tuple, Any] = field(default_factory=dict)
+    measurements: dict[tuple, Measurement] = field(default_factory=dict)
+    lookups: int = 0
+    build_seconds: dict[str, float] = field(default_factory=dict)
+    _pages: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.text_tokens is None:
+            from harness.workload import DEFAULT_PROMPT_TOKENS
+
+            self.text_tokens = DEFAULT_PROMPT_TOKENS
+
+    # pages and layouts --------------------------------------------------------------------
+    def page(self, page_id: str) -> "Page":
+        if self._pages is None:
+            self._pages = self._builtin_pages()
+        return self._pages[page_id]
+
+    @staticmethod
+    def _builtin_pages() -> dict[str, "Page"]:
+        from harness.pages import builtin_pages
+
+        from harness.selection import suite_pages
+
+        pages = suite_pages("all")
+        for name in ("default",):
+            for page in builtin_pages(name):
+                pages.setdefault(page.page_id, page)
+        return pages
+
+    def register_pages(self, pages: Iterable["Page"], *, builtin: bool = True) -> None:
+        """Make ``pages`` known by id (e.g. a report's own files), next to the built-in sets.
+
+        ``builtin=False`` on a cache that knows no pages yet: these pages are all it knows (the
+        built-in sets are not loaded). A page whose id the cache knows at another size is a
+        ValueError (its layouts and counts would be the other page's); at the same size the known
+        page stays.
+        """
+        if self._pages is None:
+            self._pages = self._builtin_pages() if builtin else {}
+        for page in pages:
+            known = self._pages.get(page.page_id)
+            if known is None:
+                self._pages[page.page_id] = page
+            elif (known.width, known.height) != (page.width, page.height):
+                raise ValueError(f"page {page.page_id!r}: {page.width}x{page.height} here, but the shared "
+                                 f"cache knows a page of that id at {known.width}x{known.height}; rename it")
+
+    def layout(self, target: str, mode: str, page_id: str) -> "ViewLayout":
+        key = (target, mode, page_id)
+        if key not in self.layouts:
+            from harness.workload import compute_view_layout, get_workload
+
+            page = self.page(page_id)
+            self.layouts[key] = compute_view_layout(get_workload(target, mode), page.width, page.height)
+        return self.layouts[key]
+
+    def shape_key(self, case: Case) -> tuple:
+        return shape_key(case.stage, self.layout(case.target, case.mode, case.page), text_tokens=self.text_tokens)
+
+    # models ---------------------------------------------------------------------------------
+    def target(self, name: str) -> Any:
+        if name not in self.targets:
+            from harness.targets import get_target
+
+            self.targets[name] = get_target(name, model_path=self.model_path,
+                                            trust_remote_code=self.trust_remote_code)
+        return self.targets[name]
+
+    def built_model(self, name: str, dtype: str = "float32") -> Any:
+        """The target built on :data:`DEVICE` in ``dtype`` (once per session; a failure is memoised).
+        The FLOP counters run the float32 build; the byte counter the :data:`BYTES_DTYPE` one."""
+        key = name if dtype == "float32" else f"{name}:{dtype}"
+        if key in self.build_errors:
+            raise self.build_errors[key]
+        if key not in self.built:
+            import torch
+
+            start = time.perf_counter()
+            try:
+                self.built[key] = self.target(name).build(self.device, getattr(torch, dtype))
+            except BaseException as exc:
+                self.build_errors[key] = exc
+                raise
+            finally:
+                self.build_seconds[key] = time.perf_counter() - start
+        return self.built[key]
+
+    # analytic ---------------------------------------------------------------------------------
+    def analytic(self, case: Case, *, attn_implementation: str | None = None) -> Any:
+        """The analytic Cost of the case's stage for an attention implementation (memoised per
+        shape key). Without ``attn_implementation`` the built model's is used."""
+        if attn_implementation is None:
+            attn_implementation = self.built_model(case.target).attn_implementation
+        layout = self.layout(case.target, case.mode, case.page)
+        key = (case.target, case.stage, self.shape_key(case), attn_implementation)
+        if key not in self.analytic_costs:
+            from harness.analytic import stage_costs
+
+            costs = stage_costs(case.target, layout, text_tokens=self.text_tokens,
+                                attn_implementation=attn_implementation)
+            for stage, cost in costs.items():
+                probe = Case(case.target, case.mode, case.page, stage, case.counter)
+                self.analytic_costs[(case.target, stage, self.shape_key(probe), attn_implementation)] = cost
+        return self.analytic_costs[key]
+
+    # measured -----------------------------------------------------------------------------------
+    def measurement_key(self, case: Case, variant: str = VARIANT) -> tuple:
+        """The memo key of ``case`` under ``variant``: ``(target, stage, counter, shape key)`` for the
+        suite's patched variant; ``<counter>:<variant>`` in the counter slot otherwise."""
+        counter = case.counter if variant == VARIANT else f"{case.counter}:{variant}"
+        return (case.target, case.stage, counter, self.shape_key(case))
+
+    def measure(self, case: Case, variant: str = VARIANT) -> Any:
+        """The case's StageCount under ``variant`` ("patched": the suite's; "stock": the tool as
+        shipped, whose blind spots ``harness report`` sizes), measured once per (target, stage,
+        counter, variant, shape key)."""
+        key = self.measurement_key(case, variant)
+        found = self.measurements.get(key)
+        if found is None:
+            found = self._measure(case, variant)
+            self.measurements[key] = found
+        else:
+            self.lookups += 1
+        if found.error is not None:
+            raise found.error
+        return found.count
+
+    def _measurement(self, case: Case, variant: str = VARIANT) -> Measurement | None:
+        return self.measurements.get(self.measurement_key(case, variant))
+
+    def first_page(self, case: Case, variant: str = VARIANT) -> str:
+        """The page on which the case's shape key was measured."""
+        found = self._measurement(case, variant)
+        return found.page if found else case.page
+
+    def failure_text(self, case: Case, variant: str = VARIANT) -> str:
+        """The formatted error of a failed measurement (the traceback's tail)."""
+        found = self._measurement(case, variant)
+        return found.failure if found else ""
+
+    def _inputs(self, case: Case, dtype: str = "float32") -> Any:
+        # one ModelInputs per (target, mode, page) whose stages are still being measured: the
+        # target caches upstream stage outputs on it, so sam -> encoder -> projector share work
+        key = (case.target, case.mode, case.page) + (() if dtype == "float32" else (dtype,))
+        if key not in self.inputs:
+            import torch
+
+            page = self.page(case.page)
+            self.inputs[key] = self.target(case.target).prepare(
+                (page.width, page.height), case.mode, self.text_tokens, device=self.device,
+                dtype=getattr(torch, dtype))
+        return self.inputs[key]
+
+    def _measure(self, case: Case, variant: str) -> Measurement:
+        from harness.counters import count
+
+        start = time.perf_counter()
+        try:
+            if case.counter == BYTES:
+                from harness.counters.bytes import count_bytes
+
+                built = self.built_model(case.target, BYTES_DTYPE)
+                calls = self.target(case.target).stage_calls(built, self._inputs(case, BYTES_DTYPE), case.stage)
+                result = count_bytes(calls, target=case.target, stage=case.stage)
+                return Measurement(result, None, time.perf_counter() - start, case.page)
+            built = self.built_model(case.target)
+            calls = self.target(case.target).stage_calls(built, self._inputs(case), case.stage)
+            # stock: blind spots are the finding, reported rather than raised (count's default)
+            result = count(case.counter, calls, variant=variant, target=case.target, stage=case.stage)
+            return Measurement(result, None, time.perf_counter() - start, case.page)
+        except Exception as exc:  # memoised: every page of this shape key fails the same way
+            text = "".join(traceback.format_exception(exc, limit=-12))
+            return Measurement(None, exc, time.perf_counter() - start, case.page, text)
+
+    def bytes_problems(self, case: Case, measured: Any) -> list[str]:
+        """The byte counter's verdict on one stage: every matmul-class key equal to the analytic
+        op-level bytes to the byte; every other key equal, or its difference sized by a named cause;
+        what is left unexplained under :data:`harness.counters.bytes.UNEXPLAINED_BAND` of the stage."""
+        from harness.analytic import stage_costs
+        from harness.analytic.config import load_dims
+        from harness.counters.bytes import (UNEXPLAINED_BAND, compare_bytes, format_bytes_table,
+                                            named_byte_causes, routing_cause, stage_tokens)
+
+        built = self.built_model(case.target, BYTES_DTYPE)
+        layout = self.layout(case.target, case.mode, case.page)
+        b = 2
+        experts = built.experts_implementation if case.target == "ocr2" else "loop"
+        model_path = str(self.model_path) if case.target == "dsocr" and self.model_path else None
+        cost = stage_costs(case.target, layout, text_tokens=self.text_tokens, dtype_bytes=b,
+                           attn_implementation=built.attn_implementation, experts_implementation=experts,
+                           config=model_path)[case.stage]
+        dims = load_dims(case.target, model_path)
+        causes = named_byte_causes(case.target, case.stage, layout, dims, b)
+        if measured.experts_called and experts == "loop":
+            causes.append(routing_cause(dims.lm, stage_tokens(case.stage, layout), measured.experts_called, b))
+        rows = compare_bytes(case.stage, cost, measured, causes)
+        total = next(r for r in rows if r.key == "total")
+        bad = [r for r in rows if r.key != "total" and ((r.key_class == "matmul" and r.difference)
+                                                       or r.unexplained)]
+        if not bad and abs(total.unexplained) <= UNEXPLAINED_BAND * max(total.measured, 1):
+            return []
+        return [f"bytes {case.target} {case.stage}: the analytic op-level bytes differ from the byte counter's "
+                "(matmul-class keys must be exact; every other difference must be a named, sized cause):\n"
+                + format_bytes_table(rows)]
+
+    def environment(self, case: Case) -> dict[str, Any]:
+        """What made the counts: versions, device, dtype, implementations, counter variant."""
+        return {**environment_versions(), **built_environment(self.built_model(case.target)),
+                "counter_variant": VARIANT}
+
+    # statistics -------------------------------------------------------------------------------
+    def stats_lines(self) -> list[str]:
+        """Model runs, lookups and time, for the terminal summary."""
+        if not self.measurements and not self.built:
+            return []
+        runs = len(self.measurements)
+        seconds = sum(m.seconds for m in self.measurements.values())
+        failed = sum(1 for m in self.measurements.values() if m.error is not None)
+        lines = [f"{runs} measured count(s) ({failed} failed) in {seconds:.1f} s, "
+                 f"{self.lookups} memoised lookup(s); builds: "
+                 + (", ".join(f"{t} {s:.1f} s" for t, s in sorted(self.build_seconds.items())) or "none")]
+        slow = sorted(self.measurements.items(), key=lambda kv: -kv[1].seconds)[:5]
+        for (target, stage, counter, key), m in slow:
+            lines.append(f"  {m.seconds:7.2f} s  {target} {stage} {counter} {key}")
+        return lines

@@ -1,0 +1,37 @@
+"""Goldens: the files (:mod:`.store`), the tolerance bands (:mod:`.bands`), the comparison and its
+failure message (:mod:`.compare`), and the bookkeeping of a pytest run (:mod:`.session`).
+
+See :mod:`harness.golden.store` for the two kinds of golden (layout and count) and their format.
+"""
+
+from harness.golden.bands import EXACT, Band, Bands, BandsError, load_bands
+from harness.golden.compare import (
+    BAND_FIELDS,
+    INFO_FIELDS,
+    Mismatch,
+    compare_entry,
+    compare_values,
+    format_mismatch,
+    format_table,
+)
+from harness.golden.store import (
+    SCHEMA_VERSION,
+    TEMP_SUFFIX,
+    GoldenError,
+    GoldenLockedError,
+    UpdateLock,
+    count_path,
+    dumps_golden,
+    facts,
+    iter_golden_files,
+    layout_path,
+    load_doc,
+    write_atomic,
+)
+
+__all__ = [
+    "EXACT", "Band", "Bands", "BandsError", "load_bands",
+    "BAND_FIELDS", "INFO_FIELDS", "Mismatch", "compare_entry", "compare_values", "format_mismatch", "format_table",
+    "SCHEMA_VERSION", "TEMP_SUFFIX", "GoldenError", "GoldenLockedError", "UpdateLock", "count_path",
+    "dumps_golden", "facts", "iter_golden_files", "layout_path", "load_doc", "write_atomic",
+]

@@ -1,0 +1,510 @@
+"""The golden bookkeeping of one pytest run: checks, records, the final write, unused and prune.
+
+One :class:`GoldenSession` lives in every pytest process. A test calls :meth:`check_layout` or
+:meth:`check_count`: a normal run compares with the golden (a failure is a table and the exact
+command that regenerates it); ``--update-golden`` records instead. The process that owns the
+terminal (the only one without xdist, the controller with it) receives the xdist workers' records
+and, at the end, writes each golden file once, atomically, under the update lock.
+
+Safety rules:
+
+* ``--update-golden`` writes and rewrites; it never deletes. A file is rewritten only when its
+  facts change; an environment difference alone (e.g. another transformers release) is shown,
+  not written.
+* Unused goldens are computed from the suite *definition* (every target, mode, page, stage,
+  counter and shape key it defines), never from what ran, and listed with the command that
+  removes them.
+* Deleting takes ``--prune-golden``, which deletes a target's unused goldens only when every case
+  the definition expects of that target ran and passed in this session, and the run was not
+  stopped, interrupted, or broken by a collection error or a crashed worker. Otherwise it refuses,
+  says why, and the run fails.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.golden.bands import Band, Bands, load_bands
+from harness.golden.compare import Mismatch, compare_entry, compare_values, format_mismatch
+from harness.golden.store import (
+    SCHEMA_VERSION,
+    GoldenError,
+    UpdateLock,
+    count_path,
+    dumps_golden,
+    facts,
+    iter_golden_files,
+    layout_path,
+    load_doc,
+    sweep_temp_files,
+    write_atomic,
+)
+
+__all__ = ["GoldenSession", "Expected", "PROPERTY", "WORKER_OUTPUT", "layout_address", "count_address",
+           "regenerate_command"]
+
+#: ``user_properties`` name under which an item carries its golden address.
+PROPERTY = "harness_golden"
+#: ``workeroutput`` key of an xdist worker's records.
+WORKER_OUTPUT = "harness_goldens"
+#: How many names the terminal summary lists per category before "and N more".
+SUMMARY_LIMIT = 10
+
+
+def layout_address(target: str, mode: str, page: str) -> str:
+    return f"layout:{target}-{mode}-{page}"
+
+
+def count_address(target: str, stage: str, counter: str, key: str) -> str:
+    return f"count:{target}-{stage}-{counter}-{key}"
+
+
+@dataclass
+class Expected:
+    """What the suite definition expects, independent of what this run selected or can run.
+
+    ``layouts``: ``(target, mode) -> page ids``; ``counts``: ``(target, stage, shape key) ->
+    (shape, pages reaching it, counters)``.
+    """
+
+    layouts: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    counts: dict[tuple[str, str, str], tuple[dict[str, Any], tuple[str, ...], tuple[str, ...]]] = \
+        field(default_factory=dict)
+
+    def addresses(self, target: str) -> set[str]:
+        out = {layout_address(t, m, p) for (t, m), pages in self.layouts.items() if t == target for p in pages}
+        out |= {count_address(t, s, c, k) for (t, s, k), (_, _, counters) in self.counts.items()
+                if t == target for c in counters}
+        return out
+
+    @property
+    def targets(self) -> set[str]:
+        return {t for t, _ in self.layouts} | {t for t, _, _ in self.counts}
+
+
+def regenerate_command(config: pytest.Config, nodeid: str | None, *, flag: str = "--update-golden") -> str:
+    """The exact command that regenerates the golden of ``nodeid`` (or all goldens).
+
+    Options with a value are written ``--opt=value``: pytest reads a separate word that names an
+    existing directory (a golden or model directory outside the project) as a test path when it
+    looks for the rootdir, and would then run with another rootdir and configuration.
+    """
+    words = ["pytest"]
+    for dest, opt in (("harness_device", "--device"), ("harness_model_path", "--model-path"),
+                      ("harness_golden_dir", "--golden-dir")):
+        value = config.getoption(dest, None)
+        if value:
+            words.append(f"{opt}={value}")
+    if config.getoption("harness_trust_remote_code", False):
+        words.append("--trust-remote-code")
+    words.append(flag)
+    if nodeid:
+        words.append(nodeid)
+    return shlex.join(words)
+
+
+@dataclass
+class _CountRecord:
+    shape: dict[str, Any]
+    pages: list[str]
+    environment: dict[str, Any] = field(default_factory=dict)
+    counters: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class GoldenSession:
+    """Checks and records goldens in one pytest process; writes them at the end of the run."""
+
+    def __init__(self, config: pytest.Config, root: Path, bands_path: Path, *,
+                 expected: Callable[[], Expected] | None = None,
+                 stages: Iterable[str] | None = None, counters: Iterable[str] | None = None) -> None:
+        self.config = config
+        self.root = Path(root)
+        self.bands_path = Path(bands_path)
+        self.update: bool = bool(config.getoption("harness_update_golden", False))
+        self.prune: bool = bool(config.getoption("harness_prune_golden", False))
+        self._expected_factory = expected
+        self._expected: Expected | None = None
+        self._band_names = (None if stages is None else tuple(stages),
+                            None if counters is None else tuple(counters))
+        self._bands: Bands | None = None
+        self._docs: dict[Path, dict[str, Any] | GoldenError | None] = {}
+        self.lock = UpdateLock(self.root)
+        self.layout_records: dict[tuple[str, str], dict[str, Any]] = {}   # (target, mode) -> {text_tokens, pages}
+        self.count_records: dict[tuple[str, str, str], _CountRecord] = {}
+        # terminal-owning process only
+        self.reported: dict[str, str] = {}
+        self.collect_errors = 0
+        self.worker_failures = 0
+        self.written: list[Path] = []
+        self.unchanged: list[Path] = []
+        self.env_only: list[tuple[Path, list[str]]] = []
+        self.env_seen: dict[str, tuple[Any, Any]] = {}
+        self.replaced_corrupt: list[Path] = []
+        self.unused: list[str] = []
+        self.pruned: list[str] = []
+        self.prune_refused: list[str] = []
+        self.swept: list[Path] = []
+        self.errors: list[str] = []
+
+    # ----------------------------------------------------------------------------- basics
+    @property
+    def bands(self) -> Bands:
+        """The tolerance bands (read once; stage and counter names validated)."""
+        if self._bands is None:
+            stages, counters = self._band_names
+            self._bands = load_bands(self.bands_path, stages=stages, counters=counters)
+        return self._bands
+
+    @property
+    def expected(self) -> Expected:
+        if self._expected is None:
+            self._expected = self._expected_factory() if self._expected_factory else Expected()
+        return self._expected
+
+    @property
+    def writes(self) -> bool:
+        return self.update or self.prune
+
+    def display_path(self, path: Path) -> str:
+        try:
+            return str(Path(path).relative_to(self.config.rootpath))
+        except ValueError:
+            return str(path)
+
+    def _load(self, path: Path, kind: str, nodeid: str | None) -> dict[str, Any] | None:
+        """The golden document at ``path`` (cached), None if absent; GoldenError if corrupt."""
+        if path not in self._docs:
+            try:
+                self._docs[path] = load_doc(path, kind, display=self.display_path(path))
+            except GoldenError as exc:
+                self._docs[path] = exc
+        doc = self._docs[path]
+        if isinstance(doc, GoldenError):
+            text = str(doc).rsplit("\nTo regenerate it, run:", 1)[0]
+            raise GoldenError(f"{text}\nTo regenerate it, run:\n  {regenerate_command(self.config, nodeid)}")
+        return doc
+
+    def _fail(self, message: str) -> None:
+        __tracebackhide__ = True
+        pytest.fail(message, pytrace=False)
+
+    def _env_context(self, obtained: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
+        diffs = []
+        for name in sorted(set(obtained) | set(expected)):
+            if name in obtained and obtained.get(name) != expected.get(name):
+                diffs.append(f"  {name}: golden {expected.get(name)!r}, now {obtained.get(name)!r}")
+                self.env_seen.setdefault(name, (expected.get(name), obtained.get(name)))
+        return (["environment differs from the one that made the golden:"] + diffs) if diffs else []
+
+    # ----------------------------------------------------------------------------- layouts
+    def check_layout(self, target: str, mode: str, page: str, record: Mapping[str, Any], *,
+                     text_tokens: int, nodeid: str | None = None) -> None:
+        """Compare one page's layout with its row in ``<target>/layout/<mode>.json`` (or record it)."""
+        __tracebackhide__ = True
+        record = json.loads(dumps_golden(record))
+        if self.update:
+            rec = self.layout_records.setdefault((target, mode), {"text_tokens": text_tokens, "pages": {}})
+            rec["pages"][page] = record
+            return
+        path = layout_path(self.root, target, mode)
+        command = regenerate_command(self.config, nodeid)
+        try:
+            doc = self._load(path, "layout", nodeid)
+        except GoldenError as exc:
+            self._fail(str(exc))
+        if doc is None or page not in doc["pages"]:
+            self._fail(f"layout golden {target}-{mode}-{page}: "
+                       f"{'no golden file ' + self.display_path(path) if doc is None else 'no row for this page in ' + self.display_path(path)}."
+                       f"\nTo create it, run:\n  {command}")
+        rows = compare_values("layout", record, doc["pages"][page])
+        if doc.get("text_tokens") != text_tokens:
+            rows.append(Mismatch("text_tokens", text_tokens, doc.get("text_tokens")))
+        if rows:
+            self._fail(format_mismatch(f"layout golden {target}-{mode}-{page}: the page's layout differs from "
+                                       "the golden.", rows, path=self.display_path(path), regenerate=command))
+
+    # ----------------------------------------------------------------------------- counts
+    def read_count(self, target: str, stage: str, key: str, counter: str, *, nodeid: str | None = None,
+                   command: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(entry, document)`` of one counter's count golden; fails the test with the fix if absent."""
+        __tracebackhide__ = True
+        path = count_path(self.root, target, stage, key)
+        command = command or regenerate_command(self.config, nodeid)
+        try:
+            doc = self._load(path, "count", nodeid)
+        except GoldenError as exc:
+            self._fail(str(exc).rsplit("\nTo regenerate it, run:", 1)[0] + f"\nTo regenerate it, run:\n  {command}")
+        if doc is None:
+            self._fail(f"count golden {target}-{stage}-{counter}-{key}: no golden file "
+                       f"{self.display_path(path)}.\nTo create it, run:\n  {command}")
+        entry = doc["counters"].get(counter)
+        if entry is None:
+            self._fail(f"count golden {target}-{stage}-{counter}-{key}: {self.display_path(path)} has no entry "
+                       f"for counter {counter!r} (it has: {', '.join(sorted(doc['counters'])) or 'nothing'})."
+                       f"\nTo create it, run:\n  {command}")
+        return entry, doc
+
+    def has_count(self, target: str, stage: str, key: str, counter: str) -> bool:
+        try:
+            doc = self._load(count_path(self.root, target, stage, key), "count", None)
+        except GoldenError:
+            return False
+        return doc is not None and counter in doc["counters"]
+
+    def check_count(self, target: str, stage: str, counter: str, key: str, entry: Mapping[str, Any], *,
+                    shape: Mapping[str, Any], pages: Iterable[str], environment: Mapping[str, Any],
+                    nodeid: str | None = None, band: Band | None = None) -> None:
+        """Compare one counter's count at one shape key with its golden (or record it)."""
+        __tracebackhide__ = True
+        entry = json.loads(dumps_golden(entry))
+        shape = json.loads(dumps_golden(shape))
+        pages = list(pages)
+        env = json.loads(dumps_golden(environment))
+        if self.update:
+            rec = self.count_records.setdefault((target, stage, key), _CountRecord(shape, pages))
+            rec.environment.update(env)
+            rec.counters[counter] = entry
+            return
+        expected, doc = self.read_count(target, stage, key, counter, nodeid=nodeid)
+        if band is None:
+            band = self.bands.lookup("regress", stage, counter, str(entry.get("convention", "")))
+        rows = compare_entry(entry, expected, band)
+        rows += compare_values("shape", shape, doc["shape"])
+        if pages != doc["pages"]:
+            rows.append(Mismatch("pages", f"{len(pages)} page(s)", f"{len(doc['pages'])} page(s)",
+                                 f"pages reaching this key changed: +{sorted(set(pages) - set(doc['pages']))[:3]} "
+                                 f"-{sorted(set(doc['pages']) - set(pages))[:3]}"))
+        context = self._env_context(env, doc.get("environment") or {})
+        if rows:
+            self._fail(format_mismatch(f"count golden {target}-{stage}-{counter}-{key}: measured counts differ "
+                                       "from the golden.", rows, band=band,
+                                       path=self.display_path(count_path(self.root, target, stage, key)),
+                                       regenerate=regenerate_command(self.config, nodeid), context=context))
+
+    # ----------------------------------------------------------------------- xdist
+    def worker_output(self) -> str:
+        return json.dumps({
+            "layouts": [[list(k), v] for k, v in sorted(self.layout_records.items())],
+            "counts": [[list(k), {"shape": r.shape, "pages": r.pages, "environment": r.environment,
+                                  "counters": r.counters}] for k, r in sorted(self.count_records.items())],
+            "env_seen": {k: list(v) for k, v in self.env_seen.items()},
+            "collect_errors": self.collect_errors})
+
+    def add_worker_output(self, data: Mapping[str, Any]) -> None:
+        for key, rec in data.get("layouts", []):
+            mine = self.layout_records.setdefault(tuple(key), {"text_tokens": rec["text_tokens"], "pages": {}})
+            mine["pages"].update(rec["pages"])
+        for key, rec in data.get("counts", []):
+            mine = self.count_records.setdefault(tuple(key), _CountRecord(rec["shape"], rec["pages"]))
+            mine.environment.update(rec["environment"])
+            mine.counters.update(rec["counters"])
+        for name, pair in data.get("env_seen", {}).items():
+            self.env_seen.setdefault(name, tuple(pair))
+        self.collect_errors = max(self.collect_errors, int(data.get("collect_errors", 0)))
+
+    # ----------------------------------------------------------------------- finish
+    def start(self, what: str) -> None:
+        """Take the update lock (writing runs only) and sweep stale temporary files."""
+        if not self.writes:
+            return
+        self.lock.acquire(what)
+        self.swept = sweep_temp_files(self.root, self.lock)
+
+    def stop_reasons(self, session: pytest.Session) -> list[str]:
+        """Why this run cannot vouch for the whole definition (empty: it can)."""
+        reasons = []
+        if self.collect_errors:
+            reasons.append("collection errors")
+        if self.worker_failures:
+            reasons.append("an xdist worker crashed")
+        if session.shouldstop or session.shouldfail:
+            reasons.append("stopped early")
+        if session.exitstatus == pytest.ExitCode.INTERRUPTED:
+            reasons.append("interrupted")
+        if self.config.getoption("collectonly", False):
+            reasons.append("--collect-only")
+        return reasons
+
+    def finish(self, session: pytest.Session) -> None:
+        """Write what was recorded (never deleting), find unused goldens, prune if asked and allowed."""
+        try:
+            if self.update:
+                self._write_layouts()
+                self._write_counts()
+            self._find_unused()
+            if self.prune:
+                self._prune(self.stop_reasons(session))
+        finally:
+            self.lock.release()
+
+    def _write(self, path: Path, kind: str, doc: dict[str, Any], old: dict[str, Any] | None) -> None:
+        if old is not None and facts(old) == facts(json.loads(dumps_golden(doc))):
+            self.unchanged.append(path)
+            diffs = [f"{k}: {old.get('environment', {}).get(k)!r} -> {v!r}"
+                     for k, v in sorted(doc.get("environment", {}).items())
+                     if old.get("environment", {}).get(k) != v]
+            if diffs:
+                self.env_only.append((path, diffs))
+            return
+        try:
+            (self.written if write_atomic(path, dumps_golden(doc)) else self.unchanged).append(path)
+        except OSError as exc:
+            self.errors.append(f"could not write {self.display_path(path)}: {exc}")
+
+    def _old(self, path: Path, kind: str) -> dict[str, Any] | None:
+        try:
+            return load_doc(path, kind)
+        except GoldenError:
+            self.replaced_corrupt.append(path)
+            return None
+
+    def _write_layouts(self) -> None:
+        for (target, mode), rec in sorted(self.layout_records.items()):
+            path = layout_path(self.root, target, mode)
+            old = self._old(path, "layout")
+            # rows of pages that did not run are kept, even under another text_tokens (never delete;
+            # a stale row fails its test and names the command that regenerates it)
+            pages = dict(old["pages"]) if old else {}
+            pages.update(rec["pages"])
+            import harness
+
+            doc = {"schema": SCHEMA_VERSION, "kind": "layout", "target": target, "mode": mode,
+                   "text_tokens": rec["text_tokens"], "pages": pages,
+                   "environment": {"harness": harness.__version__}}
+            self._write(path, "layout", doc, old)
+
+    def _write_counts(self) -> None:
+        for (target, stage, key), rec in sorted(self.count_records.items()):
+            path = count_path(self.root, target, stage, key)
+            old = self._old(path, "count")
+            counters = dict(old["counters"]) if old else {}
+            counters.update(rec.counters)
+            environment = dict(old.get("environment", {})) if old else {}
+            environment.update(rec.environment)
+            doc = {"schema": SCHEMA_VERSION, "kind": "count", "target": target, "stage": stage,
+                   "shape_key": key, "shape": rec.shape, "pages": rec.pages, "counters": counters,
+                   "environment": environment}
+            self._write(path, "count", doc, old)
+
+    def _find_unused(self) -> None:
+        """Golden files, pages and counter entries the suite definition does not expect."""
+        expected = self.expected
+        for path in iter_golden_files(self.root):
+            kind = path.parent.name if path.parent.name == "layout" else "count"
+            try:
+                doc = load_doc(path, kind)
+            except GoldenError:
+                continue
+            if doc is None:
+                continue
+            if kind == "layout":
+                pages = expected.layouts.get((doc["target"], doc["mode"]))
+                if path != layout_path(self.root, doc["target"], doc["mode"]):
+                    continue         # misplaced: not ours to judge
+                if pages is None:
+                    self.unused.append(layout_address(doc["target"], doc["mode"], "*"))
+                else:
+                    self.unused += [layout_address(doc["target"], doc["mode"], p)
+                                    for p in sorted(set(doc["pages"]) - set(pages))]
+            else:
+                if path != count_path(self.root, doc["target"], doc["stage"], doc["shape_key"]):
+                    continue
+                want = expected.counts.get((doc["target"], doc["stage"], doc["shape_key"]))
+                if want is None:
+                    self.unused.append(count_address(doc["target"], doc["stage"], "*", doc["shape_key"]))
+                else:
+                    self.unused += [count_address(doc["target"], doc["stage"], c, doc["shape_key"])
+                                    for c in sorted(set(doc["counters"]) - set(want[2]))]
+
+    def _prune(self, stop_reasons: list[str]) -> None:
+        if stop_reasons:
+            if self.unused:
+                self.prune_refused.append(f"nothing pruned: not a complete run ({', '.join(stop_reasons)})")
+            return
+        by_target: dict[str, list[str]] = {}
+        for address in self.unused:
+            by_target.setdefault(address.split(":", 1)[1].split("-", 1)[0], []).append(address)
+        for target, addresses in sorted(by_target.items()):
+            missing = sorted(a for a in self.expected.addresses(target) if self.reported.get(a) != "passed")
+            if missing:
+                self.prune_refused.append(
+                    f"{target}: {len(addresses)} unused golden(s) kept: {len(missing)} expected case(s) of "
+                    f"{target} did not run and pass in this session (e.g. {missing[0]}); prune in a run "
+                    f"that runs all of {target}'s cases")
+                continue
+            for address in addresses:
+                self._delete(address)
+            self.pruned += addresses
+
+    def _delete(self, address: str) -> None:
+        kind, rest = address.split(":", 1)
+        if kind == "layout":
+            target, mode, page = rest.split("-", 2)
+            path = layout_path(self.root, target, mode)
+            if page == "*":
+                path.unlink(missing_ok=True)
+                return
+            doc = load_doc(path, "layout")
+            if doc is not None:
+                doc["pages"].pop(page, None)
+                write_atomic(path, dumps_golden(doc))
+            return
+        target, stage, counter, key = rest.split("-", 3)
+        path = count_path(self.root, target, stage, key)
+        if counter == "*":
+            path.unlink(missing_ok=True)
+            try:
+                path.parent.rmdir()
+            except OSError:
+                pass
+            return
+        doc = load_doc(path, "count")
+        if doc is not None:
+            doc["counters"].pop(counter, None)
+            write_atomic(path, dumps_golden(doc))
+
+    # ----------------------------------------------------------------------- summary
+    def summary_lines(self) -> list[str]:
+        """The terminal summary: written, unchanged, environment-only differences, unused, pruned."""
+        lines: list[str] = []
+        show = self.display_path
+        if self.swept:
+            lines.append(f"{len(self.swept)} stale temporary file(s) of a killed run removed")
+        if self.update:
+            lines.append(f"{len(self.written)} golden file(s) written, {len(self.unchanged)} unchanged"
+                         + (f", {len(self.replaced_corrupt)} corrupt file(s) replaced" if self.replaced_corrupt else ""))
+            lines += [f"  written: {show(p)}" for p in self.written[:SUMMARY_LIMIT]]
+            if len(self.written) > SUMMARY_LIMIT:
+                lines.append(f"  ... and {len(self.written) - SUMMARY_LIMIT} more")
+        if self.env_only:
+            first = self.env_only[0][1]
+            lines.append(f"{len(self.env_only)} golden file(s) not rewritten: only the environment differs "
+                         f"({'; '.join(first[:3])}); the counts are the same")
+        elif self.env_seen and not self.update:
+            lines.append("environment differs from the goldens' (shown, not written): "
+                         + "; ".join(f"{k}: golden {a!r}, now {b!r}" for k, (a, b) in sorted(self.env_seen.items())))
+        if self.pruned:
+            lines.append(f"{len(self.pruned)} unused golden(s) pruned")
+            lines += [f"  pruned: {a}" for a in self.pruned[:SUMMARY_LIMIT]]
+        remaining = [a for a in self.unused if a not in set(self.pruned)]
+        if remaining:
+            lines.append(f"{len(remaining)} unused golden(s) (the suite definition no longer expects them); "
+                         "remove them with `pytest --prune-golden` in a run of all their target's cases")
+            lines += [f"  unused: {a}" for a in remaining[:SUMMARY_LIMIT]]
+            if len(remaining) > SUMMARY_LIMIT:
+                lines.append(f"  ... and {len(remaining) - SUMMARY_LIMIT} more")
+        lines += [f"PRUNE REFUSED: {r}" for r in self.prune_refused]
+        lines += [f"ERROR: {e}" for e in self.errors]
+        return lines
+
+    @property
+    def failed(self) -> bool:
+        """Whether the session must fail the run (a write error, or a refused prune)."""
+        return bool(self.errors or self.prune_refused)

@@ -1,0 +1,123 @@
+"""The ``flop_count`` fixture end to end, in a fresh pytester project that has no conftest: the
+plugin comes in through its ``pytest11`` entry point, as in any project with harness installed.
+
+Flow: no golden -> a failure that says how to record it; ``--update-golden`` -> written and
+passing; a rerun -> passing, file untouched; the model changes -> an obtained / expected /
+difference failure, golden untouched; a band in ``golden/flop_count/tolerances.toml`` -> passing.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+from pathlib import Path
+
+import pytest
+
+import harness
+
+pytest_plugins = ["pytester"]
+
+WORKTREE = Path(harness.__file__).resolve().parent.parent
+PLUGINS = {"harness-count": "harness.count.pytest_plugin", "harness": "harness.plugin"}
+
+TEST_FILE = '''
+import torch
+from torch import nn
+
+WIDTH = {width}
+
+
+def build():
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Linear(64, WIDTH), nn.GELU(), nn.Linear(WIDTH, 64))
+        x = torch.randn(4, 64)
+    return model, x
+
+
+def test_mlp_flops(flop_count):
+    model, x = build()
+    result = flop_count(model, x, counters="torch,thop")
+    # 2*B*(64*W + W*64) matmul-class FLOPs, every counter
+    assert result["torch patched"].matmul_flops == 2 * 4 * (64 * WIDTH + WIDTH * 64)
+'''
+
+
+def _entry_point_site(tmp: Path) -> Path:
+    """A directory that declares the pytest11 entry points the installed harness lacks (an
+    editable install made before they were added); empty when the install has them."""
+    site = tmp / "site"
+    have = {ep.value for dist in md.distributions() for ep in dist.entry_points if ep.group == "pytest11"}
+    lines = [f"{name} = {value}" for name, value in PLUGINS.items() if value not in have]
+    if lines:
+        info = site / "harness_entry_points-0.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text("Metadata-Version: 2.1\nName: harness-entry-points\nVersion: 0.0\n")
+        (info / "entry_points.txt").write_text("[pytest11]\n" + "\n".join(lines) + "\n")
+    return site
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> pytest.Pytester:
+    site = _entry_point_site(tmp_path_factory.mktemp("entry_points"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(WORKTREE), str(site)]))
+    monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
+    monkeypatch.delenv("PYTEST_PLUGINS", raising=False)
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_model=TEST_FILE.format(width=128))
+    return pytester
+
+
+def run(project: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return project.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", *args, timeout=300)
+
+
+@pytest.mark.slow
+def test_record_pass_then_fail_on_change(project: pytest.Pytester):
+    golden = project.path / "golden" / "flop_count" / "test_model.test_mlp_flops.json"
+    assert not (project.path / "conftest.py").exists()
+
+    first = run(project)
+    first.assert_outcomes(failed=1)
+    first.stdout.fnmatch_lines(["*no flop_count golden golden/flop_count/test_model.test_mlp_flops.json*",
+                                "*pytest test_model.py::test_mlp_flops --update-golden*"])
+    assert not golden.exists()
+
+    recorded = run(project, "--update-golden")
+    recorded.assert_outcomes(passed=1)
+    recorded.stdout.fnmatch_lines(["*flop_count goldens*", "written: golden/flop_count/test_model.test_mlp_flops.json"])
+    text = golden.read_text()
+    assert '"matmul_flops": 131072' in text          # 2*4*(64*128 + 128*64)
+    assert '"convention": "mac"' in text and '"torch patched"' in text and '"thop stock"' in text
+
+    again = run(project)
+    again.assert_outcomes(passed=1)
+    assert golden.read_text() == text
+
+    project.makepyfile(test_model=TEST_FILE.format(width=96))
+    changed = run(project)
+    changed.assert_outcomes(failed=1)
+    changed.stdout.fnmatch_lines([
+        "*Sequential: FLOP counts differ from the golden*",
+        "*field*obtained*expected*difference*",
+        "*torch patched: matmul_flops*98,304*131,072*-32,768 (-25.000%)*",
+        "*If the change is deliberate, regenerate this golden with:*",
+        "*pytest test_model.py::test_mlp_flops --update-golden*"])
+    assert golden.read_text() == text               # a failing run never writes
+
+    (project.path / "golden" / "flop_count" / "tolerances.toml").write_text(
+        '[regress."test_model.test_mlp_flops"."*"]\nrel = 0.3\nnote = "width sweep"\n')
+    run(project).assert_outcomes(passed=1)
+    assert golden.read_text() == text
+
+
+def test_broken_golden_is_named_with_the_fix(project: pytest.Pytester):
+    """Also without the harness plugin (``-p no:harness``): the fixture needs none of its options."""
+    golden = project.path / "golden" / "flop_count" / "test_model.test_mlp_flops.json"
+    golden.parent.mkdir(parents=True)
+    golden.write_text('{"schema": 1, "kind": "harness.count", "counts": {')
+    result = run(project, "-p", "no:harness")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*test_model.test_mlp_flops.json is not valid JSON*",
+                                 "*pytest test_model.py::test_mlp_flops --update-golden*"])
+    assert golden.read_text().endswith('{')         # left as the user had it

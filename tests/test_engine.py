@@ -1,0 +1,127 @@
+"""harness.suite (the definition), harness.selection and harness.engine (memoised per shape key).
+
+The suite measures each shape key once and answers every other page from memory; that is only
+sound if the count really depends on nothing else. ``test_shape_key_is_sound`` measures two pages
+with one key but different sizes and tile grids (letter, 2x3 tiles, vs slide, 3x2) without the
+memo and requires identical counts.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.engine import Case, Engine, entry_record, key_name
+from harness.selection import Selection, suite_pages, validate_selection
+from harness.suite import count_cases, expected, layout_cases, shape_index
+from harness.targets import target_class
+
+#: These measure OCR-2, which needs transformers >= 5 (not the vendor environment).
+needs_ocr2 = pytest.mark.skipif(target_class("ocr2").environment_problem() is not None,
+                                reason="ocr2 needs transformers >= 5")
+
+
+@pytest.mark.parametrize("key, name", [
+    (("views", ("global", 1, 1024, 256), ("crops", 6, 768, 144)), "g1024+6x768"),
+    (("views", ("crops", 6, 640, 100), ("global", 1, 1024, 256)), "6x640+g1024"),
+    (("views", ("global", 1, 512, 64)), "g512"),
+    (("L", 1131), "L1131"),
+    (("T", 913), "T913"),
+])
+def test_key_names(key, name):
+    assert key_name(key) == name
+
+
+def test_letter_page_selection_narrows_counts_to_its_keys():
+    """ocr2 gundam letter (1700x2200 -> 2x3 tiles of 768 + a 1024 global view): L = 1131."""
+    cases, left_out = count_cases(Selection(targets=("ocr2",), modes=("gundam",), pages=("letter",)))
+    assert sorted({(c.stage, c.key) for c in cases}) == sorted([
+        ("sam", "g1024+6x768"), ("encoder", "g1024+6x768"), ("projector", "g1024+6x768"),
+        ("prefill", "L1131"), ("decode", "T1131")])
+    # torch, fvcore, thop and the byte counter (the letter page's keys), less fvcore sam: not on meta
+    assert len(cases) == 5 * 4 - 1 and sum(left_out.values()) == 1
+    assert [c.id for c in cases][:3] == ["ocr2-sam-bytes-g1024+6x768", "ocr2-sam-thop-g1024+6x768",
+                                         "ocr2-sam-torch-g1024+6x768"]
+    fact = next(c for c in cases if c.stage == "prefill")
+    assert fact.first == ("gundam", "letter") or "gundam/letter" in fact.pages
+    assert len(fact.pages) > 1                     # other pages of the definition reach L1131 too
+
+
+def test_definition_states_each_fact_once():
+    pages = suite_pages("all")
+    assert set(suite_pages("grid")) | set(suite_pages("corpus")) == set(pages)
+    assert set(suite_pages("default")) <= set(pages)
+    layouts = layout_cases()
+    from harness.workload import MODES
+
+    assert len(layouts) == sum(len(m) for m in MODES.values()) * len(pages) == 9 * 143
+    cases, left_out = count_cases()
+    ids = [c.id for c in cases]
+    assert len(ids) == len(set(ids))
+    # every (target, stage, key) of the definition, by every counter that can measure it on meta
+    exp = expected()
+    assert sum(len(v[2]) for v in exp.counts.values()) == len(cases)
+    # the byte counter measures the keys of the letter page: 5 stages x 3 modes (ocr2), x 6 (dsocr),
+    # less the vision keys two modes share (dsocr gundam and gundam6 reach one layout on letter)
+    assert sum(1 for c in cases if c.counter == "bytes" and c.target == "ocr2") == 15
+    assert len(exp.counts) == len(shape_index("ocr2")) + len(shape_index("dsocr")) == 35 + 88
+
+
+@pytest.mark.parametrize("selection, message", [
+    (Selection(targets=("ocr3",)), "--target 'ocr3': unknown target. Did you mean 'ocr2'"),
+    (Selection(modes=("gundam7",)), "--mode 'gundam7': unknown mode. Did you mean 'gundam'"),
+    (Selection(counters=("fvcor",)), "--counter 'fvcor': unknown counter. Did you mean 'fvcore'?"),
+    (Selection(stages=("clip",), targets=("ocr2",)), "--stage 'clip': unknown stage."),
+    (Selection(pages=("leter",)), "--page 'leter': unknown page (of page set 'all'). Did you mean 'letter'"),
+])
+def test_unknown_names_are_reported_with_suggestions(selection, message):
+    errors = validate_selection(selection)
+    assert len(errors) == 1 and errors[0].startswith(message), errors
+
+
+@pytest.fixture(scope="module")
+def cache():
+    return Engine()
+
+
+@needs_ocr2
+def test_counts_are_memoised_per_shape_key(cache):
+    letter = Case("ocr2", "gundam", "letter", "prefill", "torch")
+    slide = Case("ocr2", "gundam", "slide", "prefill", "torch")
+    assert cache.layout("ocr2", "gundam", "letter").crop_grid != cache.layout("ocr2", "gundam", "slide").crop_grid
+    assert cache.shape_key(letter) == cache.shape_key(slide) == ("L", 1131)
+    before = len(cache.measurements)
+    first = cache.measure(letter)
+    lookups = cache.lookups
+    assert cache.measure(slide) is first
+    assert len(cache.measurements) == before + 1 and cache.lookups == lookups + 1
+
+
+@needs_ocr2
+@pytest.mark.parametrize("stage", ["sam", "prefill"])
+def test_shape_key_is_sound(stage):
+    """Two pages, one shape key, measured independently (no memo): identical counts."""
+    records = []
+    for page in ("letter", "slide"):
+        fresh = Engine()
+        records.append(entry_record(fresh.measure(Case("ocr2", "gundam", page, stage, "torch"))))
+    assert records[0] == records[1]
+
+
+@needs_ocr2
+def test_failed_measurements_are_memoised(cache, monkeypatch):
+    import harness.counters
+
+    calls = []
+
+    def broken(counter, *args, **kwargs):
+        calls.append(counter)
+        raise RuntimeError("counter exploded")
+
+    monkeypatch.setattr(harness.counters, "count", broken)
+    cases = [Case("ocr2", "small", page, "decode", "thop") for page in ("letter", "a4", "slide")]
+    for case in cases:
+        with pytest.raises(RuntimeError, match="counter exploded"):
+            cache.measure(case)
+    assert calls == ["thop"]
+    assert "RuntimeError: counter exploded" in cache.failure_text(cases[2])
+    assert cache.first_page(cases[2]) == "letter"
