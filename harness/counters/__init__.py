@@ -7,14 +7,15 @@ by the tool's ops and by analytic op key, unknown/ignored ops, what ran uncounte
 
 from .base import (CONVENTIONS, VARIANTS, Counter, CounterError, StageCount, UncountedOpError,
                    UnknownCounterError,
-                   available_counters, count, get_counter, register_counter)
+                   available_counters, count, count_variants, get_counter, register_counter,
+                   uncounted_error)
 from .keys import ELEMENTWISE_KEYS, KEY_CLASS, MATMUL_KEYS, UNMAPPED, is_matmul_like, op_key
 from .delta import (KNOWN_BLIND_SPOTS, BlindSpot, DeltaComponent, DeltaExplanation, PairExplanation,
                     explain_delta, explain_pair)
 from . import fvcore_counter, thop_counter, torch_counter  # noqa: F401  (register the counters)
 
 __all__ = [
-    "Counter", "CounterError", "UncountedOpError", "UnknownCounterError", "StageCount", "count", "register_counter",
+    "Counter", "CounterError", "UncountedOpError", "UnknownCounterError", "StageCount", "count", "count_variants", "uncounted_error", "register_counter",
     "get_counter", "available_counters", "VARIANTS", "CONVENTIONS",
     "explain_delta", "DeltaExplanation", "DeltaComponent", "BlindSpot", "KNOWN_BLIND_SPOTS",
     "explain_pair", "PairExplanation",

@@ -30,6 +30,8 @@ __all__ = [
     "get_counter",
     "available_counters",
     "count",
+    "count_variants",
+    "uncounted_error",
     "VARIANTS",
     "CONVENTIONS",
 ]
@@ -145,6 +147,15 @@ class Counter(abc.ABC):
     def run(self, calls: Sequence[Any], *, variant: str) -> StageCount:
         """Count ``calls`` (duck-typed StageCalls) and return a StageCount (target/stage empty)."""
 
+    def run_variants(self, calls: Sequence[Any], variants: Sequence[str]) -> dict[str, StageCount]:
+        """Count ``calls`` under each of ``variants``: ``{variant: StageCount}`` (target/stage empty).
+
+        The default runs :meth:`run` once per variant. A counter whose variants differ only in how
+        they read one run (fvcore: one trace, two handle tables; thop: one forward, two rule sets)
+        overrides it to run the model once; the counts must equal the separate runs'.
+        """
+        return {variant: self.run(calls, variant=variant) for variant in variants}
+
 
 _COUNTERS: dict[str, Counter] = {}
 
@@ -183,6 +194,56 @@ def get_counter(name: str) -> Counter:
     raise UnknownCounterError(f"Unknown counter {name!r}.{hint}\nAvailable: {', '.join(available_counters())}")
 
 
+def _check_variant(impl: Counter, counter: str, variant: str) -> None:
+    if variant not in impl.variants:
+        close = difflib.get_close_matches(str(variant), impl.variants, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"Unknown variant {variant!r} for counter {counter!r}.{hint} "
+                         f"Available: {', '.join(impl.variants)}")
+
+
+def _checked_calls(counter: str, calls: Sequence[Any], stage: str) -> list[Any]:
+    calls = list(calls)
+    if not calls:
+        raise ValueError(f"count({counter!r}): no calls for stage {stage!r}; a stage with nothing "
+                         f"to run would count 0 silently")
+    for call in calls:
+        check_call(call)
+    return calls
+
+
+def uncounted_error(result: StageCount) -> UncountedOpError | None:
+    """The :class:`UncountedOpError` a strict count raises for ``result`` (matmul-class work ran
+    uncounted), or None when ``result`` is complete."""
+    if result.complete:
+        return None
+    parts = []
+    if result.uncounted_matmul_ops:
+        parts.append("ops without a formula: " + ", ".join(
+            f"{op} x{n}" for op, n in result.uncounted_matmul_ops.items()))
+    if any(result.unseen.values()):
+        parts.append("work not counted: " + ", ".join(
+            f"{k} {v:,} FLOPs" for k, v in result.unseen.items() if v))
+    return UncountedOpError(
+        f"{result.counter} ({result.variant}) ran matmul-class work it did not count in stage "
+        f"{result.stage!r}: {'; '.join(parts)}. Register a formula/handle for it, or pass "
+        f"strict=False to get the StageCount with these listed.", result)
+
+
+def _finish(result: StageCount, counter: str, variant: str, calls: list[Any], target: str, stage: str,
+            strict: bool | None, wall_time_s: float) -> StageCount:
+    """Stamp target/stage/time on a counter's result; raise for uncounted work when strict."""
+    result.wall_time_s = wall_time_s
+    result.target = target
+    result.stage = stage or ",".join(dict.fromkeys(str(c.stage) for c in calls))
+    if strict is None:
+        strict = variant == "patched"
+    error = uncounted_error(result) if strict else None
+    if error is not None:
+        raise error
+    return result
+
+
 def count(counter: str, calls: Sequence[Any], *, variant: str = "patched", target: str = "",
           stage: str = "", strict: bool | None = None) -> StageCount:
     """Count one stage (all its ``calls``) with ``counter`` (``variant`` "patched" or "stock").
@@ -193,34 +254,34 @@ def count(counter: str, calls: Sequence[Any], *, variant: str = "patched", targe
     ``unseen``) instead: their blind spots are the finding.
     """
     impl = get_counter(counter)
-    if variant not in impl.variants:
-        close = difflib.get_close_matches(str(variant), impl.variants, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"Unknown variant {variant!r} for counter {counter!r}.{hint} "
-                         f"Available: {', '.join(impl.variants)}")
-    calls = list(calls)
-    if not calls:
-        raise ValueError(f"count({counter!r}): no calls for stage {stage!r}; a stage with nothing "
-                         f"to run would count 0 silently")
-    for call in calls:
-        check_call(call)
+    _check_variant(impl, counter, variant)
+    calls = _checked_calls(counter, calls, stage)
     start = time.perf_counter()
     result = impl.run(calls, variant=variant)
-    result.wall_time_s = time.perf_counter() - start
-    result.target = target
-    result.stage = stage or ",".join(dict.fromkeys(str(c.stage) for c in calls))
-    if strict is None:
-        strict = variant == "patched"
-    if strict and not result.complete:
-        parts = []
-        if result.uncounted_matmul_ops:
-            parts.append("ops without a formula: " + ", ".join(
-                f"{op} x{n}" for op, n in result.uncounted_matmul_ops.items()))
-        if any(result.unseen.values()):
-            parts.append("work not counted: " + ", ".join(
-                f"{k} {v:,} FLOPs" for k, v in result.unseen.items() if v))
-        raise UncountedOpError(
-            f"{counter} ({variant}) ran matmul-class work it did not count in stage "
-            f"{result.stage!r}: {'; '.join(parts)}. Register a formula/handle for it, or pass "
-            f"strict=False to get the StageCount with these listed.", result)
-    return result
+    return _finish(result, counter, variant, calls, target, stage, strict, time.perf_counter() - start)
+
+
+def count_variants(counter: str, calls: Sequence[Any], *, variants: Sequence[str] = ("stock", "patched"),
+                   target: str = "", stage: str = "", strict: bool | None = None) -> dict[str, StageCount]:
+    """Count one stage under several variants of ``counter`` from one model run where the counter
+    allows it: ``{variant: StageCount}``, each equal to ``count(counter, calls, variant=v, ...)``.
+
+    fvcore traces each call once and reads the trace with each variant's handle table; thop runs
+    each call once with both rule sets observed; other counters run once per variant. Every
+    StageCount's ``wall_time_s`` is the time of the whole shared run (all variants).
+    ``strict`` as in :func:`count`, per variant (default: True for "patched" only); the first
+    variant that fails it raises :class:`UncountedOpError`.
+    """
+    impl = get_counter(counter)
+    variants = tuple(dict.fromkeys(variants))
+    if not variants:
+        raise ValueError(f"count_variants({counter!r}): no variants; choose from {', '.join(impl.variants)}")
+    for variant in variants:
+        _check_variant(impl, counter, variant)
+    calls = _checked_calls(counter, calls, stage)
+    start = time.perf_counter()
+    results = impl.run_variants(calls, variants)
+    seconds = time.perf_counter() - start
+    if set(results) != set(variants):
+        raise CounterError(f"{counter}: run_variants returned {sorted(results)} for variants {list(variants)}")
+    return {v: _finish(results[v], counter, v, calls, target, stage, strict, seconds) for v in variants}

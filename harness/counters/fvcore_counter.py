@@ -23,11 +23,12 @@ SDPA and einsum trace on meta. Stages with a convolution need real tensors (the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import warnings
 from collections import Counter as Tally
 from collections.abc import Mapping
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -288,110 +289,178 @@ class FvcoreCounter(Counter):
         return f"fvcore {version('fvcore')}"
 
     def run(self, calls: Sequence[Any], *, variant: str) -> StageCount:
+        return self.run_variants(calls, (variant,))[variant]
+
+    def run_variants(self, calls: Sequence[Any], variants: Sequence[str]) -> dict[str, StageCount]:
+        """One ``torch.jit.trace`` per call, read with each variant's handle table.
+
+        Only the handle table differs between the variants; the traced graph is the same, so each
+        call is traced once and every variant's ``FlopCountAnalysis`` is run over that graph. The
+        tracer's warnings belong to every variant (each separate run would have raised them).
+        """
         import importlib
 
         _import_fvcore()
-        _DEFAULT_SUPPORTED_OPS = importlib.import_module("fvcore.nn.flop_count")._DEFAULT_SUPPORTED_OPS
-        handles: dict[str, Callable] = dict(_DEFAULT_SUPPORTED_OPS)
-        patches: list[str] = []
-        if variant == "patched":
-            for name, handle, text in (
-                ("aten::scaled_dot_product_attention", sdpa_flop_jit, "B*H*Lq*Lk*(dq+dv) MACs"),
-                ("aten::_grouped_mm", grouped_mm_flop_jit, "S*K*N MACs"),
-                ("aten::einsum", einsum_exact_jit, "exact label product (replaces the numpy-path handle)"),
-            ):
-                if name in _DEFAULT_SUPPORTED_OPS and name != "aten::einsum":
-                    patches.append(f"not patched, fvcore has its own handle: {name}")
-                    continue
-                handles[name] = handle
-                patches.append(f"handle set: {name}: {text}")
+        jit_analysis = importlib.import_module("fvcore.nn.jit_analysis")
+        handles: dict[str, dict[str, Callable]] = {}
+        patches: dict[str, list[str]] = {}
+        for variant in variants:
+            handles[variant], patches[variant] = _handle_table(variant)
         analysis_cls = _analysis_class()
-        raw: int | float = 0
-        by_op: Tally = Tally()
-        by_key: Tally = Tally()
-        by_module: Tally = Tally()
-        unknown: Tally = Tally()
-        ignored: Tally = Tally()
-        unseen: Tally = Tally()
-        unseen_ops: Tally = Tally()
-        uncalled: list[str] = []
-        caught: Tally = Tally()
-        deviations: Tally = Tally()
-        deviation_calls = 0
-        notes: list[str] = []
+        tallies = {variant: _Tallies() for variant in variants}
         devices: set[str] = set()
         for call in calls:
             args, kwargs = call_inputs(call)
             devices.update(t.device.type for t in iter_tensors((args, kwargs)))
             wrapper = PositionalWrapper(call.module, args, kwargs)
-            stack = ModuleStack(call.module, call.module_path)
-            observer = _Observer(stack)
-            analysis = analysis_cls(wrapper, wrapper.inputs)
-            analysis.observer = observer
-            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("all")
-            analysis.set_op_handle(**{n: observer.wrap(n, h) for n, h in handles.items()})
-            hooks_before = _hook_keys(wrapper)
-            with warnings.catch_warnings(record=True) as records:
-                warnings.simplefilter("always")
-                try:
+            graph, trace_records = _trace(jit_analysis, analysis_cls(wrapper, wrapper.inputs), wrapper, call, devices)
+            for variant in variants:
+                stack = ModuleStack(call.module, call.module_path)
+                observer = _Observer(stack)
+                analysis = analysis_cls(wrapper, wrapper.inputs)
+                analysis.observer = observer
+                analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("all")
+                analysis.set_op_handle(**{n: observer.wrap(n, h) for n, h in handles[variant].items()})
+                with warnings.catch_warnings(record=True) as records, _supplied_graph(jit_analysis, wrapper, graph):
+                    warnings.simplefilter("always")
                     with torch.no_grad():
                         total = analysis.total()
-                except Exception as exc:
-                    # fvcore removes its scope hooks only when the trace succeeds
-                    _remove_hooks_added_since(wrapper, hooks_before)
-                    if "meta" in devices:
-                        raise CounterError(
-                            f"fvcore could not trace {call.module_path!r} on meta tensors "
-                            f"({type(exc).__name__}: {exc}). torch.jit.trace on meta fails in "
-                            f"nn.Conv2d (meta kernel gets traced sizes); count this stage on real "
-                            f"tensors (the small config on CPU).") from exc
-                    raise
-            for record in records:
-                caught[f"{record.category.__name__}: {str(record.message).splitlines()[0]}"] += 1
-            if observer.counted != total:
-                raise CounterError(f"fvcore counter: analysis total {total:,} != observed handles "
-                                   f"{observer.counted:,} for {call.module_path!r}")
-            raw += total
-            for op, value in analysis.by_operator().items():
-                by_op[op] += 2 * value
-            root = call.module_path
-            for name, value in analysis.by_module().items():
-                if name == "":
-                    continue
-                path = observer.path_of_scope(name)
-                if name == _WRAPPER_CHILD or name.startswith(_WRAPPER_CHILD + "."):
-                    by_module[path] += 2 * value
-            unknown.update(analysis.unsupported_ops())
-            ignored.update(observer.ignored)
-            for key, macs in observer.by_key.items():
-                by_key[key] += 2 * macs
-            for key, macs in observer.unseen.items():
-                unseen[key] += 2 * macs
-            for op, macs in observer.unseen_ops.items():
-                unseen_ops[op] += 2 * macs
-            named = dict(wrapper.named_modules())
-            for name in sorted(analysis.uncalled_modules()):
-                module = named.get(name)
-                if module is not None and _has_forward(module) and name.startswith(_WRAPPER_CHILD):
-                    uncalled.append(observer.path_of_scope(name))
-            notes.extend(observer.notes)
-            for cause, macs in observer.deviations.items():
-                deviations[cause] += 2 * macs
-            deviation_calls += observer.deviation_calls
-        if deviation_calls:
-            notes.append(f"{deviation_calls} aten::einsum counts differ from the exact label product "
+                if observer.counted != total:
+                    raise CounterError(f"fvcore counter: analysis total {total:,} != observed handles "
+                                       f"{observer.counted:,} for {call.module_path!r}")
+                tallies[variant].add(call, wrapper, analysis, observer, total, [*trace_records, *records])
+        return {variant: tallies[variant].result(self, variant, patches[variant], devices) for variant in variants}
+
+
+def _handle_table(variant: str) -> tuple[dict[str, Callable], list[str]]:
+    """fvcore's default handles, plus (patched) the harness handles; and what was patched."""
+    import importlib
+
+    _DEFAULT_SUPPORTED_OPS = importlib.import_module("fvcore.nn.flop_count")._DEFAULT_SUPPORTED_OPS
+    handles: dict[str, Callable] = dict(_DEFAULT_SUPPORTED_OPS)
+    patches: list[str] = []
+    if variant == "patched":
+        for name, handle, text in (
+            ("aten::scaled_dot_product_attention", sdpa_flop_jit, "B*H*Lq*Lk*(dq+dv) MACs"),
+            ("aten::_grouped_mm", grouped_mm_flop_jit, "S*K*N MACs"),
+            ("aten::einsum", einsum_exact_jit, "exact label product (replaces the numpy-path handle)"),
+        ):
+            if name in _DEFAULT_SUPPORTED_OPS and name != "aten::einsum":
+                patches.append(f"not patched, fvcore has its own handle: {name}")
+                continue
+            handles[name] = handle
+            patches.append(f"handle set: {name}: {text}")
+    return handles, patches
+
+
+def _trace(jit_analysis: Any, analysis: Any, wrapper: PositionalWrapper, call: Any,
+           devices: set[str]) -> tuple[Any, list[Any]]:
+    """fvcore's scoped trace of ``wrapper`` (as ``analysis.total()`` would take it), and the
+    warnings raised while tracing. fvcore removes its scope hooks only when the trace succeeds:
+    on error they are removed here."""
+    hooks_before = _hook_keys(wrapper)
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        try:
+            with torch.no_grad():
+                graph = jit_analysis._get_scoped_trace_graph(wrapper, wrapper.inputs, analysis._aliases)
+        except Exception as exc:
+            _remove_hooks_added_since(wrapper, hooks_before)
+            if "meta" in devices:
+                raise CounterError(
+                    f"fvcore could not trace {call.module_path!r} on meta tensors "
+                    f"({type(exc).__name__}: {exc}). torch.jit.trace on meta fails in "
+                    f"nn.Conv2d (meta kernel gets traced sizes); count this stage on real "
+                    f"tensors (the small config on CPU).") from exc
+            raise
+    return graph, list(records)
+
+
+@contextlib.contextmanager
+def _supplied_graph(jit_analysis: Any, wrapper: nn.Module, graph: Any) -> Iterator[None]:
+    """For the block, fvcore's tracing step returns ``graph`` (the trace of ``wrapper``) instead of
+    tracing again; restored on exit, even on error."""
+    original = jit_analysis._get_scoped_trace_graph
+
+    def supplied(module: nn.Module, inputs: Any, aliases: Any) -> Any:
+        if module is not wrapper:  # pragma: no cover - only our analysis runs inside the block
+            return original(module, inputs, aliases)
+        return graph
+
+    jit_analysis._get_scoped_trace_graph = supplied
+    try:
+        yield
+    finally:
+        jit_analysis._get_scoped_trace_graph = original
+
+
+class _Tallies:
+    """One variant's sums over the calls of a stage (MACs from fvcore, kept as FLOPs = 2 x MACs)."""
+
+    def __init__(self) -> None:
+        self.raw: int | float = 0
+        self.by_op: Tally = Tally()
+        self.by_key: Tally = Tally()
+        self.by_module: Tally = Tally()
+        self.unknown: Tally = Tally()
+        self.ignored: Tally = Tally()
+        self.unseen: Tally = Tally()
+        self.unseen_ops: Tally = Tally()
+        self.uncalled: list[str] = []
+        self.caught: Tally = Tally()
+        self.deviations: Tally = Tally()
+        self.deviation_calls = 0
+        self.notes: list[str] = []
+
+    def add(self, call: Any, wrapper: PositionalWrapper, analysis: Any, observer: _Observer,
+            total: int | float, records: list[Any]) -> None:
+        for record in records:
+            self.caught[f"{record.category.__name__}: {str(record.message).splitlines()[0]}"] += 1
+        self.raw += total
+        for op, value in analysis.by_operator().items():
+            self.by_op[op] += 2 * value
+        for name, value in analysis.by_module().items():
+            if name == "":
+                continue
+            path = observer.path_of_scope(name)
+            if name == _WRAPPER_CHILD or name.startswith(_WRAPPER_CHILD + "."):
+                self.by_module[path] += 2 * value
+        self.unknown.update(analysis.unsupported_ops())
+        self.ignored.update(observer.ignored)
+        for key, macs in observer.by_key.items():
+            self.by_key[key] += 2 * macs
+        for key, macs in observer.unseen.items():
+            self.unseen[key] += 2 * macs
+        for op, macs in observer.unseen_ops.items():
+            self.unseen_ops[op] += 2 * macs
+        named = dict(wrapper.named_modules())
+        for name in sorted(analysis.uncalled_modules()):
+            module = named.get(name)
+            if module is not None and _has_forward(module) and name.startswith(_WRAPPER_CHILD):
+                self.uncalled.append(observer.path_of_scope(name))
+        self.notes.extend(observer.notes)
+        for cause, macs in observer.deviations.items():
+            self.deviations[cause] += 2 * macs
+        self.deviation_calls += observer.deviation_calls
+
+    def result(self, counter: "FvcoreCounter", variant: str, patches: list[str], devices: set[str]) -> StageCount:
+        notes = list(self.notes)
+        if self.deviation_calls:
+            notes.append(f"{self.deviation_calls} aten::einsum counts differ from the exact label product "
                          f"(numpy einsum_path report rounded to 4 significant digits): "
-                         f"{_as_int(deviations[EINSUM_ROUNDING]):+,} FLOPs in all")
+                         f"{_as_int(self.deviations[EINSUM_ROUNDING]):+,} FLOPs in all")
+        raw = self.raw
         raw_value = int(raw) if float(raw).is_integer() else raw
         return StageCount(
-            counter=self.name, variant=variant, version=self.version(), target="", stage="",
-            raw=raw_value, convention=self.convention, flops=int(round(2 * raw)),
-            by_op={k: _as_int(v) for k, v in by_op.items()},
-            by_key={k: _as_int(v) for k, v in by_key.items() if v}, unknown_ops=dict(unknown),
-            ignored_ops=dict(ignored), wall_time_s=0.0, by_module={k: _as_int(v) for k, v in by_module.items()},
-            unseen={k: _as_int(v) for k, v in unseen.items() if v},
-            unseen_ops={k: _as_int(v) for k, v in unseen_ops.items()},
-            deviations={k: _as_int(v) for k, v in deviations.items() if v},
-            uncalled_modules=tuple(dict.fromkeys(uncalled)), patches=tuple(patches),
-            warnings=[m if n == 1 else f"{m} (x{n})" for m, n in caught.items()],
+            counter=counter.name, variant=variant, version=counter.version(), target="", stage="",
+            raw=raw_value, convention=counter.convention, flops=int(round(2 * raw)),
+            by_op={k: _as_int(v) for k, v in self.by_op.items()},
+            by_key={k: _as_int(v) for k, v in self.by_key.items() if v}, unknown_ops=dict(self.unknown),
+            ignored_ops=dict(self.ignored), wall_time_s=0.0,
+            by_module={k: _as_int(v) for k, v in self.by_module.items()},
+            unseen={k: _as_int(v) for k, v in self.unseen.items() if v},
+            unseen_ops={k: _as_int(v) for k, v in self.unseen_ops.items()},
+            deviations={k: _as_int(v) for k, v in self.deviations.items() if v},
+            uncalled_modules=tuple(dict.fromkeys(self.uncalled)), patches=tuple(patches),
+            warnings=[m if n == 1 else f"{m} (x{n})" for m, n in self.caught.items()],
             notes=list(dict.fromkeys(notes)), devices=tuple(sorted(devices)))

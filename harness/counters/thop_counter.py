@@ -123,6 +123,7 @@ class _Observer:
         self.by_key: Tally = Tally()       # MAC units (floats allowed)
         self.by_op: Tally = Tally()
         self.by_path: Tally = Tally()
+        self.counted: Tally = Tally()      # FunctionCall.seq -> MACs this observer's rules counted
         self.notes: list[str] = []
 
     def module_rule(self, rule: Callable, kind: str, key_override: str | None = None) -> Callable:
@@ -153,7 +154,7 @@ class _Observer:
                 self.notes.append(f"thop counted a functional call the recorder did not see ({ops} MACs)")
                 self.by_key[UNMAPPED] += ops
             else:
-                record.counted += ops
+                self.counted[record.seq] += ops
                 self._key_function(record, ops, prefix="patch" if patch else "function")
             self.function_ops += ops  # inside thop's own total, patch rules included
             return ops
@@ -210,7 +211,7 @@ def _sdpa_monkeypatch(observer: _Observer, ruled: Callable[[nn.Module], bool]) -
             qk, av = sdpa_macs(query.shape, key.shape, value.shape)
             record = observer.functions.find_by_output(out)
             if record is not None:
-                record.counted += qk + av
+                observer.counted[record.seq] += qk + av
                 observer._key_function(record, qk + av, prefix="patch")
             else:
                 observer.by_key["sdpa_qk"] += qk
@@ -238,129 +239,261 @@ class ThopCounter(Counter):
         return f"ultralytics-thop {thop.__version__}"
 
     def run(self, calls: Sequence[Any], *, variant: str) -> StageCount:
+        return self.run_variants(calls, (variant,))[variant]
+
+    def run_variants(self, calls: Sequence[Any], variants: Sequence[str]) -> dict[str, StageCount]:
+        """One ``thop.profile`` forward per call, observed with every variant's rules.
+
+        Each module rule of each variant runs on the module's call with ``total_ops`` isolated, so
+        every variant gets exactly its own rules' counts; thop's own total is the primary variant's
+        (patched when asked for, checked against its observed rules as in a single run). A stock
+        functional product that ran inside a module only the patched rules cover would be hidden
+        from stock by thop's "inside a ruled module" depth: the stock variant is then run again on
+        its own (on these models it never is: such modules are norms and activations).
+        """
         import thop
 
         tp = _thop_profile_module()
-        patched = variant == "patched"
-        patches: list[str] = []
-        raw = 0.0
-        by_op: Tally = Tally()
-        by_key: Tally = Tally()
-        by_path: Tally = Tally()
-        unknown: Tally = Tally()
-        ignored: Tally = Tally()
-        unseen: Tally = Tally()
-        unseen_ops: Tally = Tally()
-        notes: list[str] = []
-        captured: list[str] = []
-        devices: set[str] = set()
+        version = thop.__version__
         counts_sdpa = thop_counts_sdpa()
+        primary = "patched" if "patched" in variants else variants[0]
+        sums = {variant: _VariantSums() for variant in variants}
+        devices: set[str] = set()
+        rerun: set[str] = set()
         for call in calls:
             args, kwargs = call_inputs(call)
             devices.update(t.device.type for t in iter_tensors((args, kwargs)))
             wrapper = _CallWrapper(call.module, args, kwargs)
             stack = ModuleStack(call.module, call.module_path, skip=(wrapper,))
             functions = FunctionRecorder(stack)
-            observer = _Observer(stack, functions)
-            custom_ops: dict[type, Callable] = {}
-            rule_kind: dict[type, str] = {}
             types = {type(m) for m in call.module.modules()}
-            for module_type in types:
-                rule = _resolve(module_type, tp.register_hooks)
-                elementwise = elementwise_rule_for(module_type) if patched else None
-                if elementwise is not None:
-                    convention, key = elementwise
-                    custom_ops[module_type] = observer.module_rule(
-                        _elementwise_rule(convention, observer, key), key, key_override=key)
-                    rule_kind[module_type] = key
-                elif rule is not None and rule is not tp.zero_ops:
-                    kind = _RULE_KINDS.get(getattr(rule, "__name__", ""), "other_elementwise")
-                    custom_ops[module_type] = observer.module_rule(rule, kind)
-                    rule_kind[module_type] = kind
-                elif rule is tp.zero_ops:
-                    rule_kind[module_type] = "zero"
-
-            def matmul_ruled(m: nn.Module) -> bool:
-                return rule_kind.get(type(m)) in _MATMUL_RULE_KINDS
-
-            functional = {f: observer.functional_rule(r) for f, r in tp.functional_hooks.items()}
-            if patched:
-                added = []
-                for func, kind in _KIND_BY_FUNC.items():
-                    if func not in tp.functional_hooks and kind not in ("mha", "sdpa"):
-                        functional[func] = observer.functional_rule(_reference_rule(kind, func), patch=True)
-                        added.append(function_name(func))
-                if added:
-                    patches.append("functional rules added (thop has none; reference MACs): "
-                                   + ", ".join(sorted(added)))
-                if counts_sdpa:
-                    patches.append("SDPA monkeypatch not applied: thop "
-                                   f"{thop.__version__} counts F.scaled_dot_product_attention itself "
-                                   "(functional_hooks); wrapping it would double count")
-                else:
-                    patches.append("SDPA monkeypatch applied: F.scaled_dot_product_attention wrapped, "
-                                   "B*H*Lq*Lk*(dq+dv) MACs per call")
-                names = sorted({_elementwise_label(t) for t in types if elementwise_rule_for(t)})
-                if names:
-                    patches.append("custom_ops (harness per-element FLOPs, half in thop MAC units): "
-                                   + ", ".join(names))
-            sdpa_patch = (_sdpa_monkeypatch(observer, matmul_ruled) if patched and not counts_sdpa
-                          else contextlib.nullcontext())
+            rules = {variant: _VariantRules(variant, tp, version, counts_sdpa, types,
+                                            _Observer(stack, functions), sums[variant])
+                     for variant in variants}
+            sink = _LogSink({v: sums[v].captured for v in variants})
+            custom_ops = _merged_module_rules(rules, primary, sink)
+            functional = _merged_functional_rules(rules, primary, sink)
+            main = rules[primary]
+            sdpa_patch = (_sdpa_monkeypatch(main.observer, main.matmul_ruled)
+                          if primary == "patched" and not counts_sdpa else contextlib.nullcontext())
             out = io.StringIO()
             with torch.no_grad(), stack, functions, _scoped_items(tp.functional_hooks, functional), \
-                    sdpa_patch, contextlib.redirect_stdout(out), _captured_thop_logs(captured):
+                    sdpa_patch, contextlib.redirect_stdout(out), _captured_thop_logs(sink):
                 total, _params = thop.profile(wrapper, inputs=(), custom_ops=custom_ops, verbose=False)
-            captured.extend(line for line in out.getvalue().splitlines() if line.strip())
-            observed = observer.module_ops + observer.function_ops
+            printed = [line for line in out.getvalue().splitlines() if line.strip()]
+            observed = main.observer.module_ops + main.observer.function_ops
             if abs(observed - total) > 1e-6 * max(1.0, abs(total)):
                 raise CounterError(f"thop counter: profile returned {total:,} MACs but the observed rules "
                                    f"add up to {observed:,} for {call.module_path!r}")
-            raw += total + observer.patch_ops
-            by_op.update(observer.by_op)
-            by_key.update(observer.by_key)
-            by_path.update(observer.by_path)
-            notes.extend(observer.notes)
-            # leaf modules that ran with no rule, and zero rules (ignored on purpose)
-            for module_id, calls_made in stack.calls_by_module.items():
-                module = stack.module_by_id[module_id]
-                kind = rule_kind.get(type(module))
-                name = f"module:{type(module).__name__}"
-                if kind == "zero":
-                    ignored[name] += calls_made
-                elif kind is None and not list(module.children()):
-                    unknown[name] += calls_made
-            for record in functions.calls:  # products thop could not see
-                reference = record.total_macs
-                if record.counted or not reference:
-                    continue
-                if any(matmul_ruled(f.module) for f in record.frames):
-                    continue  # inside nn.Linear & co: the module rule counts it
-                unknown[f"function:{record.name}"] += 1
-                unseen_ops[record.name] += 2 * reference
-                for key, macs in record.keyed_macs().items():
-                    unseen[key] += 2 * macs
+            ruled_types = set(custom_ops)
+            for variant, vr in rules.items():
+                if variant != primary and vr.hidden_by_depth(functions, ruled_types):
+                    rerun.add(variant)
+                sums[variant].captured.extend(printed)
+                sums[variant].add(vr, stack, functions,
+                                  total + vr.observer.patch_ops if variant == primary
+                                  else vr.observer.module_ops + vr.observer.function_ops + vr.observer.patch_ops)
             functions.release()
+        results = {variant: sums[variant].result(self, variant, calls, devices) for variant in variants}
+        for variant in sorted(rerun):  # exactness over speed: the separate run
+            results[variant] = self.run_variants(calls, (variant,))[variant]
+        return results
+
+
+class _VariantRules:
+    """One variant's thop rules for one call: module rules (``custom_ops``), functional rules, and
+    which module types carry a rule (for the depth check, unknown and ignored ops)."""
+
+    def __init__(self, variant: str, tp: Any, version: str, counts_sdpa: bool, types: set[type],
+                 observer: _Observer, sums: "_VariantSums") -> None:
+        patched = variant == "patched"
+        self.variant = variant
+        self.observer = observer
+        self.custom_ops: dict[type, Callable] = {}
+        self.rule_kind: dict[type, str] = {}
+        for module_type in types:
+            rule = _resolve(module_type, tp.register_hooks)
+            elementwise = elementwise_rule_for(module_type) if patched else None
+            if elementwise is not None:
+                convention, key = elementwise
+                self.custom_ops[module_type] = observer.module_rule(
+                    _elementwise_rule(convention, observer, key), key, key_override=key)
+                self.rule_kind[module_type] = key
+            elif rule is not None and rule is not tp.zero_ops:
+                kind = _RULE_KINDS.get(getattr(rule, "__name__", ""), "other_elementwise")
+                self.custom_ops[module_type] = observer.module_rule(rule, kind)
+                self.rule_kind[module_type] = kind
+            elif rule is tp.zero_ops:
+                self.rule_kind[module_type] = "zero"
+        self.functional: dict[Any, Callable] = {f: observer.functional_rule(r) for f, r in tp.functional_hooks.items()}
+        if patched:
+            added = []
+            for func, kind in _KIND_BY_FUNC.items():
+                if func not in tp.functional_hooks and kind not in ("mha", "sdpa"):
+                    self.functional[func] = observer.functional_rule(_reference_rule(kind, func), patch=True)
+                    added.append(function_name(func))
+            if added:
+                sums.patches.append("functional rules added (thop has none; reference MACs): "
+                                    + ", ".join(sorted(added)))
+            if counts_sdpa:
+                sums.patches.append("SDPA monkeypatch not applied: thop "
+                                    f"{version} counts F.scaled_dot_product_attention itself "
+                                    "(functional_hooks); wrapping it would double count")
+            else:
+                sums.patches.append("SDPA monkeypatch applied: F.scaled_dot_product_attention wrapped, "
+                                    "B*H*Lq*Lk*(dq+dv) MACs per call")
+            names = sorted({_elementwise_label(t) for t in types if elementwise_rule_for(t)})
+            if names:
+                sums.patches.append("custom_ops (harness per-element FLOPs, half in thop MAC units): "
+                                    + ", ".join(names))
+
+    def matmul_ruled(self, m: nn.Module) -> bool:
+        return self.rule_kind.get(type(m)) in _MATMUL_RULE_KINDS
+
+    def hidden_by_depth(self, functions: FunctionRecorder, ruled_types: set[type]) -> bool:
+        """True when a functional product ran inside a module that had a rule in the shared run
+        but has none in this variant, outside every module this variant rules: thop (counting
+        functional products only outside ruled modules) may have hidden it from this variant."""
+        extra = ruled_types - set(self.custom_ops)
+        if not extra:
+            return False
+        return any(any(type(f.module) in extra for f in record.frames)
+                   and not any(type(f.module) in self.custom_ops for f in record.frames)
+                   for record in functions.calls)
+
+
+def _merged_module_rules(rules: dict[str, _VariantRules], primary: str, sink: "_LogSink") -> dict[type, Callable]:
+    """``custom_ops`` for the shared run: per module type, every variant's rule in turn, each on
+    the module's ``total_ops`` as it was before the call; thop keeps the primary variant's."""
+    if len(rules) == 1:
+        return dict(rules[primary].custom_ops)
+    merged: dict[type, Callable] = {}
+    for module_type in set().union(*(vr.custom_ops for vr in rules.values())):
+        entries = [(vr.variant, vr.custom_ops[module_type]) for vr in rules.values() if module_type in vr.custom_ops]
+
+        def rule(m: nn.Module, x: Any, y: Any, entries=entries) -> None:
+            state = m.__dict__
+            before = state.get("total_ops", 0)
+            kept = before
+            for variant, observed in entries:
+                state["total_ops"] = before
+                with sink.only(variant):
+                    observed(m, x, y)
+                if variant == primary:
+                    kept = state.get("total_ops", 0)
+            state["total_ops"] = kept
+        rule.__name__ = "harness_variants"
+        merged[module_type] = rule
+    return merged
+
+
+def _merged_functional_rules(rules: dict[str, _VariantRules], primary: str, sink: "_LogSink") -> dict[Any, Callable]:
+    """``functional_hooks`` for the shared run: every variant's rule for a function, in turn;
+    thop adds the primary variant's count (0 when it has no rule for the function)."""
+    if len(rules) == 1:
+        return dict(rules[primary].functional)
+    merged: dict[Any, Callable] = {}
+    for func in dict.fromkeys(f for vr in rules.values() for f in vr.functional):
+        entries = [(vr.variant, vr.functional[func]) for vr in rules.values() if func in vr.functional]
+
+        def rule(args: Any, kwargs: Any, y: Any, entries=entries) -> Any:
+            kept = 0
+            for variant, observed in entries:
+                with sink.only(variant):
+                    ops = observed(args, kwargs, y)
+                if variant == primary:
+                    kept = ops
+            return kept
+        merged[func] = rule
+    return merged
+
+
+class _LogSink:
+    """Where thop's log lines go: every variant's list, or (inside one variant's rule) its own."""
+
+    def __init__(self, by_variant: dict[str, list[str]]) -> None:
+        self._by_variant = by_variant
+        self._targets = list(by_variant.values())
+
+    def append(self, line: str) -> None:
+        for target in self._targets:
+            target.append(line)
+
+    @contextlib.contextmanager
+    def only(self, variant: str) -> Iterator[None]:
+        previous = self._targets
+        self._targets = [self._by_variant[variant]]
+        try:
+            yield
+        finally:
+            self._targets = previous
+
+
+class _VariantSums:
+    """One variant's sums over the calls of a stage (thop MAC units until :meth:`result`)."""
+
+    def __init__(self) -> None:
+        self.patches: list[str] = []
+        self.raw = 0.0
+        self.by_op: Tally = Tally()
+        self.by_key: Tally = Tally()
+        self.by_path: Tally = Tally()
+        self.unknown: Tally = Tally()
+        self.ignored: Tally = Tally()
+        self.unseen: Tally = Tally()
+        self.unseen_ops: Tally = Tally()
+        self.notes: list[str] = []
+        self.captured: list[str] = []
+
+    def add(self, rules: _VariantRules, stack: ModuleStack, functions: FunctionRecorder, raw: float) -> None:
+        observer = rules.observer
+        self.raw += raw
+        self.by_op.update(observer.by_op)
+        self.by_key.update(observer.by_key)
+        self.by_path.update(observer.by_path)
+        self.notes.extend(observer.notes)
+        # leaf modules that ran with no rule, and zero rules (ignored on purpose)
+        for module_id, calls_made in stack.calls_by_module.items():
+            module = stack.module_by_id[module_id]
+            kind = rules.rule_kind.get(type(module))
+            name = f"module:{type(module).__name__}"
+            if kind == "zero":
+                self.ignored[name] += calls_made
+            elif kind is None and not list(module.children()):
+                self.unknown[name] += calls_made
+        for record in functions.calls:  # products thop could not see
+            reference = record.total_macs
+            if observer.counted[record.seq] or not reference:
+                continue
+            if any(rules.matmul_ruled(f.module) for f in record.frames):
+                continue  # inside nn.Linear & co: the module rule counts it
+            self.unknown[f"function:{record.name}"] += 1
+            self.unseen_ops[record.name] += 2 * reference
+            for key, macs in record.keyed_macs().items():
+                self.unseen[key] += 2 * macs
+
+    def result(self, counter: "ThopCounter", variant: str, calls: Sequence[Any], devices: set[str]) -> StageCount:
         # by_key is in thop's MAC units (the element-wise custom rules hold half their FLOPs): x2
-        by_key_flops = {k: _as_int(2 * v) for k, v in by_key.items() if v}
+        by_key_flops = {k: _as_int(2 * v) for k, v in self.by_key.items() if v}
         inclusive: Tally = Tally()
         roots = {len(c.module_path.split(".")) if c.module_path else 0 for c in calls}
-        for path, ops in by_path.items():
+        for path, ops in self.by_path.items():
             parts = path.split(".") if path else []
             for i in range(min(roots), len(parts) + 1):
                 inclusive[".".join(parts[:i])] += ops
         return StageCount(
-            counter=self.name, variant=variant, version=self.version(), target="", stage="",
-            raw=_as_int(raw), convention=self.convention, flops=_as_int(round(2 * raw)),
-            by_op={k: _as_int(2 * v) for k, v in by_op.items() if v}, by_key=by_key_flops,
-            unknown_ops=dict(unknown), ignored_ops=dict(ignored), wall_time_s=0.0,
+            counter=counter.name, variant=variant, version=counter.version(), target="", stage="",
+            raw=_as_int(self.raw), convention=counter.convention, flops=_as_int(round(2 * self.raw)),
+            by_op={k: _as_int(2 * v) for k, v in self.by_op.items() if v}, by_key=by_key_flops,
+            unknown_ops=dict(self.unknown), ignored_ops=dict(self.ignored), wall_time_s=0.0,
             by_module={k: _as_int(2 * v) for k, v in inclusive.items()},
-            unseen={k: v for k, v in unseen.items() if v}, unseen_ops=dict(unseen_ops),
-            patches=tuple(dict.fromkeys(patches)), warnings=captured, notes=list(dict.fromkeys(notes)),
-            devices=tuple(sorted(devices)))
+            unseen={k: v for k, v in self.unseen.items() if v}, unseen_ops=dict(self.unseen_ops),
+            patches=tuple(dict.fromkeys(self.patches)), warnings=self.captured,
+            notes=list(dict.fromkeys(self.notes)), devices=tuple(sorted(devices)))
 
 
 @contextlib.contextmanager
-def _captured_thop_logs(sink: list[str]) -> Iterator[None]:
+def _captured_thop_logs(sink: Any) -> Iterator[None]:
     """Route thop's log records (it logs on the root logger and on its module loggers) into ``sink``.
 
     A filter on each logger thop logs through drops thop's records after copying their message;
