@@ -283,6 +283,9 @@ class Engine:
     measurements: dict[tuple, Measurement] = field(default_factory=dict)
     lookups: int = 0
     build_seconds: dict[str, float] = field(default_factory=dict)
+    #: Variants measured together with the one asked for, from one run (``harness report`` sets
+    #: ("patched", "stock") when it shows both); the suite asks for patched only.
+    co_variants: tuple[str, ...] = ()
     _pages: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
@@ -447,12 +450,30 @@ class Engine:
                 return Measurement(result, None, time.perf_counter() - start, case.page)
             built = self.built_model(case.target)
             calls = self.target(case.target).stage_calls(built, self._inputs(case), case.stage)
-            # stock: blind spots are the finding, reported rather than raised (count's default)
-            result = count(case.counter, calls, variant=variant, target=case.target, stage=case.stage)
-            return Measurement(result, None, time.perf_counter() - start, case.page)
+            # the other variants a caller wants (the report: stock beside patched) come from the same
+            # trace (fvcore) or forward (thop), when they are not memoised yet
+            variants = (variant, *(v for v in self.co_variants if v != variant
+                                   and self.measurement_key(case, v) not in self.measurements))
+            if len(variants) == 1:
+                # stock: blind spots are the finding, reported rather than raised (count's default)
+                result = count(case.counter, calls, variant=variant, target=case.target, stage=case.stage)
+                return Measurement(result, None, time.perf_counter() - start, case.page)
+            from harness.counters import count_variants, uncounted_error
+
+            results = count_variants(case.counter, calls, variants=variants, target=case.target,
+                                     stage=case.stage, strict=False)
         except Exception as exc:  # memoised: every page of this shape key fails the same way
             text = "".join(traceback.format_exception(exc, limit=-12))
             return Measurement(None, exc, time.perf_counter() - start, case.page, text)
+        seconds = (time.perf_counter() - start) / len(variants)
+        found = {}
+        for v, result in results.items():
+            error = uncounted_error(result) if v == VARIANT else None     # patched is strict
+            found[v] = Measurement(None if error else result, error, seconds, case.page,
+                                   "".join(traceback.format_exception(error, limit=-12)) if error else "")
+        for v in variants[1:]:
+            self.measurements[self.measurement_key(case, v)] = found[v]
+        return found[variant]
 
     def bytes_problems(self, case: Case, measured: Any) -> list[str]:
         """The byte counter's verdict on one stage: every key equal to the analytic op-level bytes, or

@@ -125,3 +125,20 @@ def test_failed_measurements_are_memoised(cache, monkeypatch):
     assert calls == ["thop"]
     assert "RuntimeError: counter exploded" in cache.failure_text(cases[2])
     assert cache.first_page(cases[2]) == "letter"
+
+
+@needs_ocr2
+@pytest.mark.parametrize("counter", ["fvcore", "thop"])
+def test_co_variants_come_from_one_run_and_equal_separate_runs(counter):
+    """With ``co_variants`` (the report's stock beside patched) one fvcore trace / thop forward gives
+    both; each equals what a separate measurement gives."""
+    case = Case("ocr2", "base", "letter", "prefill", counter)
+    shared = Engine(co_variants=("patched", "stock"))
+    patched = shared.measure(case)
+    runs = len(shared.measurements)
+    stock = shared.measure(case, "stock")
+    assert len(shared.measurements) == runs == 2 and shared.lookups == 1    # stock was memoised already
+    separate = Engine()
+    assert entry_record(separate.measure(case, "stock")) == entry_record(stock)
+    assert entry_record(separate.measure(case)) == entry_record(patched)
+    assert stock.variant == "stock" and patched.variant == "patched"

@@ -584,6 +584,8 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
             say(f"measuring {len(tasks)} shape keys in {workers} worker processes ...")
             _prefetch_parallel(cache, tasks, workers, bar)
         else:
+            # one fvcore trace / one thop forward serves every variant the report shows
+            cache.co_variants = tuple(dict.fromkeys(spec.variant for spec in plan.counters))
             for case, variant, _ in tasks:
                 if bar is not None:
                     bar.set_postfix_str(f"{case.target} {case.mode} {case.page} {case.stage} {case.counter} "
@@ -595,6 +597,7 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
                 if bar is not None:
                     bar.update(1)
     finally:
+        cache.co_variants = ()
         if bar is not None:
             bar.close()
     fresh = {key for _, _, key in tasks}
