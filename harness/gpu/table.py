@@ -18,7 +18,8 @@ COLUMNS: tuple[str, ...] = (
 )
 
 
-def _ms(seconds: float) -> str:
+def fmt_ms(seconds: float) -> str:
+    """Seconds as milliseconds, to a precision that follows the size (the perf tables' cells)."""
     ms = seconds * 1e3
     if ms >= 100:
         return f"{ms:.1f}"
@@ -38,11 +39,11 @@ def _row(perf: StagePerf) -> tuple[str, ...]:
         perf.stage,
         f"{perf.flops / 1e9:.3f}",
         f"{perf.bytes / 1e6:.1f}",
-        _ms(perf.timing.median_s),
-        _ms(perf.timing.iqr_s),
+        fmt_ms(perf.timing.median_s),
+        fmt_ms(perf.timing.iqr_s),
         _num(perf.achieved_tflops),
         f"{perf.mfu:.1%}",
-        _ms(line.predicted_s),
+        fmt_ms(line.predicted_s),
         line.bound,
         f"{perf.roofline_fraction:.1%}",
     )

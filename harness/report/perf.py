@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.gpu.roofline import Roofline, roofline
 from harness.report.inputs import InputError
 
 __all__ = ["PerfPlan", "PeakUsed", "StageRoof", "RequestTime", "MeasuredStage", "PerfResult", "ASSUMPTIONS",
@@ -89,8 +90,13 @@ class PeakUsed:
     def ridge(self) -> float:
         return self.tflops * 1e12 / (self.bandwidth_gbps * 1e9)
 
+    def roof(self, flops: float, nbytes: float) -> Roofline:
+        """The two roofline terms under this peak (:func:`harness.gpu.roofline.roofline`)."""
+        return roofline(flops, nbytes, self.tflops, self.bandwidth_gbps)
+
     def time(self, flops: float, nbytes: float) -> tuple[float, float]:
-        return flops / (self.tflops * 1e12), nbytes / (self.bandwidth_gbps * 1e9)
+        roof = self.roof(flops, nbytes)
+        return roof.compute_s, roof.memory_s
 
     def as_dict(self) -> dict[str, Any]:
         return {"label": self.label, "dtype": self.dtype, "tflops": self.tflops, "bandwidth_gbps": self.bandwidth_gbps,
@@ -172,11 +178,11 @@ class StageRoof:
 
     @property
     def predicted_s(self) -> float:
-        return max(self.compute_s, self.memory_s)
+        return Roofline(self.compute_s, self.memory_s).predicted_s
 
     @property
     def bound(self) -> str:
-        return "compute" if self.compute_s >= self.memory_s else "memory"
+        return Roofline(self.compute_s, self.memory_s).bound
 
     @property
     def label(self) -> str:
@@ -354,12 +360,11 @@ class MeasuredStage:
 
     @property
     def predicted_s(self) -> float:
-        return max(*self.peak.time(self.flops, self.bytes))
+        return self.peak.roof(self.flops, self.bytes).predicted_s
 
     @property
     def bound(self) -> str:
-        compute, memory = self.peak.time(self.flops, self.bytes)
-        return "compute" if compute >= memory else "memory"
+        return self.peak.roof(self.flops, self.bytes).bound
 
     def as_dict(self) -> dict[str, Any]:
         return {"target": self.target, "mode": self.mode, "page": self.page, "stage": self.stage,

@@ -4,18 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.gpu.table import fmt_ms as _ms
 from harness.report import units
 
 __all__ = ["perf_lines"]
-
-
-def _ms(seconds: float) -> str:
-    ms = seconds * 1e3
-    if ms >= 100:
-        return f"{ms:.1f}"
-    if ms >= 1:
-        return f"{ms:.3f}"
-    return f"{ms:.4f}"
 
 
 def _md_table(header: list[str], rows: list[list[str]], align: str | None = None) -> list[str]:
