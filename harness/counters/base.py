@@ -202,14 +202,20 @@ def _check_variant(impl: Counter, counter: str, variant: str) -> None:
                          f"Available: {', '.join(impl.variants)}")
 
 
-def _checked_calls(counter: str, calls: Sequence[Any], stage: str) -> list[Any]:
+def checked_calls(calls: Sequence[Any], stage: str, *, who: str, nothing: str = "0") -> list[Any]:
+    """``calls`` as a list, each a valid StageCall; an empty stage is an error (it would count
+    ``nothing`` silently). ``who`` names the caller in the message."""
     calls = list(calls)
     if not calls:
-        raise ValueError(f"count({counter!r}): no calls for stage {stage!r}; a stage with nothing "
-                         f"to run would count 0 silently")
+        raise ValueError(f"{who}: no calls for stage {stage!r}; a stage with nothing "
+                         f"to run would count {nothing} silently")
     for call in calls:
         check_call(call)
     return calls
+
+
+def _checked_calls(counter: str, calls: Sequence[Any], stage: str) -> list[Any]:
+    return checked_calls(calls, stage, who=f"count({counter!r})")
 
 
 def uncounted_error(result: StageCount) -> UncountedOpError | None:

@@ -50,8 +50,9 @@ from torch.utils._pytree import tree_flatten
 from harness.analytic.cost import DATA_KEYS as _ANALYTIC_DATA_KEYS
 from harness.analytic.cost import OP_CLASS, Traffic
 
+from .base import checked_calls
 from .keys import ELEMENTWISE_KEYS, MATMUL_KEYS, UNMAPPED, op_key
-from .observe import FunctionRecorder, ModuleStack, call_inputs, check_call, iter_tensors
+from .observe import FunctionRecorder, ModuleStack, call_inputs, iter_tensors
 
 __all__ = [
     "Traffic",
@@ -391,12 +392,7 @@ def count_bytes(calls: Sequence[Any], *, target: str = "", stage: str = "") -> B
     ``calls`` are duck-typed StageCalls (``module``, ``args``, ``kwargs``, ``module_path``,
     ``stage``), run once each under no_grad; a KV cache in the kwargs is copied first.
     """
-    calls = list(calls)
-    if not calls:
-        raise ValueError(f"count_bytes: no calls for stage {stage!r}; a stage with nothing to run "
-                         f"would count 0 bytes silently")
-    for call in calls:
-        check_call(call)
+    calls = checked_calls(calls, stage, who="count_bytes", nothing="0 bytes")
     start = time.perf_counter()
     by_key: dict[str, Traffic] = {}
     by_op: dict[str, Traffic] = {}

@@ -26,7 +26,7 @@ approximations, each side's blind spots (sized by what it observed uncounted) an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .base import StageCount
 from .keys import KEY_CLASS, MATMUL_KEYS, UNMAPPED
@@ -107,13 +107,8 @@ class DeltaExplanation:
         head = (f"{self.counter} ({self.variant}) {self.target}/{self.stage}: measured "
                 f"{_fmt(self.measured_flops)} vs analytic matmul {_fmt(self.analytic_matmul)}: "
                 f"delta {_fmt(self.delta, sign=True)} ({_pct(self.delta, self.analytic_matmul)})")
-        lines = [head]
-        width = max([len(c.name) for c in self.components] + [len("remainder")])
-        for c in self.components:
-            flag = "" if c.known else "  [UNKNOWN blind spot: a new finding]"
-            lines.append(f"  {c.name:<{width}}  {_fmt(c.flops, sign=True):>22}  {c.detail}{flag}")
-        lines.append(f"  {'remainder':<{width}}  {_fmt(self.remainder, sign=True):>22}  "
-                     f"({self.remainder_rel:+.4%} of analytic matmul, unexplained)")
+        lines = [head, *_component_lines(self.components, self.remainder,
+                                         f"({self.remainder_rel:+.4%} of analytic matmul, unexplained)")]
         if self.rows:
             lines.append(f"  {'key':<18} {'analytic':>22} {'measured':>22} {'diff':>22}")
             for key, a, m in self.rows:
@@ -296,15 +291,21 @@ class PairExplanation:
         head = (f"{self.b} - {self.a}: raw {self.raw_b:,} {_unit(self.convention_b)} - "
                 f"{self.raw_a:,} {_unit(self.convention_a)} = {self.raw_delta:+,}; in FLOPs "
                 f"{_fmt(self.flops_b)} - {_fmt(self.flops_a)} = {_fmt(self.delta, sign=True)}")
-        lines = [head]
-        width = max([len(c.name) for c in self.components] + [len("remainder")])
-        for c in self.components:
-            flag = "" if c.known else "  [UNKNOWN blind spot: a new finding]"
-            lines.append(f"  {c.name:<{width}}  {_fmt(c.flops, sign=True):>22}  {c.detail}{flag}")
-        lines.append(f"  {'remainder':<{width}}  {_fmt(self.remainder, sign=True):>22}  (unexplained)")
+        lines = [head, *_component_lines(self.components, self.remainder, "(unexplained)")]
         for finding in self.findings:
             lines.append(f"  finding: {finding}")
         return "\n".join(lines)
+
+
+def _component_lines(components: Sequence[DeltaComponent], remainder: int, remainder_note: str) -> list[str]:
+    """A delta's named parts, one aligned line each (an unknown blind spot flagged), then the remainder."""
+    width = max([len(c.name) for c in components] + [len("remainder")])
+    lines = []
+    for c in components:
+        flag = "" if c.known else "  [UNKNOWN blind spot: a new finding]"
+        lines.append(f"  {c.name:<{width}}  {_fmt(c.flops, sign=True):>22}  {c.detail}{flag}")
+    lines.append(f"  {'remainder':<{width}}  {_fmt(remainder, sign=True):>22}  {remainder_note}")
+    return lines
 
 
 def _unit(convention: str) -> str:
