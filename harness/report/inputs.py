@@ -6,7 +6,6 @@ it into exit code 2 before anything is measured or written.
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import importlib.util
 import os
 import re
@@ -253,13 +252,6 @@ class TargetPlan:
     unavailable: str | None = None
 
 
-def _transformers_major() -> int:
-    try:
-        return int(md.version("transformers").split(".")[0])
-    except (md.PackageNotFoundError, ValueError):
-        return 0
-
-
 def resolve_targets(names: Sequence[str] | None, model_path: str | None,
                     trust_remote_code: bool) -> list[TargetPlan]:
     """``--target`` names (default: ocr2, plus dsocr when ``--model-path`` names a directory)."""
@@ -275,21 +267,19 @@ def resolve_targets(names: Sequence[str] | None, model_path: str | None,
     if model_path is not None and "dsocr" not in wanted:
         raise InputError(f"--model-path {model_path}: only target 'dsocr' reads a model directory, and "
                          f"--target {','.join(wanted)} leaves it out; add dsocr to --target or drop --model-path")
+    from harness.targets import target_class
+
     plans = []
     for name in wanted:
-        plan = TargetPlan(name)
         if name == "dsocr":
-            plan.unavailable = _dsocr_problem(model_path, trust_remote_code)
-        elif name == "ocr2" and _transformers_major() < 5:
-            version = md.version("transformers") if _transformers_major() else "not installed"
-            plan.unavailable = (f"transformers {version} has no DeepSeek-OCR-2 (needs >= 5): run the ocr2 "
-                                "counters in the main environment (make setup; .venv/bin/python -m harness report)")
-        plans.append(plan)
+            _check_dsocr_inputs(model_path, trust_remote_code)
+        # the target's own rule (the suite gates on the same one)
+        plans.append(TargetPlan(name, unavailable=target_class(name).environment_problem()))
     return plans
 
 
-def _dsocr_problem(model_path: str | None, trust_remote_code: bool) -> str | None:
-    """Bad input raises; an environment that cannot run the vendor code returns the reason."""
+def _check_dsocr_inputs(model_path: str | None, trust_remote_code: bool) -> None:
+    """Bad input for the vendor target (no directory, an incomplete one, no --trust-remote-code) raises."""
     from harness.targets.base import TargetError
     from harness.targets.vendor import VENDOR_ENV_VAR, find_model_dir
 
@@ -305,13 +295,6 @@ def _dsocr_problem(model_path: str | None, trust_remote_code: bool) -> str | Non
     if not trust_remote_code:
         raise InputError(f"--model-path {path}: the vendor DeepSeek-OCR runs the Python files of that "
                          "directory; pass --trust-remote-code to allow it")
-    try:
-        from harness.targets.vendor import check_transformers
-
-        check_transformers()
-    except TargetError as exc:
-        return str(exc)
-    return None
 
 
 def resolve_modes(targets: list[TargetPlan], names: Sequence[str] | None) -> list[str]:

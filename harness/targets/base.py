@@ -182,6 +182,16 @@ class Target:
         """Why this Python cannot run the target at all (None: it can); e.g. a transformers release."""
         return None
 
+    @staticmethod
+    def installed_version(dist: str) -> str:
+        """The installed release of ``dist`` without importing it ("none" when it is absent)."""
+        import importlib.metadata as md
+
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return "none"
+
     def input_problem(self) -> str | None:
         """Why the inputs the user gave (model directory, trust flag) cannot be used (None: fine)."""
         return None

@@ -82,14 +82,10 @@ class DsocrTarget(Target):
 
     @classmethod
     def environment_problem(cls) -> str | None:
-        """The vendor code runs only on transformers 4.46.3 (the vendor environment)."""
-        import importlib.metadata as md
-
-        try:
-            version = md.version("transformers")
-        except md.PackageNotFoundError:
-            version = "none"
-        if version != vendor.REQUIRED_TRANSFORMERS:
+        """The vendor code runs only on transformers 4.x from 4.46 (the vendor environment pins 4.46.3);
+        the rule is :func:`harness.targets.vendor.transformers_supported`, the build's own check."""
+        version = cls.installed_version("transformers")
+        if not vendor.transformers_supported(version):
             return (f"target dsocr (the vendor DeepSeek-OCR remote code) needs transformers=="
                     f"{vendor.REQUIRED_TRANSFORMERS}; this Python has {version}. Run it in the vendor "
                     "environment: make vendor-env, then make test-vendor MODEL_PATH=DIR")

@@ -114,12 +114,7 @@ class Ocr2Target(Target):
     @classmethod
     def environment_problem(cls) -> str | None:
         """DeepSeek-OCR-2 ships with transformers 5."""
-        import importlib.metadata as md
-
-        try:
-            version = md.version("transformers")
-        except md.PackageNotFoundError:
-            version = "none"
+        version = cls.installed_version("transformers")
         if not version.split(".")[0].isdigit() or int(version.split(".")[0]) < 5:
             return (f"target ocr2 (transformers' native DeepSeek-OCR-2) needs transformers 5; this Python "
                     f"has {version} (the vendor environment): run ocr2 in the main environment (.venv)")

@@ -38,6 +38,7 @@ __all__ = [
     "VendorEnvironmentError",
     "find_model_dir",
     "check_transformers",
+    "transformers_supported",
     "install_stubs",
     "load_vendor_config",
 ]
@@ -77,13 +78,19 @@ def find_model_dir(model_path: str | os.PathLike[str] | None) -> Path:
     return path
 
 
+def transformers_supported(version: str) -> bool:
+    """Whether the vendor code can run on this transformers release: 4.46 <= version < 5 (exactly
+    4.46.3 is the pinned one; another 4.x runs with a warning)."""
+    major_minor = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    return (4, 46) <= major_minor < (5, 0)
+
+
 def check_transformers() -> str:
     """The transformers version, if the vendor code can run on it; else a clear error."""
     import transformers
 
     version = transformers.__version__
-    major_minor = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
-    if major_minor >= (5, 0) or major_minor < (4, 46):
+    if not transformers_supported(version):
         raise VendorEnvironmentError(
             f"the vendor DeepSeek-OCR remote code needs transformers=={REQUIRED_TRANSFORMERS} (with "
             f"tokenizers==0.20.3); this Python ({sys.executable}) has transformers {version}, where "
