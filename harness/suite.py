@@ -93,8 +93,13 @@ def _layouts(target: str, mode: str) -> tuple[tuple[str, Any], ...]:
                  for pid, page in suite_pages("all").items())
 
 
+@functools.lru_cache(maxsize=None)
+def _layout_map(target: str, mode: str) -> dict[str, Any]:
+    return dict(_layouts(target, mode))
+
+
 def page_layout(target: str, mode: str, page: str) -> Any:
-    return dict(_layouts(target, mode))[page]
+    return _layout_map(target, mode)[page]
 
 
 @functools.lru_cache(maxsize=None)
