@@ -15,7 +15,6 @@ model op key by op key.
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import os
 import platform
 import subprocess
@@ -205,22 +204,13 @@ class Collected:
 
 
 def environment_versions() -> dict[str, Any]:
-    """Package versions and the machine: what a reader needs to reproduce the numbers."""
-    import harness
-
-    def version(dist: str) -> str | None:
-        try:
-            return md.version(dist)
-        except md.PackageNotFoundError:
-            return None
+    """Package versions (the engine's, as the goldens record them) and the machine: what a reader
+    needs to reproduce the numbers."""
+    from harness.engine import environment_versions as versions
 
     env: dict[str, Any] = {
-        "harness": harness.__version__,
+        **versions(),
         "python": platform.python_version(),
-        "torch": version("torch"),
-        "transformers": version("transformers"),
-        "fvcore": version("fvcore"),
-        "thop": version("ultralytics-thop"),
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
