@@ -1,4 +1,4 @@
-"""Formula-level tests: the registry, `Cost`, each building block's numbers (derivation beside each
+"""Formula-level tests: the op keys, `Cost`, each building block's numbers (derivation beside each
 expected value), the primitives against torch's own counts on small real tensors, and the configs."""
 
 from __future__ import annotations
@@ -17,14 +17,11 @@ from harness.analytic import (
     DSOCR_SAM,
     ELEMENTWISE_FLOPS,
     ELEMENTWISE_KEYS,
-    FORMULAS,
     MATMUL_KEYS,
     OP_CLASS,
     Cost,
-    get_formula,
     load_dsocr_dims,
     load_ocr2_dims,
-    register_formula,
 )
 from harness.analytic import formulas as fm
 from harness.analytic.config import DATA_DIR, lm_dims_from_dsocr_config
@@ -45,45 +42,13 @@ def torch_flops(fn) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# registry and op keys
+# op keys
 
 
 def test_op_class_covers_exactly_the_contract_keys() -> None:
     assert set(OP_CLASS) == CONTRACT_KEYS
     assert {k for k, c in OP_CLASS.items() if c == "matmul"} == set(MATMUL_KEYS) == CONTRACT_KEYS - set(ELEMENTWISE_KEYS)
     assert set(OP_CLASS.values()) == {"matmul", "elementwise"}
-
-
-def test_every_building_block_is_registered_once() -> None:
-    expected = {"linear", "conv2d", "attention", "rel_pos_decomposed", "window_partition", "mlp", "swiglu_mlp",
-                "moe", "layer_norm", "rms_norm", "activation", "softmax", "add", "mul", "embedding", "lm_head",
-                "rotary_matmul", "rotary_elementwise", "rotary_apply", "interpolate"}
-    assert expected <= set(FORMULAS)
-    assert get_formula("linear") is fm.linear
-
-
-def test_duplicate_registration_names_both_functions() -> None:
-    @register_formula("test_only_block")
-    def first() -> Cost:
-        return Cost()
-
-    try:
-        with pytest.raises(RuntimeError) as err:
-            @register_formula("test_only_block")
-            def second() -> Cost:
-                return Cost()
-        message = str(err.value)
-        assert "'test_only_block'" in message
-        assert "test_duplicate_registration_names_both_functions.<locals>.first" in message
-        assert "test_duplicate_registration_names_both_functions.<locals>.second" in message
-    finally:
-        del FORMULAS["test_only_block"]
-
-
-def test_unknown_formula_suggests_close_names() -> None:
-    with pytest.raises(KeyError, match=r"Did you mean: linear") as err:
-        get_formula("lineer")
-    assert "Available:" in str(err.value)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -68,8 +68,26 @@ def project(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory,
     return pytester
 
 
+@pytest.fixture(scope="module", autouse=True)
+def warm_imports() -> None:
+    """In-process runs drop the modules they imported afterwards (pytester's sys.modules snapshot),
+    and torch cannot be imported twice in one process: count once here, so that every module the
+    inner runs need (torch, thop, the counters, hypothesis's plugin) is imported before the first of
+    them, and is neither re-imported nor assertion-rewritten again by each run."""
+    import hypothesis  # noqa: F401 -- its pytest plugin imports it in every run
+    import torch
+    from torch import nn
+
+    from harness.count import count
+
+    with torch.device("meta"):
+        count(nn.Sequential(nn.Linear(4, 4), nn.GELU()), torch.randn(2, 4), counters="torch,thop")
+
+
 def run(project: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return project.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", *args, timeout=300)
+    # in process: the pytest11 entry points load exactly as in a subprocess (a new Config and
+    # plugin manager), without paying a fresh interpreter and torch import per run
+    return project.runpytest_inprocess("-p", "no:cacheprovider", "-p", "no:randomly", *args)
 
 
 @pytest.mark.slow

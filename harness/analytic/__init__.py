@@ -1,4 +1,4 @@
-"""The analytic FLOP model: a formula registry of building blocks and stage models built from it.
+"""The analytic FLOP model: building-block formulas and the stage models composed of them.
 
 FLOPs = 2 x MACs everywhere, split by op key (:data:`OP_CLASS`: "matmul" keys are compared
 exactly with counters, "elementwise" keys follow :data:`ELEMENTWISE_FLOPS`); bytes follow
@@ -28,7 +28,6 @@ from harness.analytic.cost import (
     OP_CLASS,
     Cost,
 )
-from harness.analytic.formulas import FORMULAS, get_formula, register_formula
 from harness.analytic.stages import (
     TARGET_STAGES,
     clip_view,
@@ -47,7 +46,7 @@ from harness.analytic.table import LETTER_PAGE, TableRow, analytic_table, format
 
 __all__ = [
     "BYTES_CONVENTION", "DEFAULT_DTYPE_BYTES", "ELEMENTWISE_FLOPS", "ELEMENTWISE_KEYS", "MATMUL_KEYS", "OP_CLASS",
-    "Cost", "Traffic", "BYTE_KEYS", "DATA_KEYS", "FUSED_CONVENTION", "FORMULAS", "get_formula", "register_formula",
+    "Cost", "Traffic", "BYTE_KEYS", "DATA_KEYS", "FUSED_CONVENTION",
     "SamDims", "ClipDims", "ProjectorDims", "DSOCR_SAM", "DSOCR_CLIP", "DSOCR_PROJECTOR",
     "LMDims", "EncoderDims", "DsocrDims", "Ocr2Dims", "load_dims", "load_dsocr_dims", "load_ocr2_dims",
     "TARGET_STAGES", "sam_view", "clip_view", "projector_view", "encoder_view", "dsocr_view_costs",

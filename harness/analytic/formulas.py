@@ -1,4 +1,5 @@
-"""The formula registry: one pure function of sizes per building block, each returning a `Cost`.
+"""The building-block formulas: one pure function of sizes per block, each returning a `Cost`;
+the stage models (:mod:`harness.analytic.stages`) compose them by direct import.
 
 Formulas are shape arithmetic only (no tensors). FLOPs = 2 x MACs for the matmul class; the
 element-wise class follows :data:`harness.analytic.cost.ELEMENTWISE_FLOPS`; bytes follow
@@ -7,15 +8,11 @@ element-wise class follows :data:`harness.analytic.cost.ELEMENTWISE_FLOPS`; byte
 
 from __future__ import annotations
 
-import difflib
-from typing import Callable, Literal, TypeVar
+from typing import Literal
 
 from harness.analytic.cost import DEFAULT_DTYPE_BYTES, ELEMENTWISE_FLOPS as EW, BytesByKey, Cost, FlopsByKey, Traffic
 
 __all__ = [
-    "FORMULAS",
-    "register_formula",
-    "get_formula",
     "conv_output_size",
     "padded_grid",
     "linear",
@@ -39,43 +36,6 @@ __all__ = [
     "rotary_apply",
     "interpolate",
 ]
-
-F = TypeVar("F", bound=Callable[..., Cost])
-
-#: name -> formula. Filled by :func:`register_formula`; read through :func:`get_formula`.
-FORMULAS: dict[str, Callable[..., Cost]] = {}
-
-
-def _qualname(fn: Callable[..., object]) -> str:
-    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
-
-
-def register_formula(name: str) -> Callable[[F], F]:
-    """Register a formula under ``name``; a second registration of the name is a RuntimeError."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"register_formula: expected a non-empty name, got {name!r}")
-
-    def decorator(fn: F) -> F:
-        existing = FORMULAS.get(name)
-        if existing is not None:
-            raise RuntimeError(
-                f"duplicate formula registration for {name!r}: {_qualname(existing)} and {_qualname(fn)}"
-            )
-        FORMULAS[name] = fn
-        return fn
-
-    return decorator
-
-
-def get_formula(name: str) -> Callable[..., Cost]:
-    """The formula registered as ``name``; unknown names raise KeyError with suggestions."""
-    try:
-        return FORMULAS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, FORMULAS, n=3)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise KeyError(f"Unknown formula {name!r}.{hint}\nAvailable: {', '.join(sorted(FORMULAS))}") from None
-
 
 #: Element sizes the implementations use besides ``dtype_bytes`` (bytes per element).
 F32, I64, BOOL = 4, 8, 1
@@ -140,7 +100,6 @@ def padded_grid(grid: int, window: int) -> tuple[int, int]:
 LinearKey = Literal["linear", "linear_functional", "lm_head", "experts"]
 
 
-@register_formula("linear")
 def linear(tokens: int, in_features: int, out_features: int, *, bias: bool = False,
            key: LinearKey = "linear", dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """y = x W^T (+ b) over ``tokens`` rows: 2*tokens*in*out FLOPs under ``key``; bias 1 add/elem.
@@ -160,7 +119,6 @@ def linear(tokens: int, in_features: int, out_features: int, *, bias: bool = Fal
                                       tokens * in_features * b, tokens * out_features * b)})
 
 
-@register_formula("conv2d")
 def conv2d(batch: int, in_channels: int, out_channels: int, height: int, width: int, *, kernel: int,
            stride: int = 1, padding: int = 0, bias: bool = False,
            dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
@@ -181,7 +139,6 @@ def conv2d(batch: int, in_channels: int, out_channels: int, height: int, width: 
 MaskKind = Literal["none", "float", "bool", "causal"]
 
 
-@register_formula("attention")
 def attention(batch: int, heads: int, q_len: int, kv_len: int, head_dim: int, *,
               impl: Literal["sdpa", "matmul"], kv_heads: int | None = None, v_head_dim: int | None = None,
               mask_heads: int = 0, mask: MaskKind | None = None, strided: str = "",
@@ -290,7 +247,6 @@ def _rel_pos_axis(t: dict[str, Traffic], side: int, head_dim: int, table_len: in
     _acc(t, "cast", 0, side * side * F32, side * side * I64)
 
 
-@register_formula("rel_pos_decomposed")
 def rel_pos_decomposed(batch_heads: int, q_h: int, q_w: int, head_dim: int, *, table_len: int,
                        dtype_bytes: int = DEFAULT_DTYPE_BYTES, always_interpolate: bool = False,
                        einsum_copies: int = 1, bias_copy: str = "dense", interp_fp32: bool = False) -> Cost:
@@ -344,7 +300,6 @@ def rel_pos_decomposed(batch_heads: int, q_h: int, q_w: int, head_dim: int, *, t
     return _make(flops, t, dict(plain.bytes_by_key))
 
 
-@register_formula("mlp")
 def mlp(tokens: int, dim: int, hidden: int, *, activation_kind: Literal["gelu", "quick_gelu", "silu"],
         bias: bool = True, dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """Two-layer MLP: Linear(dim->hidden), activation, Linear(hidden->dim): 4*tokens*dim*hidden."""
@@ -353,7 +308,6 @@ def mlp(tokens: int, dim: int, hidden: int, *, activation_kind: Literal["gelu", 
             + linear(tokens, hidden, dim, bias=bias, dtype_bytes=dtype_bytes))
 
 
-@register_formula("swiglu_mlp")
 def swiglu_mlp(tokens: int, dim: int, hidden: int, *, key: Literal["linear", "experts"] = "linear",
                dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """SwiGLU: down(silu(gate(x)) * up(x)), no bias: 6*tokens*dim*hidden FLOPs under ``key``.
@@ -368,7 +322,6 @@ def swiglu_mlp(tokens: int, dim: int, hidden: int, *, key: Literal["linear", "ex
             + linear(tokens, hidden, dim, key=key, dtype_bytes=b))
 
 
-@register_formula("moe")
 def moe(tokens: int, dim: int, *, n_experts: int, top_k: int, expert_hidden: int, shared_hidden: int,
         implementation: Literal["loop", "batched_mm"] = "loop", dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """DeepSeek MoE: F.linear gate (2*T*dim*E), softmax over E, T*k routed SwiGLU pairs, shared SwiGLU.
@@ -460,7 +413,6 @@ def _moe_finish(flops: dict[str, int], t: dict[str, Traffic], T: int, h: int, i:
     return routed + shared + add(T * h, dtype_bytes=b)
 
 
-@register_formula("lm_head")
 def lm_head(positions: int, dim: int, vocab: int, *, fp32_logits_copy: bool = False,
             dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """lm_head Linear(dim->vocab) on ``positions`` rows: 2*positions*dim*vocab FLOPs (key lm_head).
@@ -473,7 +425,6 @@ def lm_head(positions: int, dim: int, vocab: int, *, fp32_logits_copy: bool = Fa
     return cost
 
 
-@register_formula("rotary_matmul")
 def rotary_matmul(batch: int, positions: int, head_dim: int, *, dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """Llama-4.46 rotary table: (B, d/2, 1) @ (B, 1, P) = 2*B*(d/2)*P FLOPs (key rotary); cos, sin.
 
@@ -498,7 +449,6 @@ def rotary_matmul(batch: int, positions: int, head_dim: int, *, dtype_bytes: int
          "other_elementwise": Traffic(0, P * half * b, 2 * P * head_dim * b)})
 
 
-@register_formula("rotary_elementwise")
 def rotary_elementwise(batch: int, positions: int, head_dim: int, *,
                        dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """transformers-5 rotary table: positions[..., None] * inv_freq (element-wise), cat, cos, sin.
@@ -522,7 +472,6 @@ def rotary_elementwise(batch: int, positions: int, head_dim: int, *,
         {"other_elementwise": Traffic(0, P * I64, 2 * P * head_dim * b)})
 
 
-@register_formula("rotary_apply")
 def rotary_apply(batch: int, heads: int, kv_heads: int, positions: int, head_dim: int, *,
                  dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """apply_rotary_pos_emb on q and k: 3 FLOPs per element (2 mul, 1 add), rotate_half copies.
@@ -548,7 +497,6 @@ def rotary_apply(batch: int, heads: int, kv_heads: int, positions: int, head_dim
 # element-wise and data-movement blocks
 
 
-@register_formula("window_partition")
 def window_partition(batch: int, grid: int, window: int, dim: int, *,
                      dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """SAM window partition (F.pad to gp=14*ceil(g/14), permute copy) and unpartition (copy, crop): bytes only."""
@@ -569,7 +517,6 @@ def _ew(key: str, per_elem: int, elements: int, reads: int, dtype_bytes: int, we
     return _make({key: per_elem * elements}, {key: Traffic(weights * b, reads * elements * b, elements * b)})
 
 
-@register_formula("layer_norm")
 def layer_norm(elements: int, dim: int, *, dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """LayerNorm (nn.LayerNorm or SAM's hand-written LayerNorm2d): 5 FLOPs/elem, weight+bias.
 
@@ -582,7 +529,6 @@ def layer_norm(elements: int, dim: int, *, dtype_bytes: int = DEFAULT_DTYPE_BYTE
                  {"norm": Traffic(2 * dim * b, elements * b, elements * b)})
 
 
-@register_formula("layer_norm2d_python")
 def layer_norm2d_python(batch: int, channels: int, height: int, width: int, *,
                         dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """The vendor SAM neck's LayerNorm2d written in Python, over channels per pixel: 5 FLOPs/elem (as layer_norm).
@@ -597,7 +543,6 @@ def layer_norm2d_python(batch: int, channels: int, height: int, width: int, *,
                  {"norm": Traffic(2 * channels * b, e * b, e * b)})
 
 
-@register_formula("rms_norm")
 def rms_norm(elements: int, dim: int, *, dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """RMSNorm: 4 FLOPs/elem, weight.
 
@@ -614,7 +559,6 @@ def rms_norm(elements: int, dim: int, *, dtype_bytes: int = DEFAULT_DTYPE_BYTES)
     return _make({"norm": EW["rms_norm"] * elements}, t, {"norm": Traffic(dim * b, elements * b, elements * b)})
 
 
-@register_formula("activation")
 def activation(elements: int, kind: Literal["gelu", "quick_gelu", "silu"], *,
                dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """Activation per element: gelu 8, quick_gelu 5, silu 4 FLOPs. Bytes: one read, one write."""
@@ -628,25 +572,21 @@ def activation(elements: int, kind: Literal["gelu", "quick_gelu", "silu"], *,
     return _ew("activation", EW[kind], elements, 1, dtype_bytes)
 
 
-@register_formula("softmax")
 def softmax(elements: int, *, dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """Softmax: 5 FLOPs per element."""
     return _ew("softmax", EW["softmax"], elements, 1, dtype_bytes)
 
 
-@register_formula("add")
 def add(elements: int, *, dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """Element-wise add of two tensors: 1 FLOP per output element, reads two, writes one."""
     return _ew("add", EW["add"], elements, 2, dtype_bytes)
 
 
-@register_formula("mul")
 def mul(elements: int, *, dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """Element-wise multiply of two tensors: 1 FLOP per output element, reads two, writes one."""
     return _ew("mul", EW["mul"], elements, 2, dtype_bytes)
 
 
-@register_formula("embedding")
 def embedding(tokens: int, dim: int, *, dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """nn.Embedding lookup: no FLOPs; reads the int64 ids and the ``tokens`` gathered rows, writes them."""
     _pos("tokens", tokens, zero=True)
@@ -654,7 +594,6 @@ def embedding(tokens: int, dim: int, *, dtype_bytes: int = DEFAULT_DTYPE_BYTES) 
     return _make(None, {"index": Traffic(tokens * dim * b, tokens * I64, tokens * dim * b)})
 
 
-@register_formula("interpolate")
 def interpolate(channels: int, out_h: int, out_w: int, *, in_h: int, in_w: int,
                 mode: Literal["bicubic", "linear"], dtype_bytes: int = DEFAULT_DTYPE_BYTES,
                 reads_weight: bool = False, upcast: bool = False) -> Cost:
