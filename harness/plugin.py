@@ -52,6 +52,9 @@ _SESSION_KEY = pytest.StashKey[GoldenSession]()
 _ENGINE_KEY = pytest.StashKey[Any]()
 _DEVICE_KEY = pytest.StashKey[str]()
 _GATE_KEY = pytest.StashKey["Gate"]()
+_WORKERS_KEY = pytest.StashKey[dict]()
+#: workeroutput key of a worker's left-out reasons and engine statistics (JSON).
+WORKER_REPORT = "harness_worker_report"
 
 
 # ------------------------------------------------------------------------------------ options
@@ -314,7 +317,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_SESSION_KEY] = session
     config.pluginmanager.register(GoldenHooks(session), "harness-goldens")
     if config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(XdistGoldenHooks(session), "harness-xdist-goldens")
+        config.pluginmanager.register(XdistGoldenHooks(session, config), "harness-xdist-goldens")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -414,11 +417,58 @@ def _is_fact(item: pytest.Item) -> bool:
 def pytest_report_collectionfinish(config: pytest.Config, start_path: Path, items: list[pytest.Item]) -> list[str]:
     """Once per reason: how many cases were left out, and what would enable them."""
     g = config.stash.get(_GATE_KEY, None)
-    if g is None or not g.left_out:
+    return left_out_lines(g.left_out) if g is not None else []
+
+
+def left_out_lines(left_out: dict[str, int]) -> list[str]:
+    """``harness: N case(s) left out, by reason:`` and one line per reason (none: no lines)."""
+    if not left_out:
         return []
-    lines = [f"harness: {sum(g.left_out.values())} case(s) left out, by reason:"]
-    lines += [f"  {n:>5} -- {reason}" for reason, n in sorted(g.left_out.items(), key=lambda kv: -kv[1])]
+    lines = [f"harness: {sum(left_out.values())} case(s) left out, by reason:"]
+    lines += [f"  {n:>5} -- {reason}" for reason, n in sorted(left_out.items(), key=lambda kv: -kv[1])]
     return lines
+
+
+# ------------------------------------------------------------------------------------ xdist
+#: Workers a CPU run takes with ``-n auto`` at most: past this, starting a worker (torch, collection)
+#: costs more than it saves.
+MAX_AUTO_WORKERS = 4
+#: A selection (--target/--mode/...) takes a worker per this many count facts (a worker's start,
+#: torch and the collection, costs about as much as measuring that many).
+FACTS_PER_WORKER = 20
+
+
+def _distributing(config: pytest.Config) -> bool:
+    """This process is an xdist controller that hands tests to workers."""
+    return (bool(getattr(config.option, "tx", None)) and not hasattr(config, "workerinput")
+            and getattr(config.option, "dist", "no") != "no" and not config.getoption("collectonly"))
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)    # before xdist's own answer
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (the project's default addopts): one worker per usable CPU core, at most
+    :data:`MAX_AUTO_WORKERS`, and none (this process) for a selection of fewer than
+    :data:`FACTS_PER_WORKER` count facts per worker; a GPU run (``--device cuda``, ``-m gpu``): one
+    worker per visible GPU with ``--device cuda``, otherwise none (this process, its one device);
+    ``--benchmark-only``: none."""
+    device = config.getoption("harness_device")
+    if device is not None and device.startswith("cuda"):
+        return _cuda_device_count() if device == "cuda" else 0
+    if "gpu" in (config.getoption("markexpr") or "").replace("not gpu", ""):
+        return 0
+    if config.getoption("benchmark_only", False):   # pytest-benchmark times nothing under xdist
+        return 0
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    workers = min(cores, MAX_AUTO_WORKERS)
+    if _selectors_given(config):            # a slice: a worker per FACTS_PER_WORKER facts
+        from harness.selection import selection_from_config
+        from harness.suite import count_cases
+
+        workers = min(workers, len(count_cases(selection_from_config(config))[0]) // FACTS_PER_WORKER)
+    return workers if workers > 1 else 0
 
 
 class GoldenHooks:
@@ -452,6 +502,11 @@ class GoldenHooks:
         config = session.config
         if hasattr(config, "workerinput"):      # xdist worker: hand the records to the controller
             config.workeroutput[WORKER_OUTPUT] = self.session.worker_output()
+            g = config.stash.get(_GATE_KEY, None)
+            engine = config.stash.get(_ENGINE_KEY, None)
+            config.workeroutput[WORKER_REPORT] = json.dumps({
+                "left_out": g.left_out if g is not None else {},
+                "engine": engine.stats_lines() if engine is not None else []})
             return
         self.session.finish(session)
         if self.session.failed and session.exitstatus == pytest.ExitCode.OK:
@@ -471,6 +526,16 @@ class GoldenHooks:
                 terminalreporter.write_line(line)
         engine = config.stash.get(_ENGINE_KEY, None)
         stats = engine.stats_lines() if engine is not None else []
+        workers = config.stash.get(_WORKERS_KEY, {})
+        if workers:                              # xdist: what the workers left out and measured
+            left_out = next((w["left_out"] for _, w in sorted(workers.items()) if w["left_out"]), {})
+            lines = left_out_lines(left_out)
+            if lines:
+                terminalreporter.write_sep("-", "harness: left out (decided in the xdist workers)")
+                for line in lines:
+                    terminalreporter.write_line(line)
+            stats = [f"{name}: {line}" if not line.startswith(" ") else line
+                     for name, w in sorted(workers.items()) for line in w["engine"]]
         if stats:
             terminalreporter.write_sep("-", "harness engine")
             for line in stats:
@@ -478,10 +543,12 @@ class GoldenHooks:
 
 
 class XdistGoldenHooks:
-    """xdist support, registered only when xdist is loaded: the controller merges worker records."""
+    """xdist support, registered only when xdist is loaded: the controller merges the workers'
+    records (goldens, left-out reasons, engine statistics)."""
 
-    def __init__(self, session: GoldenSession) -> None:
+    def __init__(self, session: GoldenSession, config: pytest.Config) -> None:
         self.session = session
+        self.config = config
 
     @pytest.hookimpl
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
@@ -491,6 +558,17 @@ class XdistGoldenHooks:
             self.session.worker_failures += 1
         if WORKER_OUTPUT in output:
             self.session.add_worker_output(json.loads(output[WORKER_OUTPUT]))
+        if WORKER_REPORT in output:
+            workers = self.config.stash.setdefault(_WORKERS_KEY, {})
+            name = getattr(getattr(node, "gateway", None), "id", None) or f"worker{len(workers)}"
+            workers[name] = json.loads(output[WORKER_REPORT])
+
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        """Under xdist the workers collect: say where the left-out cases are reported."""
+        if _distributing(config):
+            return ["harness: cases that cannot run here are left out by the xdist workers; how many, "
+                    "and why, is said at the end of the run (-n 0: here)"]
+        return []
 
 
 # ------------------------------------------------------------------------------------ fixtures

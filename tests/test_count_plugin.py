@@ -9,16 +9,13 @@ difference failure, golden untouched; a band in ``golden/flop_count/tolerances.t
 from __future__ import annotations
 
 import importlib.metadata as md
-import os
 from pathlib import Path
 
 import pytest
 
-import harness
 
 pytest_plugins = ["pytester"]
 
-WORKTREE = Path(harness.__file__).resolve().parent.parent
 PLUGINS = {"harness-count": "harness.count.pytest_plugin", "harness": "harness.plugin"}
 
 TEST_FILE = '''
@@ -60,7 +57,7 @@ def _entry_point_site(tmp: Path) -> Path:
 @pytest.fixture
 def project(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> pytest.Pytester:
     site = _entry_point_site(tmp_path_factory.mktemp("entry_points"))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(WORKTREE), str(site)]))
+    monkeypatch.syspath_prepend(str(site))          # the in-process runs find entry points on sys.path
     monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
     monkeypatch.delenv("PYTEST_PLUGINS", raising=False)
     pytester.makeini("[pytest]\n")

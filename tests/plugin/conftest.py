@@ -22,6 +22,9 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
+# pytester's in-process runs drop the modules they imported when they end, and torch cannot be
+# imported twice in one process: import it (the real suite definition needs it) before any run
+import torch  # noqa: F401
 
 #: The plugin is registered by the ``pytest11`` entry point ``harness`` when the harness is
 #: installed; a project conftest that also names it would register it twice.

@@ -46,3 +46,73 @@ def test_crashed_worker_deletes_nothing_and_leaves_valid_goldens(unused):
     assert docs["fake/count/sam/g1024.json"]["counters"]["torch"]["raw"] in (1000, 77)
     assert docs["fake/count/prefill/L300.json"]["counters"]["torch"]["raw"] in (2_200_000, 88)
     assert docs["fake/count/prefill/L273.json"]["counters"]["thop"]["raw"] == 1_000_000
+
+
+def test_left_out_cases_are_said_by_the_controller(pytester: pytest.Pytester):
+    """Under xdist the workers collect and leave out; the controller says, once, how many and why
+    (the header points there), and the engine lines come per worker."""
+    from conftest import PLUGIN_CONFTEST
+
+    from harness.plugin import CUDA_NOT_AVAILABLE_MSG, _cuda_available
+
+    if _cuda_available():
+        pytest.skip("needs a machine without CUDA (the gpu test would run)")
+    pytester.makeconftest(PLUGIN_CONFTEST)
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_mixed='''
+import pytest
+
+@pytest.mark.gpu
+def test_on_gpu():
+    pass
+
+@pytest.mark.gpu
+def test_on_gpu_too():
+    pass
+
+def test_on_cpu():
+    pass
+''')
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", timeout=300)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([
+        "harness: cases that cannot run here are left out by the xdist workers*",
+        "*harness: left out (decided in the xdist workers)*",
+        "harness: 2 case(s) left out, by reason:",
+        f"      2 -- {CUDA_NOT_AVAILABLE_MSG}"])
+    assert result.stdout.str().count("case(s) left out, by reason") == 1
+
+
+def _auto_workers(cores: int, monkeypatch, **options) -> int:
+    from types import SimpleNamespace
+
+    import harness.plugin as plugin
+
+    monkeypatch.setattr(plugin.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.setattr(plugin, "_cuda_device_count", lambda: 3)
+    config = SimpleNamespace(getoption=lambda name, default=None: options.get(name, default))
+    return plugin.pytest_xdist_auto_num_workers(config)
+
+
+def test_auto_worker_count(monkeypatch):
+    """``-n auto`` (the default addopts): a worker per core up to MAX_AUTO_WORKERS; none for one
+    core, a benchmark run, a GPU run on one named device, or a slice of a few facts; one per GPU
+    with ``--device cuda``."""
+    from harness.plugin import FACTS_PER_WORKER, MAX_AUTO_WORKERS
+    from harness.selection import Selection
+    from harness.suite import count_cases
+
+    assert _auto_workers(2, monkeypatch) == 2
+    assert _auto_workers(16, monkeypatch) == MAX_AUTO_WORKERS
+    assert _auto_workers(1, monkeypatch) == 0
+    assert _auto_workers(16, monkeypatch, benchmark_only=True) == 0
+    assert _auto_workers(16, monkeypatch, harness_device="cuda:0") == 0
+    assert _auto_workers(16, monkeypatch, harness_device="cuda") == 3
+    assert _auto_workers(16, monkeypatch, markexpr="gpu and not slow") == 0
+    assert _auto_workers(16, monkeypatch, markexpr="not gpu") == MAX_AUTO_WORKERS
+    sliced = dict(harness_target="ocr2", harness_mode="gundam", harness_page="letter", harness_stage="sam")
+    n = len(count_cases(Selection(targets=("ocr2",), modes=("gundam",), pages=("letter",), stages=("sam",)))[0])
+    assert 0 < n < 2 * FACTS_PER_WORKER
+    assert _auto_workers(16, monkeypatch, **sliced) == 0
+    wide = len(count_cases(Selection(targets=("ocr2",)))[0])
+    assert _auto_workers(16, monkeypatch, harness_target="ocr2") == min(MAX_AUTO_WORKERS, wide // FACTS_PER_WORKER)
