@@ -73,7 +73,7 @@ def test_on_gpu_too():
 def test_on_cpu():
     pass
 ''')
-    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", timeout=300)
+    result = pytester.runpytest("-n", "2", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([
         "harness: cases that cannot run here are left out by the xdist workers*",
