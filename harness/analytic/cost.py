@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 from dataclasses import dataclass, field
-from typing import Mapping, NamedTuple
+from typing import Any, Mapping, NamedTuple
 
 __all__ = [
     "Traffic",
@@ -154,16 +154,18 @@ def _check_flops(flops: Mapping[str, int]) -> FlopsByKey:
     return FlopsByKey(sorted(out.items()))
 
 
-def _sum_flops(a: Mapping[str, int], b: Mapping[str, int]) -> FlopsByKey:
-    """Key-wise sum of two validated FLOP maps (no re-validation: both sides are already checked)."""
+def _sum_keyed(a: Mapping[str, Any], b: Mapping[str, Any], cls: type) -> Any:
+    """Key-wise sum of two validated maps of ``cls`` (FlopsByKey: ints; BytesByKey: Traffic, which
+    adds field by field); no re-validation: both sides are already checked."""
     if not b:
-        return a if isinstance(a, FlopsByKey) else FlopsByKey(a)
+        return a if isinstance(a, cls) else cls(a)
     if not a:
-        return b if isinstance(b, FlopsByKey) else FlopsByKey(b)
+        return b if isinstance(b, cls) else cls(b)
     out = dict(a)
     for key, value in b.items():
-        out[key] = out.get(key, 0) + value
-    return FlopsByKey(sorted(out.items()))
+        old = out.get(key)
+        out[key] = value if old is None else old + value
+    return cls(sorted(out.items()))
 
 
 class BytesByKey(FlopsByKey):
@@ -183,19 +185,6 @@ def _check_bytes(name: str, by_key: Mapping[str, object]) -> BytesByKey:
         t = Traffic(*(_check_int(f"{name}[{key!r}]", v) for v in value))
         if t.total:
             out[key] = t
-    return BytesByKey(sorted(out.items()))
-
-
-def _sum_bytes(a: Mapping[str, Traffic], b: Mapping[str, Traffic]) -> BytesByKey:
-    """Key-wise sum of two validated byte maps (no re-validation)."""
-    if not b:
-        return a if isinstance(a, BytesByKey) else BytesByKey(a)
-    if not a:
-        return b if isinstance(b, BytesByKey) else BytesByKey(b)
-    out = dict(a)
-    for key, value in b.items():
-        old = out.get(key)
-        out[key] = value if old is None else Traffic(old[0] + value[0], old[1] + value[1], old[2] + value[2])
     return BytesByKey(sorted(out.items()))
 
 
@@ -326,10 +315,10 @@ class Cost:
     def __add__(self, other: "Cost") -> "Cost":
         if not isinstance(other, Cost):
             return NotImplemented
-        by_key = _sum_bytes(self.bytes_by_key, other.bytes_by_key)
+        by_key = _sum_keyed(self.bytes_by_key, other.bytes_by_key, BytesByKey)
         same = self.fused_by_key is self.bytes_by_key and other.fused_by_key is other.bytes_by_key
-        fused = None if same else _sum_bytes(self.fused_by_key, other.fused_by_key)  # type: ignore[arg-type]
-        return Cost._trusted(_sum_flops(self.flops, other.flops), by_key, fused,
+        fused = None if same else _sum_keyed(self.fused_by_key, other.fused_by_key, BytesByKey)  # type: ignore[arg-type]
+        return Cost._trusted(_sum_keyed(self.flops, other.flops, FlopsByKey), by_key, fused,
                              (self.weight_bytes + other.weight_bytes, self.act_read_bytes + other.act_read_bytes,
                               self.act_write_bytes + other.act_write_bytes))
 

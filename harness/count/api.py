@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
@@ -20,6 +19,7 @@ from harness.counters import VARIANTS, CounterError, StageCount, explain_delta
 from harness.counters import count as count_stage
 
 from harness.report.inputs import COUNTER_PACKAGES, counter_installed
+from harness.targets.base import StageCall
 
 from .result import CountResult, Verdict, choose_reference, label_of
 
@@ -98,17 +98,6 @@ def resolve_counters(counters: str | Iterable[str] | None = None,
 
 
 # ------------------------------------------------------------------------------------- the call
-@dataclass
-class ModelCall:
-    """One call of the model, as the counters take it (a duck-typed ``StageCall``)."""
-
-    module: nn.Module
-    args: tuple = ()
-    kwargs: dict = field(default_factory=dict)
-    module_path: str = ""
-    stage: str = "model"
-
-
 class CallableModule(nn.Module):
     """Wraps a plain callable so the counters can hook and trace it. A bound method of a module
     registers that module as the child ``model`` (its submodules are named ``model.<path>``)."""
@@ -249,7 +238,7 @@ def count(model_or_callable: nn.Module | Callable[..., Any], *args: Any,
         raise CountError("no counter to run: " + ("; ".join(f"{k}: {v}" for k, v in skipped.items())
                                                    or "counters/variants selected nothing"))
     module, args, kwargs, where, notes = _placement(module, tuple(args), dict(kwargs), device)
-    call = ModelCall(module, args, kwargs)
+    call = StageCall("model", "", module, args, kwargs)   # the whole model: one call, path ""
     counts: dict[str, StageCount] = {}
     missing: dict[str, str] = {label_of(c, "*").replace("*", "(all)"): why for c, why in skipped.items()}
     for counter, variant in specs:
