@@ -283,8 +283,11 @@ class Engine:
     measurements: dict[tuple, Measurement] = field(default_factory=dict)
     lookups: int = 0
     build_seconds: dict[str, float] = field(default_factory=dict)
-    #: Variants measured together with the one asked for, from one run (``harness report`` sets
-    #: ("patched", "stock") when it shows both); the suite asks for patched only.
+    #: Variants measured together with the one asked for, where the counter reads them all from one
+    #: run (:attr:`Counter.shares_variant_runs`: fvcore's trace, thop's forward); a counter that runs
+    #: once per variant measures each when it is asked for. ``harness report`` sets the variants it
+    #: shows; the suite's engine carries "stock" beside the patched counts its facts assert, for the
+    #: tests of the stock tools (they then read the same trace / forward).
     co_variants: tuple[str, ...] = ()
     _pages: dict[str, Any] | None = None
 
@@ -437,7 +440,7 @@ class Engine:
         return self.inputs[key]
 
     def _measure(self, case: Case, variant: str) -> Measurement:
-        from harness.counters import count
+        from harness.counters import count, get_counter
 
         start = time.perf_counter()
         try:
@@ -452,7 +455,8 @@ class Engine:
             calls = self.target(case.target).stage_calls(built, self._inputs(case), case.stage)
             # the other variants a caller wants (the report: stock beside patched) come from the same
             # trace (fvcore) or forward (thop), when they are not memoised yet
-            variants = (variant, *(v for v in self.co_variants if v != variant
+            shared = get_counter(case.counter).shares_variant_runs
+            variants = (variant, *(v for v in self.co_variants if shared and v != variant
                                    and self.measurement_key(case, v) not in self.measurements))
             if len(variants) == 1:
                 # stock: blind spots are the finding, reported rather than raised (count's default)

@@ -53,6 +53,7 @@ _ENGINE_KEY = pytest.StashKey[Any]()
 _DEVICE_KEY = pytest.StashKey[str]()
 _GATE_KEY = pytest.StashKey["Gate"]()
 _WORKERS_KEY = pytest.StashKey[dict]()
+_THREADS_KEY = pytest.StashKey[tuple]()
 #: workeroutput key of a worker's left-out reasons and engine statistics (JSON).
 WORKER_REPORT = "harness_worker_report"
 
@@ -318,13 +319,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(GoldenHooks(session), "harness-goldens")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistGoldenHooks(session, config), "harness-xdist-goldens")
+    if _distributing(config):
+        config.stash[_THREADS_KEY] = _share_cores(len(config.option.tx))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Release the golden lock whatever happened (a usage error after configure, an interrupt)."""
+    """Release the golden lock whatever happened (a usage error after configure, an interrupt);
+    give back the thread variable the workers were started with."""
     session = config.stash.get(_SESSION_KEY, None)
     if session is not None:
         session.lock.release()
+    shared = config.stash.get(_THREADS_KEY, None)
+    if shared is not None and shared[1]:
+        os.environ.pop(THREADS_VAR, None)
 
 
 def _validate_selection(config: pytest.Config) -> None:
@@ -436,6 +443,28 @@ MAX_AUTO_WORKERS = 4
 #: A selection (--target/--mode/...) takes a worker per this many count facts (a worker's start,
 #: torch and the collection, costs about as much as measuring that many).
 FACTS_PER_WORKER = 20
+#: The thread count torch's CPU pools (OpenMP, MKL) start with. xdist workers on the same cores each
+#: default to one thread per core; their spinning pools then cost the others CPU time (measured: the
+#: suite on 2 cores, 2 workers, 196 s user -> 170 s with one thread each). The controller sets it
+#: to cores // workers for the workers it starts, unless the user set it.
+THREADS_VAR = "OMP_NUM_THREADS"
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _share_cores(workers: int) -> tuple[str, bool]:
+    """Before xdist starts its workers (they inherit this environment): each of ``workers`` gets
+    ``cores // workers`` CPU threads (at least 1) through :data:`THREADS_VAR`, unless it is set
+    already. ``(the value the workers see, whether this set it)``."""
+    if os.environ.get(THREADS_VAR):
+        return os.environ[THREADS_VAR], False
+    os.environ[THREADS_VAR] = str(max(1, _usable_cores() // max(1, workers)))
+    return os.environ[THREADS_VAR], True
 
 
 def _distributing(config: pytest.Config) -> bool:
@@ -458,11 +487,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
         return 0
     if config.getoption("benchmark_only", False):   # pytest-benchmark times nothing under xdist
         return 0
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    workers = min(cores, MAX_AUTO_WORKERS)
+    workers = min(_usable_cores(), MAX_AUTO_WORKERS)
     if _selectors_given(config):            # a slice: a worker per FACTS_PER_WORKER facts
         from harness.selection import selection_from_config
         from harness.suite import count_cases
@@ -566,8 +591,11 @@ class XdistGoldenHooks:
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         """Under xdist the workers collect: say where the left-out cases are reported."""
         if _distributing(config):
+            threads, ours = config.stash.get(_THREADS_KEY, ("?", False))
             return ["harness: cases that cannot run here are left out by the xdist workers; how many, "
-                    "and why, is said at the end of the run (-n 0: here)"]
+                    "and why, is said at the end of the run (-n 0: here)",
+                    f"harness: {len(config.option.tx)} xdist workers, {THREADS_VAR}={threads} CPU thread(s) each "
+                    + (f"(cores // workers; set {THREADS_VAR} to choose)" if ours else "(from the environment)")]
         return []
 
 
@@ -603,7 +631,8 @@ def engine(pytestconfig: pytest.Config):
     if _ENGINE_KEY not in pytestconfig.stash:
         pytestconfig.stash[_ENGINE_KEY] = Engine(
             model_path=vendor_model_path(pytestconfig),
-            trust_remote_code=bool(pytestconfig.getoption("harness_trust_remote_code")))
+            trust_remote_code=bool(pytestconfig.getoption("harness_trust_remote_code")),
+            co_variants=("stock",))      # the stock tools' tests read the count facts' trace / forward
     return pytestconfig.stash[_ENGINE_KEY]
 
 

@@ -143,3 +143,15 @@ def test_co_variants_come_from_one_run_and_equal_separate_runs(counter):
     assert entry_record(separate.measure(case, "stock")) == entry_record(stock)
     assert entry_record(separate.measure(case)) == entry_record(patched)
     assert stock.variant == "stock" and patched.variant == "patched"
+
+
+@needs_ocr2
+def test_co_variants_add_no_run_to_a_counter_that_runs_once_per_variant():
+    """torch runs the model once per variant: a co-variant would be a second forward nobody asked
+    for yet, so it is measured when asked, not before."""
+    case = Case("ocr2", "base", "letter", "decode", "torch")
+    engine = Engine(co_variants=("stock",))
+    engine.measure(case)
+    assert list(engine.measurements) == [engine.measurement_key(case)]
+    engine.measure(case, "stock")
+    assert len(engine.measurements) == 2 and engine.lookups == 0

@@ -138,6 +138,9 @@ class Counter(abc.ABC):
     convention: ClassVar[str] = "flop"
     variants: ClassVar[tuple[str, ...]] = VARIANTS
     description: ClassVar[str] = ""
+    #: True when :meth:`run_variants` reads every variant from one model run (fvcore: one trace;
+    #: thop: one forward), so a further variant costs little beside the first.
+    shares_variant_runs: ClassVar[bool] = False
 
     @abc.abstractmethod
     def version(self) -> str:

@@ -283,6 +283,7 @@ class FvcoreCounter(Counter):
     name = "fvcore"
     convention = "mac"
     description = "fvcore.nn.FlopCountAnalysis (jit trace + handles); raw MACs, FLOPs = 2 x raw"
+    shares_variant_runs = True
 
     def version(self) -> str:
         from importlib.metadata import version

@@ -233,6 +233,7 @@ class ThopCounter(Counter):
     name = "thop"
     convention = "mac"
     description = "thop.profile (module rules + functional products); raw MACs, FLOPs = 2 x raw"
+    shares_variant_runs = True
 
     def version(self) -> str:
         import thop

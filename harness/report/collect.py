@@ -568,6 +568,7 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
     bar = (progress(total=len(tasks), desc="counting (one run per shape key)", unit="count")
            if progress is not None and tasks else None)
     start_all = time.perf_counter()
+    before = cache.co_variants
     try:
         workers = _effective_jobs(jobs, plan, len(tasks))
         if workers > 1:
@@ -575,7 +576,7 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
             _prefetch_parallel(cache, tasks, workers, bar)
         else:
             # one fvcore trace / one thop forward serves every variant the report shows
-            cache.co_variants = tuple(dict.fromkeys(spec.variant for spec in plan.counters))
+            cache.co_variants = tuple(dict.fromkeys((*before, *(spec.variant for spec in plan.counters))))
             for case, variant, _ in tasks:
                 if bar is not None:
                     bar.set_postfix_str(f"{case.target} {case.mode} {case.page} {case.stage} {case.counter} "
@@ -587,7 +588,7 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
                 if bar is not None:
                     bar.update(1)
     finally:
-        cache.co_variants = ()
+        cache.co_variants = before
         if bar is not None:
             bar.close()
     fresh = {key for _, _, key in tasks}

@@ -3,6 +3,7 @@ worker makes the run incomplete: nothing is deleted and every golden stays valid
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -48,19 +49,24 @@ def test_crashed_worker_deletes_nothing_and_leaves_valid_goldens(unused):
     assert docs["fake/count/prefill/L273.json"]["counters"]["thop"]["raw"] == 1_000_000
 
 
-def test_left_out_cases_are_said_by_the_controller(pytester: pytest.Pytester):
+def test_left_out_cases_are_said_by_the_controller(pytester: pytest.Pytester, monkeypatch):
     """Under xdist the workers collect and leave out; the controller says, once, how many and why
-    (the header points there), and the engine lines come per worker."""
+    (the header points there), and the engine lines come per worker. Each of the N workers starts
+    torch with cores // N CPU threads (at least 1); the controller's environment is given back."""
     from conftest import PLUGIN_CONFTEST
 
-    from harness.plugin import CUDA_NOT_AVAILABLE_MSG, _cuda_available
+    from harness.plugin import CUDA_NOT_AVAILABLE_MSG, THREADS_VAR, _cuda_available, _usable_cores
 
     if _cuda_available():
         pytest.skip("needs a machine without CUDA (the gpu test would run)")
+    monkeypatch.delenv(THREADS_VAR, raising=False)
+    threads = max(1, _usable_cores() // 2)
     pytester.makeconftest(PLUGIN_CONFTEST)
     pytester.makeini("[pytest]\n")
-    pytester.makepyfile(test_mixed='''
+    pytester.makepyfile(test_mixed=f'''
+import os
 import pytest
+import torch
 
 @pytest.mark.gpu
 def test_on_gpu():
@@ -71,16 +77,19 @@ def test_on_gpu_too():
     pass
 
 def test_on_cpu():
-    pass
+    assert os.environ["{THREADS_VAR}"] == "{threads}"
+    assert torch.get_num_threads() == {threads}
 ''')
     result = pytester.runpytest("-n", "2", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([
         "harness: cases that cannot run here are left out by the xdist workers*",
+        f"harness: 2 xdist workers, {THREADS_VAR}={threads} CPU thread(s) each (cores // workers*",
         "*harness: left out (decided in the xdist workers)*",
         "harness: 2 case(s) left out, by reason:",
         f"      2 -- {CUDA_NOT_AVAILABLE_MSG}"])
     assert result.stdout.str().count("case(s) left out, by reason") == 1
+    assert THREADS_VAR not in os.environ
 
 
 def _auto_workers(cores: int, monkeypatch, **options) -> int:
@@ -116,3 +125,18 @@ def test_auto_worker_count(monkeypatch):
     assert _auto_workers(16, monkeypatch, **sliced) == 0
     wide = len(count_cases(Selection(targets=("ocr2",)))[0])
     assert _auto_workers(16, monkeypatch, harness_target="ocr2") == min(MAX_AUTO_WORKERS, wide // FACTS_PER_WORKER)
+
+
+
+def test_an_explicit_thread_count_is_kept(monkeypatch):
+    """OMP_NUM_THREADS set by the user reaches the workers unchanged (and is not removed after)."""
+    from harness.plugin import THREADS_VAR, _share_cores
+
+    monkeypatch.setenv(THREADS_VAR, "2")
+    assert _share_cores(4) == ("2", False)
+    monkeypatch.delenv(THREADS_VAR)
+    monkeypatch.setattr("harness.plugin._usable_cores", lambda: 16)
+    assert _share_cores(4) == ("4", True) and os.environ[THREADS_VAR] == "4"
+    monkeypatch.setattr("harness.plugin._usable_cores", lambda: 2)
+    monkeypatch.delenv(THREADS_VAR)
+    assert _share_cores(4) == ("1", True)
