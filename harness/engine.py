@@ -286,9 +286,12 @@ class Engine:
     #: Variants measured together with the one asked for, where the counter reads them all from one
     #: run (:attr:`Counter.shares_variant_runs`: fvcore's trace, thop's forward); a counter that runs
     #: once per variant measures each when it is asked for. ``harness report`` sets the variants it
-    #: shows; the suite's engine carries "stock" beside the patched counts its facts assert, for the
-    #: tests of the stock tools (they then read the same trace / forward).
+    #: shows; the suite's engine measures both, so the count facts (patched) and the tests of the
+    #: stock tools read one trace / forward, whichever asks first.
     co_variants: tuple[str, ...] = ()
+    #: Per-call work the counters keep on meta (fvcore's trace of a view that several shape keys
+    #: share; a view's upstream outputs), see :mod:`harness.callmemo`; created on the first measurement.
+    call_memo: Any = None
     _pages: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
@@ -440,6 +443,14 @@ class Engine:
         return self.inputs[key]
 
     def _measure(self, case: Case, variant: str) -> Measurement:
+        from harness.callmemo import CallMemo, call_memo
+
+        if self.call_memo is None:
+            self.call_memo = CallMemo()
+        with call_memo(self.call_memo):
+            return self._measure_in_memo(case, variant)
+
+    def _measure_in_memo(self, case: Case, variant: str) -> Measurement:
         from harness.counters import count, get_counter
 
         start = time.perf_counter()
@@ -525,8 +536,9 @@ class Engine:
         runs = len(self.measurements)
         seconds = sum(m.seconds for m in self.measurements.values())
         failed = sum(1 for m in self.measurements.values() if m.error is not None)
+        reused = ", ".join(f"{n} {kind}" for kind, n in sorted((self.call_memo.hits if self.call_memo else {}).items()))
         lines = [f"{runs} measured count(s) ({failed} failed) in {seconds:.1f} s, "
-                 f"{self.lookups} memoised lookup(s); builds: "
+                 f"{self.lookups} memoised lookup(s), call memo: {reused or 'no reuse'}; builds: "
                  + (", ".join(f"{t} {s:.1f} s" for t, s in sorted(self.build_seconds.items())) or "none")]
         slow = sorted(self.measurements.items(), key=lambda kv: -kv[1].seconds)[:5]
         for (target, stage, counter, key), m in slow:

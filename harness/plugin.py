@@ -632,7 +632,7 @@ def engine(pytestconfig: pytest.Config):
         pytestconfig.stash[_ENGINE_KEY] = Engine(
             model_path=vendor_model_path(pytestconfig),
             trust_remote_code=bool(pytestconfig.getoption("harness_trust_remote_code")),
-            co_variants=("stock",))      # the stock tools' tests read the count facts' trace / forward
+            co_variants=("patched", "stock"))   # the stock tools' tests and the count facts share a trace / forward
     return pytestconfig.stash[_ENGINE_KEY]
 
 

@@ -155,3 +155,42 @@ def test_co_variants_add_no_run_to_a_counter_that_runs_once_per_variant():
     assert list(engine.measurements) == [engine.measurement_key(case)]
     engine.measure(case, "stock")
     assert len(engine.measurements) == 2 and engine.lookups == 0
+
+
+@needs_ocr2
+def test_a_view_several_keys_share_is_traced_once_and_counts_as_a_fresh_trace():
+    """Inside the engine's call memo, the global 1024 view that Base and every Gundam key share is
+    run upstream and traced by fvcore once; the count read from the kept trace equals one that
+    traces every call again (every field but the wall time)."""
+    from harness.counters import count
+
+    engine = Engine()
+    base = Case("ocr2", "base", "letter", "projector", "fvcore")
+    gundam = Case("ocr2", "gundam", "letter", "projector", "fvcore")
+    engine.measure(base)
+    assert engine.call_memo.hits == {}
+    kept = engine.measure(gundam)
+    # the global view's trace, and its SAM and encoder outputs upstream: kept; the crops: new
+    assert engine.call_memo.hits == {"fvcore:trace": 1, "forward": 2}
+    calls = engine.target("ocr2").stage_calls(engine.built_model("ocr2"), engine._inputs(gundam), "projector")
+    fresh = count("fvcore", calls, target="ocr2", stage="projector")
+    assert {**kept.to_dict(), "wall_time_s": 0} == {**fresh.to_dict(), "wall_time_s": 0}
+    assert kept.flops > engine.measure(base).flops > 10**8
+
+
+def test_meta_signature_is_shapes_and_plain_values_on_meta_only():
+    """A call is memoised only where the run is a function of the module and the signature: every
+    tensor on meta (shape, stride, dtype, requires_grad), every other argument a plain value."""
+    import torch
+
+    from harness.callmemo import meta_signature
+
+    module = torch.nn.Linear(2, 2)
+    a = torch.empty(3, 4, device="meta")
+    assert meta_signature(module, (a,), {"n": 3}) == meta_signature(module, (torch.empty(3, 4, device="meta"),), {"n": 3})
+    assert meta_signature(module, (a,), {"n": 3}) != meta_signature(module, (a,), {"n": 4})
+    assert meta_signature(module, (a,), {}) != meta_signature(module, (a.t(),), {})          # stride
+    assert meta_signature(module, (a,), {}) != meta_signature(module, (a.to(torch.bfloat16),), {})
+    assert meta_signature(module, (a,), {}) != meta_signature(torch.nn.Linear(2, 2), (a,), {})
+    assert meta_signature(module, (torch.zeros(3, 4),), {}) is None                        # values
+    assert meta_signature(module, (a,), {"cache": object()}) is None                       # state

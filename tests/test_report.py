@@ -565,21 +565,27 @@ def test_units() -> None:
 
 
 # ------------------------------------------------------------------------------- end to end
-def test_python_m_harness_report_end_to_end(tmp_path: Path) -> None:
-    """The real command line, in a subprocess: one page, one mode, torch only, plots skipped."""
+def test_harness_report_end_to_end(tmp_path: Path) -> None:
+    """The command line as a user types it, with its own engine: one page, one mode, torch only,
+    plots skipped; and ``python -m harness`` is that command line (a fresh interpreter)."""
     page = _png(tmp_path / "page.png", (600, 800))
     out = tmp_path / "report"
-    proc = subprocess.run([sys.executable, "-m", "harness", "report", "--pages", str(page), "--modes", "small",
-                           "--counters", "torch:patched", "--no-plots", "--out", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    line = proc.stdout.strip().splitlines()[-1]
+    code, stdout, stderr = _run(["report", "--pages", str(page), "--modes", "small", "--counters", "torch:patched",
+                                 "--no-plots", "--out", str(out)], tmp_path)
+    assert code == 0, stderr
+    line = stdout.strip().splitlines()[-1]
     assert line.startswith("report: 1 pages × 1 modes × 5 stages × 1 counters → ")
     assert "0 unexplained deltas above band" in line
-    assert "building ocr2 on meta (no weights)" in proc.stderr
+    assert "building ocr2 on meta (no weights)" in stderr
     doc = json.loads((out / "report.json").read_text())
     assert [r["status"] for r in doc["records"]] == ["measured"] * 5
     assert all(r["verified"] for r in doc["records"])
+    proc = subprocess.run([sys.executable, "-m", "harness", "report", "--help"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and "--counters" in proc.stdout, proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "harness", "report", "--modes", "nope"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == EXIT_BAD_INPUT and "nope" in proc.stderr, proc.stderr
 
 
 def test_worker_processes_give_the_same_counts(report) -> None:

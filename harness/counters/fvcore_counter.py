@@ -33,6 +33,8 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
+from harness.callmemo import memoised_call_work, meta_signature
+
 from .base import Counter, CounterError, StageCount, register_counter
 from .keys import is_matmul_like, op_key
 from .observe import ModuleStack, call_inputs, einsum_macs, grouped_mm_macs, iter_tensors, prod, sdpa_macs
@@ -298,6 +300,8 @@ class FvcoreCounter(Counter):
         Only the handle table differs between the variants; the traced graph is the same, so each
         call is traced once and every variant's ``FlopCountAnalysis`` is run over that graph. The
         tracer's warnings belong to every variant (each separate run would have raised them).
+        Inside :func:`harness.callmemo.call_memo`, a trace on meta is kept for the next call
+        with the same module and signature (its warnings with it).
         """
         import importlib
 
@@ -314,7 +318,11 @@ class FvcoreCounter(Counter):
             args, kwargs = call_inputs(call)
             devices.update(t.device.type for t in iter_tensors((args, kwargs)))
             wrapper = PositionalWrapper(call.module, args, kwargs)
-            graph, trace_records = _trace(jit_analysis, analysis_cls(wrapper, wrapper.inputs), wrapper, call, devices)
+            # inside the engine's call memo, a call traced before on meta (same module, same
+            # signature) reads that trace: the graph and its scope names are the same
+            graph, trace_records = memoised_call_work(
+                "fvcore:trace", call.module, meta_signature(call.module, args, kwargs),
+                lambda: _trace(jit_analysis, analysis_cls(wrapper, wrapper.inputs), wrapper, call, devices))
             for variant in variants:
                 stack = ModuleStack(call.module, call.module_path)
                 observer = _Observer(stack)

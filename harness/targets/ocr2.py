@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from harness.callmemo import memoised_forward
 from harness.targets import base
 from harness.targets.base import BuiltModel, ModelInputs, StageCall, Target, TargetError
 from harness.targets.kv import frozen_kv_cache
@@ -309,11 +310,12 @@ class Ocr2Target(Target):
             "attention_mask": _attention_mask(built, inputs.attention_mask), "use_cache": True,
             "logits_to_keep": 1}, device=built.device)
 
-    # Upstream outputs (computed once per model, cached on the inputs) -----------------------------
+    # Upstream outputs (computed once per model, cached on the inputs; on meta inside the engine's
+    # call memo, each view once per session: harness.callmemo) ----------------------------------------
     def _sam_outputs(self, built: BuiltModel, inputs: ModelInputs) -> list[torch.Tensor]:
         sam = built.model.model.vision_tower.sam_encoder
         return base.cached(inputs, built.model, "sam", lambda: _no_grad(
-            lambda: [sam(p).last_hidden_state for p in _pixels(built, inputs)]))
+            lambda: [memoised_forward(sam, p).last_hidden_state for p in _pixels(built, inputs)]))
 
     def _encoder_inputs(self, built: BuiltModel, inputs: ModelInputs) -> list[tuple[torch.Tensor, int]]:
         tower = built.model.model.vision_tower
@@ -329,12 +331,13 @@ class Ocr2Target(Target):
     def _encoder_outputs(self, built: BuiltModel, inputs: ModelInputs) -> list[torch.Tensor]:
         encoder = built.model.model.vision_tower.vision_encoder
         return base.cached(inputs, built.model, "encoder", lambda: _no_grad(
-            lambda: [encoder(c, n).last_hidden_state[:, n:, :] for c, n in self._encoder_inputs(built, inputs)]))
+            lambda: [memoised_forward(encoder, c, n).last_hidden_state[:, n:, :]
+                     for c, n in self._encoder_inputs(built, inputs)]))
 
     def _projector_outputs(self, built: BuiltModel, inputs: ModelInputs) -> list[torch.Tensor]:
         projector = built.model.model.multi_modal_projector
         return base.cached(inputs, built.model, "projector", lambda: _no_grad(
-            lambda: [projector(f) for f in self._encoder_outputs(built, inputs)]))
+            lambda: [memoised_forward(projector, f) for f in self._encoder_outputs(built, inputs)]))
 
     def _prefill_embeds(self, built: BuiltModel, inputs: ModelInputs) -> torch.Tensor:
         return base.cached(inputs, built.model, "prefill_embeds", lambda: self._scatter(built, inputs))

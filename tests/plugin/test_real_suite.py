@@ -1,7 +1,7 @@
 """On the real suite and its committed goldens: a deleted count golden is recreated byte for byte
 by ``--update-golden``, and nothing else in the golden directory changes.
 
-One subprocess run of tests/test_suite.py (rootdir: the repository) on a copy of golden/: OCR-2,
+One in-process run of tests/test_suite.py (rootdir: the repository) on a copy of golden/: OCR-2,
 mode base, page letter, stage projector (one shape key, every counter; the model is built on meta).
 """
 
@@ -35,9 +35,9 @@ def test_deleted_count_golden_is_recreated_byte_identically(pytester: pytest.Pyt
     assert DELETED in committed
     (copy / DELETED).unlink()
 
-    result = pytester.runpytest_subprocess(
+    result = pytester.runpytest(
         "--noconftest", *plugin_args(), f"--rootdir={REPO}", str(SUITE), f"--golden-dir={copy}", "--update-golden",
-        "--target", "ocr2", "--mode", "base", "--page", "letter", "--stage", "projector", timeout=300)
+        "--target", "ocr2", "--mode", "base", "--page", "letter", "--stage", "projector")
     assert result.ret == 0, result.stdout.str()
     result.stdout.fnmatch_lines(["1 golden file(s) written, 1 unchanged", f"  written: {copy / DELETED}"])
     assert (copy / DELETED).read_bytes() == committed[DELETED]
