@@ -88,8 +88,8 @@ def _add_perf_options(report: argparse.ArgumentParser) -> None:
                            "(harness peak), measured against roofline-predicted time")
     perf.add_argument("--small", action="store_true",
                       help="--measure the shrunken configuration (random weights; seconds on a CPU)")
-    perf.add_argument("--warmup", type=int, default=3, metavar="N", help="--measure: untimed runs per stage (default 3)")
-    perf.add_argument("--repeats", type=int, default=10, metavar="N", help="--measure: timed runs per stage (default 10)")
+    perf.add_argument("--warmup", type=int, default=3, metavar="N", help="--measure: untimed runs per stage and per peak kernel (default 3)")
+    perf.add_argument("--repeats", type=int, default=10, metavar="N", help="--measure: timed runs per stage and per peak kernel (default 10)")
     perf.add_argument("--peak-tflops", type=float, default=None, metavar="TFLOPS",
                       help="--measure: use this dense peak instead of the measured one")
     perf.add_argument("--peak-bandwidth", type=float, default=None, metavar="GBPS",

@@ -174,6 +174,8 @@ def test_report_measure_on_cpu_small(tmp_path: Path) -> None:
     perf = doc["performance"]
     assert perf["gpu_peak"]["label"] == "H100 SXM5 80GB" and perf["gpu_peak"]["dtype"] == "bf16"
     assert perf["device_peak"]["measured"] is True and perf["device_peak"]["tflops"] > 0
+    peak_runs = perf["peak_measurement"]["copy"]          # the peak kernels take --warmup/--repeats too
+    assert peak_runs["repeats"] == 2 and peak_runs["warmup"] == 1
     stages = [m["stage"] for m in perf["measured"]]
     assert stages == ["sam", "encoder", "projector", "prefill", "decode"]
     peak = perf["device_peak"]["tflops"] * 1e12

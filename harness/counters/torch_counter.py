@@ -29,6 +29,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
+from harness.callmemo import memoised_call_work, meta_signature
+
 from .base import Counter, CounterError, StageCount, register_counter
 from .keys import UNMAPPED, op_key
 from .observe import (FunctionCall, FunctionRecorder, ModuleStack, call_inputs, grouped_mm_macs,
@@ -189,62 +191,91 @@ class TorchCounter(Counter):
         return f"torch {torch.__version__}"
 
     def run(self, calls: Sequence[Any], *, variant: str) -> StageCount:
+        """One FlopCounterMode run per call, summed. Inside :func:`harness.callmemo.call_memo` a
+        call on meta that ran before (same module, path and signature) adds that run's counts."""
         mapping, patch_lines = patched_formulas() if variant == "patched" else ({}, [])
-        raw = 0
-        by_op: Tally = Tally()
-        by_key: Tally = Tally()
-        by_module: Tally = Tally()
-        unknown: Tally = Tally()
-        ignored: Tally = Tally()
-        unseen: Tally = Tally()
-        unseen_ops: Tally = Tally()
-        notes: list[str] = []
-        devices: set[str] = set()
+        total = _CallCounts()
         for call in calls:
             args, kwargs = call_inputs(call)
-            devices.update(t.device.type for t in iter_tensors((args, kwargs)))
-            stack = ModuleStack(call.module, call.module_path)
-            functions = FunctionRecorder(stack)
-            mode = FlopCounterMode(display=False, custom_mapping=mapping)
-            recorder = _AtenRecorder(mode.flop_registry, functions, stack)
-            with torch.no_grad(), stack, functions, recorder, mode:
-                call.module(*args, **kwargs)
-            total = mode.get_total_flops()
-            if total != recorder.counted_total:
-                raise CounterError(f"torch counter: FlopCounterMode counted {total:,} FLOPs but the "
-                                   f"recorder attributed {recorder.counted_total:,} in "
-                                   f"{call.module_path!r}; the attribution is broken")
-            raw += total
-            counts = mode.get_flop_counts()
-            for packet, value in counts.get("Global", {}).items():
-                by_op[_aten_name(packet)] += value
-            root_type = type(call.module).__name__
-            for name, ops in counts.items():
-                if name != "Global":
-                    by_module[_map_module_name(name, root_type, call.module_path)] += sum(ops.values())
-            by_key.update(recorder.by_key)
-            unknown.update(recorder.unknown)
-            ignored.update(recorder.ignored)
-            notes.extend(recorder.notes)
-            for fcall in functions.calls:  # products that ran and that torch counted 0 for
-                reference = 2 * fcall.total_macs
-                if fcall.counted == 0 and reference:
-                    for key, macs in fcall.keyed_macs().items():
-                        unseen[key] += 2 * macs
-                    unseen_ops[fcall.name] += reference
-                elif fcall.counted and fcall.counted != reference:
-                    notes.append(f"{fcall.name} at {fcall.path}: torch counted {fcall.counted:,} "
-                                 f"FLOPs, reference formula {reference:,}")
-            functions.release()
-        if "meta" in devices:
+            part = memoised_call_work(f"torch:{variant}:{call.module_path}", call.module,
+                                      meta_signature(call.module, args, kwargs),
+                                      lambda: _count_call(call, args, kwargs, mapping))
+            total.add(part)
+        notes = list(total.notes)
+        if "meta" in total.devices:
             notes.append("on meta, SDPA takes the math path and is counted as two bmm per call")
         return StageCount(
             counter=self.name, variant=variant, version=self.version(), target="", stage="",
-            raw=raw, convention=self.convention, flops=raw, by_op=dict(by_op),
-            by_key={k: v for k, v in by_key.items() if v}, unknown_ops=dict(unknown),
-            ignored_ops=dict(ignored), wall_time_s=0.0, by_module=dict(by_module),
-            unseen={k: v for k, v in unseen.items() if v}, unseen_ops=dict(unseen_ops),
-            patches=tuple(patch_lines), notes=_dedupe(notes), devices=tuple(sorted(devices)))
+            raw=total.raw, convention=self.convention, flops=total.raw, by_op=dict(total.by_op),
+            by_key={k: v for k, v in total.by_key.items() if v}, unknown_ops=dict(total.unknown),
+            ignored_ops=dict(total.ignored), wall_time_s=0.0, by_module=dict(total.by_module),
+            unseen={k: v for k, v in total.unseen.items() if v}, unseen_ops=dict(total.unseen_ops),
+            patches=tuple(patch_lines), notes=_dedupe(notes), devices=tuple(sorted(total.devices)))
+
+
+class _CallCounts:
+    """What FlopCounterMode and the recorders saw in one call (or, summed, in a stage)."""
+
+    def __init__(self) -> None:
+        self.raw = 0
+        self.by_op: Tally = Tally()
+        self.by_key: Tally = Tally()
+        self.by_module: Tally = Tally()
+        self.unknown: Tally = Tally()
+        self.ignored: Tally = Tally()
+        self.unseen: Tally = Tally()
+        self.unseen_ops: Tally = Tally()
+        self.notes: list[str] = []
+        self.devices: set[str] = set()
+
+    def add(self, other: "_CallCounts") -> None:
+        self.raw += other.raw
+        for mine, theirs in ((self.by_op, other.by_op), (self.by_key, other.by_key),
+                             (self.by_module, other.by_module), (self.unknown, other.unknown),
+                             (self.ignored, other.ignored), (self.unseen, other.unseen),
+                             (self.unseen_ops, other.unseen_ops)):
+            mine.update(theirs)
+        self.notes.extend(other.notes)
+        self.devices.update(other.devices)
+
+
+def _count_call(call: Any, args: tuple, kwargs: dict, mapping: dict) -> _CallCounts:
+    part = _CallCounts()
+    part.devices.update(t.device.type for t in iter_tensors((args, kwargs)))
+    stack = ModuleStack(call.module, call.module_path)
+    functions = FunctionRecorder(stack)
+    mode = FlopCounterMode(display=False, custom_mapping=mapping)
+    recorder = _AtenRecorder(mode.flop_registry, functions, stack)
+    with torch.no_grad(), stack, functions, recorder, mode:
+        call.module(*args, **kwargs)
+    total = mode.get_total_flops()
+    if total != recorder.counted_total:
+        raise CounterError(f"torch counter: FlopCounterMode counted {total:,} FLOPs but the "
+                           f"recorder attributed {recorder.counted_total:,} in "
+                           f"{call.module_path!r}; the attribution is broken")
+    part.raw = total
+    counts = mode.get_flop_counts()
+    for packet, value in counts.get("Global", {}).items():
+        part.by_op[_aten_name(packet)] += value
+    root_type = type(call.module).__name__
+    for name, ops in counts.items():
+        if name != "Global":
+            part.by_module[_map_module_name(name, root_type, call.module_path)] += sum(ops.values())
+    part.by_key.update(recorder.by_key)
+    part.unknown.update(recorder.unknown)
+    part.ignored.update(recorder.ignored)
+    part.notes.extend(recorder.notes)
+    for fcall in functions.calls:  # products that ran and that torch counted 0 for
+        reference = 2 * fcall.total_macs
+        if fcall.counted == 0 and reference:
+            for key, macs in fcall.keyed_macs().items():
+                part.unseen[key] += 2 * macs
+            part.unseen_ops[fcall.name] += reference
+        elif fcall.counted and fcall.counted != reference:
+            part.notes.append(f"{fcall.name} at {fcall.path}: torch counted {fcall.counted:,} "
+                              f"FLOPs, reference formula {reference:,}")
+    functions.release()
+    return part
 
 
 def _dedupe(lines: list[str]) -> list[str]:

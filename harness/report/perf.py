@@ -481,7 +481,8 @@ def run_perf(collected: Any, plan: PerfPlan, *, say: Any = None) -> PerfResult:
 
         if say:
             say(f"measuring the achievable peak on {plan.measure_device} ({plan.measure_dtype}) ...")
-        result.peak_measurement = measure_peak(plan.measure_device, plan.measure_dtype)
+        result.peak_measurement = measure_peak(plan.measure_device, plan.measure_dtype, warmup=plan.warmup,
+                                               repeats=plan.repeats)
         result.device_peak = measured_peak(result.peak_measurement, tflops=plan.peak_tflops,
                                            bandwidth=plan.peak_bandwidth)
         result.measured, result.measured_context, result.problems = measure_stages(
