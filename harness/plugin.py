@@ -26,6 +26,7 @@ conftest). What it adds:
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -367,6 +368,19 @@ def vendor_model_path(config: pytest.Config) -> Path | None:
     """The vendor directory from --model-path or the environment, or None."""
     value = config.getoption("harness_model_path") or os.environ.get(VENDOR_ENV_VAR)
     return Path(value).expanduser() if value else None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What the collection imported and built (torch, transformers, the test modules) lives for the
+    whole run: move it out of the cyclic garbage collector's sight (``gc.freeze``), so that its
+    full collections walk only what the tests make. Measured: a sixth of the CPU time of the
+    OCR-2 counter and target tests went to collections walking these objects.
+
+    https://docs.python.org/3/library/gc.html#gc.freeze
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
