@@ -245,7 +245,7 @@ def _perf_plan(args: argparse.Namespace) -> Any:
 
 
 def _report(args: argparse.Namespace, argv: Sequence[str], stdout: TextIO, stderr: TextIO,
-            started: float | None = None) -> int:
+            started: float | None = None, engine: Any = None) -> int:
     from harness.report.build import run_report
     from harness.report.output import check_out_dir
 
@@ -274,7 +274,7 @@ def _report(args: argparse.Namespace, argv: Sequence[str], stdout: TextIO, stder
     requested = tuple(n.partition(":")[0] for n in split_names(args.counters))
     result = run_report(plan, Path(args.out), progress=False if args.quiet else None, stream=stderr,
                         plots=not args.no_plots, jobs=jobs, perf=perf, started=started,
-                        requested_counters=requested)
+                        requested_counters=requested, cache=engine)
     print(result.summary_line, file=stdout)
     if result.exit_code:
         for line in result.findings.lines():
@@ -406,8 +406,11 @@ def _profile(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
 
 # ---------------------------------------------------------------------------------------- main
-def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    """Run ``harness`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None,
+         engine: Any = None) -> int:
+    """Run ``harness`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code. ``engine``
+    (:class:`harness.engine.Engine`): ``harness report`` measures in it, reusing what it holds
+    (default: a new one)."""
     import time
 
     started = time.perf_counter()
@@ -425,7 +428,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
         return int(exc.code or 0)
     try:
         if args.command == "report":
-            return _report(args, argv, stdout, stderr, started)
+            return _report(args, argv, stdout, stderr, started, engine)
         if args.command == "count":
             from harness.count.cli import run_count
 

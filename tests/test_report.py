@@ -288,9 +288,9 @@ def test_failed_run_keeps_the_previous_report(report, cache: Engine, monkeypatch
 
 
 # ------------------------------------------------------------------------------ bad input
-def _run(argv, tmp_path: Path) -> tuple[int, str, str]:
+def _run(argv, tmp_path: Path, engine: Engine | None = None) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = main(argv, stdout=out, stderr=err)
+    code = main(argv, stdout=out, stderr=err, engine=engine)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -447,9 +447,10 @@ def test_dsocr_outside_the_vendor_env_reports_analytic_only(tmp_path: Path) -> N
     assert findings.nothing[0].startswith("target dsocr: no counter measured any cell") and "4.46.3" in findings.nothing[0]
 
 
-def test_exit_codes_gate_ci(tmp_path: Path, monkeypatch) -> None:
+def test_exit_codes_gate_ci(tmp_path: Path, monkeypatch, cache: Engine) -> None:
     """A golden changed by hand (the stored entry's flops + 2): exit 3 naming the cell; --exit-zero:
-    0 with the same finding said. GoldenChecker._entry is the one place the golden store is read."""
+    0 with the same finding said. GoldenChecker._entry is the one place the golden store is read.
+    (The command measures in the suite's engine: the counts are the suite's.)"""
     import harness.report.collect as collect_module
 
     real = collect_module.GoldenChecker._entry
@@ -463,14 +464,14 @@ def test_exit_codes_gate_ci(tmp_path: Path, monkeypatch) -> None:
 
     monkeypatch.setattr(collect_module.GoldenChecker, "_entry", edited)
     argv = ["report", "--page-set", "default", "--modes", MODE, "--counters", "torch:patched", "--no-plots", "-q"]
-    code, out, err = _run([*argv, "--out", str(tmp_path / "a")], tmp_path)
+    code, out, err = _run([*argv, "--out", str(tmp_path / "a")], tmp_path, cache)
     assert code == 3, err
     assert "ocr2-small-letter-projector-torch" in err and "flops" in err
     assert "ocr2-small-a4-projector-torch" not in err          # only the edited cell
     assert out.strip().endswith("exit 3")
     md = (tmp_path / "a" / "report.md").read_text()
     assert "**Verdict: FAIL** (exit 3)" in md[:2000]
-    code, _, err = _run([*argv, "--exit-zero", "--out", str(tmp_path / "b")], tmp_path)
+    code, _, err = _run([*argv, "--exit-zero", "--out", str(tmp_path / "b")], tmp_path, cache)
     assert code == 0 and "suppressed by --exit-zero" in err
 
 
