@@ -15,31 +15,49 @@ SHARES_MEASUREMENTS = {
     "tests/test_bytes.py": ("ocr2", "gundam", "letter"),
     "tests/test_report.py": ("ocr2", "small", "letter"),
 }
+#: Tests parametrized by mode that read the Letter page's counts in that mode: each runs where the
+#: keys of that page and mode are measured (``<nodeid>[<mode>]``).
+SHARES_BY_MODE = {
+    "tests/test_bytes.py::test_ocr2_letter_bytes_match_the_counter": ("ocr2", "letter"),
+}
 
 
 def pytest_xdist_make_scheduler(config, log):
     """``--dist loadfile`` (the project default), with the suite's count facts split by the page
     and mode they are measured on (the stages of one page share its upstream outputs, so one worker
-    measures them) and the modules of SHARES_MEASUREMENTS joined to theirs: nothing is measured
-    twice, and the suite's half of the work spreads over the workers."""
+    measures them) and the modules of SHARES_MEASUREMENTS (the tests of SHARES_BY_MODE, by their
+    mode) joined to theirs: nothing is measured twice, and the suite's half of the work spreads over
+    the workers."""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
     from harness.selection import selection_from_config
-    from harness.suite import count_cases
+    from harness.suite import count_cases, shape_index
 
     def chain(target, mode, page):
         return f"{target}-{mode}-{page}"
 
-    facts = {c.id: chain(c.target, *c.first) for c in count_cases(selection_from_config(config))[0]}
+    cases = count_cases(selection_from_config(config))[0]
+    facts = {c.id: chain(c.target, *c.first) for c in cases}
     shares = {module: chain(*where) for module, where in SHARES_MEASUREMENTS.items()}
+
+    def measured_with(target, mode, page):
+        """The chain that measures the vision key of ``page`` in ``mode`` (its first page's)."""
+        for (stage, _name), (_key, pages) in shape_index(target).items():
+            if stage in ("sam", "clip") and (mode, page) in pages:
+                return chain(target, *pages[0])
+        return None
 
     class SharedMeasurementScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module, _, name = nodeid.partition("::")
             if module.endswith("tests/test_suite.py") and name.startswith("test_count["):
                 return facts.get(name[len("test_count["):-1], module)
+            base, _, param = nodeid.partition("[")
+            if base in SHARES_BY_MODE and param:
+                target, page = SHARES_BY_MODE[base]
+                return measured_with(target, param[:-1], page) or shares.get(module, module)
             return shares.get(module, module)
 
     return SharedMeasurementScheduling(config, log)

@@ -140,3 +140,34 @@ def test_an_explicit_thread_count_is_kept(monkeypatch):
     monkeypatch.setattr("harness.plugin._usable_cores", lambda: 2)
     monkeypatch.delenv(THREADS_VAR)
     assert _share_cores(4) == ("1", True)
+
+
+def test_readers_of_measurements_are_scheduled_with_the_facts_they_read(pytestconfig, monkeypatch):
+    """--dist loadfile with the root conftest's scheduler: each count fact goes to the scope of the
+    page it is measured on; a module that reads one page's measurements joins that scope, and a
+    test parametrized by mode joins the scope that measures the Letter page in that mode."""
+    import importlib.util
+    from pathlib import Path
+
+    from xdist.scheduler import LoadScopeScheduling
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("harness_root_conftest", root / "conftest.py")
+    conftest_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest_module)
+    monkeypatch.setattr(LoadScopeScheduling, "__init__", lambda self, config, log=None: None)
+
+    class Config:
+        getvalue = staticmethod(lambda name: "loadfile" if name == "dist" else pytestconfig.getvalue(name))
+        getoption = staticmethod(lambda *a, **k: None)
+
+    scope = conftest_module.pytest_xdist_make_scheduler(Config(), None)._split_scope
+    bytes_test = "tests/test_bytes.py::test_ocr2_letter_bytes_match_the_counter"
+    assert scope("tests/test_suite.py::test_count[ocr2-sam-torch-g1024]") == "ocr2-gundam-note-old"
+    assert scope("tests/test_suite.py::test_count[ocr2-prefill-thop-L267]") == "ocr2-gundam-note-old"
+    assert scope("tests/test_suite.py::test_count[ocr2-encoder-fvcore-g1024+6x768]") == "ocr2-gundam-letter"
+    assert scope(f"{bytes_test}[base]") == "ocr2-gundam-note-old"      # Letter in Base: the key g1024
+    assert scope(f"{bytes_test}[small]") == "ocr2-small-letter"
+    assert scope(f"{bytes_test}[gundam]") == "ocr2-gundam-letter"
+    assert scope("tests/test_report.py::test_version") == "ocr2-small-letter"
+    assert scope("tests/test_pages.py::test_a_large_real_page_loads") == "tests/test_pages.py"
