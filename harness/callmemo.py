@@ -8,7 +8,9 @@ else is done once per (kind, module, signature) and reused:
 * ``"forward"``: a target's upstream outputs of one view (SAM, encoder, projector), which every page
   whose layout holds that view needs (the global 1024 view of every Gundam page);
 * ``"fvcore:trace"``: fvcore's ``torch.jit.trace`` of a call, which every shape key holding that view
-  reads (no variant changes the trace).
+  reads (no variant changes the trace);
+* ``"torch:..."``, ``"thop:..."``: torch's and thop's counts of one call (a stage's count is the sum
+  of its calls').
 
 The engine holds one :class:`CallMemo` per session and measures inside it. Outside a block nothing is
 kept: ``count`` on its own, or a target used directly, always runs the model. Real tensors (values,

@@ -161,11 +161,12 @@ def test_co_variants_add_no_run_to_a_counter_that_runs_once_per_variant():
 
 @needs_ocr2
 @pytest.mark.parametrize("counter, kept_work", [("fvcore", "fvcore:trace"),
-                                                ("torch", "torch:patched:model.multi_modal_projector")])
+                                                ("torch", "torch:patched:model.multi_modal_projector"),
+                                                ("thop", "thop:patched:model.multi_modal_projector")])
 def test_a_view_several_keys_share_is_run_once_and_counts_as_a_fresh_run(counter, kept_work):
     """Inside the engine's call memo, the global 1024 view that Base and every Gundam key share is
-    run upstream, traced by fvcore and counted by torch once; the count made of the kept call
-    equals one that runs every call again (every field but the wall time)."""
+    run upstream, traced by fvcore and counted by torch and thop once; the count made of the kept
+    call equals one that runs every call again (every field but the wall time)."""
     from harness.counters import count
 
     engine = Engine()

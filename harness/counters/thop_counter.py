@@ -41,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.callmemo import memoised_call_work, meta_signature
+
 from .base import Counter, CounterError, StageCount, register_counter
 from .keys import KEY_CLASS, UNMAPPED, op_key
 from .observe import (FunctionCall, FunctionRecorder, ModuleStack, _KIND_BY_FUNC, call_inputs,
@@ -252,11 +254,6 @@ class ThopCounter(Counter):
         from stock by thop's "inside a ruled module" depth: the stock variant is then run again on
         its own (on these models it never is: such modules are norms and activations).
         """
-        import thop
-
-        tp = _thop_profile_module()
-        version = thop.__version__
-        counts_sdpa = thop_counts_sdpa()
         primary = "patched" if "patched" in variants else variants[0]
         sums = {variant: _VariantSums() for variant in variants}
         devices: set[str] = set()
@@ -264,41 +261,62 @@ class ThopCounter(Counter):
         for call in calls:
             args, kwargs = call_inputs(call)
             devices.update(t.device.type for t in iter_tensors((args, kwargs)))
-            wrapper = _CallWrapper(call.module, args, kwargs)
-            stack = ModuleStack(call.module, call.module_path, skip=(wrapper,))
-            functions = FunctionRecorder(stack)
-            types = {type(m) for m in call.module.modules()}
-            rules = {variant: _VariantRules(variant, tp, version, counts_sdpa, types,
-                                            _Observer(stack, functions), sums[variant])
-                     for variant in variants}
-            sink = _LogSink({v: sums[v].captured for v in variants})
-            custom_ops = _merged_module_rules(rules, primary, sink)
-            functional = _merged_functional_rules(rules, primary, sink)
-            main = rules[primary]
-            sdpa_patch = (_sdpa_monkeypatch(main.observer, main.matmul_ruled)
-                          if primary == "patched" and not counts_sdpa else contextlib.nullcontext())
-            out = io.StringIO()
-            with torch.no_grad(), stack, functions, _scoped_items(tp.functional_hooks, functional), \
-                    sdpa_patch, contextlib.redirect_stdout(out), _captured_thop_logs(sink):
-                total, _params = thop.profile(wrapper, inputs=(), custom_ops=custom_ops, verbose=False)
-            printed = [line for line in out.getvalue().splitlines() if line.strip()]
-            observed = main.observer.module_ops + main.observer.function_ops
-            if abs(observed - total) > 1e-6 * max(1.0, abs(total)):
-                raise CounterError(f"thop counter: profile returned {total:,} MACs but the observed rules "
-                                   f"add up to {observed:,} for {call.module_path!r}")
-            ruled_types = set(custom_ops)
-            for variant, vr in rules.items():
-                if variant != primary and vr.hidden_by_depth(functions, ruled_types):
-                    rerun.add(variant)
-                sums[variant].captured.extend(printed)
-                sums[variant].add(vr, stack, functions,
-                                  total + vr.observer.patch_ops if variant == primary
-                                  else vr.observer.module_ops + vr.observer.function_ops + vr.observer.patch_ops)
-            functions.release()
+            # inside the engine's call memo, a call on meta that ran before (same module, path and
+            # signature, same variants) adds that run's sums
+            parts, hidden = memoised_call_work(
+                f"thop:{','.join(variants)}:{call.module_path}", call.module,
+                meta_signature(call.module, args, kwargs), lambda: _profile_call(call, args, kwargs, variants, primary))
+            rerun.update(hidden)
+            for variant in variants:
+                sums[variant].merge(parts[variant])
         results = {variant: sums[variant].result(self, variant, calls, devices) for variant in variants}
         for variant in sorted(rerun):  # exactness over speed: the separate run
             results[variant] = self.run_variants(calls, (variant,))[variant]
         return results
+
+
+def _profile_call(call: Any, args: tuple, kwargs: dict, variants: Sequence[str],
+                  primary: str) -> tuple[dict[str, "_VariantSums"], set[str]]:
+    """One ``thop.profile`` forward of one call observed with every variant's rules: each variant's
+    sums over this call, and the variants whose rules a shared run may hide products from."""
+    import thop
+
+    tp = _thop_profile_module()
+    sums = {variant: _VariantSums() for variant in variants}
+    counts_sdpa = thop_counts_sdpa()
+    wrapper = _CallWrapper(call.module, args, kwargs)
+    stack = ModuleStack(call.module, call.module_path, skip=(wrapper,))
+    functions = FunctionRecorder(stack)
+    types = {type(m) for m in call.module.modules()}
+    rules = {variant: _VariantRules(variant, tp, thop.__version__, counts_sdpa, types,
+                                    _Observer(stack, functions), sums[variant])
+             for variant in variants}
+    sink = _LogSink({v: sums[v].captured for v in variants})
+    custom_ops = _merged_module_rules(rules, primary, sink)
+    functional = _merged_functional_rules(rules, primary, sink)
+    main = rules[primary]
+    sdpa_patch = (_sdpa_monkeypatch(main.observer, main.matmul_ruled)
+                  if primary == "patched" and not counts_sdpa else contextlib.nullcontext())
+    out = io.StringIO()
+    with torch.no_grad(), stack, functions, _scoped_items(tp.functional_hooks, functional), \
+            sdpa_patch, contextlib.redirect_stdout(out), _captured_thop_logs(sink):
+        total, _params = thop.profile(wrapper, inputs=(), custom_ops=custom_ops, verbose=False)
+    printed = [line for line in out.getvalue().splitlines() if line.strip()]
+    observed = main.observer.module_ops + main.observer.function_ops
+    if abs(observed - total) > 1e-6 * max(1.0, abs(total)):
+        raise CounterError(f"thop counter: profile returned {total:,} MACs but the observed rules "
+                           f"add up to {observed:,} for {call.module_path!r}")
+    ruled_types = set(custom_ops)
+    hidden: set[str] = set()
+    for variant, vr in rules.items():
+        if variant != primary and vr.hidden_by_depth(functions, ruled_types):
+            hidden.add(variant)
+        sums[variant].captured.extend(printed)
+        sums[variant].add(vr, stack, functions,
+                          total + vr.observer.patch_ops if variant == primary
+                          else vr.observer.module_ops + vr.observer.function_ops + vr.observer.patch_ops)
+    functions.release()
+    return sums, hidden
 
 
 class _VariantRules:
@@ -472,6 +490,17 @@ class _VariantSums:
             self.unseen_ops[record.name] += 2 * reference
             for key, macs in record.keyed_macs().items():
                 self.unseen[key] += 2 * macs
+
+    def merge(self, other: "_VariantSums") -> None:
+        """Add the sums of another call (in call order: lists extend, tallies add)."""
+        self.raw += other.raw
+        for mine, theirs in ((self.by_op, other.by_op), (self.by_key, other.by_key), (self.by_path, other.by_path),
+                             (self.unknown, other.unknown), (self.ignored, other.ignored),
+                             (self.unseen, other.unseen), (self.unseen_ops, other.unseen_ops)):
+            mine.update(theirs)
+        self.patches.extend(other.patches)
+        self.notes.extend(other.notes)
+        self.captured.extend(other.captured)
 
     def result(self, counter: "ThopCounter", variant: str, calls: Sequence[Any], devices: set[str]) -> StageCount:
         # by_key is in thop's MAC units (the element-wise custom rules hold half their FLOPs): x2
