@@ -115,7 +115,7 @@ def _add_peak_parser(sub: Any) -> None:
 
 
 def _add_profile_parser(sub: Any) -> None:
-    from harness.gpu.__main__ import add_arguments
+    from harness.gpu.profile_cli import add_arguments
 
     profile = sub.add_parser("profile", help="time every stage of one target x mode x page on a device "
                                              "(MFU, roofline; writes .md and .json)",
@@ -398,7 +398,7 @@ def _peak(args: argparse.Namespace, stdout: TextIO) -> int:
 
 
 def _profile(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from harness.gpu.__main__ import run
+    from harness.gpu.profile_cli import run
     from harness.report.inputs import resolve_device
 
     args.device = resolve_device(args.device)

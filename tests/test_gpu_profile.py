@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from harness.gpu.__main__ import _ints, main
+from harness.gpu.__main__ import main
+from harness.gpu.profile_cli import _ints
 from harness.gpu.peaks import PEAK_BANDWIDTH_ENV, PEAK_TFLOPS_ENV, ResolvedPeak
 from harness.gpu.profile import analytic_config, find_page, report_name, unshare_expanded_parameters
 

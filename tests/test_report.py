@@ -542,7 +542,7 @@ def test_layout_subcommand(tmp_path: Path) -> None:
 
 
 def test_short_reason() -> None:
-    from harness.report.render import short_reason
+    from harness.report.units import short_reason
 
     text = ("CounterError: fvcore could not trace 'x' on meta tensors (TypeError: cond must be a bool, but got "
             "a Tensor. Use torch._check_tensor_all() instead). count this stage on real tensors (the small config).")

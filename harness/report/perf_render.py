@@ -10,16 +10,11 @@ from harness.report import units
 __all__ = ["perf_lines"]
 
 
-def _md_table(header: list[str], rows: list[list[str]], align: str | None = None) -> list[str]:
-    from harness.report.render import _md_table as table
-
-    return table(header, rows, align)
+_md_table = units.md_table
 
 
 def _pages(pages: Any) -> str:
-    from harness.report.render import _pages_text
-
-    return _pages_text(list(pages), 3)
+    return units.pages_text(pages, 3)
 
 
 def _rate(flops_per_s: float) -> str:

@@ -12,9 +12,10 @@ import functools
 import io
 import json
 import math
-from typing import Any, Iterable
+from typing import Any
 
 from harness.report import units
+from harness.report.units import md_table as _md_table, pages_text as _pages_text, short_reason
 from harness.report.collect import Collected, Measured, Record, StageInfo, public_text
 
 __all__ = ["SCHEMA", "CSV_COLUMNS", "report_json", "report_csv", "report_markdown", "static_compute",
@@ -379,14 +380,6 @@ def static_compute_markdown(collected: Collected) -> str:
 
 
 # --------------------------------------------------------------------------------- markdown
-def _md_table(header: list[str], rows: Iterable[list[str]], align: str | None = None) -> list[str]:
-    align = align or ("l" + "r" * (len(header) - 1))
-    marks = {"l": "---", "r": "---:", "c": ":---:"}
-    out = ["| " + " | ".join(header) + " |", "| " + " | ".join(marks[a] for a in align) + " |"]
-    out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
-    return out
-
-
 def _layout_label(collected: Collected, target: str, mode: str, page: str) -> str:
     layout = collected.layouts[(target, mode, page)]
     rec = collected.layout_record(target, mode, page)
@@ -429,35 +422,6 @@ def _analytic_table(collected: Collected, target: str, mode: str, page: str) -> 
                      units.nbytes(total.total_bytes), units.sig(total.intensity)])
     return _md_table(["stage", "params", "analytic matmul", "analytic element-wise", "weights read",
                       "activations r+w", "bytes", "FLOP/B"], rows)
-
-
-def short_reason(text: str | None, limit: int = 240) -> str:
-    """The first line of an error without long parenthesised internals, at most ``limit`` chars."""
-    import re
-
-    if not text:
-        return "not measured"
-    line = text.strip().splitlines()[0]
-    out, depth, start = [], 0, 0
-    for i, ch in enumerate(line):            # drop balanced (...) groups of 60+ characters
-        if ch == "(":
-            if depth == 0:
-                start = i
-            depth += 1
-        elif ch == ")" and depth:
-            depth -= 1
-            if depth == 0:
-                group = line[start:i + 1]
-                if len(group) < 60:
-                    out.append(group)
-            continue
-        if depth == 0:
-            out.append(ch)
-    if depth:                                 # unbalanced: keep the tail as it was
-        out.append(line[start:])
-    short = re.sub(r"\s+", " ", "".join(out))
-    short = re.sub(r"\s+([.,;:])(?=\s|$)", r"\1", short).strip()
-    return short if len(short) <= limit else short[: limit - 3] + "..."
 
 
 def _explained_text(record: Record) -> str:
@@ -569,12 +533,6 @@ def _blind_spot_section(collected: Collected) -> list[str]:
                            rows, align="llllrl")
         lines.append("")
     return lines
-
-
-def _pages_text(pages: list[str], limit: int = 6) -> str:
-    if len(pages) <= limit:
-        return ", ".join(pages)
-    return f"{', '.join(pages[:limit - 1])} … (+{len(pages) - limit + 1} more)"
 
 
 def _pages_section(collected: Collected) -> list[str]:

@@ -7,6 +7,7 @@ FLOPs = 2 x MACs everywhere (the unit names say FLOP, never "ops").
 from __future__ import annotations
 
 import math
+from typing import Iterable
 
 __all__ = ["sig", "flop", "flop_signed", "nbytes", "count", "pct", "intensity"]
 
@@ -81,3 +82,49 @@ def intensity(value: float | None) -> str:
     if value is None:
         return "n/a"
     return f"{sig(value)} FLOP/B"
+
+
+def md_table(header: list[str], rows: Iterable[list[str]], align: str | None = None) -> list[str]:
+    """A Markdown table (first column left-aligned, the rest right, unless ``align`` says)."""
+    align = align or ("l" + "r" * (len(header) - 1))
+    marks = {"l": "---", "r": "---:", "c": ":---:"}
+    out = ["| " + " | ".join(header) + " |", "| " + " | ".join(marks[a] for a in align) + " |"]
+    out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return out
+
+
+def pages_text(pages: Iterable[str], limit: int = 6, more: str = "more") -> str:
+    """Page ids, the first ``limit - 1`` and how many more past ``limit``."""
+    pages = list(pages)
+    if len(pages) <= limit:
+        return ", ".join(pages)
+    return f"{', '.join(pages[:limit - 1])} … (+{len(pages) - limit + 1} {more})"
+
+
+def short_reason(text: str | None, limit: int = 240) -> str:
+    """The first line of an error without long parenthesised internals, at most ``limit`` chars."""
+    import re
+
+    if not text:
+        return "not measured"
+    line = text.strip().splitlines()[0]
+    out, depth, start = [], 0, 0
+    for i, ch in enumerate(line):            # drop balanced (...) groups of 60+ characters
+        if ch == "(":
+            if depth == 0:
+                start = i
+            depth += 1
+        elif ch == ")" and depth:
+            depth -= 1
+            if depth == 0:
+                group = line[start:i + 1]
+                if len(group) < 60:
+                    out.append(group)
+            continue
+        if depth == 0:
+            out.append(ch)
+    if depth:                                 # unbalanced: keep the tail as it was
+        out.append(line[start:])
+    short = re.sub(r"\s+", " ", "".join(out))
+    short = re.sub(r"\s+([.,;:])(?=\s|$)", r"\1", short).strip()
+    return short if len(short) <= limit else short[: limit - 3] + "..."

@@ -157,15 +157,10 @@ def _trust_lines(collected: Any, matrix: dict) -> list[str]:
 
 
 def _short(text: str, limit: int = 140) -> str:
-    from harness.report.render import short_reason
-
-    return short_reason(text, limit)
+    return units.short_reason(text, limit)
 
 
-def _md_table(header: list[str], rows: list[list[str]], align: str | None = None) -> list[str]:
-    from harness.report.render import _md_table as table
-
-    return table(header, rows, align)
+_md_table = units.md_table
 
 
 def verdict_lines(collected: Any, *, perf: Any = None, findings: "ExitFindings | None" = None,
@@ -267,10 +262,7 @@ def _stage_flops(collected: Any, r: Any) -> dict[str, int]:
 
 
 def _pages_text(pages: tuple[str, ...] | list[str], limit: int = 4) -> str:
-    pages = list(pages)
-    if len(pages) <= limit:
-        return ", ".join(pages)
-    return f"{', '.join(pages[:limit - 1])} … (+{len(pages) - limit + 1} pages with the same shapes)"
+    return units.pages_text(pages, limit, "pages with the same shapes")
 
 
 def _ms(seconds: float | None) -> str:
