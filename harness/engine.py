@@ -289,8 +289,9 @@ class Engine:
     #: shows; the suite's engine measures both, so the count facts (patched) and the tests of the
     #: stock tools read one trace / forward, whichever asks first.
     co_variants: tuple[str, ...] = ()
-    #: Per-call work the counters keep on meta (fvcore's trace of a view that several shape keys
-    #: share; a view's upstream outputs), see :mod:`harness.callmemo`; created on the first measurement.
+    #: Per-call work kept on meta for the session (a view's upstream outputs, fvcore's trace, torch's
+    #: and thop's counts of a call that several shape keys share), see :mod:`harness.callmemo`;
+    #: created on the first measurement.
     call_memo: Any = None
     _pages: dict[str, Any] | None = None
 
