@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import difflib
 import time
+from collections import Counter as Tally
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Sequence
 
@@ -34,6 +35,7 @@ __all__ = [
     "uncounted_error",
     "VARIANTS",
     "CONVENTIONS",
+    "Tallies",
 ]
 
 VARIANTS = ("patched", "stock")
@@ -124,6 +126,33 @@ class StageCount:
         return "\n".join(lines)
 
     __str__ = summary
+
+
+class Tallies:
+    """A counter's running sums before they become a :class:`StageCount`: the raw figure, the
+    tallies by op, by op key and by module path, unknown and ignored ops, what ran uncounted, notes.
+    Each counter keeps them in its own unit and adds its own fields."""
+
+    _TALLIES = ("by_op", "by_key", "by_module", "unknown", "ignored", "unseen", "unseen_ops")
+
+    def __init__(self) -> None:
+        self.raw: int | float = 0
+        self.by_op: Tally = Tally()
+        self.by_key: Tally = Tally()
+        self.by_module: Tally = Tally()
+        self.unknown: Tally = Tally()
+        self.ignored: Tally = Tally()
+        self.unseen: Tally = Tally()
+        self.unseen_ops: Tally = Tally()
+        self.notes: list[str] = []
+
+    def merge(self, other: "Tallies") -> None:
+        """Add the sums of ``other`` (a later call): the raw figure and every tally add, the notes
+        follow in call order."""
+        self.raw += other.raw
+        for name in self._TALLIES:
+            getattr(self, name).update(getattr(other, name))
+        self.notes.extend(other.notes)
 
 
 class Counter(abc.ABC):

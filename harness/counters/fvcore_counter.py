@@ -35,7 +35,7 @@ from torch import nn
 
 from harness.callmemo import memoised_call_work, meta_signature
 
-from .base import Counter, CounterError, StageCount, register_counter
+from .base import Counter, CounterError, StageCount, Tallies, register_counter
 from .keys import is_matmul_like, op_key
 from .observe import ModuleStack, call_inputs, einsum_macs, grouped_mm_macs, iter_tensors, prod, sdpa_macs
 
@@ -403,23 +403,15 @@ def _supplied_graph(jit_analysis: Any, wrapper: nn.Module, graph: Any) -> Iterat
         jit_analysis._get_scoped_trace_graph = original
 
 
-class _Tallies:
+class _Tallies(Tallies):
     """One variant's sums over the calls of a stage (MACs from fvcore, kept as FLOPs = 2 x MACs)."""
 
     def __init__(self) -> None:
-        self.raw: int | float = 0
-        self.by_op: Tally = Tally()
-        self.by_key: Tally = Tally()
-        self.by_module: Tally = Tally()
-        self.unknown: Tally = Tally()
-        self.ignored: Tally = Tally()
-        self.unseen: Tally = Tally()
-        self.unseen_ops: Tally = Tally()
+        super().__init__()
         self.uncalled: list[str] = []
         self.caught: Tally = Tally()
         self.deviations: Tally = Tally()
         self.deviation_calls = 0
-        self.notes: list[str] = []
 
     def add(self, call: Any, wrapper: PositionalWrapper, analysis: Any, observer: _Observer,
             total: int | float, records: list[Any]) -> None:

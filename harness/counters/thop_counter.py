@@ -43,7 +43,7 @@ from torch import nn
 
 from harness.callmemo import memoised_call_work, meta_signature
 
-from .base import Counter, CounterError, StageCount, register_counter
+from .base import Counter, CounterError, StageCount, Tallies, register_counter
 from .keys import KEY_CLASS, UNMAPPED, op_key
 from .observe import (FunctionCall, FunctionRecorder, ModuleStack, _KIND_BY_FUNC, call_inputs,
                       function_name, iter_tensors, reference_macs, sdpa_macs)
@@ -448,20 +448,14 @@ class _LogSink:
             self._targets = previous
 
 
-class _VariantSums:
-    """One variant's sums over the calls of a stage (thop MAC units until :meth:`result`)."""
+class _VariantSums(Tallies):
+    """One variant's sums over the calls of a stage (thop MAC units until :meth:`result`;
+    ``by_module`` per path, made inclusive by :meth:`result`)."""
 
     def __init__(self) -> None:
-        self.patches: list[str] = []
+        super().__init__()
         self.raw = 0.0
-        self.by_op: Tally = Tally()
-        self.by_key: Tally = Tally()
-        self.by_path: Tally = Tally()
-        self.unknown: Tally = Tally()
-        self.ignored: Tally = Tally()
-        self.unseen: Tally = Tally()
-        self.unseen_ops: Tally = Tally()
-        self.notes: list[str] = []
+        self.patches: list[str] = []
         self.captured: list[str] = []
 
     def add(self, rules: _VariantRules, stack: ModuleStack, functions: FunctionRecorder, raw: float) -> None:
@@ -469,7 +463,7 @@ class _VariantSums:
         self.raw += raw
         self.by_op.update(observer.by_op)
         self.by_key.update(observer.by_key)
-        self.by_path.update(observer.by_path)
+        self.by_module.update(observer.by_path)
         self.notes.extend(observer.notes)
         # leaf modules that ran with no rule, and zero rules (ignored on purpose)
         for module_id, calls_made in stack.calls_by_module.items():
@@ -492,14 +486,8 @@ class _VariantSums:
                 self.unseen[key] += 2 * macs
 
     def merge(self, other: "_VariantSums") -> None:
-        """Add the sums of another call (in call order: lists extend, tallies add)."""
-        self.raw += other.raw
-        for mine, theirs in ((self.by_op, other.by_op), (self.by_key, other.by_key), (self.by_path, other.by_path),
-                             (self.unknown, other.unknown), (self.ignored, other.ignored),
-                             (self.unseen, other.unseen), (self.unseen_ops, other.unseen_ops)):
-            mine.update(theirs)
+        super().merge(other)
         self.patches.extend(other.patches)
-        self.notes.extend(other.notes)
         self.captured.extend(other.captured)
 
     def result(self, counter: "ThopCounter", variant: str, calls: Sequence[Any], devices: set[str]) -> StageCount:
@@ -507,7 +495,7 @@ class _VariantSums:
         by_key_flops = {k: _as_int(2 * v) for k, v in self.by_key.items() if v}
         inclusive: Tally = Tally()
         roots = {len(c.module_path.split(".")) if c.module_path else 0 for c in calls}
-        for path, ops in self.by_path.items():
+        for path, ops in self.by_module.items():
             parts = path.split(".") if path else []
             for i in range(min(roots), len(parts) + 1):
                 inclusive[".".join(parts[:i])] += ops

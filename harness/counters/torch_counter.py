@@ -31,7 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 from harness.callmemo import memoised_call_work, meta_signature
 
-from .base import Counter, CounterError, StageCount, register_counter
+from .base import Counter, CounterError, StageCount, Tallies, register_counter
 from .keys import UNMAPPED, op_key
 from .observe import (FunctionCall, FunctionRecorder, ModuleStack, call_inputs, grouped_mm_macs,
                       iter_tensors, sdpa_macs)
@@ -200,7 +200,7 @@ class TorchCounter(Counter):
             part = memoised_call_work(f"torch:{variant}:{call.module_path}", call.module,
                                       meta_signature(call.module, args, kwargs),
                                       lambda: _count_call(call, args, kwargs, mapping))
-            total.add(part)
+            total.merge(part)
         notes = list(total.notes)
         if "meta" in total.devices:
             notes.append("on meta, SDPA takes the math path and is counted as two bmm per call")
@@ -213,29 +213,16 @@ class TorchCounter(Counter):
             patches=tuple(patch_lines), notes=_dedupe(notes), devices=tuple(sorted(total.devices)))
 
 
-class _CallCounts:
-    """What FlopCounterMode and the recorders saw in one call (or, summed, in a stage)."""
+class _CallCounts(Tallies):
+    """What FlopCounterMode and the recorders saw in one call (or, summed, in a stage): FLOPs,
+    and the devices of the inputs."""
 
     def __init__(self) -> None:
-        self.raw = 0
-        self.by_op: Tally = Tally()
-        self.by_key: Tally = Tally()
-        self.by_module: Tally = Tally()
-        self.unknown: Tally = Tally()
-        self.ignored: Tally = Tally()
-        self.unseen: Tally = Tally()
-        self.unseen_ops: Tally = Tally()
-        self.notes: list[str] = []
+        super().__init__()
         self.devices: set[str] = set()
 
-    def add(self, other: "_CallCounts") -> None:
-        self.raw += other.raw
-        for mine, theirs in ((self.by_op, other.by_op), (self.by_key, other.by_key),
-                             (self.by_module, other.by_module), (self.unknown, other.unknown),
-                             (self.ignored, other.ignored), (self.unseen, other.unseen),
-                             (self.unseen_ops, other.unseen_ops)):
-            mine.update(theirs)
-        self.notes.extend(other.notes)
+    def merge(self, other: "_CallCounts") -> None:
+        super().merge(other)
         self.devices.update(other.devices)
 
 
