@@ -32,7 +32,7 @@ def pytest_xdist_make_scheduler(config, log):
         return None
     from xdist.scheduler import LoadScopeScheduling
 
-    from harness.selection import selection_from_config
+    from harness.selection import selection_from_config, target_stages
     from harness.suite import count_cases, shape_index
 
     def chain(target, mode, page):
@@ -43,9 +43,10 @@ def pytest_xdist_make_scheduler(config, log):
     shares = {module: chain(*where) for module, where in SHARES_MEASUREMENTS.items()}
 
     def measured_with(target, mode, page):
-        """The chain that measures the vision key of ``page`` in ``mode`` (its first page's)."""
+        """The chain that measures the first stage's key of ``page`` in ``mode`` (its first page's)."""
+        first = target_stages()[target][0]
         for (stage, _name), (_key, pages) in shape_index(target).items():
-            if stage in ("sam", "clip") and (mode, page) in pages:
+            if stage == first and (mode, page) in pages:
                 return chain(target, *pages[0])
         return None
 

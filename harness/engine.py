@@ -443,12 +443,19 @@ class Engine:
                 dtype=getattr(torch, dtype))
         return self.inputs[key]
 
-    def _measure(self, case: Case, variant: str) -> Measurement:
-        from harness.callmemo import CallMemo, call_memo
-
+    def session_memo(self) -> Any:
+        """The session's :class:`harness.callmemo.CallMemo` (made on first use): measurements run
+        inside it, and so may other work on this engine's models (``with call_memo(...)``)."""
         if self.call_memo is None:
+            from harness.callmemo import CallMemo
+
             self.call_memo = CallMemo()
-        with call_memo(self.call_memo):
+        return self.call_memo
+
+    def _measure(self, case: Case, variant: str) -> Measurement:
+        from harness.callmemo import call_memo
+
+        with call_memo(self.session_memo()):
             return self._measure_in_memo(case, variant)
 
     def _measure_in_memo(self, case: Case, variant: str) -> Measurement:

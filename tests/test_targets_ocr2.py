@@ -34,15 +34,8 @@ def memo(engine):
     (harness.callmemo), whichever test or count fact asks first."""
     from harness.callmemo import call_memo
 
-    with call_memo(engine.call_memo if engine.call_memo is not None else _new_memo(engine)):
+    with call_memo(engine.session_memo()):
         yield
-
-
-def _new_memo(engine):
-    from harness.callmemo import CallMemo
-
-    engine.call_memo = CallMemo()
-    return engine.call_memo
 
 
 def _last_hidden(output):
