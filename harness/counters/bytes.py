@@ -49,6 +49,7 @@ from torch.utils._pytree import tree_flatten
 
 from harness.analytic.cost import DATA_KEYS as _ANALYTIC_DATA_KEYS
 from harness.analytic.cost import OP_CLASS, Traffic
+from harness.freshstack import on_a_fresh_stack
 
 from .base import checked_calls
 from .keys import ELEMENTWISE_KEYS, MATMUL_KEYS, UNMAPPED, op_key
@@ -393,6 +394,10 @@ def count_bytes(calls: Sequence[Any], *, target: str = "", stage: str = "") -> B
     ``stage``), run once each under no_grad; a KV cache in the kwargs is copied first.
     """
     calls = checked_calls(calls, stage, who="count_bytes", nothing="0 bytes")
+    return on_a_fresh_stack(_count_bytes, calls, target, stage)
+
+
+def _count_bytes(calls: Sequence[Any], target: str, stage: str) -> ByteCount:
     start = time.perf_counter()
     by_key: dict[str, Traffic] = {}
     by_op: dict[str, Traffic] = {}
