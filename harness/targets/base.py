@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
+from harness.freshstack import on_a_fresh_stack
 from harness.workload import DEFAULT_PROMPT_TOKENS, ViewLayout
 
 __all__ = [
@@ -75,7 +76,8 @@ class StageCall:
     note: str = ""
 
     def __call__(self) -> Any:
-        return self.module(*self.args, **self.kwargs)
+        """The call's output, computed on a fresh stack (:mod:`harness.freshstack`)."""
+        return on_a_fresh_stack(self.module, *self.args, **self.kwargs)
 
 
 @dataclass
