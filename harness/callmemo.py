@@ -93,7 +93,7 @@ def memoised_call_work(kind: str, module: Any, signature: tuple | None, make: Ca
 
 def memoised_forward(module: Any, *args: Any) -> Any:
     """``module(*args)``, once per module and signature inside a :func:`call_memo` block."""
-    from harness.freshstack import on_a_fresh_stack
+    from harness.modelrun import run_model_code
 
     return memoised_call_work("forward", module, meta_signature(module, args, {}),
-                              lambda: on_a_fresh_stack(module, *args))
+                              lambda: run_model_code(module, *args))

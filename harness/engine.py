@@ -454,10 +454,10 @@ class Engine:
 
     def _measure(self, case: Case, variant: str) -> Measurement:
         from harness.callmemo import call_memo
-        from harness.freshstack import on_a_fresh_stack
+        from harness.modelrun import run_model_code
 
         with call_memo(self.session_memo()):
-            return on_a_fresh_stack(self._measure_in_memo, case, variant)
+            return run_model_code(self._measure_in_memo, case, variant)
 
     def _measure_in_memo(self, case: Case, variant: str) -> Measurement:
         from harness.counters import count, get_counter

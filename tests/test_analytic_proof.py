@@ -44,7 +44,7 @@ from harness.analytic import (
 )
 from harness.analytic.config import DATA_DIR
 from harness.analytic.stages import sam_output_grid
-from harness.freshstack import on_a_fresh_stack
+from harness.modelrun import run_model_code
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -172,14 +172,14 @@ class KeyedCounter(FlopCounterMode):
 
 def measure(fn: Callable[[], Any], *, lm_head: nn.Module | None = None) -> KeyedCounter:
     """Run ``fn`` under a :class:`KeyedCounter` (no grad) and return the counter; on a fresh stack,
-    as the harness's own counters run (:mod:`harness.freshstack`)."""
+    as the harness's own counters run (:mod:`harness.modelrun`)."""
     def run() -> KeyedCounter:
         counter = KeyedCounter(lm_head=lm_head)
         with torch.no_grad(), counter:
             fn()
         return counter
 
-    return on_a_fresh_stack(run)
+    return run_model_code(run)
 
 
 def assert_matmul_keys_equal(analytic: Cost, measured: KeyedCounter) -> None:

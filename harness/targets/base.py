@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from harness.freshstack import on_a_fresh_stack
+from harness.modelrun import run_model_code
 from harness.workload import DEFAULT_PROMPT_TOKENS, ViewLayout
 
 __all__ = [
@@ -76,8 +76,8 @@ class StageCall:
     note: str = ""
 
     def __call__(self) -> Any:
-        """The call's output, computed on a fresh stack (:mod:`harness.freshstack`)."""
-        return on_a_fresh_stack(self.module, *self.args, **self.kwargs)
+        """The call's output, computed on a fresh stack (:mod:`harness.modelrun`)."""
+        return run_model_code(self.module, *self.args, **self.kwargs)
 
 
 @dataclass
