@@ -75,6 +75,32 @@ def test_count_one_page_on_meta(benchmark, page, counter, shared):
     assert all(totals[f"{stage}:patched"] > 10**9 for stage in stages)
 
 
+
+@pytest.mark.parametrize("how", ("run_model_code", "in-place-python-meta"))
+@pytest.mark.parametrize("counter", ("torch", "thop"))
+def test_count_where_model_code_runs(benchmark, page, counter, how):
+    """One page's SAM, encoder and prefill, patched: through ``count`` (harness.modelrun: a fresh
+    stack, torch's C++ meta kernels) against the counter's own run called in place here (pytest's
+    stack, torch's Python meta kernels, as shipped). Same counts; the time is the difference."""
+    from harness.counters import count, get_counter
+
+    stages = ("sam", "encoder", "prefill")
+    totals: dict[str, int] = {}
+
+    def run() -> None:
+        for stage in stages:
+            calls = page.calls[stage]
+            if how == "run_model_code":
+                totals[stage] = count(counter, calls, stage=stage, strict=False).flops
+            else:
+                totals[stage] = get_counter(counter).run(calls, variant="patched").flops
+
+    benchmark.group = f"where model code runs (ocr2 {MODE}, letter, full size, patched)"
+    benchmark.extra_info.update({"counter": counter, "how": how, "stages": list(stages)})
+    benchmark.pedantic(run, rounds=ROUNDS, warmup_rounds=0, iterations=1)
+    benchmark.extra_info["flops"] = dict(totals)
+    assert all(totals[stage] > 10**11 for stage in stages)
+
 # The vendor DeepSeek-OCR language model -----------------------------------------------------------
 # Its MoE calls .cpu().numpy(), so even a meta build runs the LM on CPU with real (seeded random)
 # fp32 weights: every counter run is a real forward, and its cost is what a dsocr report pays per
