@@ -24,6 +24,7 @@ Nothing here imports torch or transformers at import time.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata as md
 import time
@@ -454,10 +455,16 @@ class Engine:
 
     def _measure(self, case: Case, variant: str) -> Measurement:
         from harness.callmemo import call_memo
-        from harness.modelrun import run_model_code
+        from harness.modelrun import runner_for
 
+        # the build (the vendor LM: GBs of weights kept all session) is made here, in the calling
+        # thread, not on the model-code thread where the run's short-lived tensors come and go; a
+        # failed build is memoised and recorded as this measurement's error inside
+        model = None
+        with contextlib.suppress(Exception):
+            model = self.built_model(case.target, BYTES_DTYPE if case.counter == BYTES else "float32").model
         with call_memo(self.session_memo()):
-            return run_model_code(self._measure_in_memo, case, variant)
+            return runner_for(model)(self._measure_in_memo, case, variant)
 
     def _measure_in_memo(self, case: Case, variant: str) -> Measurement:
         from harness.counters import count, get_counter

@@ -2,7 +2,8 @@
 
 Neither changes what runs (the same modules, the same aten ops, the same shapes and dtypes) nor any
 count; both only make a run cheaper. Every counter, the byte counter, the targets' upstream outputs,
-a :class:`harness.targets.StageCall` and each engine measurement go through :func:`run_model_code`.
+a :class:`harness.targets.StageCall` and each engine measurement run their model code through
+:func:`run_model_code` when it is on meta (:func:`runner_for`); real tensors run where called.
 
 **A fresh stack.** CPython 3.11+ keeps its frames in a per-thread stack of 16 KiB chunks. A chunk
 is mapped (``mmap``) when a call needs room past the last one and unmapped when the first frame in
@@ -11,11 +12,13 @@ one of those borders: every op under it maps and unmaps a chunk and faults its p
 OCR-2 encoder under thop that was 308,000 ``mmap``/``munmap`` pairs for 15 runs at 200 frames deep,
 against 4,800 at the top of a script (twice the time); ``torch.jit.trace`` (fvcore) also walks
 every frame of the stack for each op it records. A new thread starts on a root chunk that is never
-unmapped, with a few frames on it. What the thread needs from its caller is carried over: the
-context variables (the engine's call memo), torch's grad mode and, once CUDA is initialised, the
-current CUDA device. Code that runs under thread-local torch state a new thread would not have (a
-torch function or dispatch mode such as ``with torch.device(...)`` or a FakeTensorMode, inference
-mode, autocast, a jit trace in progress) runs where it is called, as does code already inside.
+unmapped, with a few frames on it; each calling thread gets one such thread, kept for its next runs
+(a thread per run would also mean new allocator arenas and library buffers each time). What the
+thread needs from its caller is carried over: the context variables (the engine's call memo),
+torch's grad mode and, once CUDA is initialised, the current CUDA device. Code that runs under
+thread-local torch state that thread would not have (a torch function or dispatch mode such as
+``with torch.device(...)`` or a FakeTensorMode, inference mode, autocast, a jit trace in progress)
+runs where it is called, as does code already inside.
 
 **C++ meta kernels.** ``import torch`` registers a Python meta kernel (``torch._refs`` /
 ``torch._meta_registrations``) for 1,337 aten ops; for 636 of them (``mul``, ``add``, ``cat``, ...)
@@ -31,12 +34,15 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import itertools
+import queue
 import threading
+import weakref
 from typing import Any, Callable, Iterator, TypeVar
 
 import torch
 
-__all__ = ["run_model_code", "cpp_meta_kernels", "cpp_meta_kernels_available"]
+__all__ = ["run_model_code", "runner_for", "on_meta", "cpp_meta_kernels", "cpp_meta_kernels_available"]
 
 T = TypeVar("T")
 
@@ -53,7 +59,6 @@ class _MetaSplit:
         import torch._meta_registrations as registrations
         from torch._C import DispatchKey
 
-        self.registrations = registrations
         torch_lib = registrations._meta_lib_dont_use_me_use_register_meta
         entries = []
         for key in sorted(torch_lib._op_impls):       # "aten/mul.Tensor/Meta"
@@ -155,20 +160,51 @@ def _runs_in_place() -> bool:
                 or torch._C._get_tracing_state() is not None)
 
 
+def _serve(jobs: "queue.SimpleQueue[Callable[[], None] | None]") -> None:
+    _STATE.inside = True
+    while True:
+        job = jobs.get()
+        if job is None:
+            return
+        job()
+        del job   # its arguments and result belong to the caller now: keep nothing until the next
+
+
+class _Runner:
+    """The thread that runs one calling thread's model code, started once and kept: a new thread
+    per run would also mean new per-thread allocator arenas and library buffers each time (the
+    vendor LM's real CPU forwards grew a worker past 14 GB that way). It stops when the calling
+    thread ends (its thread-local reference to this object goes away)."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=_serve, args=(self.jobs,), name="harness-model-code",
+                                       daemon=True)
+        self.thread.start()
+        weakref.finalize(self, self.jobs.put, None)
+
+
+def _runner() -> _Runner:
+    runner = getattr(_STATE, "runner", None)
+    if runner is None or not runner.thread.is_alive():
+        runner = _STATE.runner = _Runner()
+    return runner
+
+
 def run_model_code(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    """``fn(*args, **kwargs)`` in a new thread started on a fresh stack, with the C++ meta kernels,
-    waited for (see the module's docstring). In place, as it is, under torch state a new thread
-    would miss, and inside another ``run_model_code``. The result is ``fn``'s; its exception is
-    raised in the caller's thread."""
+    """``fn(*args, **kwargs)`` on the calling thread's model-code thread (a fresh stack), with the
+    C++ meta kernels, waited for (see the module's docstring). In place, as it is, under torch
+    state that thread would miss, and inside another ``run_model_code``. The result is ``fn``'s;
+    its exception is raised in the caller's thread."""
     if _runs_in_place():
         return fn(*args, **kwargs)
     context = contextvars.copy_context()
     grad = torch.is_grad_enabled()
     cuda_device = torch.cuda.current_device() if torch.cuda.is_initialized() else None
     outcome: dict[str, Any] = {}
+    done = threading.Event()
 
-    def run() -> None:
-        _STATE.inside = True
+    def job() -> None:
         try:
             if cuda_device is not None:
                 torch.cuda.set_device(cuda_device)
@@ -176,11 +212,42 @@ def run_model_code(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
                 outcome["value"] = context.run(fn, *args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
             outcome["error"] = exc
+        finally:
+            done.set()
 
-    thread = threading.Thread(target=run, name="harness-model-code", daemon=True)
-    thread.start()
-    thread.join()
+    _runner().jobs.put(job)
+    done.wait()
     if "error" in outcome:
         error = outcome.pop("error")
         raise error
-    return outcome["value"]
+    return outcome.pop("value")
+
+
+def on_meta(*objects: Any) -> bool:
+    """True when ``objects`` (nested tuples, lists, dicts) hold at least one tensor or module and
+    every tensor among them, every parameter and buffer of every module among them, is on meta."""
+    found = False
+    for leaf in torch.utils._pytree.tree_flatten(objects)[0]:
+        if isinstance(leaf, torch.nn.Module):
+            tensors: Any = itertools.chain(leaf.parameters(), leaf.buffers())
+        elif isinstance(leaf, torch.Tensor):
+            tensors = (leaf,)
+        else:
+            continue
+        for tensor in tensors:
+            found = True
+            if tensor.device.type != "meta":
+                return False
+    return found
+
+
+def _in_place(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    return fn(*args, **kwargs)
+
+
+def runner_for(*objects: Any) -> Callable[..., Any]:
+    """:func:`run_model_code` for model code on meta (``on_meta(*objects)``: the modules and inputs
+    it runs); a plain call for real tensors, which compute for real where they are called: their
+    cost is the arithmetic, and they keep the calling thread's allocator and library state (the
+    vendor LM's CPU forwards on the model-code thread grew a worker by 2-4 GB)."""
+    return run_model_code if on_meta(*objects) else _in_place

@@ -6,6 +6,7 @@ import contextvars
 import dataclasses
 import inspect
 import threading
+from typing import Any
 
 import pytest
 import torch
@@ -60,10 +61,10 @@ def test_context_variables_and_the_call_memo_are_carried() -> None:
     assert made == [1] and memo.hits == {"forward": 1}
 
 
-@pytest.mark.parametrize("grad", [True, False])
-def test_grad_mode_is_carried(grad: bool) -> None:
-    with torch.set_grad_enabled(grad):
-        assert run_model_code(torch.is_grad_enabled) is grad
+def test_grad_mode_is_carried() -> None:
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad):
+            assert run_model_code(torch.is_grad_enabled) is grad
 
 
 class _Noting(TorchDispatchMode):
@@ -71,26 +72,41 @@ class _Noting(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("state", ["device context", "dispatch mode", "inference mode", "nested"])
-def test_runs_in_place_where_a_thread_would_miss_the_callers_torch_state(state: str) -> None:
+def test_runs_in_place_where_a_thread_would_miss_the_callers_torch_state() -> None:
+    """A device context, a dispatch mode, inference mode, and a run inside a run."""
+    here = threading.get_ident()
+
     def ident_and_device() -> tuple[int, str]:
         return threading.get_ident(), torch.empty(1).device.type
 
-    if state == "device context":
-        with torch.device("meta"):
-            ident, device = run_model_code(ident_and_device)
-        assert (ident, device) == (threading.get_ident(), "meta")
-    elif state == "dispatch mode":
-        with _Noting():
-            ident, _ = run_model_code(ident_and_device)
-        assert ident == threading.get_ident()
-    elif state == "inference mode":
-        with torch.inference_mode():
-            ident, _ = run_model_code(ident_and_device)
-        assert ident == threading.get_ident()
-    else:
-        outer, inner = run_model_code(lambda: (threading.get_ident(), run_model_code(threading.get_ident)))
-        assert outer == inner != threading.get_ident()
+    with torch.device("meta"):
+        assert run_model_code(ident_and_device) == (here, "meta")
+    with _Noting():
+        assert run_model_code(ident_and_device)[0] == here
+    with torch.inference_mode():
+        assert run_model_code(ident_and_device)[0] == here
+    outer, inner = run_model_code(lambda: (threading.get_ident(), run_model_code(threading.get_ident)))
+    assert outer == inner != here
+
+
+def test_one_kept_thread_per_calling_thread_that_stops_with_it() -> None:
+    """Every run of a calling thread uses the same model-code thread (one set of per-thread
+    allocator arenas and buffers, not one per run); another calling thread gets its own, which
+    ends when that caller ends."""
+    here = {run_model_code(threading.get_ident) for _ in range(3)}
+    assert len(here) == 1 and threading.get_ident() not in here
+    seen: dict[str, Any] = {}
+
+    def caller() -> None:
+        seen["ident"] = run_model_code(threading.get_ident)
+        seen["thread"] = next(t for t in threading.enumerate() if t.ident == seen["ident"])
+
+    other = threading.Thread(target=caller)
+    other.start()
+    other.join()
+    assert seen["ident"] not in here
+    seen["thread"].join(timeout=10)
+    assert not seen["thread"].is_alive(), "the model-code thread outlived its caller"
 
 
 # ------------------------------------------------------------------------------------ meta kernels
@@ -106,19 +122,21 @@ def test_this_torch_can_use_its_cpp_meta_kernels() -> None:
     assert int(why.split()[0]) > 500, why
 
 
-@pytest.mark.parametrize("op, has_cpp", [("aten::mul.Tensor", True), ("aten::cat", True),
-                                         ("aten::convolution", False), ("aten::_grouped_mm", False)])
-def test_cpp_meta_kernels_only_inside_and_only_where_torch_has_one(op: str, has_cpp: bool) -> None:
-    shipped = _meta_kernel(op)
-    assert ".py:" in shipped                                  # torch as shipped: a Python meta kernel
-    with cpp_meta_kernels():
-        with cpp_meta_kernels():                              # nested: no change
-            inner = _meta_kernel(op)
-        assert _meta_kernel(op) == inner
-        assert (".cpp:" in inner) is has_cpp and ((".py:" in inner) is not has_cpp)
-    assert _meta_kernel(op) == shipped                        # given back when the block ends
-    assert ".cpp:" in run_model_code(_meta_kernel, op) if has_cpp else ".py:" in run_model_code(_meta_kernel, op)
-    assert _meta_kernel(op) == shipped
+def test_cpp_meta_kernels_only_inside_and_only_where_torch_has_one() -> None:
+    """mul and cat have a C++ meta kernel under torch's Python one; convolution and _grouped_mm
+    only a Python one."""
+    for op, has_cpp in (("aten::mul.Tensor", True), ("aten::cat", True),
+                        ("aten::convolution", False), ("aten::_grouped_mm", False)):
+        shipped = _meta_kernel(op)
+        assert ".py:" in shipped, op                          # torch as shipped: a Python meta kernel
+        with cpp_meta_kernels():
+            with cpp_meta_kernels():                          # nested: no change
+                inner = _meta_kernel(op)
+            assert _meta_kernel(op) == inner, op
+            assert (".cpp:" in inner) is has_cpp and ((".py:" in inner) is not has_cpp), (op, inner)
+        assert _meta_kernel(op) == shipped, op                # given back when the block ends
+        assert (".cpp:" in run_model_code(_meta_kernel, op)) is has_cpp, op
+        assert _meta_kernel(op) == shipped, op
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +168,16 @@ def test_counts_with_cpp_meta_kernels_equal_torchs_python_ones(ocr2_sam_on_meta)
     same = lambda b: {**dataclasses.asdict(b), "wall_time_s": 0}   # noqa: E731
     assert same(fast_bytes) == same(python_bytes)
     assert sum(t.read + t.write for t in python_bytes.by_key.values()) > 10**9
+
+
+def test_only_model_code_on_meta_leaves_the_calling_thread() -> None:
+    """Real tensors compute for real where they are called (their cost is the arithmetic, and they
+    keep the caller's allocator state); meta ones go to the model-code thread."""
+    from harness.modelrun import on_meta, runner_for
+
+    here = threading.get_ident()
+    real, meta = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2, device="meta")
+    assert on_meta(meta, (torch.empty(1, 2, device="meta"),)) and not on_meta(meta, torch.ones(1, 2))
+    assert not on_meta(real) and not on_meta("no tensors", 3)
+    assert runner_for(real, torch.ones(1, 2))(threading.get_ident) == here
+    assert runner_for(meta, {"x": torch.empty(1, 2, device="meta")})(threading.get_ident) != here

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from harness.modelrun import run_model_code
+from harness.modelrun import runner_for
 from harness.workload import DEFAULT_PROMPT_TOKENS, ViewLayout
 
 __all__ = [
@@ -76,8 +76,8 @@ class StageCall:
     note: str = ""
 
     def __call__(self) -> Any:
-        """The call's output, computed on a fresh stack (:mod:`harness.modelrun`)."""
-        return run_model_code(self.module, *self.args, **self.kwargs)
+        """The call's output, on meta computed on the model-code thread (:mod:`harness.modelrun`)."""
+        return runner_for(self.module, self.args, self.kwargs)(self.module, *self.args, **self.kwargs)
 
 
 @dataclass
