@@ -171,10 +171,9 @@ def _serve(jobs: "queue.SimpleQueue[Callable[[], None] | None]") -> None:
 
 
 class _Runner:
-    """The thread that runs one calling thread's model code, started once and kept: a new thread
-    per run would also mean new per-thread allocator arenas and library buffers each time (the
-    vendor LM's real CPU forwards grew a worker past 14 GB that way). It stops when the calling
-    thread ends (its thread-local reference to this object goes away)."""
+    """The thread that runs one calling thread's model code, started once and kept (a new thread
+    per run would also mean new per-thread allocator arenas and library buffers each time). It
+    stops when the calling thread ends (its thread-local reference to this object goes away)."""
 
     def __init__(self) -> None:
         self.jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
