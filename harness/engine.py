@@ -453,6 +453,12 @@ class Engine:
             self.call_memo = CallMemo()
         return self.call_memo
 
+    @staticmethod
+    def _dtype(case: Case) -> str:
+        """The build a case's counter runs: :data:`BYTES_DTYPE` for the byte counter, float32 for the
+        FLOP counters."""
+        return BYTES_DTYPE if case.counter == BYTES else "float32"
+
     def _measure(self, case: Case, variant: str) -> Measurement:
         from harness.callmemo import call_memo
         from harness.modelrun import runner_for
@@ -462,7 +468,7 @@ class Engine:
         # failed build is memoised and recorded as this measurement's error inside
         model = None
         with contextlib.suppress(Exception):
-            model = self.built_model(case.target, BYTES_DTYPE if case.counter == BYTES else "float32").model
+            model = self.built_model(case.target, self._dtype(case)).model
         with call_memo(self.session_memo()):
             return runner_for(model)(self._measure_in_memo, case, variant)
 
@@ -471,15 +477,14 @@ class Engine:
 
         start = time.perf_counter()
         try:
+            dtype = self._dtype(case)
+            built = self.built_model(case.target, dtype)
+            calls = self.target(case.target).stage_calls(built, self._inputs(case, dtype), case.stage)
             if case.counter == BYTES:
                 from harness.counters.bytes import count_bytes
 
-                built = self.built_model(case.target, BYTES_DTYPE)
-                calls = self.target(case.target).stage_calls(built, self._inputs(case, BYTES_DTYPE), case.stage)
                 result = count_bytes(calls, target=case.target, stage=case.stage)
                 return Measurement(result, None, time.perf_counter() - start, case.page)
-            built = self.built_model(case.target)
-            calls = self.target(case.target).stage_calls(built, self._inputs(case), case.stage)
             # the other variants a caller wants (the report: stock beside patched) come from the same
             # trace (fvcore) or forward (thop), when they are not memoised yet
             shared = get_counter(case.counter).shares_variant_runs

@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import torch
 
-__all__ = ["run_model_code", "runner_for", "on_meta", "cpp_meta_kernels", "cpp_meta_kernels_available"]
+__all__ = ["run_model_code", "runner_for", "runner_for_calls", "on_meta", "cpp_meta_kernels", "cpp_meta_kernels_available"]
 
 T = TypeVar("T")
 
@@ -242,6 +242,12 @@ def on_meta(*objects: Any) -> bool:
 
 def _in_place(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     return fn(*args, **kwargs)
+
+
+def runner_for_calls(calls: Any) -> Callable[..., Any]:
+    """:func:`runner_for` the modules and inputs of ``calls`` (duck-typed StageCalls: ``module``,
+    ``args``, ``kwargs``)."""
+    return runner_for([(c.module, c.args, c.kwargs) for c in calls])
 
 
 def runner_for(*objects: Any) -> Callable[..., Any]:

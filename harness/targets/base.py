@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from harness.modelrun import runner_for
+from harness.modelrun import runner_for_calls
 from harness.workload import DEFAULT_PROMPT_TOKENS, ViewLayout
 
 __all__ = [
@@ -77,7 +77,7 @@ class StageCall:
 
     def __call__(self) -> Any:
         """The call's output, on meta computed on the model-code thread (:mod:`harness.modelrun`)."""
-        return runner_for(self.module, self.args, self.kwargs)(self.module, *self.args, **self.kwargs)
+        return runner_for_calls((self,))(self.module, *self.args, **self.kwargs)
 
 
 @dataclass
