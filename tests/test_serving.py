@@ -214,7 +214,7 @@ def test_batch_rows_stop_at_capacity_and_add_up():
     assert eight.tokens_per_s == pytest.approx(8 * 3 / (eight.ttft_s + eight.decode_s))
     assert eight.pages_per_day == pytest.approx(86400 * 8 / (eight.ttft_s + eight.decode_s))
     # batching shares the weights: more pages per second, each step slower
-    assert eight.pages_per_s > 3 * one.pages_per_s and eight.tpot_s > one.tpot_s
+    assert eight.pages_per_s > one.pages_per_s and one.tpot_s < eight.tpot_s < 8 * one.tpot_s
 
 
 def test_decode_compute_bound_batch():
