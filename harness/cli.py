@@ -79,6 +79,10 @@ def _add_perf_options(report: argparse.ArgumentParser) -> None:
                            "(every aten op's reads and writes, as the byte counter measures them on meta)")
     perf.add_argument("--new-tokens", type=int, default=DEFAULT_NEW_TOKENS, metavar="N",
                       help=f"tokens a request generates, for the per-page totals (default {DEFAULT_NEW_TOKENS})")
+    perf.add_argument("--batch", default=None, metavar="B[,B]",
+                      help="with --gpu: the serving table, throughput and latency per page at each batch (e.g. "
+                           "1,8,32,128) and at the largest concurrency that fits the card's memory (docs/serving.md); "
+                           "with --measure: time the stages at the first batch")
     perf.add_argument("--dtype", choices=("bf16", "fp16", "tf32", "fp32"), default=None,
                       help="dtype of the roofline and of the timed run (default: bf16; fp32 when --measure "
                            "runs on cpu)")
@@ -230,6 +234,15 @@ def _perf_plan(args: argparse.Namespace) -> Any:
             raise InputError(f"{name} {value}: expected a positive number")
     if args.gpu is not None:
         perf.gpu = gpu_entry(args.gpu)
+    if args.batch is not None:
+        from harness.gpu.serving import parse_batches
+
+        try:
+            perf.batches = parse_batches(args.batch)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        if args.gpu is None and not args.measure:
+            raise InputError("--batch needs --gpu NAME (the serving table) or --measure (timing at that batch)")
     if args.measure:
         device = resolve_device(args.device)
         if device == "meta":
@@ -276,6 +289,10 @@ def _report(args: argparse.Namespace, argv: Sequence[str], stdout: TextIO, stder
                         plots=not args.no_plots, jobs=jobs, perf=perf, started=started,
                         requested_counters=requested, cache=engine)
     print(result.summary_line, file=stdout)
+    if result.perf is not None and result.perf.serving:
+        from harness.report.perf_render import serving_lines
+
+        print("\n".join(serving_lines(result.perf, heading="#")), file=stdout)
     if result.exit_code:
         for line in result.findings.lines():
             print(f"harness report: {line}", file=stderr)

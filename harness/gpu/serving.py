@@ -348,9 +348,12 @@ class BatchRow:
         return self.batch * self.new_tokens / self.batch_s
 
     def as_dict(self) -> dict[str, Any]:
-        return {"target": self.target, "mode": self.mode, "execution": self.execution, "batch": self.batch,
-                "prefill_length": self.prefill_length, "new_tokens": self.new_tokens, "fits": self.fits,
-                "stage_matmul_flops": dict(self.stage_flops), "stage_bytes": dict(self.stage_bytes),
+        out: dict[str, Any] = {"target": self.target, "mode": self.mode, "execution": self.execution,
+                               "batch": self.batch, "prefill_length": self.prefill_length,
+                               "new_tokens": self.new_tokens, "fits": self.fits}
+        if not self.fits:   # beyond the card's capacity: nothing predicted
+            return out
+        return {**out, "stage_matmul_flops": dict(self.stage_flops), "stage_bytes": dict(self.stage_bytes),
                 "stage_predicted_s": dict(self.stage_s), "stage_bound": dict(self.stage_bound),
                 "ttft_s": self.ttft_s, "tpot_s": self.tpot_s, "decode_s": self.decode_s,
                 "time_per_batch_s": self.batch_s, "pages_per_s": self.pages_per_s,

@@ -27,7 +27,7 @@ from typing import Any
 from harness.gpu.roofline import Roofline, roofline
 from harness.report.inputs import InputError
 
-__all__ = ["PerfPlan", "PeakUsed", "StageRoof", "RequestTime", "MeasuredStage", "PerfResult", "ASSUMPTIONS",
+__all__ = ["ServingMode", "serving_modes", "PerfPlan", "PeakUsed", "StageRoof", "RequestTime", "MeasuredStage", "PerfResult", "ASSUMPTIONS",
            "gpu_entry", "table_peak", "measured_peak", "causal_flops", "roofline_rows", "request_times",
            "measure_stages", "DEFAULT_NEW_TOKENS", "ATTENTION_KEYS"]
 
@@ -68,6 +68,7 @@ class PerfPlan:
     peak_tflops: float | None = None    # overrides of the measured / table peak
     peak_bandwidth: float | None = None
     bytes_convention: str = "fused"     # --bytes: "fused" (production kernels) or "op" (every aten op)
+    batches: tuple[int, ...] = ()       # --batch: the serving table's batch sizes (with --gpu); --measure times at the first
 
     @property
     def any(self) -> bool:
@@ -326,6 +327,73 @@ def request_times(collected: Any, new_tokens: int, peak: PeakUsed | None = None,
     return rows
 
 
+# ------------------------------------------------------------------------------------- serving
+@dataclass(frozen=True)
+class ServingMode:
+    """The serving prediction of one target x mode on the headline page: memory, capacity, and a
+    :class:`harness.gpu.serving.BatchRow` per batch and execution (the largest fitting batch added)."""
+
+    target: str
+    mode: str
+    page: str
+    prefill_length: int
+    new_tokens: int
+    kv_bytes_per_token: int
+    attention_kind: str
+    weight_bytes: int
+    capacity: dict[str, Any]        # execution -> harness.gpu.serving.Capacity
+    rows: list[Any]                 # BatchRow, vendor then engine, by batch
+    decode_bound: dict[str, Any]    # execution -> harness.gpu.serving.DecodeBound
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "mode": self.mode, "page": self.page, "prefill_length": self.prefill_length,
+                "new_tokens": self.new_tokens, "kv_bytes_per_token": self.kv_bytes_per_token,
+                "attention_kind": self.attention_kind, "weight_bytes": self.weight_bytes,
+                "capacity": {k: v.as_dict() for k, v in self.capacity.items()},
+                "rows": [r.as_dict() for r in self.rows],
+                "decode_compute_bound": {k: v.as_dict() for k, v in self.decode_bound.items()}}
+
+
+def serving_modes(collected: Any, plan: PerfPlan, peak: PeakUsed, costs: _Costs | None = None) -> list[ServingMode]:
+    """Per target x mode, on the headline page: the throughput at each ``plan.batches`` and at the largest
+    concurrency that fits ``peak``'s card, for the vendor code and the serving engine."""
+    from harness.analytic import load_dims
+    from harness.gpu import serving
+
+    costs = costs or _Costs(collected, peak.dtype, plan.bytes_convention)
+    page = collected.plan.plot_page or collected.plan.pages[0].page_id
+    out = []
+    for tplan in collected.plan.targets:
+        target = tplan.name
+        config = None   # the analytic model's LM config, as every other figure of the report (harness/data)
+        lm = load_dims(target, config).lm
+        attn = costs.attn(target)
+        for mode in tplan.modes:
+            layout = collected.layouts[(target, mode, page)]
+            length = collected.layout_record(target, mode, page)["prefill_length"]
+            caps, rows, bounds = {}, [], {}
+            for execution in serving.EXECUTIONS:
+                cap = serving.capacity(target, peak.label, length, plan.new_tokens, execution=execution, config=config,
+                                       dtype_bytes=costs.dtype_bytes)
+                caps[execution] = cap
+                batches = list(plan.batches)
+                if cap.max_concurrency and cap.max_concurrency not in batches:
+                    batches.append(cap.max_concurrency)
+                rows += serving.batch_rows(target, mode, layout, length, sorted(batches), peak,
+                                           new_tokens=plan.new_tokens, execution=execution,
+                                           bytes_convention=plan.bytes_convention,
+                                           max_concurrency=cap.max_concurrency, config=config,
+                                           attn_implementation=attn, dtype_bytes=costs.dtype_bytes)
+                bounds[execution] = serving.compute_bound_batch(target, length, peak, execution=execution,
+                                                                bytes_convention=plan.bytes_convention,
+                                                                config=config, attn_implementation=attn,
+                                                                dtype_bytes=costs.dtype_bytes)
+            out.append(ServingMode(target, mode, page, length, plan.new_tokens,
+                                   serving.kv_bytes_per_token(lm, costs.dtype_bytes), serving.attention_kind(lm),
+                                   serving.weight_bytes(target, config, costs.dtype_bytes), caps, rows, bounds))
+    return out
+
+
 # ------------------------------------------------------------------------------------- measured
 @dataclass(frozen=True)
 class MeasuredStage:
@@ -389,9 +457,12 @@ class PerfResult:
     measured: list[MeasuredStage] = field(default_factory=list)
     measured_context: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)   # requested timings that produced nothing
+    serving: list["ServingMode"] = field(default_factory=list)    # --batch with --gpu
 
     def as_dict(self) -> dict[str, Any]:
         return {"assumptions": self.assumptions, "new_tokens": self.plan.new_tokens,
+                "batches": list(self.plan.batches),
+                "serving": [s.as_dict() for s in self.serving],
                 "gpu_peak": None if self.gpu_peak is None else self.gpu_peak.as_dict(),
                 "roofline": [r.as_dict() for r in self.roofline],
                 "requests": [r.as_dict() for r in self.requests],
@@ -473,6 +544,8 @@ def run_perf(collected: Any, plan: PerfPlan, *, say: Any = None) -> PerfResult:
         costs = _Costs(collected, plan.dtype, plan.bytes_convention)
         result.roofline = roofline_rows(collected, result.gpu_peak, costs)
         result.requests = request_times(collected, plan.new_tokens, result.gpu_peak, costs)
+        if plan.batches:
+            result.serving = serving_modes(collected, plan, result.gpu_peak, costs)
     else:
         result.requests = request_times(collected, plan.new_tokens)
     result.assumptions = ASSUMPTIONS.format(bytes=BYTES_TEXT[plan.bytes_convention])
