@@ -31,7 +31,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from harness.report import units  # noqa: E402
 from harness.report.collect import Collected  # noqa: E402
 
-__all__ = ["make_plots", "PLOT_DPI"]
+__all__ = ["make_plots", "PLOT_DPI", "place_labels", "roofline_plot"]
 
 PLOT_DPI = 110
 _KEY_COLORS = {
@@ -273,41 +273,187 @@ def stage_label_for(collected: Collected, target: str, stage: str) -> str:
 
 
 # ------------------------------------------------------------------------------------ roofline
+#: Offsets tried for a label, in display pixels from its point: rings of growing radius, each ring
+#: in 16 directions, right and up first.
+_LABEL_RINGS = (8, 16, 26, 38, 52, 70, 92, 120, 155, 200, 250, 310, 380)
+_LABEL_DIRECTIONS = 24
+
+
+def _box_gap(box: tuple[float, float, float, float], x: float, y: float) -> float:
+    """Distance from the point (x, y) to the rectangle (x0, y0, x1, y1) (0 inside)."""
+    dx = max(box[0] - x, 0.0, x - box[2])
+    dy = max(box[1] - y, 0.0, y - box[3])
+    return (dx * dx + dy * dy) ** 0.5
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float], pad: float = 0.0) -> bool:
+    return a[0] - pad < b[2] and b[0] - pad < a[2] and a[1] - pad < b[3] and b[1] - pad < a[3]
+
+
+def _crosses(box: tuple[float, float, float, float], a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Whether the segment a-b passes through ``box`` (sampled every few pixels)."""
+    steps = max(2, int(((a[0] - b[0]) ** 2 + (a[1] - b[1]) ** 2) ** 0.5 / 2))
+    return any(box[0] <= a[0] + (b[0] - a[0]) * t / steps <= box[2] and box[1] <= a[1] + (b[1] - a[1]) * t / steps <= box[3]
+               for t in range(steps + 1))
+
+
+def _leader(box: tuple[float, float, float, float], x: float, y: float) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The leader line from a point to the nearest point of its label's box."""
+    return (x, y), (min(max(x, box[0]), box[2]), min(max(y, box[1]), box[3]))
+
+
+def place_labels(ax: Any, points: list[tuple[str, float, float, str]], *, fontsize: float = 7,
+                 marker_px: float = 5.0, avoid: list[Any] | None = None) -> list[dict[str, Any]]:
+    """Label each point (label, x, y, color) of ``ax`` (axes limits already set) so that no label
+    overlaps another label or any point's marker, every label lies inside the axes, and every
+    label is nearer its own point than any other point; a leader line joins a label set away from its
+    point; no label sits on another label's leader line, nor on the artists in ``avoid`` (the legend).
+    Returns, per label: text, the point and the label's box in display pixels."""
+    import math
+
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    frame = (frame.x0, frame.y0, frame.x1, frame.y1)
+    to_px = ax.transData.transform
+    px = [tuple(to_px((x, y))) for _, x, y, _ in points]
+    markers = [(x - marker_px, y - marker_px, x + marker_px, y + marker_px) for x, y in px]
+    for artist in avoid or []:
+        e = artist.get_window_extent(renderer)
+        markers.append((e.x0, e.y0, e.x1, e.y1))
+    leaders: list[tuple[tuple[float, float], tuple[float, float]]] = []
+    placed: list[dict[str, Any]] = []
+    dpi_scale = fig.dpi / 72.0
+    # the most crowded points choose first (their free places are the fewest)
+    crowd = [sum(1 for q in px if 0 < ((q[0] - p[0]) ** 2 + (q[1] - p[1]) ** 2) ** 0.5 < 80) for p in px]
+    order = sorted(range(len(points)), key=lambda i: (-crowd[i], px[i][0], px[i][1]))
+    for i in order:
+        label, x, y, color = points[i]
+        text = ax.text(0, 0, label, fontsize=fontsize, color=color)
+        extent = text.get_window_extent(renderer)
+        text.remove()
+        w, h = extent.width + 2, extent.height + 2
+        px_x, px_y = px[i]
+        best = None
+        for radius in _LABEL_RINGS:
+            for k in range(_LABEL_DIRECTIONS):
+                angle = 2 * math.pi * k / _LABEL_DIRECTIONS + math.pi / 8
+                cx, cy = px_x + radius * math.cos(angle), px_y + radius * math.sin(angle)
+                # the box sits on the side of the direction: its nearest corner/edge at (cx, cy)
+                x0 = cx if math.cos(angle) > 0.2 else (cx - w if math.cos(angle) < -0.2 else cx - w / 2)
+                y0 = cy if math.sin(angle) > 0.2 else (cy - h if math.sin(angle) < -0.2 else cy - h / 2)
+                box = (x0, y0, x0 + w, y0 + h)
+                if not (box[0] >= frame[0] and box[1] >= frame[1] and box[2] <= frame[2] and box[3] <= frame[3]):
+                    continue
+                if any(_overlap(box, p["box"], 2) for p in placed) or any(_overlap(box, m) for m in markers):
+                    continue
+                own = _box_gap(box, px_x, px_y)
+                # near its point: nearer it than any other point; further away: joined by a leader line
+                if own <= 14 and any(_box_gap(box, ox, oy) <= own + 3 for j, (ox, oy) in enumerate(px) if j != i):
+                    continue
+                if any(_crosses(box, *seg) for seg in leaders):
+                    continue
+                if own > 14:
+                    seg = _leader(box, px_x, px_y)
+                    inner = (seg[0][0] + (seg[1][0] - seg[0][0]) * 0.1, seg[0][1] + (seg[1][1] - seg[0][1]) * 0.1)
+                    if any(_crosses(p["box"], inner, seg[1]) for p in placed) or \
+                            any(_crosses(m, inner, seg[1]) for j, m in enumerate(markers) if j != i):
+                        continue
+                best = box
+                break
+            if best is not None:
+                break
+        if best is None:   # no free place: beside the point, flagged (the test fails on it)
+            best = (px_x + 6, px_y + 6, px_x + 6 + w, px_y + 6 + h)
+        data = ax.transData.inverted().transform((best[0] + 1, best[1] + 1))
+        far = _box_gap(best, px_x, px_y) > 14
+        if far:
+            leaders.append(_leader(best, px_x, px_y))
+        note = ax.annotate(label, (points[i][1], points[i][2]), xytext=tuple(data), textcoords="data",
+                           fontsize=fontsize, color=color, ha="left", va="bottom", zorder=7,
+                           arrowprops=dict(arrowstyle="-", color=color, linewidth=0.6, shrinkA=0, shrinkB=3)
+                           if far else None)
+        placed.append({"label": label, "point": (px_x, px_y), "box": best, "index": i, "artist": note,
+                       "leader": far})
+    fig.canvas.draw()
+    for p in placed:   # the boxes as drawn (what the test checks), not as planned
+        from matplotlib.text import Text
+
+        box = Text.get_window_extent(p.pop("artist"), renderer)   # the text alone, not its leader line
+        p["box"] = (box.x0, box.y0, box.x1, box.y1)
+    p_frame = frame
+    for p in placed:
+        p["frame"] = p_frame
+    return placed
+
+
+def _merged_label(labels: list[str]) -> str:
+    """One label for points drawn as one: labels that differ only in their first word (the mode)
+    share the rest ("gundam/gundam6 projector"), one line per distinct rest."""
+    rests: dict[str, list[str]] = {}
+    for label in labels:
+        first, _, rest = label.partition(" ")
+        rests.setdefault(rest, []).append(first)
+    return "\n".join(f"{'/'.join(firsts)} {rest}".strip() for rest, firsts in rests.items())
+
+
 def roofline_plot(points: list[tuple[str, float, float, str]], peak: Any, path: Path, title: str,
-                  measured: list[tuple[str, float, float]] | None = None) -> None:
+                  measured: list[tuple[str, float, float]] | None = None) -> list[dict[str, Any]]:
     """Roofline of ``peak``: attainable FLOP/s = min(peak, bandwidth x intensity); each stage a point
     at its analytic intensity and roofline-attainable rate (``points``: label, FLOP/B, FLOP/s, bound),
-    measured rates as open markers (``measured``: label, FLOP/B, achieved FLOP/s)."""
+    measured rates as open markers joined to their stage's point (``measured``: label, FLOP/B,
+    achieved FLOP/s; the label must be one of ``points``'). Points at the same place share one label.
+    Returns the labels' placement (:func:`place_labels`), in pixels of the saved figure."""
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(8.5, 5.6))
+    fig, ax = plt.subplots(figsize=(8.5, 5.6), dpi=PLOT_DPI)   # pixels as saved
     peak_flops = peak.tflops * 1e12
     bw = peak.bandwidth_gbps * 1e9
     xs_all = [p[1] for p in points] + [m[1] for m in (measured or [])] + [peak.ridge]
+    ys_all = [p[2] for p in points] + [m[2] for m in (measured or [])] + [peak_flops]
     lo = max(min(x for x in xs_all if x > 0) / 4, 1e-2)
     hi = max(xs_all) * 4
     grid = np.logspace(np.log10(lo), np.log10(hi), 200)
     ax.plot(grid, np.minimum(peak_flops, bw * grid), color="#222222", linewidth=2,
             label=f"roof: {peak.tflops:.4g} TFLOP/s, {peak.bandwidth_gbps:.4g} GB/s (ridge {peak.ridge:.3g} FLOP/B)")
-    for n, (label, x, y, bound) in enumerate(points):
-        color = _MODE_COLORS[n % len(_MODE_COLORS)]
-        ax.scatter([x], [y], s=55, color=color, zorder=5, marker="o" if bound == "compute" else "s")
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, -10 - 9 * (n % 5)), fontsize=7,
-                    color=color)
-    for n, (label, x, y) in enumerate(measured or []):
-        ax.scatter([x], [y], s=70, facecolor="none", edgecolor="#B00020", linewidth=1.5, marker="D", zorder=6,
-                   label="measured (achieved)" if n == 0 else None)
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 4 + 9 * (n % 5)), fontsize=7,
-                    color="#B00020")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    y_lo = min(y for y in ys_all if y > 0) / 6
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(y_lo, peak_flops * 3)
+    # one label per place: points within a marker of each other (two modes with one layout, decode
+    # at nearby contexts) share one marker and one label
+    to_px = ax.transData.transform
+    merged: dict[tuple[float, float], list[str]] = {}
+    bounds: dict[tuple[float, float], str] = {}
+    for label, x, y, bound in points:
+        here = to_px((x, y))
+        key = next((k for k in merged if ((to_px(k) - here) ** 2).sum() ** 0.5 < 4), (x, y))
+        merged.setdefault(key, []).append(label)
+        bounds[key] = bound
+    colors = {}
+    for n, key in enumerate(merged):
+        colors[key] = _MODE_COLORS[n % len(_MODE_COLORS)]
+        ax.scatter([key[0]], [key[1]], s=55, color=colors[key], zorder=5,
+                   marker="o" if bounds[key] == "compute" else "s")
+    where = {label: key for key, labels in merged.items() for label in labels}
+    for n, (label, x, y) in enumerate(measured or []):
+        ax.scatter([x], [y], s=70, facecolor="none", edgecolor="#B00020", linewidth=1.5, marker="D", zorder=6,
+                   label="measured (achieved), dotted to its stage's roofline point" if n == 0 else None)
+        if label in where:
+            ax.plot([x, where[label][0]], [y, where[label][1]], ":", color="#B00020", linewidth=0.9, zorder=4)
     ax.set_xlabel("arithmetic intensity (analytic matmul FLOPs / bytes, FLOP/B)")
     ax.set_ylabel("FLOP/s (FLOPs = 2 x MACs)")
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    legend = ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    _save(fig, path)
+    labelled = [(_merged_label(labels), key[0], key[1], colors[key]) for key, labels in merged.items()]
+    labelled += [(m[0] + " (measured)", m[1], m[2], "#B00020") for m in (measured or []) if m[0] not in where]
+    placed = place_labels(ax, labelled, avoid=[legend])
+    fig.savefig(path, dpi=PLOT_DPI)
+    plt.close(fig)
+    return placed
 
 
 def _roofline_jobs(collected: Collected, perf: Any) -> list[tuple[str, str, Any]]:
@@ -331,7 +477,8 @@ def _roofline_jobs(collected: Collected, perf: Any) -> list[tuple[str, str, Any]
         def draw_measured(path: Path) -> None:
             points = [(f"{m.target + ' ' if multi else ''}{m.mode} {m.label}", m.flops / m.bytes,
                        m.flops / m.predicted_s, m.bound) for m in perf.measured]
-            measured = [(f"{m.mode} {m.stage}", m.flops / m.bytes, m.achieved_flops) for m in perf.measured]
+            measured = [(f"{m.target + ' ' if multi else ''}{m.mode} {m.label}", m.flops / m.bytes, m.achieved_flops)
+                        for m in perf.measured]
             roofline_plot(points, perf.device_peak, path,
                           f"Measured on {perf.device_peak.label}: achieved FLOP/s (red) against the roofline of the "
                           "measured peak\n(filled = roofline-attainable; circle = compute bound, square = memory bound)",
