@@ -242,3 +242,13 @@ def test_parse_batches():
     for bad in ("", "0", "a,1", "-4"):
         with pytest.raises(ValueError, match="--batch"):
             serving.parse_batches(bad)
+
+
+def test_request_curve_matches_the_batch_rows():
+    layout, L = _letter("dsocr", "base")
+    peak = _peak()
+    (row,) = serving.batch_rows("dsocr", "base", layout, L, (8,), peak, new_tokens=50)
+    curve = dict((n, (s, f)) for n, s, f in serving.request_curve("dsocr", layout, L, (1, 50), peak, batch=8))
+    assert curve[50][0] == pytest.approx(row.batch_s, rel=1e-12)
+    assert curve[50][1] == row.request_flops
+    assert curve[1][0] == pytest.approx(row.ttft_s, rel=1e-12)

@@ -64,7 +64,7 @@ __all__ = [
     "EXECUTIONS", "EXECUTION_LABELS", "RESERVE_BYTES", "VISION_PARAMETERS", "BATCH_ASSUMPTIONS",
     "kv_bytes_per_token", "attention_kind", "lm_parameters", "parameter_count", "weight_bytes",
     "card_memory_bytes", "batched_vision", "batched_prefill", "batched_decode", "batched_stage_costs",
-    "Capacity", "capacity", "BatchRow", "batch_rows", "compute_bound_batch", "DecodeBound", "parse_batches",
+    "Capacity", "capacity", "BatchRow", "batch_rows", "compute_bound_batch", "DecodeBound", "parse_batches", "request_curve",
 ]
 
 #: The executions a serving prediction can follow: the vendor's code (verified) or a serving engine.
@@ -466,3 +466,32 @@ def parse_batches(text: str) -> tuple[int, ...]:
     if not values or any(v < 1 for v in values):
         raise ValueError(f"--batch {text!r}: expected comma-separated positive integers, e.g. 1,8,32,128")
     return tuple(dict.fromkeys(values))
+
+
+def request_curve(target: str, layout: ViewLayout, length: int, tokens: Iterable[int], peak: Any, *,
+                  execution: str = "vendor", bytes_convention: str = "fused", batch: int = 1,
+                  config: "ModelDims | str | None" = None, attn_implementation: str | None = None,
+                  dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> list[tuple[int, float, int]]:
+    """Per N in ``tokens``: (N, predicted seconds, matmul FLOPs) of a request generating N tokens at
+    batch ``batch`` (seconds of the batch; FLOPs of one page): TTFT then N - 1 decode steps."""
+    wanted = sorted(set(tokens))
+    if not wanted or wanted[0] < 1:
+        raise ValueError(f"tokens: expected positive counts, got {wanted!r}")
+    costs = batched_stage_costs(target, layout, batch, length=length, execution=execution, config=config,
+                                attn_implementation=attn_implementation, dtype_bytes=dtype_bytes)
+    first = costs.pop("decode")
+    ttft = sum(max(*peak.time(c.matmul_flops, _nbytes(c, bytes_convention))) for c in costs.values())
+    head_flops = sum(c.matmul_flops for c in costs.values())
+    second = batched_decode(target, length + 1, batch, execution=execution, config=config,
+                            attn_implementation=attn_implementation, dtype_bytes=dtype_bytes)
+    f0, b0 = first.matmul_flops, _nbytes(first, bytes_convention)
+    df, db = second.matmul_flops - f0, _nbytes(second, bytes_convention) - b0
+    out, elapsed, step = [], ttft, 0
+    for n in wanted:
+        while step < n - 1:
+            elapsed += max(*peak.time(f0 + step * df, b0 + step * db))
+            step += 1
+        steps = n - 1
+        flops = head_flops + steps * f0 + steps * (steps - 1) // 2 * df
+        out.append((n, elapsed, flops // batch))
+    return out

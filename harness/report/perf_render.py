@@ -38,7 +38,7 @@ def perf_lines(collected: Any, perf: Any, plots: dict[str, str]) -> list[str]:
                             "FLOP/B", "bound", "predicted ms"], rows, align="lll" + "r" * 6)
         lines.append("")
         for name, caption in plots.items():
-            if name.startswith("roofline_") and "table" in name:
+            if (name.startswith("roofline_") and "table" in name) or name.startswith("request_vs_tokens_"):
                 lines += [f"![{caption}]({name})", ""]
     if perf.serving:
         lines += serving_lines(perf, plots)
@@ -162,6 +162,6 @@ def serving_lines(perf: Any, plots: dict[str, str] | None = None, *, heading: st
             lines.append(f"- {name} ({' and '.join(executions)}), {text}.")
     lines.append("")
     for name, caption in (plots or {}).items():
-        if name.startswith(("serving_", "request_vs_tokens_")):
+        if name.startswith("serving_"):
             lines += [f"![{caption}]({name})", ""]
     return lines

@@ -302,12 +302,52 @@ def _leader(box: tuple[float, float, float, float], x: float, y: float) -> tuple
     return (x, y), (min(max(x, box[0]), box[2]), min(max(y, box[1]), box[3]))
 
 
+def _search(px: list[tuple[float, float]], i: int, w: float, h: float, frame: tuple[float, float, float, float],
+            placed: list[dict[str, Any]], markers: list[tuple[float, float, float, float]],
+            leaders: list[Any], curve: Any) -> tuple[float, float, float, float] | None:
+    """The first free place for point ``i``'s label of size w x h (see :func:`place_labels`)."""
+    import math
+
+    px_x, px_y = px[i]
+    for radius in _LABEL_RINGS:
+        for k in range(_LABEL_DIRECTIONS):
+            angle = 2 * math.pi * k / _LABEL_DIRECTIONS + math.pi / 8
+            cx, cy = px_x + radius * math.cos(angle), px_y + radius * math.sin(angle)
+            # the box sits on the side of the direction: its nearest corner/edge at (cx, cy)
+            x0 = cx if math.cos(angle) > 0.2 else (cx - w if math.cos(angle) < -0.2 else cx - w / 2)
+            y0 = cy if math.sin(angle) > 0.2 else (cy - h if math.sin(angle) < -0.2 else cy - h / 2)
+            box = (x0, y0, x0 + w, y0 + h)
+            if not (box[0] >= frame[0] and box[1] >= frame[1] and box[2] <= frame[2] and box[3] <= frame[3]):
+                continue
+            if any(_overlap(box, p["box"], 2) for p in placed) or any(_overlap(box, m) for m in markers):
+                continue
+            if curve is not None and any(box[1] - 2 <= curve(x) <= box[3] + 2
+                                         for x in (box[0] + (box[2] - box[0]) * t / 8 for t in range(9))):
+                continue
+            own = _box_gap(box, px_x, px_y)
+            # near its point: nearer it than any other point; further away: joined by a leader line
+            if own <= 14 and any(_box_gap(box, ox, oy) <= own + 3 for j, (ox, oy) in enumerate(px) if j != i):
+                continue
+            if any(_crosses(box, *seg) for seg in leaders):
+                continue
+            if own > 14:
+                seg = _leader(box, px_x, px_y)
+                inner = (seg[0][0] + (seg[1][0] - seg[0][0]) * 0.1, seg[0][1] + (seg[1][1] - seg[0][1]) * 0.1)
+                if any(_crosses(p["box"], inner, seg[1]) for p in placed) or \
+                        any(_crosses(m, inner, seg[1]) for j, m in enumerate(markers) if j != i):
+                    continue
+            return box
+    return None
+
+
 def place_labels(ax: Any, points: list[tuple[str, float, float, str]], *, fontsize: float = 7,
-                 marker_px: float = 5.0, avoid: list[Any] | None = None) -> list[dict[str, Any]]:
+                 marker_px: float = 5.0, avoid: list[Any] | None = None,
+                 curve: Any = None) -> list[dict[str, Any]]:
     """Label each point (label, x, y, color) of ``ax`` (axes limits already set) so that no label
     overlaps another label or any point's marker, every label lies inside the axes, and every
     label is nearer its own point than any other point; a leader line joins a label set away from its
-    point; no label sits on another label's leader line, nor on the artists in ``avoid`` (the legend).
+    point; no label sits on another label's leader line, nor on the artists in ``avoid`` (the legend);
+    ``curve`` (display x -> display y, the roof) is kept clear where a place allows.
     Returns, per label: text, the point and the label's box in display pixels."""
     import math
 
@@ -334,33 +374,9 @@ def place_labels(ax: Any, points: list[tuple[str, float, float, str]], *, fontsi
         text.remove()
         w, h = extent.width + 2, extent.height + 2
         px_x, px_y = px[i]
-        best = None
-        for radius in _LABEL_RINGS:
-            for k in range(_LABEL_DIRECTIONS):
-                angle = 2 * math.pi * k / _LABEL_DIRECTIONS + math.pi / 8
-                cx, cy = px_x + radius * math.cos(angle), px_y + radius * math.sin(angle)
-                # the box sits on the side of the direction: its nearest corner/edge at (cx, cy)
-                x0 = cx if math.cos(angle) > 0.2 else (cx - w if math.cos(angle) < -0.2 else cx - w / 2)
-                y0 = cy if math.sin(angle) > 0.2 else (cy - h if math.sin(angle) < -0.2 else cy - h / 2)
-                box = (x0, y0, x0 + w, y0 + h)
-                if not (box[0] >= frame[0] and box[1] >= frame[1] and box[2] <= frame[2] and box[3] <= frame[3]):
-                    continue
-                if any(_overlap(box, p["box"], 2) for p in placed) or any(_overlap(box, m) for m in markers):
-                    continue
-                own = _box_gap(box, px_x, px_y)
-                # near its point: nearer it than any other point; further away: joined by a leader line
-                if own <= 14 and any(_box_gap(box, ox, oy) <= own + 3 for j, (ox, oy) in enumerate(px) if j != i):
-                    continue
-                if any(_crosses(box, *seg) for seg in leaders):
-                    continue
-                if own > 14:
-                    seg = _leader(box, px_x, px_y)
-                    inner = (seg[0][0] + (seg[1][0] - seg[0][0]) * 0.1, seg[0][1] + (seg[1][1] - seg[0][1]) * 0.1)
-                    if any(_crosses(p["box"], inner, seg[1]) for p in placed) or \
-                            any(_crosses(m, inner, seg[1]) for j, m in enumerate(markers) if j != i):
-                        continue
-                best = box
-                break
+        for keep_clear in ((True, False) if curve is not None else (False,)):
+            best = _search(px, i, w, h, frame, placed, markers, leaders,
+                           curve if keep_clear else None)
             if best is not None:
                 break
         if best is None:   # no free place: beside the point, flagged (the test fails on it)
@@ -450,7 +466,13 @@ def roofline_plot(points: list[tuple[str, float, float, str]], peak: Any, path: 
     fig.tight_layout()
     labelled = [(_merged_label(labels), key[0], key[1], colors[key]) for key, labels in merged.items()]
     labelled += [(m[0] + " (measured)", m[1], m[2], "#B00020") for m in (measured or []) if m[0] not in where]
-    placed = place_labels(ax, labelled, avoid=[legend])
+    import math
+
+    def roof_px(x_px: float) -> float:   # the roof's display y at display x
+        x = ax.transData.inverted().transform((x_px, 0.0))[0]
+        return float(to_px((x, min(peak_flops, bw * x)))[1]) if x > 0 else -math.inf
+
+    placed = place_labels(ax, labelled, avoid=[legend], curve=roof_px)
     fig.savefig(path, dpi=PLOT_DPI)
     plt.close(fig)
     return placed
@@ -487,6 +509,90 @@ def _roofline_jobs(collected: Collected, perf: Any) -> list[tuple[str, str, Any]
         jobs.append(("roofline_measured.png", f"measured FLOP/s against the roofline of {perf.device_peak.label}",
                      draw_measured))
     return jobs
+
+
+# ------------------------------------------------------------------------------------ serving
+_EXECUTION_STYLE = {"vendor": "-", "engine": "--"}
+
+
+def serving_plot(perf: Any, target: str, path: Path) -> None:
+    """Per mode: pages/day and output tokens/s per GPU against the batch, vendor code (solid) and
+    serving engine (dashed, where it differs), the largest batch that fits marked with a star."""
+    from harness.report.perf_render import _engine_same
+
+    modes = [s for s in perf.serving if s.target == target]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), squeeze=False)
+    for n, s in enumerate(modes):
+        color = _MODE_COLORS[n % len(_MODE_COLORS)]
+        for execution in ("vendor", "engine"):
+            if execution == "engine" and _engine_same(s):
+                continue
+            rows = [r for r in s.rows if r.execution == execution and r.fits]
+            if not rows:
+                continue
+            cap = s.capacity[execution].max_concurrency
+            for ax, value in zip(axes[0], (lambda r: r.pages_per_day, lambda r: r.tokens_per_s)):
+                ax.plot([r.batch for r in rows], [value(r) for r in rows], _EXECUTION_STYLE[execution], marker="o",
+                        markersize=4, color=color, label=f"{s.mode} ({execution})")
+                top = [r for r in rows if r.batch == cap]
+                if top:
+                    ax.scatter([cap], [value(top[0])], marker="*", s=160, color=color, zorder=6, edgecolor="black",
+                               linewidth=0.5)
+    for ax, name in zip(axes[0], ("pages per day per GPU", "output tokens/s per GPU")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch (concurrent pages)")
+        ax.set_ylabel(name)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="upper left")
+    peak = perf.gpu_peak
+    fig.suptitle(f"{target} on {peak.label} ({peak.dtype}): predicted throughput upper bound against batch, "
+                 f"{modes[0].new_tokens if modes else ''} output tokens per page\nsolid = vendor code, dashed = "
+                 "serving engine (where it differs); star = the largest batch whose KV cache fits", fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def request_vs_tokens(collected: Collected, perf: Any, target: str, path: Path) -> None:
+    """Per mode: predicted time (batch 1, the roofline of ``--gpu``) and matmul FLOPs of one request
+    against the tokens it generates, vendor code (solid) and serving engine (dashed, where it differs)."""
+    from harness.gpu.serving import request_curve
+    from harness.report.perf import _dtype_bytes
+
+    tplan = next(t for t in collected.plan.targets if t.name == target)
+    page = collected.plan.plot_page or collected.plan.pages[0].page_id
+    tokens = sorted({int(round(2 ** (e / 4))) for e in range(0, 4 * 13 + 1)})
+    attn = collected.target_environment.get(target, {}).get("attn_implementation")
+    peak = perf.gpu_peak
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), squeeze=False)
+    for n, mode in enumerate(tplan.modes):
+        color = _MODE_COLORS[n % len(_MODE_COLORS)]
+        layout = collected.layouts[(target, mode, page)]
+        length = collected.layout_record(target, mode, page)["prefill_length"]
+        curves = {}
+        for execution in ("vendor", "engine"):
+            curves[execution] = request_curve(target, layout, length, tokens, peak, execution=execution,
+                                              bytes_convention=perf.plan.bytes_convention, attn_implementation=attn,
+                                              dtype_bytes=_dtype_bytes(peak.dtype))
+        for execution, curve in curves.items():
+            if execution == "engine" and curve == curves["vendor"]:
+                continue
+            axes[0][0].plot([c[0] for c in curve], [c[1] for c in curve], _EXECUTION_STYLE[execution], color=color,
+                            label=f"{mode} (L = {length}, {execution})")
+            axes[0][1].plot([c[0] for c in curve], [c[2] / 1e12 for c in curve], _EXECUTION_STYLE[execution],
+                            color=color, label=f"{mode} ({execution})")
+    for ax, name in zip(axes[0], ("predicted time per request (s)", "matmul FLOPs per request (TFLOP)")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("generated tokens N")
+        ax.set_ylabel(name)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"{target}, page {page!r}: one request (batch 1) against the tokens it generates, per mode; time "
+                 f"= roofline on {peak.label} ({peak.dtype})\nsolid = vendor code, dashed = serving engine (where it "
+                 "differs); FLOPs = 2 x MACs", fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
 
 
 # ------------------------------------------------------------------------------------ decode
@@ -543,6 +649,14 @@ def decode_per_token(collected: Collected, target: str, path: Path) -> None:
 def plot_jobs(collected: Collected, perf: Any = None) -> list[tuple[str, str, Any]]:
     """``(file name, caption, draw(path))`` of every plot, in drawing order."""
     jobs: list[tuple[str, str, Any]] = _roofline_jobs(collected, perf)
+    if perf is not None and perf.gpu_peak is not None:
+        for tplan in collected.plan.targets:
+            t = tplan.name
+            if perf.serving:
+                jobs.append((f"serving_{t}.png", f"{t}: predicted pages/day and output tokens/s per GPU against batch, "
+                             "per mode", lambda p, t=t: serving_plot(perf, t, p)))
+            jobs.append((f"request_vs_tokens_{t}.png", f"{t}: predicted time and FLOPs per request against generated "
+                         "tokens, per mode", lambda p, t=t: request_vs_tokens(collected, perf, t, p)))
     page = collected.plan.plot_page
     for tplan in collected.plan.targets:
         t = tplan.name
