@@ -64,7 +64,7 @@ __all__ = [
     "EXECUTIONS", "EXECUTION_LABELS", "RESERVE_BYTES", "VISION_PARAMETERS", "BATCH_ASSUMPTIONS",
     "kv_bytes_per_token", "attention_kind", "lm_parameters", "parameter_count", "weight_bytes",
     "card_memory_bytes", "batched_vision", "batched_prefill", "batched_decode", "batched_stage_costs",
-    "Capacity", "capacity", "BatchRow", "batch_rows", "compute_bound_batch", "DecodeBound", "parse_batches", "request_curve",
+    "Capacity", "capacity", "BatchRow", "batch_rows", "compute_bound_batch", "DecodeBound", "parse_batches", "request_curve", "batch_calls",
 ]
 
 #: The executions a serving prediction can follow: the vendor's code (verified) or a serving engine.
@@ -495,3 +495,44 @@ def request_curve(target: str, layout: ViewLayout, length: int, tokens: Iterable
         flops = head_flops + steps * f0 + steps * (steps - 1) // 2 * df
         out.append((n, elapsed, flops // batch))
     return out
+
+
+def batch_calls(calls: list[Any], batch: int) -> list[Any]:
+    """The stage calls of one page made into calls of ``batch`` pages, for timing (``--measure
+    --batch``): every tensor argument repeated ``batch`` times along its first dimension (pixel
+    views, embeddings, masks, token ids, positions), a one-element list repeated, and a KV cache's
+    keys and values repeated per layer. New tensors; the calls given are left as they are."""
+    import copy
+
+    import torch
+
+    from harness.targets.base import StageCall
+
+    _check_batch(batch)
+    if batch == 1:
+        return list(calls)
+
+    def rep(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return torch.cat([value] * batch, dim=0) if value.dim() else value
+        if isinstance(value, list) and len(value) == 1:
+            return value * batch
+        if hasattr(value, "layers") and all(hasattr(layer, "keys") for layer in value.layers):   # transformers 5
+            cache = copy.copy(value)
+            cache.layers = []
+            for layer in value.layers:
+                new = copy.copy(layer)
+                new.keys, new.values = rep(layer.keys), rep(layer.values)
+                cache.layers.append(new)
+            return cache
+        if hasattr(value, "key_cache") and hasattr(value, "value_cache"):                        # transformers 4
+            cache = copy.copy(value)
+            cache.key_cache = [rep(k) for k in value.key_cache]
+            cache.value_cache = [rep(v) for v in value.value_cache]
+            return cache
+        return value
+
+    return [StageCall(c.stage, c.module_path, c.module, tuple(rep(a) for a in c.args),
+                      {k: rep(v) for k, v in c.kwargs.items()}, device=c.device,
+                      note=(c.note + "; " if c.note else "") + f"batch {batch}: every input repeated {batch} times")
+            for c in calls]

@@ -409,10 +409,12 @@ class MeasuredStage:
     causal_flops: int
     bytes: int
     peak: PeakUsed
+    batch: int = 1                  # --measure --batch: pages timed together
 
     @property
     def label(self) -> str:
-        return self.stage if self.context is None else f"{self.stage} (context {self.context})"
+        text = self.stage if self.context is None else f"{self.stage} (context {self.context})"
+        return text if self.batch == 1 else f"{text} ×{self.batch}"
 
     @property
     def achieved_flops(self) -> float:
@@ -436,7 +438,7 @@ class MeasuredStage:
 
     def as_dict(self) -> dict[str, Any]:
         return {"target": self.target, "mode": self.mode, "page": self.page, "stage": self.stage,
-                "decode_context": self.context, "matmul_flops": self.flops,
+                "decode_context": self.context, "batch": self.batch, "matmul_flops": self.flops,
                 "matmul_flops_causal_convention": self.causal_flops, "bytes": self.bytes,
                 "timing": self.timing.as_dict(), "achieved_flops_per_s": self.achieved_flops, "mfu": self.mfu,
                 "mfu_causal_convention": self.mfu_causal, "roofline_predicted_s": self.predicted_s,
@@ -481,6 +483,7 @@ def measure_stages(collected: Any, plan: PerfPlan, peak: PeakUsed, *, say: Any =
     from harness.analytic import stage_costs
     from harness.gpu.measure import measure_calls
     from harness.gpu.profile import analytic_config, unshare_expanded_parameters
+    from harness.gpu.serving import batch_calls, batched_stage_costs
     from harness.targets import get_target
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "tf32": torch.float32,
@@ -518,15 +521,21 @@ def measure_stages(collected: Any, plan: PerfPlan, peak: PeakUsed, *, say: Any =
                 length = inputs.seq_len
                 costs = stage_costs(tplan.name, inputs.layout, text_tokens=inputs.prompt_tokens, config=config,
                                     dtype_bytes=itemsize, attn_implementation=built.attn_implementation)
-                for stage in target.stages:
-                    ctx = length if stage == "decode" else None
-                    calls = (target.stage_calls(built, inputs, stage, decode_context=ctx) if ctx
-                             else target.stage_calls(built, inputs, stage))
-                    timing = measure_calls(calls, warmup=plan.warmup, repeats=plan.repeats, device=device)
-                    cost = costs[stage]
-                    rows.append(MeasuredStage(tplan.name, mode, page_id, stage, ctx, timing, int(cost.matmul_flops),
-                                              causal_flops(stage, cost),
-                                              stage_bytes(cost, plan.bytes_convention), peak))
+                for batch in plan.batches or (1,):
+                    at_batch = costs if batch == 1 else batched_stage_costs(  # harness.gpu.serving's batch model
+                        tplan.name, inputs.layout, batch, length=length, config=config,
+                        attn_implementation=built.attn_implementation, dtype_bytes=itemsize)
+                    for stage in target.stages:
+                        ctx = length if stage == "decode" else None
+                        calls = (target.stage_calls(built, inputs, stage, decode_context=ctx) if ctx
+                                 else target.stage_calls(built, inputs, stage))
+                        calls = batch_calls(calls, batch)
+                        timing = measure_calls(calls, warmup=plan.warmup, repeats=plan.repeats, device=device)
+                        del calls
+                        cost = at_batch[stage]
+                        rows.append(MeasuredStage(tplan.name, mode, page_id, stage, ctx, timing,
+                                                  int(cost.matmul_flops), causal_flops(stage, cost),
+                                                  stage_bytes(cost, plan.bytes_convention), peak, batch))
                 del inputs
             del built
         except (KeyboardInterrupt, MemoryError):
