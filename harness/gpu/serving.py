@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from harness.analytic.config import LMDims, ModelDims, load_dims
-from harness.analytic.cost import DEFAULT_DTYPE_BYTES, BytesByKey, Cost, Traffic
+from harness.analytic.cost import DEFAULT_DTYPE_BYTES, Cost, Traffic
 from harness.analytic.stages import (
     TARGET_STAGES,
     _experts,
@@ -149,8 +149,12 @@ def _check_batch(batch: int) -> None:
         raise ValueError(f"batch: expected a positive int, got {batch!r}")
 
 
-def _settings(target: str, attn_implementation: str | None) -> dict[str, Any]:
-    return _lm_settings(target, attn_implementation)
+def _lm_and_settings(target: str, batch: int, execution: str, config: Any,
+                     attn_implementation: str | None) -> tuple[LMDims, dict[str, Any]]:
+    """The checked arguments of an LM forward at a batch: the LM's sizes and the target's LM settings."""
+    _check_batch(batch)
+    _check_execution(execution)
+    return load_dims(target, config).lm, _lm_settings(target, attn_implementation)
 
 
 def _static_kv(cost: Cost) -> Cost:
@@ -192,10 +196,7 @@ def batched_prefill(target: str, length: int, batch: int, *, execution: str = "v
                     config: "ModelDims | str | None" = None, attn_implementation: str | None = None,
                     experts_implementation: str | None = None, dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """Prefill of ``batch`` sequences of ``length`` tokens in one forward (see the module's batch model)."""
-    _check_batch(batch)
-    _check_execution(execution)
-    lm = load_dims(target, config).lm
-    s = _settings(target, attn_implementation)
+    lm, s = _lm_and_settings(target, batch, execution, config, attn_implementation)
     if execution == "engine":
         rows = batch                                # the last row of each sequence
     elif target == "dsocr":
@@ -214,10 +215,7 @@ def batched_decode(target: str, context: int, batch: int, *, execution: str = "v
                    config: "ModelDims | str | None" = None, attn_implementation: str | None = None,
                    experts_implementation: str | None = None, dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> Cost:
     """One decode step of ``batch`` sequences with ``context`` cached tokens each (one new token each)."""
-    _check_batch(batch)
-    _check_execution(execution)
-    lm = load_dims(target, config).lm
-    s = _settings(target, attn_implementation)
+    lm, s = _lm_and_settings(target, batch, execution, config, attn_implementation)
     tokens = _lm_tokens(lm, batch, s["rotary"], batch, s["fp32_logits_copy"], _experts(experts_implementation),
                         dtype_bytes)
     if batch > 1:   # _lm_tokens counts the heads-back copy of a multi-row sequence; one row each has none

@@ -349,8 +349,6 @@ def place_labels(ax: Any, points: list[tuple[str, float, float, str]], *, fontsi
     point; no label sits on another label's leader line, nor on the artists in ``avoid`` (the legend);
     ``curve`` (display x -> display y, the roof) is kept clear where a place allows.
     Returns, per label: text, the point and the label's box in display pixels."""
-    import math
-
     fig = ax.figure
     renderer = fig.canvas.get_renderer()
     frame = ax.get_window_extent(renderer)
@@ -363,7 +361,6 @@ def place_labels(ax: Any, points: list[tuple[str, float, float, str]], *, fontsi
         markers.append((e.x0, e.y0, e.x1, e.y1))
     leaders: list[tuple[tuple[float, float], tuple[float, float]]] = []
     placed: list[dict[str, Any]] = []
-    dpi_scale = fig.dpi / 72.0
     # the most crowded points choose first (their free places are the fewest)
     crowd = [sum(1 for q in px if 0 < ((q[0] - p[0]) ** 2 + (q[1] - p[1]) ** 2) ** 0.5 < 80) for p in px]
     order = sorted(range(len(points)), key=lambda i: (-crowd[i], px[i][0], px[i][1]))
@@ -397,9 +394,8 @@ def place_labels(ax: Any, points: list[tuple[str, float, float, str]], *, fontsi
 
         box = Text.get_window_extent(p.pop("artist"), renderer)   # the text alone, not its leader line
         p["box"] = (box.x0, box.y0, box.x1, box.y1)
-    p_frame = frame
     for p in placed:
-        p["frame"] = p_frame
+        p["frame"] = frame
     return placed
 
 
@@ -515,6 +511,17 @@ def _roofline_jobs(collected: Collected, perf: Any) -> list[tuple[str, str, Any]
 _EXECUTION_STYLE = {"vendor": "-", "engine": "--"}
 
 
+def _log_panels(axes: Any, xlabel: str, ylabels: tuple[str, ...]) -> None:
+    """Log-log panels (x in powers of two) with their labels and grid; the legend on the first."""
+    for ax, name in zip(axes, ylabels):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(name)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7, loc="upper left")
+
+
 def serving_plot(perf: Any, target: str, path: Path) -> None:
     """Per mode: pages/day and output tokens/s per GPU against the batch, vendor code (solid) and
     serving engine (dashed, where it differs), the largest batch that fits marked with a star."""
@@ -538,13 +545,7 @@ def serving_plot(perf: Any, target: str, path: Path) -> None:
                 if top:
                     ax.scatter([cap], [value(top[0])], marker="*", s=160, color=color, zorder=6, edgecolor="black",
                                linewidth=0.5)
-    for ax, name in zip(axes[0], ("pages per day per GPU", "output tokens/s per GPU")):
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("batch (concurrent pages)")
-        ax.set_ylabel(name)
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="upper left")
+    _log_panels(axes[0], "batch (concurrent pages)", ("pages per day per GPU", "output tokens/s per GPU"))
     peak = perf.gpu_peak
     fig.suptitle(f"{target} on {peak.label} ({peak.dtype}): predicted throughput upper bound against batch, "
                  f"{modes[0].new_tokens if modes else ''} output tokens per page\nsolid = vendor code, dashed = "
@@ -581,13 +582,7 @@ def request_vs_tokens(collected: Collected, perf: Any, target: str, path: Path) 
                             label=f"{mode} (L = {length}, {execution})")
             axes[0][1].plot([c[0] for c in curve], [c[2] / 1e12 for c in curve], _EXECUTION_STYLE[execution],
                             color=color, label=f"{mode} ({execution})")
-    for ax, name in zip(axes[0], ("predicted time per request (s)", "matmul FLOPs per request (TFLOP)")):
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("generated tokens N")
-        ax.set_ylabel(name)
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="upper left")
+    _log_panels(axes[0], "generated tokens N", ("predicted time per request (s)", "matmul FLOPs per request (TFLOP)"))
     fig.suptitle(f"{target}, page {page!r}: one request (batch 1) against the tokens it generates, per mode; time "
                  f"= roofline on {peak.label} ({peak.dtype})\nsolid = vendor code, dashed = serving engine (where it "
                  "differs); FLOPs = 2 x MACs", fontsize=10)
