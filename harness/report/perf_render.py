@@ -110,7 +110,7 @@ def serving_lines(perf: Any, plots: dict[str, str] | None = None, *, heading: st
             mem.append([f"{s.target} {s.mode}" if multi else s.mode, execution, str(s.prefill_length),
                         str(cap.context), f"{units.nbytes(s.kv_bytes_per_token)} ({s.attention_kind})",
                         units.nbytes(cap.kv_bytes_per_sequence), units.nbytes(s.weight_bytes),
-                        units.nbytes(cap.workspace_bytes), units.nbytes(cap.memory_bytes), str(cap.max_concurrency)])
+                        units.nbytes(cap.workspace_bytes), f"{cap.memory_bytes / 2**30:g} GiB", str(cap.max_concurrency)])
     lines += [f"Memory: weights are every parameter at {peak.dtype}; the KV cache per token comes from the LM config "
               "(2 x layers x kv_heads x head_dim x dtype bytes); the workspace is an assumption: "
               f"{RESERVE_BYTES >> 30} GiB reserve + one batched prefill's logits and widest MLP activation, at the "
