@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Sequence
 
 from harness.modelrun import runner_for_calls
 
-from .keys import ELEMENTWISE_KEYS, KEY_CLASS, MATMUL_KEYS, UNMAPPED, is_matmul_like
+from .keys import ELEMENTWISE_KEYS, GENERIC_KEYS, KEY_CLASS, MATMUL_KEYS, UNMAPPED, is_matmul_like
 from .observe import check_call
 
 __all__ = [
@@ -117,7 +117,7 @@ class StageCount:
         unit = "MACs" if self.convention == "mac" else "FLOPs"
         lines = [f"{self.counter} ({self.variant}, {self.version}) {self.target}/{self.stage}: "
                  f"{self.flops:,} FLOPs (raw {self.raw:,} {unit}), {self.wall_time_s:.2f} s"]
-        for key in (*MATMUL_KEYS, UNMAPPED, *ELEMENTWISE_KEYS):
+        for key in (*MATMUL_KEYS, *GENERIC_KEYS, UNMAPPED, *ELEMENTWISE_KEYS):
             if self.by_key.get(key):
                 lines.append(f"  {key:<18} {self.by_key[key]:>22,}")
         if self.unseen:

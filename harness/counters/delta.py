@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from .base import StageCount
-from .keys import KEY_CLASS, MATMUL_KEYS, UNMAPPED
+from .keys import GENERIC_KEYS, KEY_CLASS, MATMUL_KEYS, UNMAPPED
 
 __all__ = ["BlindSpot", "KNOWN_BLIND_SPOTS", "DeltaComponent", "DeltaExplanation", "explain_delta",
            "PairExplanation", "explain_pair"]
@@ -60,7 +60,7 @@ KNOWN_BLIND_SPOTS: tuple[BlindSpot, ...] = (
               "no default handle for aten::_grouped_mm"),
     BlindSpot("thop", ("stock",), ("experts",), "grouped_mm experts not seen",
               "no functional rule for torch._grouped_mm / F.grouped_mm"),
-    BlindSpot("thop", ("stock",), tuple(MATMUL_KEYS) + (UNMAPPED,), "functional product without a thop rule",
+    BlindSpot("thop", ("stock",), tuple(MATMUL_KEYS) + GENERIC_KEYS + (UNMAPPED,), "functional product without a thop rule",
               "thop 2.2.3 counts matmul/@/bmm/einsum/F.linear/SDPA outside ruled modules, but has no "
               "rule for torch.mm, addmm, baddbmm, F.conv*, grouped_mm"),
 )
@@ -207,7 +207,7 @@ def explain_delta(analytic: Any, measured: StageCount) -> DeltaExplanation:
 
     remainder = delta - sum(c.flops for c in components)
     rel = remainder / analytic_matmul if analytic_matmul else (0.0 if remainder == 0 else float("inf"))
-    keys = [k for k in (*MATMUL_KEYS, UNMAPPED)
+    keys = [k for k in (*MATMUL_KEYS, *GENERIC_KEYS, UNMAPPED)
             if flops.get(k, 0) or measured.by_key.get(k, 0)] if by_key_sizes else []
     rows = tuple((k, int(flops.get(k, 0)), int(measured.by_key.get(k, 0))) for k in keys)
     return DeltaExplanation(

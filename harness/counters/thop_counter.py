@@ -465,14 +465,17 @@ class _VariantSums(Tallies):
         self.by_key.update(observer.by_key)
         self.by_module.update(observer.by_path)
         self.notes.extend(observer.notes)
-        # leaf modules that ran with no rule, and zero rules (ignored on purpose)
+        # leaf modules that ran with no rule, and zero rules (ignored on purpose). A leaf module
+        # whose products ran as functional calls (transformers' Conv1D: torch.addmm) is not an
+        # unknown op itself: those calls are counted or listed as unseen, each with its size.
+        with_products = {id(f.module) for record in functions.calls if record.total_macs for f in record.frames}
         for module_id, calls_made in stack.calls_by_module.items():
             module = stack.module_by_id[module_id]
             kind = rules.rule_kind.get(type(module))
             name = f"module:{type(module).__name__}"
             if kind == "zero":
                 self.ignored[name] += calls_made
-            elif kind is None and not list(module.children()):
+            elif kind is None and not list(module.children()) and module_id not in with_products:
                 self.unknown[name] += calls_made
         for record in functions.calls:  # products thop could not see
             reference = record.total_macs
