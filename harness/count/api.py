@@ -17,6 +17,7 @@ from torch import nn
 
 from harness.counters import VARIANTS, CounterError, StageCount, explain_delta
 from harness.counters import count as count_stage
+from harness.counters.torch_counter import recording_dataflow
 
 from harness.report.inputs import COUNTER_PACKAGES, counter_installed
 from harness.targets.base import StageCall
@@ -244,8 +245,9 @@ def count(model_or_callable: nn.Module | Callable[..., Any], *args: Any,
     for counter, variant in specs:
         label = label_of(counter, variant)
         try:
-            counts[label] = count_stage(counter, [call], variant=variant, strict=False,
-                                        target=name, stage="model")
+            with recording_dataflow():
+                counts[label] = count_stage(counter, [call], variant=variant, strict=False,
+                                            target=name, stage="model")
         except CounterError as exc:
             missing[label] = _reason(counter, exc, where)
         except Exception as exc:
@@ -260,7 +262,8 @@ def count(model_or_callable: nn.Module | Callable[..., Any], *args: Any,
                          reference=choose_reference(counts, counts), notes=notes)
     if expected is not None:
         value = _expected_value(expected, model_or_callable, args, kwargs)
-        rows = {label: explain_delta(value, c) for label, c in counts.items()}
+        reference = counts.get(result.reference) if result.reference else None
+        rows = {label: explain_delta(value, c, reference) for label, c in counts.items()}
         reasons = []
         if not any(c.variant == "patched" for c in counts.values()):
             reasons.append("no patched counter was measured: nothing asserts the count")

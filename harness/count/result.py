@@ -124,7 +124,8 @@ class CountResult:
         """``b - a`` split into named causes (labels such as ``"fvcore stock"``)."""
         a, b = a.replace(":", " "), b.replace(":", " ")
         if (a, b) not in self._pairs:
-            self._pairs[(a, b)] = explain_pair(self[a], self[b])
+            reference = self.counts.get(self.reference) if self.reference else None
+            self._pairs[(a, b)] = explain_pair(self[a], self[b], reference)
         return self._pairs[(a, b)]
 
     @property

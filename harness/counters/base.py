@@ -84,6 +84,7 @@ class StageCount:
     unseen: dict[str, int] = field(default_factory=dict)      # op key -> FLOPs that ran uncounted
     unseen_ops: dict[str, int] = field(default_factory=dict)  # op/function -> FLOPs that ran uncounted
     deviations: dict[str, int] = field(default_factory=dict)  # cause -> FLOPs counted minus reference
+    ran_as: dict[str, int] = field(default_factory=dict)      # how counted products ran (torch): FLOPs
     uncalled_modules: tuple[str, ...] = ()
     patches: tuple[str, ...] = ()    # what the patched variant changed
     warnings: list[str] = field(default_factory=list)         # the tool's warnings, not the log's
