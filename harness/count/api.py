@@ -98,6 +98,47 @@ def resolve_counters(counters: str | Iterable[str] | None = None,
     return specs, skipped
 
 
+# ------------------------------------------------------------------------------ the user's model
+class ModelState:
+    """Everything a forward can change in a model, taken before counting and put back after each
+    counter run: every module's ``training`` flag and ``__dict__`` entries (a Python attribute a
+    stateful forward rebinds: a step counter, a cache), and every buffer, by identity *and* value
+    (BatchNorm updates ``running_mean``/``num_batches_tracked`` in place). Parameters are left
+    alone: the counters run the forward under ``no_grad``, which does not write them. An object a
+    forward mutates in place (a Python list it appends to) is not copied."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self._modules: list[tuple[nn.Module, dict[str, Any], dict[str, Any]]] = []
+        self._values: list[tuple[torch.Tensor, torch.Tensor]] = []
+        seen: set[int] = set()
+        for module in model.modules():
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            state = {k: v for k, v in vars(module).items()
+                     if k not in ("_parameters", "_buffers", "_modules") and not k.startswith("_forward")
+                     and not k.startswith("_backward")}
+            self._modules.append((module, state, dict(module._buffers)))
+            for buf in module._buffers.values():
+                if isinstance(buf, torch.Tensor) and buf.device.type != "meta":
+                    self._values.append((buf, buf.detach().clone()))
+
+    def restore(self) -> None:
+        for module, state, buffers in self._modules:
+            for key in [k for k in vars(module) if k not in state and k not in ("_parameters", "_buffers", "_modules")
+                        and not k.startswith("_forward") and not k.startswith("_backward")]:
+                del module.__dict__[key]
+            module.__dict__.update(state)
+            module._buffers.clear()
+            module._buffers.update(buffers)
+        with torch.no_grad():
+            for buf, value in self._values:
+                if buf.shape == value.shape:
+                    buf.copy_(value)
+                else:  # resized in place: give it back its storage's old content and shape
+                    buf.set_(value.clone())
+
+
 # ------------------------------------------------------------------------------------- the call
 class CallableModule(nn.Module):
     """Wraps a plain callable so the counters can hook and trace it. A bound method of a module
@@ -242,6 +283,7 @@ def count(model_or_callable: nn.Module | Callable[..., Any], *args: Any,
     call = StageCall("model", "", module, args, kwargs)   # the whole model: one call, path ""
     counts: dict[str, StageCount] = {}
     missing: dict[str, str] = {label_of(c, "*").replace("*", "(all)"): why for c, why in skipped.items()}
+    state = ModelState(module)   # each counter sees the model as the user left it, and so does the user after
     for counter, variant in specs:
         label = label_of(counter, variant)
         try:
@@ -256,6 +298,8 @@ def count(model_or_callable: nn.Module | Callable[..., Any], *args: Any,
                                  f"FlopCounterMode, which does not change what runs): "
                                  f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
             missing[label] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        finally:
+            state.restore()
     if not counts:
         raise CountError(f"no counter could count {name}: " + "; ".join(f"{k}: {v}" for k, v in missing.items()))
     result = CountResult(model=name, device=where, counts=counts, missing=missing,
