@@ -139,6 +139,16 @@ class ModelState:
                     buf.set_(value.clone())
 
 
+def module_parameters(model: nn.Module) -> dict[str, int]:
+    """module path -> its parameters, its descendants' included, in ``named_modules`` order (a
+    tree, parents first; the model itself is ``""``). A parameter shared by two modules is
+    counted once in each, and once in their common ancestors."""
+    out: dict[str, int] = {}
+    for path, module in model.named_modules():
+        out[path] = sum(p.numel() for p in module.parameters())
+    return out
+
+
 # ------------------------------------------------------------------------------------- the call
 class CallableModule(nn.Module):
     """Wraps a plain callable so the counters can hook and trace it. A bound method of a module
@@ -303,7 +313,8 @@ def count(model_or_callable: nn.Module | Callable[..., Any], *args: Any,
     if not counts:
         raise CountError(f"no counter could count {name}: " + "; ".join(f"{k}: {v}" for k, v in missing.items()))
     result = CountResult(model=name, device=where, counts=counts, missing=missing,
-                         reference=choose_reference(counts, counts), notes=notes)
+                         reference=choose_reference(counts, counts), notes=notes,
+                         parameters=module_parameters(module))
     if expected is not None:
         value = _expected_value(expected, model_or_callable, args, kwargs)
         reference = counts.get(result.reference) if result.reference else None

@@ -59,8 +59,10 @@ KNOWN_BLIND_SPOTS: tuple[BlindSpot, ...] = (
     BlindSpot("fvcore", ("stock",), ("experts",), "grouped_mm experts not seen",
               "no default handle for aten::_grouped_mm"),
     BlindSpot("fvcore", ("stock",), tuple(MATMUL_KEYS) + GENERIC_KEYS + (UNMAPPED,), "product without an fvcore handle",
-              "fvcore 0.1.5 has no default handle for aten::baddbmm (GPT-2-style eager attention) "
-              "nor aten::_scaled_mm (reported unsupported, sized by the reference formula)"),
+              "fvcore 0.1.5's default handles cover aten::addmm, bmm, matmul, linear, einsum and "
+              "_convolution; any other product (aten::baddbmm of GPT-2-style eager attention, "
+              "aten::_scaled_mm, aten::mv, ...) is reported unsupported and sized here by the "
+              "reference formula"),
     BlindSpot("thop", ("stock",), ("experts",), "grouped_mm experts not seen",
               "no functional rule for torch._grouped_mm / F.grouped_mm"),
     BlindSpot("thop", ("stock",), tuple(MATMUL_KEYS) + GENERIC_KEYS + (UNMAPPED,), "functional product without a thop rule",
