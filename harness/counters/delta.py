@@ -52,18 +52,18 @@ KNOWN_BLIND_SPOTS: tuple[BlindSpot, ...] = (
     BlindSpot("torch", ("stock",), ("sdpa_qk", "sdpa_av"), "SDPA QK^T+AV not seen",
               "on CPU tensors SDPA dispatches to aten._scaled_dot_product_flash_attention_for_cpu, "
               "which has no formula in torch 2.13 (on meta it decomposes to bmm and is counted)"),
-    BlindSpot("torch", ("stock",), ("experts",), "grouped_mm experts not seen",
+    BlindSpot("torch", ("stock",), ("experts", "grouped_mm"), "grouped_mm experts not seen",
               "no formula for aten._grouped_mm (transformers 5 default experts_implementation)"),
     BlindSpot("fvcore", ("stock",), ("sdpa_qk", "sdpa_av"), "SDPA QK^T+AV not seen",
               "no default handle for aten::scaled_dot_product_attention (reported unsupported)"),
-    BlindSpot("fvcore", ("stock",), ("experts",), "grouped_mm experts not seen",
+    BlindSpot("fvcore", ("stock",), ("experts", "grouped_mm"), "grouped_mm experts not seen",
               "no default handle for aten::_grouped_mm"),
     BlindSpot("fvcore", ("stock",), tuple(MATMUL_KEYS) + GENERIC_KEYS + (UNMAPPED,), "product without an fvcore handle",
               "fvcore 0.1.5's default handles cover aten::addmm, bmm, matmul, linear, einsum and "
               "_convolution; any other product (aten::baddbmm of GPT-2-style eager attention, "
               "aten::_scaled_mm, aten::mv, ...) is reported unsupported and sized here by the "
               "reference formula"),
-    BlindSpot("thop", ("stock",), ("experts",), "grouped_mm experts not seen",
+    BlindSpot("thop", ("stock",), ("experts", "grouped_mm"), "grouped_mm experts not seen",
               "no functional rule for torch._grouped_mm / F.grouped_mm"),
     BlindSpot("thop", ("stock",), tuple(MATMUL_KEYS) + GENERIC_KEYS + (UNMAPPED,), "functional product without a thop rule",
               "thop 2.2.3 counts matmul/@/bmm/einsum/F.linear/SDPA outside ruled modules, but has no "

@@ -28,7 +28,8 @@ its *module context* (the chain of modules, root to innermost, running when it e
    that module and ``matmul_av`` for the 2nd, 4th, ... (eager attention computes scores, then
    probabilities @ V; :func:`op_key` gets that ordinal from the counter).
 10. any other kind ``matmul`` (a plain mm, bmm, addmm, baddbmm, matmul or ``@`` outside an
-    attention module, in a model that is not DeepSeek-OCR) -> ``matmul``, a generic key
+    attention module, in a model that is not DeepSeek-OCR) -> ``matmul``, and kind ``grouped_mm``
+    outside the experts -> ``grouped_mm``: generic keys
     (:data:`GENERIC_KEYS`): matmul class, never compared against the analytic DeepSeek-OCR
     model, and never a "could not be keyed" finding. ``einsum`` and ``linear`` have their keys
     above.
@@ -75,8 +76,9 @@ ELEMENTWISE_KEYS: tuple[str, ...] = tuple(_ANALYTIC_ELEMENTWISE or (
     "norm", "activation", "softmax", "add", "mul", "interpolate", "other_elementwise",
 ))
 #: Matmul-class keys for products of any model that the analytic keys do not name (rule 10): a
-#: plain matrix product outside attention. Matmul class; no analytic model has them.
-GENERIC_KEYS: tuple[str, ...] = ("matmul",)
+#: plain matrix product outside attention, a grouped mm outside the experts. Matmul class; no
+#: analytic model has them.
+GENERIC_KEYS: tuple[str, ...] = ("matmul", "grouped_mm")
 #: Matmul-class work a counter saw but no rule could key. Reported, never hidden in a real key.
 UNMAPPED = "unmapped"
 
@@ -176,8 +178,8 @@ def op_key(kind: str, frames: Sequence[ModuleFrame], *, ordinal: int | None = No
         return "rotary"
     if kind == "matmul" and innermost is not None and _is_attention(innermost) and ordinal is not None:
         return "matmul_qk" if ordinal % 2 == 0 else "matmul_av"
-    if kind == "matmul":
-        return "matmul"
+    if kind in GENERIC_KEYS:
+        return kind
     return UNMAPPED
 
 
