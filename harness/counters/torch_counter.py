@@ -239,6 +239,8 @@ class _AtenRecorder(TorchDispatchMode):
         self.functions = functions
         self.stack = stack
         self.ran_as: Tally = Tally()
+        self.unseen: Tally = Tally()      # FLOPs of uncounted kernels inside another function
+        self.unseen_ops: Tally = Tally()
         self.dataflow = _Dataflow() if _DATAFLOW[0] else None
         self.by_key: Tally = Tally()
         self.counted_total = 0
@@ -274,6 +276,14 @@ class _AtenRecorder(TorchDispatchMode):
             self.ignored[name] += 1
         else:
             self.unknown[name] += 1
+            call = self.functions.current
+            if packet is aten._scaled_dot_product_flash_attention_for_cpu and (call is None or call.kind != "sdpa"):
+                # SDPA run by another function (F.multi_head_attention_forward): not a call of
+                # its own for the recorder, so size the uncounted kernel here
+                qk, av = sdpa_macs(args[0].shape, args[1].shape, args[2].shape)
+                self.unseen["sdpa_qk"] += 2 * qk
+                self.unseen["sdpa_av"] += 2 * av
+                self.unseen_ops[name] += 2 * (qk + av)
         return out
 
     def _attribute(self, name: str, args: Sequence[Any], flops: int) -> None:
@@ -394,6 +404,8 @@ def _count_call(call: Any, args: tuple, kwargs: dict, mapping: dict) -> _CallCou
     part.notes.extend(recorder.notes)
     part.deviations.update(recorder.deviations)
     part.ran_as.update(recorder.ran_as)
+    part.unseen.update(recorder.unseen)
+    part.unseen_ops.update(recorder.unseen_ops)
     for fcall in functions.calls:  # products that ran and that torch counted 0 for
         reference = 2 * fcall.total_macs
         if fcall.counted == 0 and reference:
