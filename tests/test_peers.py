@@ -33,6 +33,7 @@ def check(result, expected: int) -> None:
     assert verdict is not None and verdict.expected == expected
     assert verdict.passed, str(result)
     assert all(row.remainder == 0 for row in verdict.rows.values()), str(verdict)
+    assert result.unexplained == {}, str(result)      # every pair of counters, too
     assert result.flops == expected
     assert not any("could not be keyed" in line for line in result.findings()), result.findings()
 
