@@ -145,20 +145,22 @@ def test_fvcore_scripted_function():
     assert causes(result, "fvcore patched") == {"TorchScript calls not seen": -250}
 
 
-class _CustomOp(torch.autograd.Function):
+class SquareFunction(torch.autograd.Function):
+    """x -> x @ x as a custom autograd Function (its backward is not counted here)."""
+
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         return torch.mm(x, x)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        return 2 * grad
+        raise NotImplementedError("forward counts only")
 
 
 def test_torch_autograd_op_forward():
     # test_autograd_op asserts 750 for forward (one mm) + backward (two mm); the forward alone
     # is one mm of (5,5)@(5,5): 2*5*5*5 = 250
-    result = harness.count(_CustomOp.apply, T(5, 5), expected=250)
+    result = harness.count(SquareFunction.apply, T(5, 5), expected=250)
     check(result, 250)
     assert result["torch patched"].ran_as == {"autograd_function": 250}
     assert causes(result, "fvcore patched") == {"custom autograd.Function not seen": -250}
@@ -184,25 +186,28 @@ def test_torch_conv_transpose_loop_forward():
     assert causes(result, "fvcore patched") == {"jit trace drops unused results": -49 * 15_360}
 
 
-class Foo(nn.Module):
-    def forward(self, x):
-        x = x["a"].relu_()
-        return {"a": torch.mm(x, x)}
+class ReluSquare(nn.Module):
+    """{"a": t} -> {"a": relu(t) @ relu(t)}, the ReLU in place on the input (a dict in, a dict out)."""
+
+    def forward(self, inputs):
+        t = inputs["a"]
+        t.relu_()
+        return {"a": torch.mm(t, t)}
 
 
-class Mod(nn.Module):
+class TwoReluSquares(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.a, self.b = Foo(), Foo()
+        self.a, self.b = ReluSquare(), ReluSquare()
 
-    def forward(self, x):
-        return self.b(self.a(x))
+    def forward(self, inputs):
+        return self.b(self.a(inputs))
 
 
 def test_torch_pytrees():
-    # test_pytrees: two chained Foo (relu_ then mm of (10,10)); the peer asserts 12,000 for
+    # test_pytrees: two chained modules (relu_ then mm of (10,10), dicts in and out); the peer asserts 12,000 for
     # forward + backward (3x the forward). Forward: 2 * 2*10*10*10 = 4,000
-    result = harness.count(Mod(), {"a": T(10, 10)}, expected=4000)
+    result = harness.count(TwoReluSquares(), {"a": T(10, 10)}, expected=4000)
     check(result, 4000)
     assert result["torch patched"].by_module["a"] == result["torch patched"].by_module["b"] == 2000
 
@@ -272,3 +277,65 @@ def test_fvcore_and_thop_layers(model, shape, macs):
     check(result, 2 * macs)
     for label in ("fvcore stock", "thop stock"):
         assert result[label].raw == macs and result[label].convention == "mac", label
+
+
+class Fn(nn.Module):
+    """A module around one function, as fvcore's MatmulNet / BMMNet / EinsumNet."""
+
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *xs):
+        return self.fn(*xs)
+
+
+@pytest.mark.parametrize("fn, shapes, macs", [
+    # fvcore tests/test_flop_count.py::test_matmul: (20, 10) @ (10, 100): m*n*p = 20,000 MACs
+    (torch.matmul, ((20, 10), (10, 100)), 20 * 10 * 100),
+    # test_matmul_broadcast: (2, 2, 20, 10) @ (2, 2, 10, 100): 4*m*n*p = 80,000
+    (torch.matmul, ((2, 2, 20, 10), (2, 2, 10, 100)), 4 * 20 * 10 * 100),
+    # test_matmul_broadcast: (2, 20, 10) @ (10, 100): 2*m*n*p = 40,000
+    (torch.matmul, ((2, 20, 10), (10, 100)), 2 * 20 * 10 * 100),
+    # test_bmm: n 2, c 5, t 2, p 12: (2, 5, 2) bmm (2, 2, 12): n*t*p*c = 240
+    (torch.bmm, ((2, 5, 2), (2, 2, 12)), 2 * 2 * 12 * 5),
+    # test_einsum "nct,ncp->ntp": (1, 5, 2), (1, 5, 12): n*t*p*c = 120
+    (lambda x, y: torch.einsum("nct,ncp->ntp", x, y), ((1, 5, 2), (1, 5, 12)), 1 * 2 * 12 * 5),
+    # test_einsum "ntg,ncg->nct": (1, 2, 6), (1, 5, 6): n*t*g*c = 60
+    (lambda x, y: torch.einsum("ntg,ncg->nct", x, y), ((1, 2, 6), (1, 5, 6)), 1 * 2 * 6 * 5),
+    # TestFlopCountHandles::test_complicated_einsum "nc,nchw->hw": (3, 4), (3, 4, 2, 3): 72
+    (lambda x, y: torch.einsum("nc,nchw->hw", x, y), ((3, 4), (3, 4, 2, 3)), 3 * 4 * 2 * 3),
+    # TestFlopCountHandles::test_torch_mm: (3, 4) @ (4, 5): 60
+    (torch.mm, ((3, 4), (4, 5)), 60),
+], ids=["matmul", "matmul_4d", "matmul_broadcast", "bmm", "einsum_nct", "einsum_ntg", "einsum_nchw", "mm"])
+def test_fvcore_functions(fn, shapes, macs):
+    result = harness.count(Fn(fn), *[T(*s) for s in shapes], expected=2 * macs)
+    check(result, 2 * macs)
+    assert result["fvcore patched"].raw == macs
+
+
+def test_fvcore_three_net_pool_is_element_wise():
+    # fvcore test_threeNet: B 4, Cin 2, conv 5 (1x1), 10x10, linear 5 -> 3 -> 1. fvcore asserts MACs:
+    # conv B*Cout*Cin*H*W = 4*5*2*100 = 4,000; linears 4*5*3 + 4*3*1 = 72; adaptive_avg_pool2d
+    # 2,000 (1 per input element: 4*5*100). The pool is element-wise: kept apart, fvcore's own
+    # number in the element-wise column (2 x 2,000 FLOPs).
+    layers = ThreeNetPeer(2, 5, 3).requires_grad_(False)
+    expected = 2 * (4 * 5 * 2 * 100 + 4 * 5 * 3 + 4 * 3)
+    result = harness.count(layers, T(4, 2, 10, 10), expected=expected)
+    check(result, expected)
+    assert result["fvcore stock"].elementwise_flops == 2 * 2000
+    assert result["fvcore stock"].raw == 4000 + 72 + 2000
+
+
+class ThreeNetPeer(nn.Module):
+    """fvcore's ThreeNet: conv 1x1, adaptive average pool to 1x1, flatten, two linears."""
+
+    def __init__(self, input_dim: int, conv_dim: int, linear_dim: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(input_dim, conv_dim, 1, 1)
+        self.pool = nn.AdaptiveAvgPool2d((1, 1))
+        self.linear1 = nn.Linear(conv_dim, linear_dim)
+        self.linear2 = nn.Linear(linear_dim, 1)
+
+    def forward(self, x):
+        return self.linear2(self.linear1(torch.flatten(self.pool(self.conv(x)), 1)))
