@@ -115,9 +115,7 @@ class ModelState:
             if id(module) in seen:
                 continue
             seen.add(id(module))
-            state = {k: v for k, v in vars(module).items()
-                     if k not in ("_parameters", "_buffers", "_modules") and not k.startswith("_forward")
-                     and not k.startswith("_backward")}
+            state = {k: v for k, v in vars(module).items() if _plain_attribute(k)}
             self._modules.append((module, state, dict(module._buffers)))
             for buf in module._buffers.values():
                 if isinstance(buf, torch.Tensor) and buf.device.type != "meta":
@@ -125,8 +123,7 @@ class ModelState:
 
     def restore(self) -> None:
         for module, state, buffers in self._modules:
-            for key in [k for k in vars(module) if k not in state and k not in ("_parameters", "_buffers", "_modules")
-                        and not k.startswith("_forward") and not k.startswith("_backward")]:
+            for key in [k for k in vars(module) if k not in state and _plain_attribute(k)]:
                 del module.__dict__[key]
             module.__dict__.update(state)
             module._buffers.clear()
@@ -137,6 +134,12 @@ class ModelState:
                     buf.copy_(value)
                 else:  # resized in place: give it back its storage's old content and shape
                     buf.set_(value.clone())
+
+
+def _plain_attribute(name: str) -> bool:
+    """A module attribute :class:`ModelState` restores: not its parameter/buffer/child tables
+    (handled apart) nor its hook tables (each counter removes its own hooks)."""
+    return name not in ("_parameters", "_buffers", "_modules") and not name.startswith(("_forward", "_backward"))
 
 
 def module_parameters(model: nn.Module) -> dict[str, int]:

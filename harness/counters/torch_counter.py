@@ -171,7 +171,7 @@ _DATAFLOW = [0]
 class recording_dataflow:
     """While active (any thread), the torch counter follows the dataflow of every call to size
     the products whose results reach no output (``ran_as["unused"]``). ``harness.count`` turns
-    it on; the suite, whose stages return what they compute, does not pay for it."""
+    it on, to size what fvcore's trace drops; the suite does not, and does not pay for it."""
 
     def __enter__(self) -> "recording_dataflow":
         _DATAFLOW[0] += 1
