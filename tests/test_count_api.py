@@ -204,3 +204,36 @@ def test_explain_delta_against_an_int_sizes_blind_spots_by_what_was_observed():
     assert {c.name: c.flops for c in d.components} == {
         "convention": 0, "element-wise class": 100, "SDPA QK^T+AV not seen": -600}
     assert d.remainder == 0 and d.rows == ()
+
+
+def test_a_grouped_mm_outside_experts_has_a_generic_key():
+    """torch._grouped_mm outside an experts module: the generic key ``grouped_mm`` (rule 10 of
+    harness.counters.keys), the stock tools' grouped_mm blind spot, and no unkeyed line."""
+    def grouped(a, b, offs):
+        return torch._grouped_mm(a, b, offs=offs)
+
+    # a (S=32, K=64) rows split into 2 groups, b (2, 64, N=48): S*K*N MACs -> 2*32*64*48 FLOPs
+    a = torch.randn(32, 64, dtype=torch.bfloat16, device="meta")
+    b = torch.randn(2, 64, 48, dtype=torch.bfloat16, device="meta")
+    offs = torch.tensor([16, 32], dtype=torch.int32, device="meta")
+    result = harness.count(grouped, a, b, offs, counters="torch,thop", expected=2 * 32 * 64 * 48)
+    assert result["torch patched"].by_key == {"grouped_mm": 2 * 32 * 64 * 48}
+    assert result.verdict.passed, str(result)
+    assert {c.name for c in result.verdict.rows["torch stock"].components if c.flops} == {"grouped_mm experts not seen"}
+    assert not any("could not be keyed" in f for f in result.findings())
+
+
+def test_an_unmapped_key_of_counted_work_is_a_finding_never_a_fail():
+    """nn.MultiheadAttention runs F.multi_head_attention_forward, which no op key names (rule 11):
+    torch counts it whole, keyed ``unmapped``; the verdict passes and the summary says so."""
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(32, 4, batch_first=True).eval().requires_grad_(False)
+    x = torch.randn(2, 10, 32)
+    # in-projection 2*B*L*D*3D, QK^T and AV 4*B*L*L*D, out-projection 2*B*L*D*D
+    expected = 2 * 2 * 10 * 32 * 96 + 4 * 2 * 10 * 10 * 32 + 2 * 2 * 10 * 32 * 32
+    result = harness.count(lambda q: mha(q, q, q, need_weights=False)[0], x, counters="torch", expected=expected)
+    projections = 2 * 2 * 10 * 32 * 96 + 2 * 2 * 10 * 32 * 32
+    assert result["torch patched"].by_key == {"unmapped": projections, "sdpa_qk": 2 * 2 * 10 * 10 * 32,
+                                              "sdpa_av": 2 * 2 * 10 * 10 * 32}
+    assert result.verdict.passed, str(result)
+    assert f"torch patched: {projections:,} FLOPs of products could not be keyed" in result.findings()

@@ -121,3 +121,35 @@ def test_bad_input_is_one_line_and_exit_2(factories, spec, message):
 def test_bad_counter_name_exit_2(factories):
     code, _, err = run("my_factories:mlp", "--counters", "fvcor")
     assert code == 2 and "unknown counter 'fvcor'. Did you mean 'fvcore'?" in err
+
+
+DATACLASS_FILE = '''
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Shapes:
+    batch: int = 4
+    width: int = 12
+
+
+def build():
+    s = Shapes()
+    with torch.device("meta"):
+        return nn.Linear(s.width, 2 * s.width, bias=False), (torch.randn(s.batch, s.width),)
+'''
+
+
+def test_path_spec_of_a_file_with_future_annotations_and_a_dataclass(tmp_path):
+    """The path-form loader registers the module before running it (as importlib does): a
+    @dataclass under ``from __future__ import annotations`` looks its module up in sys.modules."""
+    (tmp_path / "dc_models.py").write_text(textwrap.dedent(DATACLASS_FILE))
+    # 2 * batch * in * out = 2 * 4 * 12 * 24
+    code, out, err = run(f"{tmp_path / 'dc_models.py'}:build", "--expected", str(2 * 4 * 12 * 24))
+    assert (code, err) == (0, ""), err
+    assert "verdict: PASS against expected 2,304" in out

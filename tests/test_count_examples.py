@@ -166,3 +166,41 @@ def test_convnet_on_cpu_every_counter():
     assert {c.name: c.flops for c in d.components if c.name != "convention"} == {
         "element-wise conventions": 426_112 - 229_376}
     assert_explained(result)
+
+
+# ---------------------------------------------------------------------------------------- GPT-2
+# GPT2Config() defaults: D=768, 12 heads, 12 layers, V=50257, MLP 4D=3072; B=1, T=512 tokens.
+# The projections are transformers' Conv1D (x @ W + b, W stored (in, out)): linear layers.
+GPT2_LINEAR = 12 * 2 * 512 * (768 * 3 * 768 + 768 * 768 + 768 * 3072 + 3072 * 768)
+#              12 layers x 2*T*(c_attn 3D^2 + attn.c_proj D^2 + c_fc 4D^2 + mlp.c_proj 4D^2) = 86,973,087,744
+GPT2_SDPA = 12 * 4 * 512 * 512 * 768               # 12 layers x 4*T*T*D (QK^T + AV, causal in full) = 9,663,676,416
+GPT2_HEAD = 2 * 512 * 768 * 50257                  # lm_head: 2*T*D*V                              = 39,523,713,024
+GPT2 = GPT2_LINEAR + GPT2_SDPA + GPT2_HEAD         #                                                 136,160,477,184
+
+
+def test_gpt2_conv1d_is_a_linear_on_meta():
+    model, args, kwargs = examples.gpt2()
+    result = harness.count(model, *args, expected=GPT2, **kwargs)
+    assert (GPT2_LINEAR, GPT2_SDPA, GPT2_HEAD, GPT2) == (
+        86_973_087_744, 9_663_676_416, 39_523_713_024, 136_160_477_184)
+    assert tuple(result.counts) == ALL
+    for label in ("torch stock", "torch patched", "fvcore patched", "thop patched"):
+        assert result[label].by_key == {**result[label].by_key, "linear": GPT2_LINEAR, "lm_head": GPT2_HEAD}, label
+        assert result[label].matmul_flops == GPT2, label
+    assert "unmapped" not in result["torch patched"].by_key
+    assert not any("could not be keyed" in f for f in result.findings())
+    # stock thop has no rule for torch.addmm (what Conv1D runs): every projection unseen, sized
+    assert causes(result, "thop stock") == {"element-wise class": result["thop stock"].elementwise_flops,
+                                            "functional product without a thop rule": -GPT2_LINEAR}
+    assert causes(result, "fvcore stock") == {"element-wise class": result["fvcore stock"].elementwise_flops,
+                                              "SDPA QK^T+AV not seen": -GPT2_SDPA}
+    assert result["thop patched"].complete and not result["thop patched"].uncounted_matmul_ops
+    assert_explained(result)
+    # the modules table is a tree in the model's order, with parameters and torch's figure at
+    # the containers (transformer.h is a ModuleList: never called, so FlopCounterMode has no row)
+    table = result.table("modules", depth=2)
+    assert list(table.index[:4]) == ["(model)", "transformer", "transformer.wte", "transformer.wpe"]
+    assert table.loc["transformer.h", "torch patched"] == GPT2_LINEAR + GPT2_SDPA
+    assert table.loc["transformer.h", "params"] == 12 * (4 * 768 + 768 * 2304 + 2304 + 768 * 768 + 768
+                                                         + 768 * 3072 + 3072 + 3072 * 768 + 768)
+    assert table.loc["(model)", "params"] == sum(p.numel() for p in model.parameters())

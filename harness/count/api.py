@@ -17,6 +17,7 @@ from torch import nn
 
 from harness.counters import VARIANTS, CounterError, StageCount, explain_delta
 from harness.counters import count as count_stage
+from harness.counters.torch_counter import recording_dataflow
 
 from harness.report.inputs import COUNTER_PACKAGES, counter_installed
 from harness.targets.base import StageCall
@@ -95,6 +96,60 @@ def resolve_counters(counters: str | Iterable[str] | None = None,
                 specs.append((name, v))
     specs.sort(key=lambda s: (ORDER.index(s[0]), VARIANT_ORDER.index(s[1])))
     return specs, skipped
+
+
+# ------------------------------------------------------------------------------ the user's model
+class ModelState:
+    """Everything a forward can change in a model, taken before counting and put back after each
+    counter run: every module's ``training`` flag and ``__dict__`` entries (a Python attribute a
+    stateful forward rebinds: a step counter, a cache), and every buffer, by identity *and* value
+    (BatchNorm updates ``running_mean``/``num_batches_tracked`` in place). Parameters are left
+    alone: the counters run the forward under ``no_grad``, which does not write them. An object a
+    forward mutates in place (a Python list it appends to) is not copied."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self._modules: list[tuple[nn.Module, dict[str, Any], dict[str, Any]]] = []
+        self._values: list[tuple[torch.Tensor, torch.Tensor]] = []
+        seen: set[int] = set()
+        for module in model.modules():
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            state = {k: v for k, v in vars(module).items() if _plain_attribute(k)}
+            self._modules.append((module, state, dict(module._buffers)))
+            for buf in module._buffers.values():
+                if isinstance(buf, torch.Tensor) and buf.device.type != "meta":
+                    self._values.append((buf, buf.detach().clone()))
+
+    def restore(self) -> None:
+        for module, state, buffers in self._modules:
+            for key in [k for k in vars(module) if k not in state and _plain_attribute(k)]:
+                del module.__dict__[key]
+            module.__dict__.update(state)
+            module._buffers.clear()
+            module._buffers.update(buffers)
+        with torch.no_grad():
+            for buf, value in self._values:
+                if buf.shape == value.shape:
+                    buf.copy_(value)
+                else:  # resized in place: give it back its storage's old content and shape
+                    buf.set_(value.clone())
+
+
+def _plain_attribute(name: str) -> bool:
+    """A module attribute :class:`ModelState` restores: not its parameter/buffer/child tables
+    (handled apart) nor its hook tables (each counter removes its own hooks)."""
+    return name not in ("_parameters", "_buffers", "_modules") and not name.startswith(("_forward", "_backward"))
+
+
+def module_parameters(model: nn.Module) -> dict[str, int]:
+    """module path -> its parameters, its descendants' included, in ``named_modules`` order (a
+    tree, parents first; the model itself is ``""``). A parameter shared by two modules is
+    counted once in each, and once in their common ancestors."""
+    out: dict[str, int] = {}
+    for path, module in model.named_modules():
+        out[path] = sum(p.numel() for p in module.parameters())
+    return out
 
 
 # ------------------------------------------------------------------------------------- the call
@@ -241,11 +296,13 @@ def count(model_or_callable: nn.Module | Callable[..., Any], *args: Any,
     call = StageCall("model", "", module, args, kwargs)   # the whole model: one call, path ""
     counts: dict[str, StageCount] = {}
     missing: dict[str, str] = {label_of(c, "*").replace("*", "(all)"): why for c, why in skipped.items()}
+    state = ModelState(module)   # each counter sees the model as the user left it, and so does the user after
     for counter, variant in specs:
         label = label_of(counter, variant)
         try:
-            counts[label] = count_stage(counter, [call], variant=variant, strict=False,
-                                        target=name, stage="model")
+            with recording_dataflow():
+                counts[label] = count_stage(counter, [call], variant=variant, strict=False,
+                                            target=name, stage="model")
         except CounterError as exc:
             missing[label] = _reason(counter, exc, where)
         except Exception as exc:
@@ -254,13 +311,17 @@ def count(model_or_callable: nn.Module | Callable[..., Any], *args: Any,
                                  f"FlopCounterMode, which does not change what runs): "
                                  f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
             missing[label] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        finally:
+            state.restore()
     if not counts:
         raise CountError(f"no counter could count {name}: " + "; ".join(f"{k}: {v}" for k, v in missing.items()))
     result = CountResult(model=name, device=where, counts=counts, missing=missing,
-                         reference=choose_reference(counts, counts), notes=notes)
+                         reference=choose_reference(counts, counts), notes=notes,
+                         parameters=module_parameters(module))
     if expected is not None:
         value = _expected_value(expected, model_or_callable, args, kwargs)
-        rows = {label: explain_delta(value, c) for label, c in counts.items()}
+        reference = counts.get(result.reference) if result.reference else None
+        rows = {label: explain_delta(value, c, reference) for label, c in counts.items()}
         reasons = []
         if not any(c.variant == "patched" for c in counts.values()):
             reasons.append("no patched counter was measured: nothing asserts the count")

@@ -9,7 +9,10 @@ to build the model elsewhere. The hand derivations of their FLOPs are in ``docs/
 * :func:`llama` -- a Llama-style decoder (``LlamaForCausalLM``: GQA, SwiGLU MLP, RMSNorm, SDPA);
 * :func:`mixtral_moe` -- one Mixtral sparse-MoE layer (``MixtralSparseMoeBlock``; experts run
   ``torch._grouped_mm``, transformers 5's default; bf16, which the meta grouped_mm kernel requires);
-* :func:`convnet` -- a plain torch conv net (conv, depthwise conv, batch norm, pooling, linear).
+* :func:`convnet` -- a plain torch conv net (conv, depthwise conv, batch norm, pooling, linear);
+* :func:`gpt2` -- GPT-2 small (``GPT2LMHeadModel(GPT2Config())``, 124M parameters) on 512 tokens:
+  its projections are transformers' ``Conv1D`` (a linear layer with a transposed weight, run as
+  ``torch.addmm``).
 """
 
 from __future__ import annotations
@@ -19,13 +22,15 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["vit", "llama", "mixtral_moe", "convnet", "ConvNet", "VIT", "LLAMA", "MOE", "CONV"]
+__all__ = ["vit", "llama", "mixtral_moe", "convnet", "gpt2", "ConvNet", "VIT", "LLAMA", "MOE", "CONV", "GPT2"]
 
 #: Shapes of the examples (the hand derivations read them from here and from the docs).
 VIT = dict(batch=2, image=32, patch=8, channels=3, hidden=64, heads=4, intermediate=256, layers=2)
 LLAMA = dict(batch=1, tokens=16, hidden=64, heads=4, kv_heads=2, intermediate=176, layers=2, vocab=1000)
 MOE = dict(batch=1, tokens=8, hidden=64, intermediate=128, experts=4, top_k=2)
 CONV = dict(batch=2, image=32, channels=3, width=16, classes=10)
+#: GPT2Config() defaults (n_inner None -> 4 x hidden) and the prompt length counted.
+GPT2 = dict(batch=1, tokens=512, hidden=768, heads=12, layers=12, vocab=50257, intermediate=3072)
 
 
 def vit(device: str = "meta") -> tuple[nn.Module, tuple]:
@@ -106,3 +111,19 @@ def convnet(device: str = "cpu") -> tuple[nn.Module, tuple]:
         model = ConvNet(s["channels"], s["width"], s["classes"]).eval()
         x = torch.randn(s["batch"], s["channels"], s["image"], s["image"])
     return model, (x,)
+
+
+def gpt2(device: str = "meta") -> tuple[nn.Module, tuple, dict[str, Any]]:
+    """GPT2LMHeadModel(GPT2Config()) on ``device`` (meta: no weights), a prefill of 512 token ids,
+    logits for every position. ``harness count harness.count.examples:gpt2 --expected 136160477184``."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    s = GPT2
+    config = GPT2Config()
+    assert (config.n_embd, config.n_head, config.n_layer, config.vocab_size) == \
+        (s["hidden"], s["heads"], s["layers"], s["vocab"]), "GPT2Config defaults changed"
+    with torch.device(device):
+        torch.manual_seed(0)
+        model = GPT2LMHeadModel(config).eval()
+        ids = torch.zeros(s["batch"], s["tokens"], dtype=torch.long)
+    return model, (), {"input_ids": ids}

@@ -57,13 +57,25 @@ def load_factory(spec: str) -> Callable[[], Any]:
         path = Path(where)
         if not path.is_file():
             raise FactoryError(f"{spec!r}: no file {where}; expected {SPEC_HELP}")
-        module_spec = importlib.util.spec_from_file_location(path.stem, path)
+        name = path.stem
+        existing = sys.modules.get(name)
+        if existing is not None and os.path.realpath(getattr(existing, "__file__", "") or "") != os.path.realpath(path):
+            name = f"_harness_count_file_{abs(hash(os.path.realpath(path))):x}_{path.stem}"  # never shadow a module
+        module_spec = importlib.util.spec_from_file_location(name, path)
         if module_spec is None or module_spec.loader is None:
             raise FactoryError(f"{spec!r}: cannot import {where} as a Python file")
         module = importlib.util.module_from_spec(module_spec)
+        # registered before it runs, as the import system does: a dataclass (under ``from
+        # __future__ import annotations``) and pickling look their module up in sys.modules
+        previous = sys.modules.get(module_spec.name)
+        sys.modules[module_spec.name] = module
         try:
             module_spec.loader.exec_module(module)
         except Exception as exc:
+            if previous is None:
+                sys.modules.pop(module_spec.name, None)
+            else:
+                sys.modules[module_spec.name] = previous
             raise FactoryError(f"{spec!r}: importing {where} failed: {type(exc).__name__}: {exc}") from exc
     else:
         cwd = os.getcwd()

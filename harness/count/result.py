@@ -80,6 +80,8 @@ class CountResult:
     reference: str | None = None                      # the label deltas are shown against
     verdict: Verdict | None = None
     notes: list[str] = field(default_factory=list)
+    #: module path -> parameters (its own and its descendants'), in the model's tree order
+    parameters: dict[str, int] = field(default_factory=dict)
     _pairs: dict[tuple[str, str], PairExplanation] = field(default_factory=dict, repr=False)
 
     # ---------------------------------------------------------------------------- numbers
@@ -124,7 +126,8 @@ class CountResult:
         """``b - a`` split into named causes (labels such as ``"fvcore stock"``)."""
         a, b = a.replace(":", " "), b.replace(":", " ")
         if (a, b) not in self._pairs:
-            self._pairs[(a, b)] = explain_pair(self[a], self[b])
+            reference = self.counts.get(self.reference) if self.reference else None
+            self._pairs[(a, b)] = explain_pair(self[a], self[b], reference)
         return self._pairs[(a, b)]
 
     @property
@@ -173,20 +176,17 @@ class CountResult:
                 counter, variant = label.split(" ", 1)
                 rows.append({"counter": counter, "variant": variant, "not_measured": why})
             return pd.DataFrame(rows)
-        if kind in ("keys", "modules"):
+        if kind == "modules":
+            return self._modules_table(depth)
+        if kind == "keys":
             data: dict[str, dict[str, int]] = {}
             for label, c in self.counts.items():
-                source = c.by_key if kind == "keys" else c.by_module
-                for key, value in source.items():
-                    if kind == "modules" and depth is not None and _depth(key) > depth:
-                        continue
-                    data.setdefault(label, {})[key or "(model)"] = value
+                for key, value in c.by_key.items():
+                    data.setdefault(label, {})[key] = value
             frame = pd.DataFrame(data).fillna(0)
-            if kind == "modules" and "(model)" in frame.index:
-                frame = frame.loc[["(model)"] + [i for i in frame.index if i != "(model)"]]
             if kind == "keys":
                 frame.insert(0, "class", [KEY_CLASS.get(k, "?") for k in frame.index])
-            frame.index.name = "key" if kind == "keys" else "module"
+            frame.index.name = "key"
             return frame.astype({c: "int64" for c in frame.columns if c != "class"}, errors="ignore")
         if kind == "ops":
             rows = []
@@ -206,6 +206,38 @@ class CountResult:
             rows.append({"a": a, "b": b, "cause": "remainder", "flops": d.remainder, "known": True,
                          "detail": "unexplained"})
         return pd.DataFrame(rows, columns=["a", "b", "cause", "flops", "known", "detail"])
+
+    def _modules_table(self, depth: int | None) -> Any:
+        """FLOPs by module path, inclusive, as a tree in the model's order (``named_modules``),
+        with each module's parameters. A container that is never called itself (an
+        ``nn.ModuleList``: ``transformer.h``) gets the sum of its children, so every counter,
+        torch's FlopCounterMode included (which records called modules only), has a figure there."""
+        import pandas as pd
+
+        paths = list(self.parameters)
+        for c in self.counts.values():
+            paths.extend(p for p in c.by_module if p not in self.parameters)
+        paths = list(dict.fromkeys(paths))
+        children: dict[str, list[str]] = {}
+        for path in paths:
+            if path:
+                children.setdefault(path.rsplit(".", 1)[0] if "." in path else "", []).append(path)
+        rows = [p for p in paths if depth is None or _depth(p) <= depth]
+        data: dict[str, list[Any]] = {}
+        if self.parameters:
+            data["params"] = [self.parameters.get(p, 0) for p in rows]
+        for label, c in self.counts.items():
+            memo: dict[str, int | float] = {}
+
+            def value(path: str, c=c, memo=memo) -> int | float:
+                if path not in memo:
+                    memo[path] = c.by_module[path] if path in c.by_module else \
+                        sum(value(child) for child in children.get(path, ()))
+                return memo[path]
+            data[label] = [value(p) for p in rows]
+        frame = pd.DataFrame(data, index=[p or "(model)" for p in rows])
+        frame.index.name = "module"
+        return frame.astype({c: "int64" for c in frame.columns}, errors="ignore")
 
     # ---------------------------------------------------------------------------- text
     def summary(self) -> str:

@@ -9,15 +9,15 @@ from .base import (CONVENTIONS, VARIANTS, Counter, CounterError, StageCount, Unc
                    UnknownCounterError,
                    available_counters, count, count_variants, get_counter, register_counter,
                    uncounted_error)
-from .keys import ELEMENTWISE_KEYS, KEY_CLASS, MATMUL_KEYS, UNMAPPED, is_matmul_like, op_key
-from .delta import (KNOWN_BLIND_SPOTS, BlindSpot, DeltaComponent, DeltaExplanation, PairExplanation,
-                    explain_delta, explain_pair)
+from .keys import ELEMENTWISE_KEYS, GENERIC_KEYS, KEY_CLASS, MATMUL_KEYS, UNMAPPED, is_matmul_like, op_key
+from .delta import (KNOWN_BLIND_SPOTS, TOOL_PROPERTIES, BlindSpot, DeltaComponent, DeltaExplanation,
+                    PairExplanation, ToolProperty, explain_delta, explain_pair)
 from . import fvcore_counter, thop_counter, torch_counter  # noqa: F401  (register the counters)
 
 __all__ = [
     "Counter", "CounterError", "UncountedOpError", "UnknownCounterError", "StageCount", "count", "count_variants", "uncounted_error", "register_counter",
     "get_counter", "available_counters", "VARIANTS", "CONVENTIONS",
     "explain_delta", "DeltaExplanation", "DeltaComponent", "BlindSpot", "KNOWN_BLIND_SPOTS",
-    "explain_pair", "PairExplanation",
-    "MATMUL_KEYS", "ELEMENTWISE_KEYS", "KEY_CLASS", "UNMAPPED", "op_key", "is_matmul_like",
+    "explain_pair", "PairExplanation", "ToolProperty", "TOOL_PROPERTIES",
+    "MATMUL_KEYS", "GENERIC_KEYS", "ELEMENTWISE_KEYS", "KEY_CLASS", "UNMAPPED", "op_key", "is_matmul_like",
 ]

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Sequence
 
 from harness.modelrun import runner_for_calls
 
-from .keys import ELEMENTWISE_KEYS, KEY_CLASS, MATMUL_KEYS, UNMAPPED, is_matmul_like
+from .keys import ELEMENTWISE_KEYS, GENERIC_KEYS, KEY_CLASS, MATMUL_KEYS, UNMAPPED, is_matmul_like
 from .observe import check_call
 
 __all__ = [
@@ -84,6 +84,7 @@ class StageCount:
     unseen: dict[str, int] = field(default_factory=dict)      # op key -> FLOPs that ran uncounted
     unseen_ops: dict[str, int] = field(default_factory=dict)  # op/function -> FLOPs that ran uncounted
     deviations: dict[str, int] = field(default_factory=dict)  # cause -> FLOPs counted minus reference
+    ran_as: dict[str, int] = field(default_factory=dict)      # how counted products ran (torch): FLOPs
     uncalled_modules: tuple[str, ...] = ()
     patches: tuple[str, ...] = ()    # what the patched variant changed
     warnings: list[str] = field(default_factory=list)         # the tool's warnings, not the log's
@@ -117,7 +118,7 @@ class StageCount:
         unit = "MACs" if self.convention == "mac" else "FLOPs"
         lines = [f"{self.counter} ({self.variant}, {self.version}) {self.target}/{self.stage}: "
                  f"{self.flops:,} FLOPs (raw {self.raw:,} {unit}), {self.wall_time_s:.2f} s"]
-        for key in (*MATMUL_KEYS, UNMAPPED, *ELEMENTWISE_KEYS):
+        for key in (*MATMUL_KEYS, *GENERIC_KEYS, UNMAPPED, *ELEMENTWISE_KEYS):
             if self.by_key.get(key):
                 lines.append(f"  {key:<18} {self.by_key[key]:>22,}")
         if self.unseen:

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from .base import StageCount
-from .keys import KEY_CLASS, MATMUL_KEYS, UNMAPPED
+from .keys import GENERIC_KEYS, KEY_CLASS, MATMUL_KEYS, UNMAPPED
 
-__all__ = ["BlindSpot", "KNOWN_BLIND_SPOTS", "DeltaComponent", "DeltaExplanation", "explain_delta",
+__all__ = ["BlindSpot", "KNOWN_BLIND_SPOTS", "ToolProperty", "TOOL_PROPERTIES", "tool_property_components", "DeltaComponent", "DeltaExplanation", "explain_delta",
            "PairExplanation", "explain_pair"]
 
 
@@ -52,18 +52,67 @@ KNOWN_BLIND_SPOTS: tuple[BlindSpot, ...] = (
     BlindSpot("torch", ("stock",), ("sdpa_qk", "sdpa_av"), "SDPA QK^T+AV not seen",
               "on CPU tensors SDPA dispatches to aten._scaled_dot_product_flash_attention_for_cpu, "
               "which has no formula in torch 2.13 (on meta it decomposes to bmm and is counted)"),
-    BlindSpot("torch", ("stock",), ("experts",), "grouped_mm experts not seen",
+    BlindSpot("torch", ("stock",), ("experts", "grouped_mm"), "grouped_mm experts not seen",
               "no formula for aten._grouped_mm (transformers 5 default experts_implementation)"),
     BlindSpot("fvcore", ("stock",), ("sdpa_qk", "sdpa_av"), "SDPA QK^T+AV not seen",
               "no default handle for aten::scaled_dot_product_attention (reported unsupported)"),
-    BlindSpot("fvcore", ("stock",), ("experts",), "grouped_mm experts not seen",
+    BlindSpot("fvcore", ("stock",), ("experts", "grouped_mm"), "grouped_mm experts not seen",
               "no default handle for aten::_grouped_mm"),
-    BlindSpot("thop", ("stock",), ("experts",), "grouped_mm experts not seen",
+    BlindSpot("fvcore", ("stock",), tuple(MATMUL_KEYS) + GENERIC_KEYS + (UNMAPPED,), "product without an fvcore handle",
+              "fvcore 0.1.5's default handles cover aten::addmm, bmm, matmul, linear, einsum and "
+              "_convolution; any other product (aten::baddbmm of GPT-2-style eager attention, "
+              "aten::_scaled_mm, aten::mv, ...) is reported unsupported and sized here by the "
+              "reference formula"),
+    BlindSpot("thop", ("stock",), ("experts", "grouped_mm"), "grouped_mm experts not seen",
               "no functional rule for torch._grouped_mm / F.grouped_mm"),
-    BlindSpot("thop", ("stock",), tuple(MATMUL_KEYS) + (UNMAPPED,), "functional product without a thop rule",
+    BlindSpot("thop", ("stock",), tuple(MATMUL_KEYS) + GENERIC_KEYS + (UNMAPPED,), "functional product without a thop rule",
               "thop 2.2.3 counts matmul/@/bmm/einsum/F.linear/SDPA outside ruled modules, but has no "
               "rule for torch.mm, addmm, baddbmm, F.conv*, grouped_mm"),
 )
+
+
+@dataclass(frozen=True)
+class ToolProperty:
+    """How a tool reads a model, which hides a whole class of products from it: sized by the
+    reference counter's record of how each product ran (``StageCount.ran_as``, torch counter)."""
+
+    counter: str
+    ran_as: str
+    label: str
+    cause: str
+
+
+#: What each tool cannot see by the way it reads the model (tests/test_peers.py pins each one).
+TOOL_PROPERTIES: tuple[ToolProperty, ...] = (
+    ToolProperty("fvcore", "unused", "jit trace drops unused results",
+                 "torch.jit.trace eliminates dead code: a product whose result reaches no output of "
+                 "the call is not in the graph fvcore reads"),
+    ToolProperty("fvcore", "torchscript", "TorchScript calls not seen",
+                 "a scripted function or module is one prim::CallFunction/CallMethod node in the "
+                 "trace, which fvcore skips with everything inside it"),
+    ToolProperty("fvcore", "autograd_function", "custom autograd.Function not seen",
+                 "torch.jit.trace records a custom torch.autograd.Function as one prim::PythonOp "
+                 "node, which fvcore skips with the products inside it"),
+    ToolProperty("thop", "torchscript", "TorchScript calls not seen",
+                 "thop sees modules and Python-level torch functions; products run inside "
+                 "TorchScript call neither"),
+)
+
+
+def tool_property_components(measured: StageCount, reference: StageCount | None,
+                             sign: int = -1) -> list["DeltaComponent"]:
+    """The sized :data:`TOOL_PROPERTIES` of ``measured``'s tool, from ``reference.ran_as``."""
+    if reference is None or reference.counter == measured.counter or not reference.ran_as:
+        return []
+    out = []
+    for prop in TOOL_PROPERTIES:
+        size = int(reference.ran_as.get(prop.ran_as, 0))
+        if prop.counter == measured.counter and size:
+            out.append(DeltaComponent(
+                prop.label, sign * size,
+                f"{prop.cause}; {_fmt(size)} of products ran so ({reference.counter} "
+                f"{reference.variant}'s record)"))
+    return out
 
 
 @dataclass(frozen=True)
@@ -139,12 +188,14 @@ def _blind_spot(counter: str, variant: str, key: str) -> BlindSpot | None:
     return None
 
 
-def explain_delta(analytic: Any, measured: StageCount) -> DeltaExplanation:
+def explain_delta(analytic: Any, measured: StageCount, reference: StageCount | None = None) -> DeltaExplanation:
     """Split ``measured.flops - analytic.matmul_flops`` into named causes and a remainder.
 
     ``analytic`` is a ``harness.analytic.Cost`` (anything with ``flops``: op key -> FLOPs), or an
     int: a matmul-class FLOP count without op keys (an expected value); blind spots are then
-    sized by what the counter observed uncounted (``measured.unseen``).
+    sized by what the counter observed uncounted (``measured.unseen``). ``reference`` (the torch
+    count of the same call) sizes what ``measured``'s tool cannot see by the way it reads the
+    model (:data:`TOOL_PROPERTIES`: unused results, TorchScript, custom autograd Functions).
     """
     if isinstance(analytic, int) and not isinstance(analytic, bool):
         flops: Mapping[str, int] = {}
@@ -178,6 +229,8 @@ def explain_delta(analytic: Any, measured: StageCount) -> DeltaExplanation:
             components.append(DeltaComponent(
                 cause, int(value), "the tool's count minus the exact reference formula for the same ops"))
 
+    components.extend(tool_property_components(measured, reference))
+
     findings: list[str] = []
     grouped: dict[str, list[str]] = {}
     unknown_keys: list[str] = []
@@ -207,7 +260,7 @@ def explain_delta(analytic: Any, measured: StageCount) -> DeltaExplanation:
 
     remainder = delta - sum(c.flops for c in components)
     rel = remainder / analytic_matmul if analytic_matmul else (0.0 if remainder == 0 else float("inf"))
-    keys = [k for k in (*MATMUL_KEYS, UNMAPPED)
+    keys = [k for k in (*MATMUL_KEYS, *GENERIC_KEYS, UNMAPPED)
             if flops.get(k, 0) or measured.by_key.get(k, 0)] if by_key_sizes else []
     rows = tuple((k, int(flops.get(k, 0)), int(measured.by_key.get(k, 0))) for k in keys)
     return DeltaExplanation(
@@ -326,14 +379,16 @@ def _blind_spot_parts(measured: StageCount, skip: set[str]) -> list[tuple[str, l
     return [(label, keys, cause, known) for label, (keys, cause, known) in grouped.items()]
 
 
-def explain_pair(a: StageCount, b: StageCount) -> PairExplanation:
+def explain_pair(a: StageCount, b: StageCount, reference: StageCount | None = None) -> PairExplanation:
     """Split ``b.raw - a.raw`` (two counters of one run) into named causes and a remainder.
 
     Causes: convention (a MAC figure read as FLOPs), element-wise conventions (norms, activations,
     softmax counted by one tool and not the other, each in its own per-element convention), the
     tools' sized approximations (``deviations``), and each side's blind spots, sized by the
     reference formulas of what it observed running uncounted (a blind spot both sides share, of the
-    same size, cancels and is only noted). No analytic model is involved.
+    same size, cancels and is only noted). ``reference`` (a torch count of the same call, or
+    None: whichever of ``a`` and ``b`` is one) sizes what each side's tool cannot see by the way
+    it reads the model (:data:`TOOL_PROPERTIES`). No analytic model is involved.
     """
     raw_delta = _int_if_whole(b.raw - a.raw)
     delta = int(b.flops - a.flops)
@@ -367,6 +422,12 @@ def explain_pair(a: StageCount, b: StageCount) -> PairExplanation:
         if value:
             components.append(DeltaComponent(
                 cause, int(value), "the tool's count minus the exact reference formula for the same ops"))
+
+    if reference is None:
+        reference = next((m for m in (a, b) if m.ran_as), None)
+    for measured, sign in ((a, 1), (b, -1)):
+        for comp in tool_property_components(measured, reference, sign=sign):
+            components.append(DeltaComponent(f"{_label(measured)}: {comp.name}", comp.flops, comp.detail))
 
     shared = {k for k, v in a.unseen.items() if v and b.unseen.get(k) == v}
     findings: list[str] = []

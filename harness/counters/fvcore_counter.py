@@ -11,7 +11,7 @@ it is replaced by the call's ``module_path``. Data-dependent Python (``.item()``
 experts that received tokens) is frozen to the traced input.
 
 Stock is the default handle table. Patched adds handles for ``aten::scaled_dot_product_attention``
-(stock: unsupported, 0) and ``aten::_grouped_mm``, and replaces the ``aten::einsum`` handle with the
+(stock: unsupported, 0), ``aten::_grouped_mm``, ``aten::baddbmm`` and ``aten::_scaled_mm``, and replaces the ``aten::einsum`` handle with the
 exact label product (fvcore's numpy-path handle halves einsums that sum over no label). Either way
 every handle is observed (same return value) to key its count, and every unsupported node is
 sized with the reference formulas when it is a product: fvcore's blind spots get a size.
@@ -39,7 +39,8 @@ from .base import Counter, CounterError, StageCount, Tallies, register_counter
 from .keys import is_matmul_like, op_key
 from .observe import ModuleStack, call_inputs, einsum_macs, grouped_mm_macs, iter_tensors, prod, sdpa_macs
 
-__all__ = ["EINSUM_ROUNDING", "FvcoreCounter", "PositionalWrapper", "sdpa_flop_jit", "grouped_mm_flop_jit", "einsum_exact_jit"]
+__all__ = ["EINSUM_ROUNDING", "FvcoreCounter", "PositionalWrapper", "sdpa_flop_jit", "grouped_mm_flop_jit", "einsum_exact_jit",
+           "baddbmm_flop_jit", "scaled_mm_flop_jit"]
 
 _WRAPPER_CHILD = "module"
 
@@ -108,13 +109,24 @@ def einsum_exact_jit(inputs: list[Any], outputs: list[Any]) -> int:
     return einsum_macs(equation, shapes)
 
 
+def baddbmm_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
+    """Count MACs for aten::baddbmm(input, batch1, batch2): b*n*m*p (the scaled add not counted)."""
+    return prod(_shape(outputs[0])) * _shape(inputs[1])[-1]
+
+
+def scaled_mm_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
+    """Count MACs for aten::_scaled_mm(a, b, scale_a, scale_b, ...): M*K*N (scales not counted)."""
+    return prod(_shape(outputs[0])) * _shape(inputs[0])[-1]
+
+
 def _reference_jit(kind: str) -> Callable | None:
     """A reference handle sizing an unsupported product node (for ``unseen``), or None."""
     return {
         "aten::scaled_dot_product_attention": sdpa_flop_jit,
         "aten::_grouped_mm": grouped_mm_flop_jit,
         "aten::einsum": einsum_exact_jit,
-        "aten::baddbmm": lambda i, o: prod(_shape(o[0])) * _shape(i[1])[-1],
+        "aten::baddbmm": baddbmm_flop_jit,
+        "aten::_scaled_mm": scaled_mm_flop_jit,
         "aten::addbmm": lambda i, o: prod(_shape(i[1])) * _shape(i[2])[-1],
         "aten::mv": lambda i, o: prod(_shape(i[0])),
         "aten::dot": lambda i, o: _shape(i[0])[0],
@@ -123,7 +135,7 @@ def _reference_jit(kind: str) -> Callable | None:
 
 _KIND_BY_NODE = {
     "aten::linear": "linear", "aten::addmm": "addmm", "aten::matmul": "matmul", "aten::mm": "matmul",
-    "aten::bmm": "matmul", "aten::baddbmm": "matmul", "aten::einsum": "einsum",
+    "aten::bmm": "matmul", "aten::baddbmm": "matmul", "aten::_scaled_mm": "matmul", "aten::einsum": "einsum",
     "aten::_convolution": "conv", "aten::scaled_dot_product_attention": "sdpa",
     "aten::_grouped_mm": "grouped_mm", "aten::batch_norm": "norm", "aten::group_norm": "norm",
     "aten::layer_norm": "norm", "aten::instance_norm": "norm",
@@ -353,6 +365,8 @@ def _handle_table(variant: str) -> tuple[dict[str, Callable], list[str]]:
             ("aten::scaled_dot_product_attention", sdpa_flop_jit, "B*H*Lq*Lk*(dq+dv) MACs"),
             ("aten::_grouped_mm", grouped_mm_flop_jit, "S*K*N MACs"),
             ("aten::einsum", einsum_exact_jit, "exact label product (replaces the numpy-path handle)"),
+            ("aten::baddbmm", baddbmm_flop_jit, "b*n*m*p MACs (GPT-2-style eager attention)"),
+            ("aten::_scaled_mm", scaled_mm_flop_jit, "M*K*N MACs (fp8 scaled matmul)"),
         ):
             if name in _DEFAULT_SUPPORTED_OPS and name != "aten::einsum":
                 patches.append(f"not patched, fvcore has its own handle: {name}")

@@ -15,7 +15,9 @@ its *module context* (the chain of modules, root to innermost, running when it e
    grouped_mm). Shared experts live under ``shared_experts`` and fall through to rule 6.
 4. the innermost module's own name is ``lm_head`` -> ``lm_head``.
 5. kind ``einsum`` -> ``einsum``.
-6. kind ``linear`` inside an ``nn.Linear`` (or a subclass) -> ``linear``.
+6. kind ``linear`` inside an ``nn.Linear`` (or a subclass) -> ``linear``; so is a product (kind
+   ``matmul``: the ``addmm``) inside transformers' ``Conv1D`` (GPT-2 and its descendants), which
+   is a linear layer with its weight stored transposed (``x @ W + b``, W of shape (in, out)).
 7. kind ``linear`` anywhere else (``F.linear`` called by a module's forward: the MoE gate)
    -> ``linear_functional``.
 8. any module on the chain whose class name contains ``Rotary`` or whose own name contains
@@ -25,7 +27,13 @@ its *module context* (the chain of modules, root to innermost, running when it e
    contains ``Attention``/``Attn`` -> ``matmul_qk`` for the 1st, 3rd, ... matmul of one call of
    that module and ``matmul_av`` for the 2nd, 4th, ... (eager attention computes scores, then
    probabilities @ V; :func:`op_key` gets that ordinal from the counter).
-10. anything else of the matmul class -> :data:`UNMAPPED` (a finding: extend the rules).
+10. any other kind ``matmul`` (a plain mm, bmm, addmm, baddbmm, matmul or ``@`` outside an
+    attention module, in a model that is not DeepSeek-OCR) -> ``matmul``, and kind ``grouped_mm``
+    outside the experts -> ``grouped_mm``: generic keys
+    (:data:`GENERIC_KEYS`): matmul class, never compared against the analytic DeepSeek-OCR
+    model, and never a "could not be keyed" finding. ``einsum`` and ``linear`` have their keys
+    above.
+11. anything else of the matmul class -> :data:`UNMAPPED` (a finding: extend the rules).
 
 Element-wise kinds map to their own class keys (``norm``, ``activation``, ``softmax``,
 ``interpolate``, ``add``, ``mul``, ``other_elementwise``) and never enter the matmul total.
@@ -40,6 +48,7 @@ from torch import nn
 
 __all__ = [
     "MATMUL_KEYS",
+    "GENERIC_KEYS",
     "ELEMENTWISE_KEYS",
     "UNMAPPED",
     "KEY_CLASS",
@@ -66,12 +75,17 @@ MATMUL_KEYS: tuple[str, ...] = tuple(_ANALYTIC_MATMUL or (
 ELEMENTWISE_KEYS: tuple[str, ...] = tuple(_ANALYTIC_ELEMENTWISE or (
     "norm", "activation", "softmax", "add", "mul", "interpolate", "other_elementwise",
 ))
+#: Matmul-class keys for products of any model that the analytic keys do not name (rule 10): a
+#: plain matrix product outside attention, a grouped mm outside the experts. Matmul class; no
+#: analytic model has them.
+GENERIC_KEYS: tuple[str, ...] = ("matmul", "grouped_mm")
 #: Matmul-class work a counter saw but no rule could key. Reported, never hidden in a real key.
 UNMAPPED = "unmapped"
 
 #: op key -> "matmul" | "elementwise" (``unmapped`` is matmul class: it is a product).
 KEY_CLASS: dict[str, str] = {
     **{k: "matmul" for k in MATMUL_KEYS},
+    **{k: "matmul" for k in GENERIC_KEYS},
     **{k: "elementwise" for k in ELEMENTWISE_KEYS},
     UNMAPPED: "matmul",
 }
@@ -122,6 +136,15 @@ def _is_attention(frame: ModuleFrame) -> bool:
     return "attention" in cls or "attn" in cls
 
 
+def _is_conv1d(frame: ModuleFrame | None) -> bool:
+    """transformers' ``Conv1D`` (GPT-2): ``addmm(bias, x, weight)`` with weight (in, out)."""
+    if frame is None:
+        return False
+    module = frame.module
+    weight = getattr(module, "weight", None)
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and getattr(weight, "ndim", 0) == 2
+
+
 def _is_rotary(frame: ModuleFrame) -> bool:
     return "Rotary" in type(frame.module).__name__ or "rotary" in frame.name
 
@@ -149,10 +172,14 @@ def op_key(kind: str, frames: Sequence[ModuleFrame], *, ordinal: int | None = No
         if innermost is not None and isinstance(innermost.module, nn.Linear):
             return "linear"
         return "linear_functional"
+    if kind == "matmul" and _is_conv1d(innermost):
+        return "linear"
     if any(_is_rotary(f) for f in frames):
         return "rotary"
     if kind == "matmul" and innermost is not None and _is_attention(innermost) and ordinal is not None:
         return "matmul_qk" if ordinal % 2 == 0 else "matmul_av"
+    if kind in GENERIC_KEYS:
+        return kind
     return UNMAPPED
 
 

@@ -114,7 +114,7 @@ _T = torch.Tensor
 _LINEAR = {F.linear}
 _MATMUL = {torch.matmul, _T.matmul, _T.__matmul__, _T.__rmatmul__, torch.bmm, _T.bmm, torch.mm,
            _T.mm, torch.addmm, _T.addmm, torch.baddbmm, _T.baddbmm, torch.addbmm, _T.addbmm,
-           torch.mv, _T.mv}
+           torch.mv, _T.mv, *[f for f in (getattr(torch, "_scaled_mm", None),) if f is not None]}
 _EINSUM = {torch.einsum, torch.functional.einsum}
 _SDPA = {F.scaled_dot_product_attention}
 _CONV = {F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d}
@@ -306,6 +306,21 @@ class FunctionCall:
         return {self.key: self.total_macs}
 
 
+def _from_dispatch_mode() -> bool:
+    """True when the torch function being handled was called by a ``__torch_dispatch__`` (a
+    dispatch mode such as FlopCounterMode running the aten op it intercepted)."""
+    import sys
+
+    frame = sys._getframe(2)   # 0: here, 1: __torch_function__, 2: OpOverload.__call__ (or the caller)
+    for _ in range(2):
+        if frame is None:
+            return False
+        if frame.f_code.co_name == "__torch_dispatch__":
+            return True
+        frame = frame.f_back
+    return False
+
+
 class FunctionRecorder(TorchFunctionMode):
     """Records matmul-class functional calls (see module docstring), with keys and sizes.
 
@@ -320,12 +335,21 @@ class FunctionRecorder(TorchFunctionMode):
         self.calls: list[FunctionCall] = []
         self.current: FunctionCall | None = None
         self._matmul_ordinals: dict[int, int] = {}
+        #: torch functions in progress (any, product or not): 0 while an aten op runs means no
+        #: Python-level torch call carried it (it ran inside TorchScript or C++)
+        self.depth = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         kind = function_kind(func)
         if kind is None:
-            return func(*args, **kwargs)
+            if isinstance(func, torch._ops.OpOverload) and _from_dispatch_mode():
+                return func(*args, **kwargs)  # an outer dispatch mode running the op it got
+            self.depth += 1
+            try:
+                return func(*args, **kwargs)
+            finally:
+                self.depth -= 1
         frames = self.stack.snapshot()
         ordinal = None
         if kind == "matmul":
@@ -338,10 +362,12 @@ class FunctionRecorder(TorchFunctionMode):
                               shapes=tuple(_shape(a) for a in args if isinstance(a, torch.Tensor)))
         self.calls.append(record)
         previous, self.current = self.current, record
+        self.depth += 1
         try:
             out = func(*args, **kwargs)
         finally:
             self.current = previous
+            self.depth -= 1
         record.output = out
         try:
             record.macs = reference_macs(kind, func, args, kwargs, out)

@@ -44,7 +44,7 @@ from torch import nn
 from harness.callmemo import memoised_call_work, meta_signature
 
 from .base import Counter, CounterError, StageCount, Tallies, register_counter
-from .keys import KEY_CLASS, UNMAPPED, op_key
+from .keys import KEY_CLASS, UNMAPPED, is_matmul_like, op_key
 from .observe import (FunctionCall, FunctionRecorder, ModuleStack, _KIND_BY_FUNC, call_inputs,
                       function_name, iter_tensors, reference_macs, sdpa_macs)
 
@@ -465,14 +465,19 @@ class _VariantSums(Tallies):
         self.by_key.update(observer.by_key)
         self.by_module.update(observer.by_path)
         self.notes.extend(observer.notes)
-        # leaf modules that ran with no rule, and zero rules (ignored on purpose)
+        # leaf modules that ran with no rule, and zero rules (ignored on purpose). A leaf module
+        # named like a product whose products ran as functional calls (transformers' Conv1D:
+        # torch.addmm) is not a product without a rule: those calls are counted or listed as
+        # unseen, each with its size. (Other rule-less leaves stay listed, products or not.)
+        with_products = {id(f.module) for record in functions.calls if record.total_macs for f in record.frames}
         for module_id, calls_made in stack.calls_by_module.items():
             module = stack.module_by_id[module_id]
             kind = rules.rule_kind.get(type(module))
             name = f"module:{type(module).__name__}"
             if kind == "zero":
                 self.ignored[name] += calls_made
-            elif kind is None and not list(module.children()):
+            elif kind is None and not list(module.children()) and not (
+                    module_id in with_products and is_matmul_like(name)):
                 self.unknown[name] += calls_made
         for record in functions.calls:  # products thop could not see
             reference = record.total_macs

@@ -36,7 +36,8 @@ from .keys import UNMAPPED, op_key
 from .observe import (FunctionCall, FunctionRecorder, ModuleStack, call_inputs, grouped_mm_macs,
                       iter_tensors, sdpa_macs)
 
-__all__ = ["TorchCounter", "patched_formulas", "ZERO_FLOP_ATEN_OPS"]
+__all__ = ["TorchCounter", "patched_formulas", "ZERO_FLOP_ATEN_OPS", "RAN_AS", "LAYOUT_CAUSE", "LAYOUT_FIXES",
+           "recording_dataflow"]
 
 aten = torch.ops.aten
 
@@ -54,8 +55,47 @@ def grouped_mm_flop(a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
     return 2 * grouped_mm_macs(a_shape, b_shape, out_shape)
 
 
+def _bshd_attention_flop(torch_formula: Callable, offsets_at: int) -> Callable:
+    """The FLOPs of a fused attention kernel whose dense inputs are laid out (batch, seq, heads,
+    dim): 4*B*H*Lq*Lk*d (QK^T + AV, dq and dv apart). Packed (nested / varlen) inputs, with
+    cumulative offsets at argument ``offsets_at``, are read correctly by torch's own formula."""
+    def formula(query, key, value, *args, out_val=None, **kwargs) -> int:
+        if len(args) > offsets_at - 3 and args[offsets_at - 3] is not None:
+            return int(torch_formula(query, key, value, *args, **kwargs))
+        qk, av = sdpa_macs(_bhsd(query.shape), _bhsd(key.shape), _bhsd(value.shape))
+        return 2 * (qk + av)
+    formula._get_raw = True  # type: ignore[attr-defined]
+    return formula
+
+
+def _bhsd(shape: Sequence[int]) -> tuple[int, ...]:
+    """(batch, seq, heads, dim) -> (batch, heads, seq, dim)."""
+    b, s, h, d = (int(v) for v in shape)
+    return b, h, s, d
+
+
+#: torch 2.13 formulas that read the dense (batch, seq, heads, dim) layout of the fused attention
+#: kernels as (batch, heads, seq, dim) (``sdpa_flop_count(query.shape, ...)``): packet -> (the
+#: corrected formula, the cause stock torch's figure is named by). With (2, 128, 8, 64) inputs
+#: torch counts 4*2*128*8*8*64 = 4,194,304 instead of 4*2*8*128*128*64 = 67,108,864. The varlen
+#: forms (``_varlen_attn``) always pass offsets and take torch's correct packed path.
+LAYOUT_CAUSE = "torch 2.13 reads fused attention (B, S, H, D) inputs as (B, H, S, D)"
+LAYOUT_FIXES: dict[Any, tuple[Callable, str]] = {
+    aten._flash_attention_forward: (
+        _bshd_attention_flop(flop_registry[aten._flash_attention_forward], 3),
+        "aten._flash_attention_forward, dense (B, S, H, D) inputs: 4*B*H*Lq*Lk*d"),
+    aten._efficient_attention_forward: (
+        _bshd_attention_flop(flop_registry[aten._efficient_attention_forward], 4),
+        "aten._efficient_attention_forward, dense (B, M, H, K) inputs: 4*B*H*Lq*Lk*d"),
+}
+
+
 def patched_formulas() -> tuple[dict[Any, Callable], list[str]]:
-    """``custom_mapping`` for the patched FlopCounterMode, and a line per patch (or skip)."""
+    """``custom_mapping`` for the patched FlopCounterMode, and a line per patch (or skip).
+
+    A formula torch lacks is added; a formula torch has is kept, except the ones in
+    :data:`LAYOUT_FIXES`, which are replaced by the corrected formula (stock torch's figure is
+    then a sized deviation of the stock count, :data:`LAYOUT_CAUSE`)."""
     wanted: list[tuple[Any, Callable, str]] = [
         (aten._scaled_dot_product_flash_attention_for_cpu, sdpa_cpu_flop,
          "SDPA on CPU tensors (_scaled_dot_product_flash_attention_for_cpu): 4*B*H*Lq*Lk*d"),
@@ -72,6 +112,9 @@ def patched_formulas() -> tuple[dict[Any, Callable], list[str]]:
         else:
             mapping[packet] = formula
             lines.append(f"formula registered: {text}")
+    for packet, (formula, text) in LAYOUT_FIXES.items():
+        mapping[packet] = formula
+        lines.append(f"formula corrected ({LAYOUT_CAUSE}): {text}")
     return mapping, lines
 
 
@@ -114,6 +157,79 @@ def _short(name: str) -> str:
     return parts[1] if len(parts) > 1 else parts[0]
 
 
+#: How a counted product ran, when that hides it from a tool that reads the model another way
+#: (``StageCount.ran_as``; each product in at most one, in this order of precedence):
+#: ``torchscript`` -- no Python-level torch call was in progress (a scripted function or module);
+#: ``autograd_function`` -- inside the forward of a custom ``torch.autograd.Function``;
+#: ``unused`` -- its result reaches no output of the call (recorded only while
+#: :func:`recording_dataflow` is on: it follows every op's inputs to the outputs).
+RAN_AS = ("torchscript", "autograd_function", "unused")
+
+_DATAFLOW = [0]
+
+
+class recording_dataflow:
+    """While active (any thread), the torch counter follows the dataflow of every call to size
+    the products whose results reach no output (``ran_as["unused"]``). ``harness.count`` turns
+    it on, to size what fvcore's trace drops; the suite does not, and does not pay for it."""
+
+    def __enter__(self) -> "recording_dataflow":
+        _DATAFLOW[0] += 1
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _DATAFLOW[0] -= 1
+
+
+def _in_autograd_function() -> bool:
+    """True when a custom ``torch.autograd.Function`` forward is on the Python stack."""
+    import sys
+
+    frame = sys._getframe(2)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "apply" and code.co_filename.endswith(("autograd/function.py", "autograd\\function.py")):
+            return True
+        frame = frame.f_back
+    return False
+
+
+class _Dataflow:
+    """Which op produced each live tensor, and each op's producers: enough to tell, at the end
+    of a call, which counted products reach its outputs. Tensors are held weakly."""
+
+    def __init__(self) -> None:
+        from torch.utils.weak import WeakIdKeyDictionary
+
+        self.producer = WeakIdKeyDictionary()
+        self.inputs: list[tuple[int, ...]] = []
+        self.roots: list[int] = []
+        self.products: dict[int, int] = {}   # node -> FLOPs (counted, not otherwise classed)
+
+    def add(self, func: Any, args: Any, kwargs: Any, out: Any) -> int:
+        node = len(self.inputs)
+        sources = {self.producer[t] for t in iter_tensors((args, kwargs)) if t in self.producer}
+        self.inputs.append(tuple(sources))
+        if getattr(func, "_schema", None) is not None and func._schema.is_mutable:
+            self.roots.append(node)   # a write to something: kept (a trace keeps side effects)
+        for t in iter_tensors(out):
+            self.producer[t] = node
+        return node
+
+    def unused_flops(self, output: Any) -> int:
+        from .fvcore_counter import _output_tensors  # the outputs a trace keeps: the same rule
+
+        live: set[int] = set(self.roots)
+        live.update(self.producer[t] for t in _output_tensors(output) if t in self.producer)
+        todo = list(live)
+        while todo:
+            for src in self.inputs[todo.pop()]:
+                if src not in live:
+                    live.add(src)
+                    todo.append(src)
+        return sum(f for node, f in self.products.items() if node not in live)
+
+
 class _AtenRecorder(TorchDispatchMode):
     """Sees every aten op FlopCounterMode executed (it sits below it), keys the counted ones."""
 
@@ -122,11 +238,16 @@ class _AtenRecorder(TorchDispatchMode):
         self.registry = registry
         self.functions = functions
         self.stack = stack
+        self.ran_as: Tally = Tally()
+        self.unseen: Tally = Tally()      # FLOPs of uncounted kernels inside another function
+        self.unseen_ops: Tally = Tally()
+        self.dataflow = _Dataflow() if _DATAFLOW[0] else None
         self.by_key: Tally = Tally()
         self.counted_total = 0
         self.unknown: Tally = Tally()
         self.ignored: Tally = Tally()
         self.notes: list[str] = []
+        self.deviations: Tally = Tally()
         self._ordinals: dict[int, int] = {}
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -136,12 +257,33 @@ class _AtenRecorder(TorchDispatchMode):
         name = _aten_name(packet)
         if packet in self.registry:
             flops = int(self.registry[packet](*args, **kwargs, out_val=out))
+            fix = LAYOUT_FIXES.get(packet)
+            if fix is not None and self.registry[packet] is not fix[0]:  # stock: size its error
+                self.deviations[LAYOUT_CAUSE] += flops - int(fix[0](*args, **kwargs, out_val=out))
+            node = self.dataflow.add(func, args, kwargs, out) if self.dataflow is not None else None
             if flops:
                 self._attribute(name, args, flops)
-        elif _short(name) in ZERO_FLOP_ATEN_OPS or name.startswith("prim."):
+                if self.functions.depth == 0:
+                    self.ran_as["torchscript"] += flops
+                elif _in_autograd_function():
+                    self.ran_as["autograd_function"] += flops
+                elif node is not None:
+                    self.dataflow.products[node] = flops
+            return out
+        if self.dataflow is not None:
+            self.dataflow.add(func, args, kwargs, out)
+        if _short(name) in ZERO_FLOP_ATEN_OPS or name.startswith("prim."):
             self.ignored[name] += 1
         else:
             self.unknown[name] += 1
+            call = self.functions.current
+            if packet is aten._scaled_dot_product_flash_attention_for_cpu and (call is None or call.kind != "sdpa"):
+                # SDPA run by another function (F.multi_head_attention_forward): not a call of
+                # its own for the recorder, so size the uncounted kernel here
+                qk, av = sdpa_macs(args[0].shape, args[1].shape, args[2].shape)
+                self.unseen["sdpa_qk"] += 2 * qk
+                self.unseen["sdpa_av"] += 2 * av
+                self.unseen_ops[name] += 2 * (qk + av)
         return out
 
     def _attribute(self, name: str, args: Sequence[Any], flops: int) -> None:
@@ -210,7 +352,8 @@ class TorchCounter(Counter):
             by_key={k: v for k, v in total.by_key.items() if v}, unknown_ops=dict(total.unknown),
             ignored_ops=dict(total.ignored), wall_time_s=0.0, by_module=dict(total.by_module),
             unseen={k: v for k, v in total.unseen.items() if v}, unseen_ops=dict(total.unseen_ops),
-            patches=tuple(patch_lines), notes=_dedupe(notes), devices=tuple(sorted(total.devices)))
+            deviations={k: v for k, v in total.deviations.items() if v},
+            ran_as={k: v for k, v in total.ran_as.items() if v}, patches=tuple(patch_lines), notes=_dedupe(notes), devices=tuple(sorted(total.devices)))
 
 
 class _CallCounts(Tallies):
@@ -220,10 +363,14 @@ class _CallCounts(Tallies):
     def __init__(self) -> None:
         super().__init__()
         self.devices: set[str] = set()
+        self.deviations: Tally = Tally()
+        self.ran_as: Tally = Tally()
 
     def merge(self, other: "_CallCounts") -> None:
         super().merge(other)
         self.devices.update(other.devices)
+        self.deviations.update(other.deviations)
+        self.ran_as.update(other.ran_as)
 
 
 def _count_call(call: Any, args: tuple, kwargs: dict, mapping: dict) -> _CallCounts:
@@ -234,7 +381,10 @@ def _count_call(call: Any, args: tuple, kwargs: dict, mapping: dict) -> _CallCou
     mode = FlopCounterMode(display=False, custom_mapping=mapping)
     recorder = _AtenRecorder(mode.flop_registry, functions, stack)
     with torch.no_grad(), stack, functions, recorder, mode:
-        call.module(*args, **kwargs)
+        output = call.module(*args, **kwargs)
+    if recorder.dataflow is not None:
+        recorder.ran_as["unused"] += recorder.dataflow.unused_flops(output)
+    del output
     total = mode.get_total_flops()
     if total != recorder.counted_total:
         raise CounterError(f"torch counter: FlopCounterMode counted {total:,} FLOPs but the "
@@ -252,6 +402,10 @@ def _count_call(call: Any, args: tuple, kwargs: dict, mapping: dict) -> _CallCou
     part.unknown.update(recorder.unknown)
     part.ignored.update(recorder.ignored)
     part.notes.extend(recorder.notes)
+    part.deviations.update(recorder.deviations)
+    part.ran_as.update(recorder.ran_as)
+    part.unseen.update(recorder.unseen)
+    part.unseen_ops.update(recorder.unseen_ops)
     for fcall in functions.calls:  # products that ran and that torch counted 0 for
         reference = 2 * fcall.total_macs
         if fcall.counted == 0 and reference:
