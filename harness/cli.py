@@ -209,7 +209,7 @@ def _plan(args: argparse.Namespace, argv: Sequence[str]):
                       page_set=args.page_set or (None if args.pages else "default"),
                       model_path=args.model_path, trust_remote_code=args.trust_remote_code,
                       plot_page=plot_page, command=shlex.join(["harness", *argv]), notes=mode_notes,
-                      warnings=page_warnings)
+                      warnings=page_warnings, page_inputs=[str(p) for p in args.pages or []])
 
 
 def _perf_plan(args: argparse.Namespace) -> Any:
@@ -246,18 +246,18 @@ def _perf_plan(args: argparse.Namespace) -> Any:
 
 def _report(args: argparse.Namespace, argv: Sequence[str], stdout: TextIO, stderr: TextIO,
             started: float | None = None, engine: Any = None) -> int:
-    from harness.report.build import run_report
+    from harness.report.build import page_inputs, run_report
     from harness.report.output import check_out_dir
 
     from harness.report.inputs import InputError, split_names
 
     perf = _perf_plan(args)
     plan = _plan(args, argv)
+    # before any work: a bad --out costs nothing
+    check_out_dir(args.out, force=args.force, inputs=page_inputs(plan),
+                  warn=lambda text: print(f"harness report: warning: {text}", file=stderr))
     for warning in plan.warnings:
         print(f"harness report: warning: {warning}", file=stderr)
-    # before any work: a bad --out costs nothing
-    check_out_dir(Path(args.out), force=args.force,
-                  warn=lambda text: print(f"harness report: warning: {text}", file=stderr))
     if args.jobs is not None and args.jobs < 1:
         raise InputError(f"--jobs {args.jobs}: expected a positive number of worker processes")
     jobs = args.jobs if args.jobs is not None else default_jobs()

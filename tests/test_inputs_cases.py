@@ -26,6 +26,7 @@ from PIL import Image
 
 from harness.cli import main
 from tests.test_inputs_pdf import write_pdf
+from harness.report.output import write_manifest
 
 LAYOUT = ["layout", "--target", "ocr2", "--modes", "base"]
 
@@ -103,6 +104,7 @@ def previous_report(out: Path, extra: dict[str, str] | None = None) -> Path:
                                                  "summary": {"files": files, "plots": ["decode_ocr2.png"]}}))
     for name in ("report.md", "report.csv", "static_compute.json", "static_compute.md", "decode_ocr2.png"):
         (out / name).write_text("old")
+    write_manifest(out)     # what ReportDir.commit writes last: the report's own files, by content
     for name, text in (extra or {}).items():
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_text(text)
@@ -148,7 +150,7 @@ def layout(*paths: Path | str) -> list[str]:
     return LAYOUT + ["--pages", *map(str, paths)]
 
 
-def report_out(out: Path, *more: str) -> list[str]:
+def report_out(out: Path | str, *more: str) -> list[str]:
     return ["report", "--target", "ocr2", "--modes", "base", "--counters", "torch:patched", "--out", str(out),
             *more]
 
@@ -174,6 +176,15 @@ def _mixed_dir(t: Path) -> Path:
     (folder / "sub").mkdir()
     img(folder / "sub" / "hidden.png")
     return folder
+
+
+def _checkout(t: Path) -> Path:
+    """A git checkout with the user's work in it (Issue 30 case 1)."""
+    repo = t / "repo"
+    for name, text in ((".git/HEAD", "ref: refs/heads/main\n"), ("src/main.py", "print(1)\n"), ("NOTES.txt", "mine")):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    return repo
 
 
 def _full_disk(monkeypatch):
@@ -334,6 +345,31 @@ CASES = [
     Case("--out: a previous report plus the user's files",
          lambda t, m: report_out(previous_report(t / "o", {"my_notes.txt": "mine", "sub/x.txt": "mine"})), 2,
          r"--out {tmp}/o: a previous report, plus 2 entries that are not among its files: my_notes.txt, sub/\. .*--force"),
+    Case("--out . --force in a git checkout", lambda t, m: (m.chdir(_checkout(t)), report_out(Path("."), "--force"))[1],
+         2, r"--out \. \({tmp}/repo\): is the current directory; the report replaces its directory, so name a "
+            r"directory of its own, e.g. --out out/report \(created if missing\)$"),
+    Case("--out the top of a git work tree", lambda t, m: report_out(_checkout(t), "--force"), 2,
+         r"--out {tmp}/repo: is the top of a git work tree \(it holds \.git\)"),
+    Case("--out above a git work tree, --force", lambda t, m: (_checkout(t), report_out(t, "--force"))[1], 2,
+         r"--out {tmp}: --force would delete {tmp}/repo/\.git \(a git repository's data\) with the rest of: "
+         r"repo/; --force never deletes a git work tree: choose another --out$"),
+    Case("--out the home directory", lambda t, m: (m.setenv("HOME", str(t)), report_out(Path("~"), "--force"))[1], 2,
+         r"--out ~ \({tmp}\): is the home directory"),
+    Case("--out /", lambda t, m: report_out(Path("/"), "--force"), 2, r"--out /: is the root directory"),
+    Case("--out ''", lambda t, m: report_out("", "--force"), 2,
+         r"--out '': empty; name a directory for the report \(e\.g\. --out out/report\), or leave --out out "
+         r"for the default \(an unset shell variable\?\)$"),
+    Case("--out the --pages directory, --force",
+         lambda t, m: report_out(img(t / "scans" / "a.png").parent, "--force", "--pages", str(t / "scans")), 2,
+         r"--out {tmp}/scans: is the --pages input {tmp}/scans;"),
+    Case("--out holding a --pages file",
+         lambda t, m: report_out(t / "o", "--force", "--pages", str(img(t / "o" / "in" / "a.png"))), 2,
+         r"--out {tmp}/o: holds the --pages input {tmp}/o/in/a\.png;"),
+    Case("--out: a report's file changed since",
+         lambda t, m: report_out(previous_report(t / "o") and (t / "o" / "report.md").write_text("my edits")
+                                 and t / "o"), 2,
+         r"--out {tmp}/o: a previous report, plus 1 entry that is not among its files: report\.md \(changed since "
+         r"the report wrote it\)\. .*--force"),
     Case("--out under a file", lambda t, m: report_out((t / "f").write_text("x") and t / "f" / "out"), 2,
          r"--out {tmp}/f/out: {tmp}/f is a file, not a directory, so {tmp}/f/out cannot be created; choose another --out$"),
     Case("--out on a full disk", lambda t, m: (_full_disk(m), report_out(t / "o"))[1], 2,

@@ -424,6 +424,8 @@ class ReportPlan:
     notes: list[str] = field(default_factory=list)
     #: one line each: what the run goes on with about its inputs (skipped files, duplicates, ...)
     warnings: list[str] = field(default_factory=list)
+    #: the ``--pages`` paths as given (files, directories, manifests): ``--out`` may hold none of them
+    page_inputs: list[str] = field(default_factory=list)
 
     @property
     def stage_count(self) -> int:
