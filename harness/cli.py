@@ -22,6 +22,7 @@ unknown blind spot), 5 a requested target, counter or timing measured nothing (t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
 import sys
@@ -427,23 +428,70 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     except SystemExit as exc:   # argparse: usage errors are 2, --help is 0
         return int(exc.code or 0)
     try:
-        if args.command == "report":
-            return _report(args, argv, stdout, stderr, started, engine)
-        if args.command == "count":
-            from harness.count.cli import run_count
-
-            return run_count(args, stdout, stderr)
-        if args.command == "peak":
-            return _peak(args, stdout)
-        if args.command == "profile":
-            return _profile(args, stdout, stderr)
-        return _layout(args, stdout, stderr)
+        with _signals_interrupt():
+            return _dispatch(args, argv, stdout, stderr, started, engine)
     except (InputError, OutputError, PageError, ManifestError, SettingError) as exc:
         print(f"harness {args.command}: error: {exc}", file=stderr)
         return EXIT_BAD_INPUT
+    except Terminated as exc:
+        print(f"harness {args.command}: {exc.name} received: stopped; its workers stopped too, nothing was "
+              "written and a previous report in --out is as it was", file=stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print(f"harness {args.command}: interrupted; nothing was written", file=stderr)
         return EXIT_INTERRUPTED
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (or SIGHUP) arrived: unwinds like Ctrl-C, so worker pools and temporary directories are
+    cleaned up on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(signum)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+
+
+@contextlib.contextmanager
+def _signals_interrupt():
+    """While ``main`` runs in the main thread: SIGTERM and SIGHUP raise :class:`Terminated` (the default
+    would end this process at once, leaving forked workers orphaned). The previous handlers come back."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated(signum)
+
+    saved = {}
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) in (signal.SIG_DFL, None):    # never take over a handler someone set
+            saved[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, old in saved.items():
+            signal.signal(signum, old)
+
+
+def _dispatch(args: argparse.Namespace, argv: Sequence[str], stdout: TextIO, stderr: TextIO,
+              started: float, engine: Any) -> int:
+    if args.command == "report":
+        return _report(args, argv, stdout, stderr, started, engine)
+    if args.command == "count":
+        from harness.count.cli import run_count
+
+        return run_count(args, stdout, stderr)
+    if args.command == "peak":
+        return _peak(args, stdout)
+    if args.command == "profile":
+        return _profile(args, stdout, stderr)
+    return _layout(args, stdout, stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -393,9 +393,35 @@ _WORKER_QUEUE: Any = None
 
 
 def _worker_init() -> None:
+    """A worker ends with the report: SIGTERM ends it (the parent's handler is not inherited), Ctrl-C
+    is the parent's to handle (it terminates the pool), and the death of the parent, even by
+    SIGKILL, sends it SIGKILL (Linux ``PR_SET_PDEATHSIG``)."""
+    import signal
+
     import torch
 
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     torch.set_num_threads(1)
+
+
+def _die_with_parent() -> None:
+    import ctypes
+    import os
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)     # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:       # the parent died before the prctl
+        os._exit(1)
 
 
 def _worker_measure(task: tuple) -> tuple:
