@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -37,6 +38,10 @@ EXIT_INTERRUPTED = 130
 DEFAULT_OUT = "out/report"
 DEFAULT_PLOT_PAGE = "letter"
 MAX_DEFAULT_JOBS = 4
+#: Bounds of the numbers a user types: past them a number means nothing (a typo, inf, nan).
+MAX_NEW_TOKENS = 10_000_000
+MAX_PEAK_TFLOPS = 1e6          # 1 EFLOP/s on one device
+MAX_PEAK_GBPS = 1e6            # 1 PB/s
 
 
 def _add_page_options(parser: argparse.ArgumentParser) -> None:
@@ -222,13 +227,16 @@ def _perf_plan(args: argparse.Namespace) -> Any:
     perf = PerfPlan(new_tokens=args.new_tokens, small=args.small, warmup=args.warmup, repeats=args.repeats,
                     peak_tflops=args.peak_tflops, peak_bandwidth=args.peak_bandwidth,
                     bytes_convention=args.bytes_convention)
-    if args.new_tokens < 1:
-        raise InputError(f"--new-tokens {args.new_tokens}: expected a positive number of tokens")
+    if not 1 <= args.new_tokens <= MAX_NEW_TOKENS:
+        raise InputError(f"--new-tokens {args.new_tokens}: expected a number of generated tokens from 1 to "
+                         f"{MAX_NEW_TOKENS:,}, far past any LM's context (ocr2: 8,192)")
     if args.warmup < 0 or args.repeats < 1:
         raise InputError(f"--warmup {args.warmup} / --repeats {args.repeats}: expected >= 0 and >= 1")
-    for name, value in (("--peak-tflops", args.peak_tflops), ("--peak-bandwidth", args.peak_bandwidth)):
-        if value is not None and not value > 0:
-            raise InputError(f"{name} {value}: expected a positive number")
+    for name, value, unit, most in (("--peak-tflops", args.peak_tflops, "TFLOP/s", MAX_PEAK_TFLOPS),
+                                    ("--peak-bandwidth", args.peak_bandwidth, "GB/s", MAX_PEAK_GBPS)):
+        if value is not None and not (math.isfinite(value) and 0 < value <= most):
+            raise InputError(f"{name} {value}: expected a finite positive number of {unit}, at most {most:,.0f} "
+                             f"(a measured or datasheet peak; the MFU and the roofline divide by it)")
     if args.gpu is not None:
         perf.gpu = gpu_entry(args.gpu)
     if args.measure:
@@ -276,6 +284,8 @@ def _report(args: argparse.Namespace, argv: Sequence[str], stdout: TextIO, stder
     result = run_report(plan, Path(args.out), progress=False if args.quiet else None, stream=stderr,
                         plots=not args.no_plots, jobs=jobs, perf=perf, started=started,
                         requested_counters=requested, cache=engine)
+    for warning in (result.perf.warnings if result.perf is not None else []):
+        print(f"harness report: warning: {warning}", file=stderr)
     print(result.summary_line, file=stdout)
     if result.exit_code:
         for line in result.findings.lines():

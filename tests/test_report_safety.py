@@ -79,3 +79,48 @@ def test_sigterm_ends_the_workers_and_keeps_the_previous_report(tmp_path, signum
     assert alive == [], "workers outlived the report"
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+
+
+def test_sum_max_affine_is_the_loop_in_closed_form():
+    """Case 10's fix: the per-page decode time for N tokens is a closed form, equal to the loop."""
+    from harness.report.perf import sum_max_affine
+
+    for a, b, c, d in ((1.0, 0.5, 3.0, 0.1), (5.0, -0.01, 1.0, 0.02), (2.0, 0.1, 2.0, 0.1), (0.0, 0.0, 1.0, 0.0),
+                       (1e-3, 2e-9, 4e-3, 1e-9), (4e-3, 1e-9, 1e-3, 2e-9)):
+        for n in (0, 1, 2, 7, 100, 2501):
+            loop = sum(max(a + b * k, c + d * k) for k in range(n))
+            assert sum_max_affine(a, b, c, d, n) == pytest.approx(loop, rel=1e-12, abs=1e-15), (a, b, c, d, n)
+
+
+def test_a_trillion_new_tokens_is_refused_and_past_the_context_is_a_warning(tmp_path):
+    """Case 10: --new-tokens 10**12 is refused at once (it used to loop for days); a request past the
+    LM's max_position_embeddings (8,192 for ocr2) finishes, with a warning naming the limit."""
+    argv = ["report", "--target", "ocr2", "--modes", "base", "--counters", "torch:patched", "--no-plots", "-q",
+            "--jobs", "1", "--page-set", "default", "--gpu", "H100 SXM5 80GB", "--out", str(tmp_path / "r")]
+    err = io.StringIO()
+    assert main(argv + ["--new-tokens", "1000000000000"], stdout=io.StringIO(), stderr=err) == 2
+    assert err.getvalue() == ("harness report: error: --new-tokens 1000000000000: expected a number of generated "
+                              "tokens from 1 to 10,000,000, far past any LM's context (ocr2: 8,192)\n")
+    err = io.StringIO()
+    assert main(argv + ["--new-tokens", "10000000"], stdout=io.StringIO(), stderr=err) == 0, err.getvalue()
+    (warning,) = [line for line in err.getvalue().splitlines() if "warning" in line]
+    assert warning.startswith("harness report: warning: --new-tokens 10,000,000: ocr2 base reaches a context of "
+                              "10,000,")
+    assert "past its LM's max_position_embeddings of 8,192" in warning
+    doc = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert doc["performance"]["warnings"] == [warning.partition("warning: ")[2]]
+    (request, *_) = doc["performance"]["requests"]
+    assert request["new_tokens"] == 10_000_000 and request["time_for_new_tokens_s"] > 0
+
+
+@pytest.mark.parametrize("option, value", [("--peak-tflops", "inf"), ("--peak-tflops", "nan"),
+                                           ("--peak-bandwidth", "1e300"), ("--peak-tflops", "-1")])
+def test_peaks_must_be_finite_and_plausible(tmp_path, option, value):
+    """Poor family: --peak-tflops inf ended in a ZeroDivisionError after the timing."""
+    err = io.StringIO()
+    argv = ["report", "--target", "ocr2", "--measure", "--device", "cpu", "--small", option, value,
+            "--out", str(tmp_path / "r")]
+    assert main(argv, stdout=io.StringIO(), stderr=err) == 2
+    assert err.getvalue().startswith(f"harness report: error: {option} {float(value)}: expected a finite positive "
+                                     "number of ")
+    assert len(err.getvalue().splitlines()) == 1 and not (tmp_path / "r").exists()

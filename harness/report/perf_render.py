@@ -22,7 +22,7 @@ def _rate(flops_per_s: float) -> str:
 
 
 def perf_lines(collected: Any, perf: Any, plots: dict[str, str]) -> list[str]:
-    lines: list[str] = []
+    lines: list[str] = [f"**Warning:** {warning}" + "\n" for warning in getattr(perf, "warnings", [])]
     multi = len(collected.plan.targets) > 1
     if perf.gpu_peak is not None:
         peak = perf.gpu_peak
