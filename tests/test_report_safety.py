@@ -124,3 +124,36 @@ def test_peaks_must_be_finite_and_plausible(tmp_path, option, value):
     assert err.getvalue().startswith(f"harness report: error: {option} {float(value)}: expected a finite positive "
                                      "number of ")
     assert len(err.getvalue().splitlines()) == 1 and not (tmp_path / "r").exists()
+
+
+def _golden_copy(tmp_path: Path, monkeypatch) -> Path:
+    """The report reads a copy of golden/ (the committed files are never touched)."""
+    import shutil
+
+    from harness.report import collect
+
+    root = tmp_path / "golden"
+    shutil.copytree(collect.golden_dir(), root)
+    monkeypatch.setattr(collect, "golden_dir", lambda: root)
+    return root
+
+
+def test_the_report_fails_on_a_truncated_count_golden(tmp_path, monkeypatch):
+    """Case 8: a truncated count golden was read as "no golden" (exit 0, pass); now exit 3, named."""
+    root = _golden_copy(tmp_path, monkeypatch)
+    golden = root / "ocr2" / "count" / "projector" / "g1024.json"
+    text = golden.read_text()
+    golden.write_text(text[: len(text) // 2])
+    argv = ["report", "--target", "ocr2", "--modes", "base", "--counters", "torch:patched", "--no-plots", "-q",
+            "--jobs", "1", "--page-set", "default", "--out", str(tmp_path / "r")]
+    out, err = io.StringIO(), io.StringIO()
+    assert main(argv, stdout=out, stderr=err) == 3, err.getvalue()
+    assert out.getvalue().rstrip().endswith("; exit 3")
+    lines = [line for line in err.getvalue().splitlines() if "golden file" in line]
+    shown = "golden/ocr2/count/projector/g1024.json"     # as the suite names it: from the checkout's top
+    assert len(lines) == 1 and lines[0].startswith(f"harness report: golden file cannot be used: golden file {shown} "
+                                                   "is not valid JSON (line ")
+    assert lines[0].endswith(f"; fix or restore it (git checkout -- {shown}), or regenerate it: pytest --update-golden")
+    doc = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert doc["summary"]["exit"]["golden_corrupt"] == [lines[0].partition("cannot be used: ")[2]]
+    assert golden.read_text() == text[: len(text) // 2]      # read, never repaired
