@@ -690,7 +690,8 @@ def _inside(root: Path, image_path: str) -> bool:
 
 
 def load_manifest(path: str | os.PathLike[str], *, images_dir: str | os.PathLike[str] | None = None,
-                  sizes_from_images: bool = False, warn: Warn | None = None) -> list[Page]:
+                  sizes_from_images: bool = False, warn: Warn | None = None,
+                  generators: bool = False) -> list[Page]:
     """Pages of an OmniDocBench-shaped JSON list (``[{"page_info": {...}}, ...]``).
 
     Image paths are relative to ``images_dir`` (default: the manifest's directory) and must stay
@@ -700,6 +701,11 @@ def load_manifest(path: str | os.PathLike[str], *, images_dir: str | os.PathLike
     image's size, said in one warning line for the manifest; any other mismatch is an error naming
     both sizes (``sizes_from_images=True`` takes the image's size for any mismatch, with the
     warning). The manifest's own size is kept in ``attributes["manifest_size"]``.
+
+    ``harness`` blocks (how a built-in page is drawn) are honoured only with ``generators=True``
+    (:func:`builtin_pages`, whose images live in the harness's own cache). In any other manifest
+    (a copy of ``fixtures/grid.json``, say) they are ignored, with one warning line: its images are
+    the user's, read as they are and never drawn over.
     """
     p = Path(path)
     data = _read_manifest(p)
@@ -711,6 +717,7 @@ def load_manifest(path: str | os.PathLike[str], *, images_dir: str | os.PathLike
     seen: dict[str, int] = {}
     swapped: list[str] = []
     differing: list[str] = []
+    ignored: list[str] = []
     for n, entry in enumerate(data):
         where = f"{p}: entry {n}"
         if not isinstance(entry, dict) or not isinstance(entry.get("page_info"), dict):
@@ -732,6 +739,10 @@ def load_manifest(path: str | os.PathLike[str], *, images_dir: str | os.PathLike
         if not isinstance(attribute, dict):
             raise ManifestError(f"{where}: page_info.page_attribute must be an object")
         gen = entry.get("harness", {})
+        if not generators:
+            if "harness" in entry:
+                ignored.append(image_path)
+            gen = {}
         if not isinstance(gen, dict):
             raise ManifestError(f"{where}: 'harness' must be an object")
         page_id = gen.get("id") or Path(image_path).stem
@@ -770,6 +781,11 @@ def load_manifest(path: str | os.PathLike[str], *, images_dir: str | os.PathLike
                 attributes["frames"] = loaded.attributes["frames"]
         pages.append(Page(page_id=page_id, width=width, height=height, path=image, mode=mode,
                           category=attribute.get("data_source"), attributes=attributes))
+    if ignored:
+        (warn or _default_warn)(
+            f"{p}: {len(ignored)} entr{'y has' if len(ignored) == 1 else 'ies have'} a 'harness' block (how "
+            "the built-in page sets draw their pages); it is ignored: the images page_info.image_path names "
+            "are read as they are, never drawn (for the built-in pages, use --page-set)")
     if swapped:
         (warn or _default_warn)(
             f"{p}: {len(swapped)} entr{'y has' if len(swapped) == 1 else 'ies have'} width and height "
@@ -788,7 +804,7 @@ def builtin_pages(set_name: str) -> list[Page]:
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"Unknown page set {set_name!r}.{hint} Available: {', '.join(BUILTIN_SETS)}")
     manifest = "grid" if set_name == "default" else set_name
-    pages = load_manifest(fixtures_dir() / f"{manifest}.json", images_dir=cache_dir())
+    pages = load_manifest(fixtures_dir() / f"{manifest}.json", images_dir=cache_dir(), generators=True)
     if set_name == "default":
         by_id = {page.page_id: page for page in pages}
         return [by_id[page_id] for page_id in DEFAULT_SET]
@@ -822,6 +838,7 @@ def ensure_page_image(page: Page) -> Path:
         fd, tmp = tempfile.mkstemp(dir=page.path.parent, suffix=page.path.suffix)
         os.close(fd)
         save_page(spec, Path(tmp))
+        os.chmod(tmp, 0o644)      # mkstemp's 0600 is for the drawing, not the page
         os.replace(tmp, page.path)
     except OSError as exc:
         raise PageError(page.path, f"cannot draw built-in page {page.page_id!r} into the page cache "

@@ -157,3 +157,40 @@ def test_the_report_fails_on_a_truncated_count_golden(tmp_path, monkeypatch):
     doc = json.loads((tmp_path / "r" / "report.json").read_text())
     assert doc["summary"]["exit"]["golden_corrupt"] == [lines[0].partition("cannot be used: ")[2]]
     assert golden.read_text() == text[: len(text) // 2]      # read, never repaired
+
+
+def test_a_copied_builtin_manifest_never_draws_over_the_users_image(tmp_path):
+    """Case 6: a manifest copied from fixtures/grid.json kept its ``harness`` block, and
+    ``--measure --device cpu --small`` drew a synthetic page over the user's scan.png (mode 0600).
+    Now the block is ignored with a warning; the image is read as it is, its own size checked."""
+    from PIL import Image
+
+    from harness.pages import fixtures_dir
+
+    entry = json.loads((fixtures_dir() / "grid.json").read_text())[0]
+    scan = tmp_path / "scans" / "scan.png"
+    scan.parent.mkdir()
+    Image.new("RGB", (entry["page_info"]["width"], entry["page_info"]["height"]), "white").save(scan)
+    os.chmod(scan, 0o644)
+    entry["page_info"]["image_path"] = "scan.png"
+    manifest = tmp_path / "scans" / "m.json"
+    manifest.write_text(json.dumps([entry]))
+    before = scan.read_bytes()
+    argv = ["report", "--target", "ocr2", "--modes", "base", "--counters", "torch:patched",
+            "--no-plots", "-q", "--jobs", "1", "--measure", "--device", "cpu", "--small", "--warmup", "0",
+            "--repeats", "1", "--pages", str(manifest), "--out", str(tmp_path / "r")]
+    err = io.StringIO()
+    code = main(argv, stdout=io.StringIO(), stderr=err)
+    assert code in (0, 4, 5), err.getvalue()
+    assert (f"harness report: warning: {manifest}: 1 entry has a 'harness' block (how the built-in page sets draw "
+            "their pages); it is ignored") in err.getvalue()
+    assert scan.read_bytes() == before and (scan.stat().st_mode & 0o777) == 0o644
+    assert sorted(p.name for p in scan.parent.iterdir()) == ["m.json", "scan.png"]
+    # a size the image contradicts is not trusted: the block's size no longer stands in for the image
+    entry["page_info"]["width"] += 7
+    manifest.write_text(json.dumps([entry]))
+    err = io.StringIO()
+    assert main(["layout", "--target", "ocr2", "--modes", "base", "--pages", str(manifest)],
+                stdout=io.StringIO(), stderr=err) == 2
+    assert (f"page_info says {entry['page_info']['width']}x{entry['page_info']['height']} but the image {scan} is "
+            f"{entry['page_info']['width'] - 7}x{entry['page_info']['height']}") in err.getvalue()
