@@ -194,3 +194,31 @@ def test_a_copied_builtin_manifest_never_draws_over_the_users_image(tmp_path):
                 stdout=io.StringIO(), stderr=err) == 2
     assert (f"page_info says {entry['page_info']['width']}x{entry['page_info']['height']} but the image {scan} is "
             f"{entry['page_info']['width'] - 7}x{entry['page_info']['height']}") in err.getvalue()
+
+
+def test_measure_trusts_no_file_in_the_shared_temp_directory(tmp_path, monkeypatch):
+    """Case 9: the analytic FLOPs of --measure's timed stages came from
+    ``$TMPDIR/harness-ocr2-config-<hash>.json``, trusted by its name: anyone could plant it. Now the
+    built model's configuration is read from memory, and a planted file changes nothing."""
+    import hashlib
+    import tempfile
+    from types import SimpleNamespace
+
+    from harness.analytic import stage_costs
+    from harness.analytic.config import DATA_DIR
+    from harness.gpu.profile import analytic_config
+    from harness.workload import compute_view_layout, get_workload
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    data = json.loads((DATA_DIR / "ocr2_config.json").read_text())
+    text = json.dumps(data, default=str, sort_keys=True)
+    planted = Path(tempfile.gettempdir()) / f"harness-ocr2-config-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
+    evil = json.loads(text)
+    evil["vision_config"]["sam_config"]["hidden_size"] *= 2
+    planted.write_text(json.dumps(evil))
+    dims = analytic_config(SimpleNamespace(target="ocr2", config=data))
+    layout = compute_view_layout(get_workload("ocr2", "base"), 1700, 2200)
+    sam = stage_costs("ocr2", layout, config=dims)["sam"].matmul_flops
+    assert sam == stage_costs("ocr2", layout)["sam"].matmul_flops      # the built-in configuration's count
+    assert sorted(p.name for p in tmp_path.iterdir()) == [planted.name]   # nothing else written there
