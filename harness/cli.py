@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import math
 import shlex
@@ -428,6 +429,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     from harness.report.inputs import InputError
     from harness.pages import ManifestError, PageError, SettingError
     from harness.report.output import OutputError
+    from harness.golden.bands import BandsError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     stdout = stdout or sys.stdout
@@ -443,6 +445,15 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     except (InputError, OutputError, PageError, ManifestError, SettingError) as exc:
         print(f"harness {args.command}: error: {exc}", file=stderr)
         return EXIT_BAD_INPUT
+    except BandsError as exc:       # golden/tolerances.toml, read by the report's verification
+        text = " ".join(str(exc).split())
+        print(f"harness {args.command}: error: the tolerance bands cannot be used: {text}", file=stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        _quiet_stdout(stdout)
+        print(f"harness {args.command}: error: the output was closed before it was all written (broken pipe, "
+              "e.g. piped into head); write it to a file to keep all of it", file=stderr)
+        return EXIT_BAD_INPUT
     except Terminated as exc:
         print(f"harness {args.command}: {exc.name} received: stopped; its workers stopped too, nothing was "
               "written and a previous report in --out is as it was", file=stderr)
@@ -450,6 +461,19 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     except KeyboardInterrupt:
         print(f"harness {args.command}: interrupted; nothing was written", file=stderr)
         return EXIT_INTERRUPTED
+
+
+def _quiet_stdout(stdout: TextIO) -> None:
+    """After a broken pipe: point the stream's descriptor at /dev/null, so the flush at exit is silent."""
+    import os
+
+    try:
+        fd = stdout.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
 
 
 class Terminated(KeyboardInterrupt):

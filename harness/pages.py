@@ -61,7 +61,7 @@ MAX_PIXELS_ENV_VAR = "HARNESS_MAX_IMAGE_PIXELS"
 #: Pillow modes with a defined conversion to 8-bit RGB (what ``.convert("RGB")`` in the vendor
 #: loaders produces). 16-bit and float modes (``I``, ``I;16``, ``F``) would be clipped to 0..255.
 SUPPORTED_MODES = frozenset({"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK",
-                             "YCbCr", "LAB", "HSV"})
+                             "YCbCr", "LAB", "HSV", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 #: DeepSeek-OCR's PDF runner (``DeepSeek-OCR-vllm/run_dpsk_ocr_pdf.py``,
 #: ``pdf_to_images_high_quality(pdf_path, dpi=144)``) renders each page with PyMuPDF at
 #: ``fitz.Matrix(144 / 72, 144 / 72)``, ``alpha=False``, and feeds the pixmap unresized.
@@ -151,6 +151,12 @@ def _too_large(path: Path, width: int, height: int, limit: int) -> PageError:
 def oriented_size(image: Image.Image) -> tuple[int, int]:
     """(width, height) after the EXIF orientation is applied (5..8 swap the sides)."""
     width, height = image.size
+    if image.format == "TIFF":
+        # Pillow's TIFF reader reports the oriented size already (and transposes at load): the
+        # stored size is the header's ImageWidth x ImageLength
+        stored = (getattr(image, "tag_v2", {}).get(256), getattr(image, "tag_v2", {}).get(257))
+        if stored != (width, height):
+            return width, height
     try:
         orientation = image.getexif().get(_EXIF_ORIENTATION)
     except Exception:  # a broken EXIF block: the vendor's exif_transpose would fail too
@@ -190,11 +196,24 @@ def _read_head(p: Path, n: int = 1024) -> bytes:
         raise PageError(p, f"cannot read it ({exc.strerror or exc})") from None
 
 
+#: How image files start: a file that starts so is an image, whatever its first KB holds after
+#: (a PNG text chunk may hold "%PDF-").
+_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*", b"BM")
+
+
+def _pdf_head(head: bytes) -> bool:
+    """``%PDF-`` in the first 1024 bytes, as readers allow, in a file that is not an image."""
+    if head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return False
+    return b"%PDF-" in head[:1024]
+
+
 def is_pdf(path: str | os.PathLike[str]) -> bool:
-    """Whether the file starts like a PDF (``%PDF-`` in its first 1024 bytes, as readers allow)."""
+    """Whether the file starts like a PDF (``%PDF-`` in its first 1024 bytes, as readers allow,
+    unless it starts as an image file does)."""
     try:
         with open(path, "rb") as f:
-            return b"%PDF-" in f.read(1024)
+            return _pdf_head(f.read(1024))
     except OSError:
         return Path(path).suffix.lower() == ".pdf"
 
@@ -217,7 +236,7 @@ def _open(path: str | os.PathLike[str], max_pixels: int | None | str) -> tuple[P
     limit = max_image_pixels() if max_pixels == "env" else max_pixels
     size = _check_file(p)
     head = _read_head(p)
-    if b"%PDF-" in head:
+    if _pdf_head(head):
         raise PageError(p, f"a PDF, not an image: its pages are read with load_pages() (--pages takes "
                         f"PDFs), each the size DeepSeek-OCR's PDF runner renders at {PDF_DPI} dpi")
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":   # Pillow's WebP reader decodes on open
@@ -578,7 +597,7 @@ def load_pages(path: str | os.PathLike[str], *, max_pixels: int | None | str = "
     """The pages of one file: every page of a PDF, or the image (headers only, see :func:`load_page`)."""
     p = Path(path)
     _check_file(p)
-    if b"%PDF-" in _read_head(p):
+    if _pdf_head(_read_head(p)):
         return load_pdf(p, max_pixels=max_pixels, warn=warn)
     return [load_page(p, decode=False, max_pixels=max_pixels, warn=warn)]
 

@@ -178,6 +178,15 @@ def _mixed_dir(t: Path) -> Path:
     return folder
 
 
+def _pdf_text():
+    """A PNG text chunk holding "%PDF-" (a tool's note), within the first KB of the file."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "exported from %PDF-1.7 by a scanner")
+    return info
+
+
 def _checkout(t: Path) -> Path:
     """A git checkout with the user's work in it (Issue 30 case 1)."""
     repo = t / "repo"
@@ -206,6 +215,16 @@ CASES = [
     # ---- image files ---------------------------------------------------------------------------
     Case("good png", lambda t, m: layout(img(t / "a.png")), 0, sizes={"a": "300x200"}),
     Case("missing file", lambda t, m: layout(t / "nope.png"), 2, r"--pages {tmp}/nope.png: no such file or directory"),
+    Case("symbolic link loop", lambda t, m: ((t / "a.png").symlink_to(t / "b.png"), (t / "b.png").symlink_to(t / "a.png"),
+                                             layout(t / "a.png"))[2], 2,
+         r"--pages {tmp}/a.png: the symbolic link {tmp}/a.png is a loop \(it points back to itself\); fix or remove "
+         r"the link$"),
+    Case("png with %PDF- in its metadata", lambda t, m: layout(img(t / "meta.png", pnginfo=_pdf_text())), 0,
+         sizes={"meta": "300x200"}),
+    Case("tiff with exif orientation 6", lambda t, m: layout(img(t / "turn.tif", tiffinfo={274: 6})), 0,
+         sizes={"turn": "200x300"}),
+    Case("directory: an image with another ending", lambda t, m: layout(img(t / "d" / "scan.dat", fmt="PNG").parent),
+         0, sizes={"scan": "300x200"}),
     Case("empty file", lambda t, m: layout((t / "e.png").write_bytes(b"") or t / "e.png"), 2,
          r"--pages {tmp}/e.png: empty file \(0 bytes\)$"),
     Case("text named .png", lambda t, m: layout((t / "t.png").write_text("hello") and t / "t.png"), 2,
@@ -233,7 +252,7 @@ CASES = [
     Case("zero-size png", lambda t, m: layout((t / "z.png").write_bytes(png_bytes(0, 10, [])) and t / "z.png"), 2,
          r"{tmp}/z.png: zero-size image \(0x10 in its header\)"),
     Case("16-bit png", lambda t, m: layout(img(t / "d.png") and Image.new("I;16", (8, 8)).save(t / "d.png") or t / "d.png"),
-         2, r"{tmp}/d.png: unsupported image mode 'I;16'"),
+         0, sizes={"d": "8x8"}),
     Case("decompression bomb", lambda t, m: layout(_bomb(t)), 2,
          r"{tmp}/bomb.png: 20000x20000 = 400,000,000 pixels is over the limit .*HARNESS_MAX_IMAGE_PIXELS=<pixels>"),
     Case("bomb allowed by the setting", lambda t, m: (m.setenv("HARNESS_MAX_IMAGE_PIXELS", "0"), layout(_bomb(t)))[1],

@@ -222,3 +222,96 @@ def test_measure_trusts_no_file_in_the_shared_temp_directory(tmp_path, monkeypat
     sam = stage_costs("ocr2", layout, config=dims)["sam"].matmul_flops
     assert sam == stage_costs("ocr2", layout)["sam"].matmul_flops      # the built-in configuration's count
     assert sorted(p.name for p in tmp_path.iterdir()) == [planted.name]   # nothing else written there
+
+
+REPORT = ["report", "--target", "ocr2", "--modes", "base", "--counters", "torch:patched", "--no-plots", "-q",
+          "--jobs", "1", "--page-set", "default"]
+
+
+def _one_line(argv: list[str], stdout=None) -> tuple[int, str]:
+    err = io.StringIO()
+    code = main(argv, stdout=stdout or io.StringIO(), stderr=err)
+    text = err.getvalue()
+    assert "Traceback" not in text and len(text.strip().splitlines()) == 1, text
+    return code, text.strip()
+
+
+def test_a_malformed_bands_file_is_one_line(tmp_path, monkeypatch):
+    """Poor family: a malformed golden/tolerances.toml under the report was a BandsError traceback."""
+    root = _golden_copy(tmp_path, monkeypatch)
+    (root / "tolerances.toml").write_text("[verify]\nsam = 'wide'\n")
+    code, line = _one_line(REPORT + ["--out", str(tmp_path / "r")])
+    assert code == 2 and line.startswith("harness report: error: the tolerance bands cannot be used: ")
+    assert str(root / "tolerances.toml") in line and not (tmp_path / "r").exists()
+
+
+def test_a_broken_pipe_is_one_line():
+    """Poor family: ``harness layout | head -1`` ended in a BrokenPipeError traceback."""
+    class Closed(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    code, line = _one_line(["layout", "--target", "ocr2", "--page-set", "corpus"], stdout=Closed())
+    assert code == 2 and line == ("harness layout: error: the output was closed before it was all written (broken "
+                                  "pipe, e.g. piped into head); write it to a file to keep all of it")
+
+
+def test_out_under_a_file_found_at_the_write_is_one_line(tmp_path):
+    """Poor family: --out under a path that is a file (or a dangling link) by the time the report is
+    written was a FileExistsError traceback; before the work it is a one-line refusal."""
+    from harness.report.output import OutputError, ReportDir, check_out_dir
+
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    code, line = _one_line(REPORT + ["--out", str(tmp_path / "gone" / "r")])
+    assert code == 2 and line == (f"harness report: error: --out {tmp_path}/gone/r: {tmp_path}/gone is a symbolic "
+                                  f"link to {tmp_path}/nowhere, which does not exist, so {tmp_path}/gone/r cannot be "
+                                  "created; fix the link or choose another --out")
+    out = tmp_path / "d" / "r"
+    plan = check_out_dir(out)
+    (tmp_path / "d").rmdir()
+    (tmp_path / "d").write_text("a file now")        # during the run
+    with pytest.raises(OutputError, match=r"cannot create the report's temporary directory in .*/d: "):
+        ReportDir(out, plan)
+    assert (tmp_path / "d").read_text() == "a file now"
+
+
+def test_the_model_path_named_is_the_one_the_user_set(tmp_path, monkeypatch):
+    """Poor family: "--model-path /nonexistent" was named when it came from DEEPSEEK_OCR_PATH."""
+    monkeypatch.setenv("DEEPSEEK_OCR_PATH", str(tmp_path / "nonexistent"))
+    code, line = _one_line(["report", "--target", "dsocr", "--trust-remote-code", "--out", str(tmp_path / "r")])
+    assert code == 2 and line.startswith(f"harness report: error: DEEPSEEK_OCR_PATH={tmp_path}/nonexistent "
+                                         "(environment; no --model-path given): ")
+    assert "--model-path /" not in line
+    code, line = _one_line(["report", "--target", "dsocr", "--model-path", str(tmp_path / "other"),
+                            "--trust-remote-code", "--out", str(tmp_path / "r")])
+    assert code == 2 and line.startswith(f"harness report: error: --model-path {tmp_path}/other: ")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-0.1", "1"])
+def test_count_refuses_an_rtol_that_means_nothing(value):
+    """Poor family: --rtol nan failed a correct count, --rtol inf passed one off by 10**6."""
+    code, line = _one_line(["count", "no_such_module:factory", "--expected", "1", "--rtol", value])
+    assert code == 2 and line == (f"harness count: error: --rtol {float(value)}: expected a finite fraction of "
+                                  "--expected from 0 (exact) to below 1 (e.g. --rtol 0.01 for 1%)")
+
+
+def test_a_space_in_a_page_id_keeps_its_plot_link():
+    """Poor family: a space in a page name broke the Markdown link to its plot."""
+    from harness.report.units import md_image
+
+    assert md_image("ocr2: my page [base]", "stage_bars_ocr2_my page (1).png") == (
+        r"![ocr2: my page \[base\]](stage_bars_ocr2_my%20page%20%281%29.png)")
+
+
+def test_pytest_leaves_no_empty_benchmarks_directory(tmp_path):
+    """Poor family: pytest-benchmark (a dependency) left an empty .benchmarks/ where pytest ran;
+    one that was there before, or that holds something, stays."""
+    (tmp_path / "test_one.py").write_text("def test_one():\n    assert 1 + 1 == 2\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "HARNESS_"))}
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "test_one.py"]
+    run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["test_one.py"]
+    (tmp_path / ".benchmarks").mkdir()
+    run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and (tmp_path / ".benchmarks").is_dir()

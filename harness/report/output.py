@@ -368,7 +368,10 @@ def check_out_dir(out: Path | str, *, force: bool | None = None,
             say(f"--force: --out {out}: deleting {len(foreign)} entr{'y' if len(foreign) == 1 else 'ies'} "
                 f"that {'is' if len(foreign) == 1 else 'are'} not the previous report's: {_shown(labelled)}")
     parent = Path(os.path.abspath(out)).parent
-    blocker = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    blocker = next((p for p in (parent, *parent.parents) if os.path.lexists(p)), None)
+    if blocker is not None and blocker.is_symlink() and not blocker.exists():
+        raise OutputError(f"--out {out}: {blocker} is a symbolic link to {os.readlink(blocker)}, which does not "
+                          f"exist, so {out} cannot be created; fix the link or choose another --out")
     if blocker is not None and not blocker.is_dir():
         raise OutputError(f"--out {out}: {blocker} is a file, not a directory, so {out} cannot be created; "
                           "choose another --out")

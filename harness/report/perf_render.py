@@ -39,7 +39,7 @@ def perf_lines(collected: Any, perf: Any, plots: dict[str, str]) -> list[str]:
         lines.append("")
         for name, caption in plots.items():
             if name.startswith("roofline_") and "table" in name:
-                lines += [f"![{caption}]({name})", ""]
+                lines += [units.md_image(caption, name), ""]
     if perf.device_peak is not None or perf.problems:
         ctx = perf.measured_context
         lines += [f"## Measured time and MFU on {ctx.get('device', perf.plan.measure_device)}", ""]
@@ -72,5 +72,5 @@ def perf_lines(collected: Any, perf: Any, plots: dict[str, str]) -> list[str]:
             lines += [f"**{problem}**", ""]
         for name, caption in plots.items():
             if name.startswith("roofline_") and "measured" in name:
-                lines += [f"![{caption}]({name})", ""]
+                lines += [units.md_image(caption, name), ""]
     return lines

@@ -642,7 +642,7 @@ def report_markdown(collected: Collected, *, summary_line: str = "", plots: dict
     if plots:
         lines += ["## Plots", ""]
         for name, caption in plots.items():
-            lines += [f"**{caption}**", "", f"![{caption}]({name})", ""]
+            lines += [f"**{caption}**", "", units.md_image(caption, name), ""]
     if files:
         lines += ["## Files", ""] + [f"- `{name}`: {what}" for name, what in files.items()] + [""]
     lines += ["## Notes", ""]
