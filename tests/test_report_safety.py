@@ -36,7 +36,7 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
-@pytest.mark.parametrize("signum", [signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_sigterm_ends_the_workers_and_keeps_the_previous_report(tmp_path, signum):
     """Case 11: SIGTERM to ``harness report --jobs 2`` ends its forked workers too; the previous
     report is as it was and no temporary directory is left."""
@@ -61,10 +61,14 @@ def test_sigterm_ends_the_workers_and_keeps_the_previous_report(tmp_path, signum
         if run.poll() is None:
             run.kill()
             run.wait()
-    assert run.returncode == 128 + signum, err
-    assert err.strip().splitlines()[-1] == (
-        f"harness report: {signal.Signals(signum).name} received: stopped; its workers stopped too, nothing "
-        "was written and a previous report in --out is as it was")
+    if signum == signal.SIGINT:      # Ctrl-C's own exit code and line
+        assert run.returncode == 130, err
+        assert err.strip().splitlines()[-1] == "harness report: interrupted; nothing was written"
+    else:
+        assert run.returncode == 128 + signum, err
+        assert err.strip().splitlines()[-1] == (
+            f"harness report: {signal.Signals(signum).name} received: stopped; its workers stopped too, nothing "
+            "was written and a previous report in --out is as it was")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
         time.sleep(0.1)
@@ -315,3 +319,12 @@ def test_pytest_leaves_no_empty_benchmarks_directory(tmp_path):
     (tmp_path / ".benchmarks").mkdir()
     run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and (tmp_path / ".benchmarks").is_dir()
+
+
+def test_a_factory_that_asserts_is_one_line(tmp_path, monkeypatch):
+    """Poor family: a factory raising AssertionError in ``harness count`` (a traceback then)."""
+    (tmp_path / "asserting.py").write_text("def factory():\n    assert False, 'my own check'\n")
+    monkeypatch.chdir(tmp_path)
+    code, line = _one_line(["count", str(tmp_path / "asserting.py") + ":factory"])
+    assert code == 2 and line == (f"harness count: error: {tmp_path}/asserting.py:factory: the factory raised "
+                                  "AssertionError: my own check")

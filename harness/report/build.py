@@ -153,6 +153,9 @@ def _run_locked(plan: ReportPlan, out: Path, inputs: list[str], *, progress: boo
                                                            files={**FILES, **made}, perf=perf_result,
                                                            findings=findings))
         tmp.commit()
+    if tmp.kept:     # saved into --out during the run: kept beside the new report, never deleted
+        print(f"harness report: warning: --out {out}: kept {', '.join(tmp.kept)}, saved into it during the run "
+              "(not part of the report)", file=stream, flush=True)
     seconds = time.perf_counter() - start
     line = summary_line(plan, collected, out, data_files, list(made), seconds, findings)
     return ReportResult(out=out, collected=collected, files=data_files, plots=list(made), seconds=seconds,
