@@ -47,6 +47,17 @@ def siblings(path: Path) -> list[str]:
     return sorted(p.name for p in path.parent.iterdir() if p.name != path.name)
 
 
+def killed_writing(out: Path, text: str, then: str) -> None:
+    """A process that writes report.md into a ReportDir for ``out``, then runs ``then`` (which kills it)."""
+    script = ("import os, signal, sys\n"
+              "from harness.report.output import ReportDir\n"
+              "tmp = ReportDir(sys.argv[1])\n"
+              f"tmp.write_text('report.md', {text!r})\n" + then)
+    run = subprocess.run([sys.executable, "-c", script, str(out)], cwd=REPO,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert run.returncode == -9, run.stderr
+
+
 def test_previous_report_is_replaced_as_a_whole(tmp_path):
     out = previous_report(tmp_path / "r")
     write_report(out, {"report.md": "new"})
@@ -194,14 +205,7 @@ def test_other_exceptions_pass_through_and_clean_up(tmp_path):
 
 def test_a_killed_run_leaves_a_temporary_directory_that_the_next_run_removes(tmp_path):
     out = tmp_path / "r"
-    script = ("import os, signal, sys\n"
-              "from harness.report.output import ReportDir\n"
-              "tmp = ReportDir(sys.argv[1])\n"
-              "tmp.write_text('report.md', 'half')\n"
-              "os.kill(os.getpid(), signal.SIGKILL)\n")
-    run = subprocess.run([sys.executable, "-c", script, str(out)], cwd=REPO,
-                         env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
-    assert run.returncode == -9, run.stderr
+    killed_writing(out, "half", "os.kill(os.getpid(), signal.SIGKILL)\n")
     (left,) = tmp_path.iterdir()
     assert left.name.startswith(".r.harness-tmp-") and (left / "report.md").read_text() == "half"
     said: list[str] = []
@@ -332,19 +336,12 @@ def test_a_run_killed_between_the_two_renames_gets_its_report_back(tmp_path):
     """The backup of a swap holds the previous report whole; its marker and a dead owner make the
     next run put it back, not delete it."""
     out = previous_report(tmp_path / "r")
-    script = ("import os, signal, sys\n"
-              "from harness.report.output import ReportDir\n"
-              "tmp = ReportDir(sys.argv[1])\n"
-              "tmp.write_text('report.md', 'new')\n"
-              "real = os.rename\n"
-              "def rename(a, b):\n"
-              "    real(a, b)\n"
-              "    if str(b).endswith('previous'): os.kill(os.getpid(), signal.SIGKILL)\n"
-              "os.rename = rename\n"
-              "tmp.commit()\n")
-    run = subprocess.run([sys.executable, "-c", script, str(out)], cwd=REPO,
-                         env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
-    assert run.returncode == -9, run.stderr
+    killed_writing(out, "new", "real = os.rename\n"
+                               "def rename(a, b):\n"
+                               "    real(a, b)\n"
+                               "    if str(b).endswith('previous'): os.kill(os.getpid(), signal.SIGKILL)\n"
+                               "os.rename = rename\n"
+                               "tmp.commit()\n")
     assert not out.exists()
     said: list[str] = []
     check_out_dir(out, warn=said.append)
