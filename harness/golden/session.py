@@ -374,10 +374,11 @@ class GoldenSession:
                 return None
             what = "page rows" if kind == "layout" else "counter entries"
             left = (f"{len(missing)} of the {len(set(expected or ()))} {what} the suite puts in it did not run "
-                    f"(e.g. {missing[0]})" if missing else f"the suite definition does not expect it")
-            self.errors.append(f"not updated: {str(exc).split(chr(10), 1)[0].rstrip('.')}; {left}, so rewriting it would drop "
-                               f"them. Restore it (git checkout -- {self.display_path(path)}) or delete it, or "
-                               f"update all of its rows: {command}")
+                    f"(e.g. {missing[0]}), so rewriting it would drop them" if missing else
+                    f"the suite definition does not say which {what} it holds, so rewriting it could drop some")
+            problem = str(exc).split("\n", 1)[0].rstrip(".")
+            self.errors.append(f"not updated: {problem}; {left}. Restore it (git checkout -- "
+                               f"{self.display_path(path)}) or delete it, or update all of its rows: {command}")
             return exc
 
     def _write_layouts(self) -> None:

@@ -326,8 +326,8 @@ class ExitFindings:
             f"`{line}`" for line in self.lines(3))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"exit_code": self.code, "golden_differs": self.golden_differs, "golden_corrupt": self.golden_corrupt,
-                "unexplained": self.unexplained,
+        return {"exit_code": self.code, "golden_differs": self.golden_differs,
+                "golden_corrupt": self.golden_corrupt, "unexplained": self.unexplained,
                 "measured_nothing": self.nothing}
 
 
