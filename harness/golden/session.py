@@ -385,7 +385,7 @@ class GoldenSession:
         for (target, mode), rec in sorted(self.layout_records.items()):
             path = layout_path(self.root, target, mode)
             old = self._old(path, "layout", rec["pages"], self.expected.layouts.get((target, mode)),
-                            f"pytest --update-golden --target {target} --mode {mode} -k layout")
+                            f"{regenerate_command(self.config, None)} --target {target} --mode {mode} -k layout")
             if isinstance(old, GoldenError):
                 continue
             # rows of pages that did not run are kept, even under another text_tokens (never delete;
@@ -404,7 +404,7 @@ class GoldenSession:
             path = count_path(self.root, target, stage, key)
             want = self.expected.counts.get((target, stage, key))
             old = self._old(path, "count", rec.counters, None if want is None else want[2],
-                            f"pytest --update-golden --target {target} --stage {stage}")
+                            f"{regenerate_command(self.config, None)} --target {target} --stage {stage}")
             if isinstance(old, GoldenError):
                 continue
             counters = dict(old["counters"]) if old else {}
