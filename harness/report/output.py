@@ -486,7 +486,10 @@ class OutLock:
             if not same:            # the file was removed by the run that held it: lock the new one
                 os.close(fd)
                 continue
-            record = {**_owner_record(), "command": shlex.join(sys.argv),
+            argv = list(sys.argv)
+            if argv and (argv[0].endswith(os.path.join("harness", "__main__.py")) or Path(argv[0]).name == "harness"):
+                argv[0] = "harness"
+            record = {**_owner_record(), "command": shlex.join(argv),
                       "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
             os.ftruncate(fd, 0)
             os.write(fd, json.dumps(record).encode())
