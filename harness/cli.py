@@ -22,7 +22,10 @@ unknown blind spot), 5 a requested target, counter or timing measured nothing (t
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -36,6 +39,10 @@ EXIT_INTERRUPTED = 130
 DEFAULT_OUT = "out/report"
 DEFAULT_PLOT_PAGE = "letter"
 MAX_DEFAULT_JOBS = 4
+#: Bounds of the numbers a user types: past them a number means nothing (a typo, inf, nan).
+MAX_NEW_TOKENS = 10_000_000
+MAX_PEAK_TFLOPS = 1e6          # 1 EFLOP/s on one device
+MAX_PEAK_GBPS = 1e6            # 1 PB/s
 
 
 def _add_page_options(parser: argparse.ArgumentParser) -> None:
@@ -213,7 +220,7 @@ def _plan(args: argparse.Namespace, argv: Sequence[str]):
                       page_set=args.page_set or (None if args.pages else "default"),
                       model_path=args.model_path, trust_remote_code=args.trust_remote_code,
                       plot_page=plot_page, command=shlex.join(["harness", *argv]), notes=mode_notes,
-                      warnings=page_warnings)
+                      warnings=page_warnings, page_inputs=[str(p) for p in args.pages or []])
 
 
 def _perf_plan(args: argparse.Namespace) -> Any:
@@ -225,13 +232,16 @@ def _perf_plan(args: argparse.Namespace) -> Any:
     perf = PerfPlan(new_tokens=args.new_tokens, small=args.small, warmup=args.warmup, repeats=args.repeats,
                     peak_tflops=args.peak_tflops, peak_bandwidth=args.peak_bandwidth,
                     bytes_convention=args.bytes_convention)
-    if args.new_tokens < 1:
-        raise InputError(f"--new-tokens {args.new_tokens}: expected a positive number of tokens")
+    if not 1 <= args.new_tokens <= MAX_NEW_TOKENS:
+        raise InputError(f"--new-tokens {args.new_tokens}: expected a number of generated tokens from 1 to "
+                         f"{MAX_NEW_TOKENS:,}, far past any LM's context (ocr2: 8,192)")
     if args.warmup < 0 or args.repeats < 1:
         raise InputError(f"--warmup {args.warmup} / --repeats {args.repeats}: expected >= 0 and >= 1")
-    for name, value in (("--peak-tflops", args.peak_tflops), ("--peak-bandwidth", args.peak_bandwidth)):
-        if value is not None and not value > 0:
-            raise InputError(f"{name} {value}: expected a positive number")
+    for name, value, unit, most in (("--peak-tflops", args.peak_tflops, "TFLOP/s", MAX_PEAK_TFLOPS),
+                                    ("--peak-bandwidth", args.peak_bandwidth, "GB/s", MAX_PEAK_GBPS)):
+        if value is not None and not (math.isfinite(value) and 0 < value <= most):
+            raise InputError(f"{name} {value}: expected a finite positive number of {unit}, at most {most:,.0f} "
+                             f"(a measured or datasheet peak; the MFU and the roofline divide by it)")
     if args.gpu is not None:
         perf.gpu = gpu_entry(args.gpu)
     if args.batch is not None:
@@ -259,18 +269,18 @@ def _perf_plan(args: argparse.Namespace) -> Any:
 
 def _report(args: argparse.Namespace, argv: Sequence[str], stdout: TextIO, stderr: TextIO,
             started: float | None = None, engine: Any = None) -> int:
-    from harness.report.build import run_report
+    from harness.report.build import page_inputs, run_report
     from harness.report.output import check_out_dir
 
     from harness.report.inputs import InputError, split_names
 
     perf = _perf_plan(args)
     plan = _plan(args, argv)
+    # before any work: a bad --out costs nothing
+    check_out_dir(args.out, force=args.force, inputs=page_inputs(plan),
+                  warn=lambda text: print(f"harness report: warning: {text}", file=stderr))
     for warning in plan.warnings:
         print(f"harness report: warning: {warning}", file=stderr)
-    # before any work: a bad --out costs nothing
-    check_out_dir(Path(args.out), force=args.force,
-                  warn=lambda text: print(f"harness report: warning: {text}", file=stderr))
     if args.jobs is not None and args.jobs < 1:
         raise InputError(f"--jobs {args.jobs}: expected a positive number of worker processes")
     jobs = args.jobs if args.jobs is not None else default_jobs()
@@ -288,6 +298,8 @@ def _report(args: argparse.Namespace, argv: Sequence[str], stdout: TextIO, stder
     result = run_report(plan, Path(args.out), progress=False if args.quiet else None, stream=stderr,
                         plots=not args.no_plots, jobs=jobs, perf=perf, started=started,
                         requested_counters=requested, cache=engine)
+    for warning in (result.perf.warnings if result.perf is not None else []):
+        print(f"harness report: warning: {warning}", file=stderr)
     print(result.summary_line, file=stdout)
     if result.perf is not None and result.perf.serving:
         from harness.report.perf_render import serving_lines
@@ -434,6 +446,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     from harness.report.inputs import InputError
     from harness.pages import ManifestError, PageError, SettingError
     from harness.report.output import OutputError
+    from harness.golden.bands import BandsError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     stdout = stdout or sys.stdout
@@ -444,23 +457,92 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     except SystemExit as exc:   # argparse: usage errors are 2, --help is 0
         return int(exc.code or 0)
     try:
-        if args.command == "report":
-            return _report(args, argv, stdout, stderr, started, engine)
-        if args.command == "count":
-            from harness.count.cli import run_count
-
-            return run_count(args, stdout, stderr)
-        if args.command == "peak":
-            return _peak(args, stdout)
-        if args.command == "profile":
-            return _profile(args, stdout, stderr)
-        return _layout(args, stdout, stderr)
+        with _signals_interrupt():
+            return _dispatch(args, argv, stdout, stderr, started, engine)
     except (InputError, OutputError, PageError, ManifestError, SettingError) as exc:
         print(f"harness {args.command}: error: {exc}", file=stderr)
         return EXIT_BAD_INPUT
+    except BandsError as exc:       # golden/tolerances.toml, read by the report's verification
+        text = " ".join(str(exc).split())
+        print(f"harness {args.command}: error: the tolerance bands cannot be used: {text}", file=stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        _quiet_stdout(stdout)
+        print(f"harness {args.command}: error: the output was closed before it was all written (broken pipe, "
+              "e.g. piped into head); write it to a file to keep all of it", file=stderr)
+        return EXIT_BAD_INPUT
+    except Terminated as exc:
+        print(f"harness {args.command}: {exc.name} received: stopped; its workers stopped too, nothing was "
+              "written and a previous report in --out is as it was", file=stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print(f"harness {args.command}: interrupted; nothing was written", file=stderr)
         return EXIT_INTERRUPTED
+
+
+def _quiet_stdout(stdout: TextIO) -> None:
+    """After a broken pipe: point the stream's descriptor at /dev/null, so the flush at exit is silent."""
+    import os
+
+    try:
+        fd = stdout.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (or SIGHUP) arrived: unwinds like Ctrl-C, so worker pools and temporary directories are
+    cleaned up on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(signum)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+
+
+@contextlib.contextmanager
+def _signals_interrupt():
+    """While ``main`` runs in the main thread: SIGTERM and SIGHUP raise :class:`Terminated` (the default
+    would end this process at once, leaving forked workers orphaned). The previous handlers come back."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated(signum)
+
+    saved = {}
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) in (signal.SIG_DFL, None):    # never take over a handler someone set
+            saved[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, old in saved.items():
+            signal.signal(signum, old)
+
+
+def _dispatch(args: argparse.Namespace, argv: Sequence[str], stdout: TextIO, stderr: TextIO,
+              started: float, engine: Any) -> int:
+    if args.command == "report":
+        return _report(args, argv, stdout, stderr, started, engine)
+    if args.command == "count":
+        from harness.count.cli import run_count
+
+        return run_count(args, stdout, stderr)
+    if args.command == "peak":
+        return _peak(args, stdout)
+    if args.command == "profile":
+        return _profile(args, stdout, stderr)
+    return _layout(args, stdout, stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -61,7 +61,7 @@ MAX_PIXELS_ENV_VAR = "HARNESS_MAX_IMAGE_PIXELS"
 #: Pillow modes with a defined conversion to 8-bit RGB (what ``.convert("RGB")`` in the vendor
 #: loaders produces). 16-bit and float modes (``I``, ``I;16``, ``F``) would be clipped to 0..255.
 SUPPORTED_MODES = frozenset({"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK",
-                             "YCbCr", "LAB", "HSV"})
+                             "YCbCr", "LAB", "HSV", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 #: DeepSeek-OCR's PDF runner (``DeepSeek-OCR-vllm/run_dpsk_ocr_pdf.py``,
 #: ``pdf_to_images_high_quality(pdf_path, dpi=144)``) renders each page with PyMuPDF at
 #: ``fitz.Matrix(144 / 72, 144 / 72)``, ``alpha=False``, and feeds the pixmap unresized.
@@ -151,6 +151,12 @@ def _too_large(path: Path, width: int, height: int, limit: int) -> PageError:
 def oriented_size(image: Image.Image) -> tuple[int, int]:
     """(width, height) after the EXIF orientation is applied (5..8 swap the sides)."""
     width, height = image.size
+    if image.format == "TIFF":
+        # Pillow's TIFF reader reports the oriented size already (and transposes at load): the
+        # stored size is the header's ImageWidth x ImageLength
+        stored = (getattr(image, "tag_v2", {}).get(256), getattr(image, "tag_v2", {}).get(257))
+        if stored != (width, height):
+            return width, height
     try:
         orientation = image.getexif().get(_EXIF_ORIENTATION)
     except Exception:  # a broken EXIF block: the vendor's exif_transpose would fail too
@@ -190,11 +196,24 @@ def _read_head(p: Path, n: int = 1024) -> bytes:
         raise PageError(p, f"cannot read it ({exc.strerror or exc})") from None
 
 
+#: How image files start: a file that starts so is an image, whatever its first KB holds after
+#: (a PNG text chunk may hold "%PDF-").
+_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*", b"BM")
+
+
+def _pdf_head(head: bytes) -> bool:
+    """``%PDF-`` in the first 1024 bytes, as readers allow, in a file that is not an image."""
+    if head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return False
+    return b"%PDF-" in head[:1024]
+
+
 def is_pdf(path: str | os.PathLike[str]) -> bool:
-    """Whether the file starts like a PDF (``%PDF-`` in its first 1024 bytes, as readers allow)."""
+    """Whether the file starts like a PDF (``%PDF-`` in its first 1024 bytes, as readers allow,
+    unless it starts as an image file does)."""
     try:
         with open(path, "rb") as f:
-            return b"%PDF-" in f.read(1024)
+            return _pdf_head(f.read(1024))
     except OSError:
         return Path(path).suffix.lower() == ".pdf"
 
@@ -217,7 +236,7 @@ def _open(path: str | os.PathLike[str], max_pixels: int | None | str) -> tuple[P
     limit = max_image_pixels() if max_pixels == "env" else max_pixels
     size = _check_file(p)
     head = _read_head(p)
-    if b"%PDF-" in head:
+    if _pdf_head(head):
         raise PageError(p, f"a PDF, not an image: its pages are read with load_pages() (--pages takes "
                         f"PDFs), each the size DeepSeek-OCR's PDF runner renders at {PDF_DPI} dpi")
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":   # Pillow's WebP reader decodes on open
@@ -578,7 +597,7 @@ def load_pages(path: str | os.PathLike[str], *, max_pixels: int | None | str = "
     """The pages of one file: every page of a PDF, or the image (headers only, see :func:`load_page`)."""
     p = Path(path)
     _check_file(p)
-    if b"%PDF-" in _read_head(p):
+    if _pdf_head(_read_head(p)):
         return load_pdf(p, max_pixels=max_pixels, warn=warn)
     return [load_page(p, decode=False, max_pixels=max_pixels, warn=warn)]
 
@@ -690,7 +709,8 @@ def _inside(root: Path, image_path: str) -> bool:
 
 
 def load_manifest(path: str | os.PathLike[str], *, images_dir: str | os.PathLike[str] | None = None,
-                  sizes_from_images: bool = False, warn: Warn | None = None) -> list[Page]:
+                  sizes_from_images: bool = False, warn: Warn | None = None,
+                  generators: bool = False) -> list[Page]:
     """Pages of an OmniDocBench-shaped JSON list (``[{"page_info": {...}}, ...]``).
 
     Image paths are relative to ``images_dir`` (default: the manifest's directory) and must stay
@@ -700,6 +720,11 @@ def load_manifest(path: str | os.PathLike[str], *, images_dir: str | os.PathLike
     image's size, said in one warning line for the manifest; any other mismatch is an error naming
     both sizes (``sizes_from_images=True`` takes the image's size for any mismatch, with the
     warning). The manifest's own size is kept in ``attributes["manifest_size"]``.
+
+    ``harness`` blocks (how a built-in page is drawn) are honoured only with ``generators=True``
+    (:func:`builtin_pages`, whose images live in the harness's own cache). In any other manifest
+    (a copy of ``fixtures/grid.json``, say) they are ignored, with one warning line: its images are
+    the user's, read as they are and never drawn over.
     """
     p = Path(path)
     data = _read_manifest(p)
@@ -711,6 +736,7 @@ def load_manifest(path: str | os.PathLike[str], *, images_dir: str | os.PathLike
     seen: dict[str, int] = {}
     swapped: list[str] = []
     differing: list[str] = []
+    ignored: list[str] = []
     for n, entry in enumerate(data):
         where = f"{p}: entry {n}"
         if not isinstance(entry, dict) or not isinstance(entry.get("page_info"), dict):
@@ -732,6 +758,10 @@ def load_manifest(path: str | os.PathLike[str], *, images_dir: str | os.PathLike
         if not isinstance(attribute, dict):
             raise ManifestError(f"{where}: page_info.page_attribute must be an object")
         gen = entry.get("harness", {})
+        if not generators:
+            if "harness" in entry:
+                ignored.append(image_path)
+            gen = {}
         if not isinstance(gen, dict):
             raise ManifestError(f"{where}: 'harness' must be an object")
         page_id = gen.get("id") or Path(image_path).stem
@@ -770,6 +800,11 @@ def load_manifest(path: str | os.PathLike[str], *, images_dir: str | os.PathLike
                 attributes["frames"] = loaded.attributes["frames"]
         pages.append(Page(page_id=page_id, width=width, height=height, path=image, mode=mode,
                           category=attribute.get("data_source"), attributes=attributes))
+    if ignored:
+        (warn or _default_warn)(
+            f"{p}: {len(ignored)} entr{'y has' if len(ignored) == 1 else 'ies have'} a 'harness' block (how "
+            "the built-in page sets draw their pages); it is ignored: the images page_info.image_path names "
+            "are read as they are, never drawn (for the built-in pages, use --page-set)")
     if swapped:
         (warn or _default_warn)(
             f"{p}: {len(swapped)} entr{'y has' if len(swapped) == 1 else 'ies have'} width and height "
@@ -788,7 +823,7 @@ def builtin_pages(set_name: str) -> list[Page]:
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"Unknown page set {set_name!r}.{hint} Available: {', '.join(BUILTIN_SETS)}")
     manifest = "grid" if set_name == "default" else set_name
-    pages = load_manifest(fixtures_dir() / f"{manifest}.json", images_dir=cache_dir())
+    pages = load_manifest(fixtures_dir() / f"{manifest}.json", images_dir=cache_dir(), generators=True)
     if set_name == "default":
         by_id = {page.page_id: page for page in pages}
         return [by_id[page_id] for page_id in DEFAULT_SET]
@@ -822,6 +857,7 @@ def ensure_page_image(page: Page) -> Path:
         fd, tmp = tempfile.mkstemp(dir=page.path.parent, suffix=page.path.suffix)
         os.close(fd)
         save_page(spec, Path(tmp))
+        os.chmod(tmp, 0o644)      # mkstemp's 0600 is for the drawing, not the page
         os.replace(tmp, page.path)
     except OSError as exc:
         raise PageError(page.path, f"cannot draw built-in page {page.page_id!r} into the page cache "

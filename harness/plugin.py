@@ -333,6 +333,23 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     shared = config.stash.get(_THREADS_KEY, None)
     if shared is not None and shared[1]:
         os.environ.pop(THREADS_VAR, None)
+    _drop_empty_benchmarks_dir()
+
+
+#: pytest-benchmark (a dependency) makes ./.benchmarks in every pytest run; whether it was there
+#: before, seen when pytest loads this plugin (before any plugin's pytest_configure).
+_BENCHMARKS_DIR = os.path.abspath(".benchmarks")
+_BENCHMARKS_BEFORE = os.path.lexists(_BENCHMARKS_DIR)
+
+
+def _drop_empty_benchmarks_dir() -> None:
+    """Remove ./.benchmarks if this run made it and left it empty (installing harness leaves no trace)."""
+    if _BENCHMARKS_BEFORE or os.path.islink(_BENCHMARKS_DIR):
+        return
+    try:
+        os.rmdir(_BENCHMARKS_DIR)       # only an empty directory goes
+    except OSError:
+        pass
 
 
 def _validate_selection(config: pytest.Config) -> None:

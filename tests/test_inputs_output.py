@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from harness.report import output
-from harness.report.output import OutputError, ReportDir, check_out_dir, stale_temp_dirs
+from harness.report.output import MANIFEST, OutputError, read_manifest, ReportDir, check_out_dir, stale_temp_dirs
 from tests.test_inputs_cases import previous_report
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,11 +34,28 @@ def write_report(out: Path, files: dict[str, str], **kwargs) -> None:
 
 
 def listing(path: Path) -> dict[str, str]:
-    return {p.name: p.read_text() for p in sorted(path.iterdir()) if p.is_file()}
+    """The report's files (its manifest, which every commit writes, checked and left out)."""
+    assert set(json.loads((path / MANIFEST).read_text())["files"]) == {p.name for p in path.iterdir()} - {MANIFEST}
+    return {p.name: p.read_text() for p in sorted(path.iterdir()) if p.is_file() and p.name != MANIFEST}
+
+
+def names(path: Path) -> list[str]:
+    return sorted(listing(path))
 
 
 def siblings(path: Path) -> list[str]:
     return sorted(p.name for p in path.parent.iterdir() if p.name != path.name)
+
+
+def killed_writing(out: Path, text: str, then: str) -> None:
+    """A process that writes report.md into a ReportDir for ``out``, then runs ``then`` (which kills it)."""
+    script = ("import os, signal, sys\n"
+              "from harness.report.output import ReportDir\n"
+              "tmp = ReportDir(sys.argv[1])\n"
+              f"tmp.write_text('report.md', {text!r})\n" + then)
+    run = subprocess.run([sys.executable, "-c", script, str(out)], cwd=REPO,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert run.returncode == -9, run.stderr
 
 
 def test_previous_report_is_replaced_as_a_whole(tmp_path):
@@ -59,7 +76,7 @@ def test_force_deletes_exactly_the_listed_entries(tmp_path):
     assert plan.remove == ["my_notes.txt", "sub"]
     assert said == [f"--force: --out {out}: deleting 2 entries that are not the previous report's: my_notes.txt, sub/"]
     write_report(out, {"report.md": "new"}, plan=plan)
-    assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md"]
+    assert names(out) == ["report.json", "report.md"]
 
 
 def test_force_is_remembered_for_the_same_directory(tmp_path, monkeypatch):
@@ -96,7 +113,7 @@ def test_a_mount_point_is_filled_in_place(tmp_path, monkeypatch):
         tmp.commit()
     assert out.stat().st_ino == inode
     # the old report's other files are gone, nothing else is left
-    assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md"]
+    assert names(out) == ["report.json", "report.md"]
     assert (out / "report.md").read_text() == "new"
 
 
@@ -107,7 +124,7 @@ def test_a_symlinked_out_keeps_its_link(tmp_path):
     assert check_out_dir(link).mode == "in-place"
     write_report(link, {"report.md": "new"})
     assert link.is_symlink() and (real / "report.md").read_text() == "new"
-    assert sorted(p.name for p in real.iterdir()) == ["report.json", "report.md"]
+    assert names(real) == ["report.json", "report.md"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
 
 
@@ -116,7 +133,7 @@ def test_another_filesystem_is_filled_in_place_by_copy(tmp_path, monkeypatch):
     monkeypatch.setattr(output, "_own_filesystem", lambda path: False)
     monkeypatch.setattr(output, "_same_filesystem", lambda a, b: False)
     write_report(out, {"report.md": "new"})
-    assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md"]
+    assert names(out) == ["report.json", "report.md"]
 
 
 def test_rename_refused_at_commit_falls_back_to_in_place(tmp_path, monkeypatch):
@@ -131,7 +148,7 @@ def test_rename_refused_at_commit_falls_back_to_in_place(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "rename", busy)
     write_report(out, {"report.md": "new"})
-    assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md"]
+    assert names(out) == ["report.json", "report.md"]
     assert siblings(out) == []
 
 
@@ -188,14 +205,7 @@ def test_other_exceptions_pass_through_and_clean_up(tmp_path):
 
 def test_a_killed_run_leaves_a_temporary_directory_that_the_next_run_removes(tmp_path):
     out = tmp_path / "r"
-    script = ("import os, signal, sys\n"
-              "from harness.report.output import ReportDir\n"
-              "tmp = ReportDir(sys.argv[1])\n"
-              "tmp.write_text('report.md', 'half')\n"
-              "os.kill(os.getpid(), signal.SIGKILL)\n")
-    run = subprocess.run([sys.executable, "-c", script, str(out)], cwd=REPO,
-                         env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
-    assert run.returncode == -9, run.stderr
+    killed_writing(out, "half", "os.kill(os.getpid(), signal.SIGKILL)\n")
     (left,) = tmp_path.iterdir()
     assert left.name.startswith(".r.harness-tmp-") and (left / "report.md").read_text() == "half"
     said: list[str] = []
@@ -204,20 +214,24 @@ def test_a_killed_run_leaves_a_temporary_directory_that_the_next_run_removes(tmp
     assert said == [f"--out {out}: removed 1 temporary directory left by killed runs: {left.name}"]
 
 
-def test_live_and_young_temporary_directories_are_left_alone(tmp_path):
+def test_only_our_marked_directories_of_dead_runs_are_removed(tmp_path):
+    """Issue 30 case 4: a name is no proof; the marker inside and a dead owner are."""
     out = tmp_path / "r"
-    with ReportDir(out) as tmp:      # this process is alive
+    with ReportDir(out) as tmp:      # this process is alive: its directory stays
         assert stale_temp_dirs(tmp_path, "r") == []
         check_out_dir(out)
         assert tmp.path.exists()
         tmp.discard()
-    legacy_young = tmp_path / ".r.tmp-abc123"
-    legacy_old = tmp_path / ".r.tmp-def456"
-    legacy_young.mkdir()
-    legacy_old.mkdir()
-    old = time.time() - 2 * output.LEGACY_STALE_SECONDS
-    os.utime(legacy_old, (old, old))
-    assert stale_temp_dirs(tmp_path, "r") == [legacy_old]
+    users = [tmp_path / ".r.old-2024", tmp_path / ".r.tmp-mine", tmp_path / ".r.harness-tmp-x-99999999-abc"]
+    for path in users:
+        path.mkdir()
+        (path / "thesis.tex").write_text("mine")
+    forged = users[-1]
+    (forged / output.OWNER).write_text(json.dumps({"schema": output.OWNER_SCHEMA, "host": "elsewhere",
+                                                   "pid": 99999999, "start": None}))
+    said: list[str] = []
+    assert check_out_dir(out, warn=said.append).cleaned == [] and said == []
+    assert all((path / "thesis.tex").read_text() == "mine" for path in users)
 
 
 def test_cli_force_end_to_end(tmp_path):
@@ -245,3 +259,92 @@ def test_cli_force_end_to_end(tmp_path):
     assert main(argv, stdout=io.StringIO(), stderr=err) == 2
     assert (f"--out {out}: a previous report, plus 1 entry that is not among its files: later.txt. The report "
             "replaces the directory") in err.getvalue()
+
+
+def test_refused_places_lose_nothing(tmp_path, monkeypatch):
+    """Issue 30 cases 1-3: ``--out .`` in a checkout, ``--out ''`` and ``--out`` = the pages, all with
+    --force: exit 2 before any work, every file as it was."""
+    from harness.cli import main
+    from tests.test_inputs_cases import _checkout, img
+
+    repo = _checkout(tmp_path)
+    pages = img(repo / "one.png").parent
+    before = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()}
+    monkeypatch.chdir(repo)
+    base = ["report", "--target", "ocr2", "--modes", "base", "--counters", "torch:patched", "--no-plots",
+            "--force", "-q"]
+    for more in (["--out", ".", "--pages", "one.png"], ["--out", "", "--pages", "one.png"],
+                 ["--out", str(pages), "--pages", str(pages)], ["--out", "..", "--pages", "one.png"]):
+        err = io.StringIO()
+        assert main(base + more, stdout=io.StringIO(), stderr=err) == 2, err.getvalue()
+        assert len(err.getvalue().splitlines()) == 1 and "Traceback" not in err.getvalue()
+    assert {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()} == before
+
+
+def test_a_file_saved_during_a_force_run_is_kept(tmp_path, monkeypatch):
+    """Issue 30 case 5: --force deletes what it listed, as it was when listed; a file saved since
+    (a listed one changed, or a new one after the last look) stays in --out."""
+    out = previous_report(tmp_path / "r", {"my_notes.txt": "mine", "draft.txt": "old draft"})
+    plan = check_out_dir(out, force=True)
+    assert plan.remove == ["draft.txt", "my_notes.txt"]
+    swap = ReportDir._swap
+
+    def late_save(self, target):     # the user saves just after the commit's last look
+        (target / "late.txt").write_text("saved during the run")
+        swap(self, target)
+
+    monkeypatch.setattr(ReportDir, "_swap", late_save)
+    with ReportDir(out, plan) as tmp:
+        tmp.write_text("report.md", "new")
+        time.sleep(0.01)
+        (out / "draft.txt").write_text("new draft, saved during the run")
+        tmp.commit()
+    files = {p.name: p.read_text() for p in out.iterdir() if p.name != MANIFEST}
+    assert files == {"report.md": "new", "draft.txt": "new draft, saved during the run",
+                     "late.txt": "saved during the run"}
+    assert tmp.kept == ["draft.txt", "late.txt"] and siblings(out) == []
+
+
+def test_two_runs_into_one_out_the_second_refuses_naming_the_first(tmp_path):
+    """Issue 30 case 5: a run holding --out (another process) makes a second one refuse at once."""
+    from harness.cli import main
+    from tests.test_inputs_cases import img
+
+    out = tmp_path / "r"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom harness.report.output import OutLock\n"
+         "lock = OutLock(sys.argv[1]).acquire()\nprint('held', flush=True)\ntime.sleep(60)\n", str(out)],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        err = io.StringIO()
+        argv = ["report", "--target", "ocr2", "--modes", "base", "--counters", "torch:patched", "--no-plots",
+                "-q", "--jobs", "1", "--pages", str(img(tmp_path / "a.png")), "--out", str(out)]
+        assert main(argv, stdout=io.StringIO(), stderr=err) == 2
+        assert (f"harness report: error: --out {out}: another harness report is writing it (process "
+                f"{holder.pid} on ") in err.getvalue()
+        assert "wait for it to finish or choose another --out" in err.getvalue() and not out.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    with output.OutLock(out):       # its owner gone, the lock is free again
+        pass
+    assert siblings(out) == ["a.png"]
+
+
+def test_a_run_killed_between_the_two_renames_gets_its_report_back(tmp_path):
+    """The backup of a swap holds the previous report whole; its marker and a dead owner make the
+    next run put it back, not delete it."""
+    out = previous_report(tmp_path / "r")
+    killed_writing(out, "new", "real = os.rename\n"
+                               "def rename(a, b):\n"
+                               "    real(a, b)\n"
+                               "    if str(b).endswith('previous'): os.kill(os.getpid(), signal.SIGKILL)\n"
+                               "os.rename = rename\n"
+                               "tmp.commit()\n")
+    assert not out.exists()
+    said: list[str] = []
+    check_out_dir(out, warn=said.append)
+    assert (out / "report.md").read_text() == "old" and read_manifest(out) is not None
+    assert said[0].startswith(f"--out {out}: restored the previous report from .r.harness-old-")
+    assert [n for n in siblings(out) if "harness-old" in n] == []

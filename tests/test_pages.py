@@ -184,10 +184,23 @@ def test_pillow_global_limit_is_left_alone(tmp_path):
     assert Image.MAX_IMAGE_PIXELS == before
 
 
-@pytest.mark.parametrize("opener", [load_page, open_page_image])
-def test_unsupported_mode(tmp_path, opener):
+def test_a_16_bit_png_is_a_page(tmp_path):
+    """The vendors' convert("RGB") opens 16-bit grayscale, and FLOPs depend only on the size."""
     path = tmp_path / "deep.png"
-    Image.new("I;16", (8, 8)).save(path)  # 16-bit grayscale
+    Image.new("I;16", (8, 6)).save(path)  # 16-bit grayscale
+    page = load_page(path)
+    assert (page.width, page.height, page.mode) == (8, 6, "I;16")
+    with open_page_image(path) as image:
+        assert image.size == (8, 6)
+
+
+@pytest.mark.parametrize("opener", [load_page, open_page_image])
+def test_unsupported_mode(tmp_path, opener, monkeypatch):
+    import harness.pages
+
+    monkeypatch.setattr(harness.pages, "SUPPORTED_MODES", harness.pages.SUPPORTED_MODES - {"I;16"})
+    path = tmp_path / "deep.png"
+    Image.new("I;16", (8, 8)).save(path)
     _expect(path, r"unsupported image mode 'I;16'", opener=opener)
 
 

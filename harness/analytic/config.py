@@ -27,6 +27,7 @@ __all__ = [
     "lm_dims_from_dsocr_config",
     "load_dsocr_dims",
     "load_ocr2_dims",
+    "ocr2_dims_from_config",
     "load_dims",
 ]
 
@@ -171,7 +172,12 @@ def load_dsocr_dims(model_path: str | Path | None = None) -> DsocrDims:
 
 @lru_cache(maxsize=8)
 def _load_ocr2(path: str) -> Ocr2Dims:
-    cfg = _read_json(Path(path))
+    return ocr2_dims_from_config(_read_json(Path(path)))
+
+
+def ocr2_dims_from_config(cfg: Mapping[str, Any]) -> Ocr2Dims:
+    """ocr2 sizes from a configuration dict (``config.json``'s content, or a built model's
+    ``config.to_dict()``): no file in between."""
     sam_cfg = cfg["vision_config"]["sam_config"]
     enc = cfg["vision_config"]["encoder_config"]
     text = cfg["text_config"]

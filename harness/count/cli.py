@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from typing import TextIO
 
 __all__ = ["add_count_parser", "run_count", "EXIT_VERDICT_FAILED"]
@@ -62,6 +63,9 @@ def run_count(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     try:
         if args.depth is not None and args.depth < 0:
             raise CountError(f"--depth {args.depth}: expected a module path depth >= 0")
+        if not (math.isfinite(args.rtol) and 0 <= args.rtol < 1):     # nan failed every count, inf passed any
+            raise CountError(f"--rtol {args.rtol}: expected a finite fraction of --expected from 0 (exact) to "
+                             "below 1 (e.g. --rtol 0.01 for 1%)")
         inputs = call_factory(args.spec, args.device)
         expected = args.expected if args.expected is not None else inputs.expected
         result = count(inputs.model, *inputs.args, counters=args.counters, variants=args.variants,

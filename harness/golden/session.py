@@ -10,7 +10,8 @@ Safety rules:
 
 * ``--update-golden`` writes and rewrites; it never deletes. A file is rewritten only when its
   facts change; an environment difference alone (e.g. another transformers release) is shown,
-  not written.
+  not written. A file that cannot be read is replaced only by a run that re-measured every row
+  the suite definition puts in it; otherwise it is left as it is and the run fails, naming it.
 * Unused goldens are computed from the suite *definition* (every target, mode, page, stage,
   counter and shape key it defines), never from what ran, and listed with the command that
   removes them.
@@ -358,17 +359,35 @@ class GoldenSession:
         except OSError as exc:
             self.errors.append(f"could not write {self.display_path(path)}: {exc}")
 
-    def _old(self, path: Path, kind: str) -> dict[str, Any] | None:
+    def _old(self, path: Path, kind: str, ran: Iterable[str], expected: Iterable[str] | None,
+             command: str) -> dict[str, Any] | None | GoldenError:
+        """The golden at ``path`` before this run's rows go in. A file that cannot be read is
+        replaced only when this run re-measured every row the suite definition puts in it
+        (``expected``); otherwise the run refuses to touch it (an error naming the file) and
+        returns the :class:`GoldenError`: rewriting it would drop rows that did not run."""
         try:
-            return load_doc(path, kind)
-        except GoldenError:
-            self.replaced_corrupt.append(path)
-            return None
+            return load_doc(path, kind, display=self.display_path(path))
+        except GoldenError as exc:
+            missing = sorted(set(expected or ()) - set(ran))
+            if expected is not None and not missing:
+                self.replaced_corrupt.append(path)
+                return None
+            what = "page rows" if kind == "layout" else "counter entries"
+            left = (f"{len(missing)} of the {len(set(expected or ()))} {what} the suite puts in it did not run "
+                    f"(e.g. {missing[0]}), so rewriting it would drop them" if missing else
+                    f"the suite definition does not say which {what} it holds, so rewriting it could drop some")
+            problem = str(exc).split("\n", 1)[0].rstrip(".")
+            self.errors.append(f"not updated: {problem}; {left}. Restore it (git checkout -- "
+                               f"{self.display_path(path)}) or delete it, or update all of its rows: {command}")
+            return exc
 
     def _write_layouts(self) -> None:
         for (target, mode), rec in sorted(self.layout_records.items()):
             path = layout_path(self.root, target, mode)
-            old = self._old(path, "layout")
+            old = self._old(path, "layout", rec["pages"], self.expected.layouts.get((target, mode)),
+                            f"{regenerate_command(self.config, None)} --target {target} --mode {mode} -k layout")
+            if isinstance(old, GoldenError):
+                continue
             # rows of pages that did not run are kept, even under another text_tokens (never delete;
             # a stale row fails its test and names the command that regenerates it)
             pages = dict(old["pages"]) if old else {}
@@ -383,7 +402,11 @@ class GoldenSession:
     def _write_counts(self) -> None:
         for (target, stage, key), rec in sorted(self.count_records.items()):
             path = count_path(self.root, target, stage, key)
-            old = self._old(path, "count")
+            want = self.expected.counts.get((target, stage, key))
+            old = self._old(path, "count", rec.counters, None if want is None else want[2],
+                            f"{regenerate_command(self.config, None)} --target {target} --stage {stage}")
+            if isinstance(old, GoldenError):
+                continue
             counters = dict(old["counters"]) if old else {}
             counters.update(rec.counters)
             environment = dict(old.get("environment", {})) if old else {}

@@ -6,11 +6,9 @@ The glue between :mod:`harness.targets` (what runs), :mod:`harness.analytic` (wh
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,18 +100,14 @@ def analytic_config(built: Any, model_path: str | Path | None = None) -> Any:
     ocr2: the built model's own configuration (small or a user's), through a JSON file the
     analytic loader reads; dsocr: the vendor directory (None = the built-in copy).
     """
-    from harness.analytic import load_ocr2_dims
+    from harness.analytic.config import ocr2_dims_from_config
 
     if built.target == "dsocr":
         return str(model_path) if model_path is not None else None
     config = built.config
     data = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-    text = json.dumps(data, default=str, sort_keys=True)
-    # Named by content: the loader caches by path, so one path must always hold one content.
-    path = Path(tempfile.gettempdir()) / f"harness-ocr2-config-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
-    if not path.is_file():
-        path.write_text(text)
-    return load_ocr2_dims(path)
+    # straight from memory: no file in a shared directory that another user could plant or change
+    return ocr2_dims_from_config(json.loads(json.dumps(data, default=str)))
 
 
 def find_page(page: str) -> Any:

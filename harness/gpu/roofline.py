@@ -13,13 +13,14 @@ Conventions:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from harness.gpu.peaks import ResolvedPeak
 from harness.gpu.timing import TimingResult
 
-__all__ = ["CostLike", "Roofline", "StagePerf", "achieved_tflops", "mfu", "roofline", "stage_perf"]
+__all__ = ["CostLike", "Roofline", "StagePerf", "achieved_tflops", "mfu", "roofline", "stage_perf", "sum_max_affine"]
 
 
 class CostLike(Protocol):
@@ -121,3 +122,23 @@ class StagePerf:
 def stage_perf(stage: str, cost: CostLike, timing: TimingResult, peak: ResolvedPeak) -> StagePerf:
     """A :class:`StagePerf` from an analytic cost (matmul FLOPs, total bytes) and a timing."""
     return StagePerf(stage, int(cost.matmul_flops), int(cost.total_bytes), timing, peak)
+
+
+def sum_max_affine(a: float, b: float, c: float, d: float, n: int) -> float:
+    """``sum(max(a + b*k, c + d*k) for k in range(n))`` in O(1): the two lines cross at most once,
+    so the sum is two arithmetic series split at the crossing."""
+    if n <= 0:
+        return 0.0
+
+    def series(p: float, q: float, k0: int, k1: int) -> float:
+        m = k1 - k0
+        return m * p + q * m * (k0 + k1 - 1) / 2 if m > 0 else 0.0
+
+    e, g = a - c, b - d                 # first minus second at k: e + g*k
+    if g == 0:
+        return series(a, b, 0, n) if e >= 0 else series(c, d, 0, n)
+    root = -e / g
+    split = 0 if root <= 0 else n if root >= n else math.ceil(root)
+    if g > 0:                           # the first term wins from the crossing on
+        return series(c, d, 0, split) + series(a, b, split, n)
+    return series(a, b, 0, split) + series(c, d, split, n)

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from harness.analytic.config import LMDims, ModelDims, load_dims
+from harness.gpu.roofline import sum_max_affine
 from harness.analytic.cost import DEFAULT_DTYPE_BYTES, Cost, Traffic
 from harness.analytic.stages import (
     TARGET_STAGES,
@@ -386,7 +387,8 @@ def batch_rows(target: str, mode: str, layout: ViewLayout, length: int, batches:
                                 attn_implementation=attn_implementation, dtype_bytes=dtype_bytes)
         df = second.matmul_flops - flops["decode"]
         db = _nbytes(second, bytes_convention) - nbytes["decode"]
-        decode_s = sum(max(*peak.time(flops["decode"] + k * df, nbytes["decode"] + k * db)) for k in range(steps))
+        (c0, m0), (c1, m1) = peak.time(flops["decode"], nbytes["decode"]), peak.time(flops["decode"] + df, nbytes["decode"] + db)
+        decode_s = sum_max_affine(c0, c1 - c0, m0, m1 - m0, steps)   # every step on the roofline, in O(1)
         decode_flops = steps * flops["decode"] + steps * (steps - 1) // 2 * df
         total = sum(v for s, v in flops.items() if s != "decode") + decode_flops
         rows.append(BatchRow(target, mode, execution, batch, length, new_tokens, True, flops, nbytes, times, bound,

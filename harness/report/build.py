@@ -11,7 +11,7 @@ from typing import Any, TextIO
 from harness.report import render
 from harness.report.collect import Collected, collect
 from harness.report.inputs import ReportPlan
-from harness.report.output import ReportDir, check_out_dir
+from harness.report.output import OutLock, ReportDir, check_out_dir
 
 __all__ = ["ReportResult", "run_report", "FILES"]
 
@@ -91,7 +91,29 @@ def run_report(plan: ReportPlan, out: Path | str, *, progress: bool | None = Non
     start = time.perf_counter() if started is None else started
     stream = stream if stream is not None else sys.stderr
     out = Path(out)
-    check_out_dir(out)
+    inputs = page_inputs(plan)
+    check_out_dir(out, inputs=inputs)
+    with OutLock(out):      # one run at a time into one --out: a second refuses, naming this one
+        return _run_locked(plan, out, inputs, progress=progress, stream=stream, cache=cache, plots=plots,
+                           jobs=jobs, perf=perf, start=start, requested_counters=requested_counters)
+
+
+def page_inputs(plan: ReportPlan) -> list[str]:
+    """Every file the report reads its pages from (``--out`` may hold none of them)."""
+    found = [str(p) for p in plan.page_inputs]
+    found += [str(page.path) for page in plan.pages if page.path is not None]
+    return list(dict.fromkeys(found))
+
+
+def _run_locked(plan: ReportPlan, out: Path, inputs: list[str], *, progress: bool | None, stream: TextIO,
+                cache: Any, plots: bool, jobs: int, perf: Any, start: float,
+                requested_counters: tuple[str, ...]) -> ReportResult:
+    from tqdm import tqdm
+
+    from harness.report.perf import PerfPlan, run_perf
+    from harness.report.verdict import exit_findings
+
+    check_out_dir(out, inputs=inputs)    # again under the lock: what a finished run left is seen
 
     def say(text: str) -> None:
         if progress is not False:
@@ -108,7 +130,7 @@ def run_report(plan: ReportPlan, out: Path | str, *, progress: bool | None = Non
     findings = exit_findings(collected, perf_result, requested_counters=requested_counters)
     say("writing the report ...")
     data_files = list(FILES)
-    with ReportDir(out) as tmp:
+    with ReportDir(out, check_out_dir(out, inputs=inputs)) as tmp:
         tmp.write_text("report.csv", render.report_csv(collected))
         static = render.static_compute(collected)
         tmp.write_text("static_compute.json", render.dumps(static))
@@ -131,6 +153,9 @@ def run_report(plan: ReportPlan, out: Path | str, *, progress: bool | None = Non
                                                            files={**FILES, **made}, perf=perf_result,
                                                            findings=findings))
         tmp.commit()
+    if tmp.kept:     # saved into --out during the run: kept beside the new report, never deleted
+        print(f"harness report: warning: --out {out}: kept {', '.join(tmp.kept)}, saved into it during the run "
+              "(not part of the report)", file=stream, flush=True)
     seconds = time.perf_counter() - start
     line = summary_line(plan, collected, out, data_files, list(made), seconds, findings)
     return ReportResult(out=out, collected=collected, files=data_files, plots=list(made), seconds=seconds,

@@ -259,13 +259,29 @@ class GoldenCell:
     count: Any                      # harness.counters.StageCount
 
 
+@dataclass(frozen=True)
+class CorruptGolden:
+    """A golden file that exists but cannot be used (truncated, not JSON, a field of the wrong type)."""
+
+    path: Path
+    problem: str
+
+
+def _shown_path(path: Path) -> str:
+    try:
+        return str(path.relative_to(golden_dir().parent))
+    except ValueError:
+        return str(path)
+
+
 class GoldenChecker:
     """The report's only reader of goldens: a patched count against its golden (regress band).
 
     Interface (everything else is internal, so the golden store can change underneath):
     ``GoldenChecker(root, bands)`` and ``check_cell(GoldenCell) -> (status, differences)`` with
     ``status`` one of ``"match"``, ``"differs"`` (``differences``: one ``"field: now X, golden Y"``
-    line per differing field), ``"no golden"`` (none stored for this cell yet) or ``"n/a"`` (stock
+    line per differing field), ``"corrupt"`` (the golden file exists but cannot be read: one line
+    naming it), ``"no golden"`` (none stored for this cell yet) or ``"n/a"`` (stock
     variants have no goldens). ``check(record)`` is the same for a :class:`Record`.
     """
 
@@ -283,11 +299,15 @@ class GoldenChecker:
         path = count_path(self.root, cell.target, cell.stage, key_name(cell.shape_key))
         if path not in self._docs:
             try:
-                self._docs[path] = load_doc(path, "count")
-            except (GoldenError, OSError, ValueError):
-                self._docs[path] = None
+                self._docs[path] = load_doc(path, "count", display=_shown_path(path))
+            except GoldenError as exc:
+                self._docs[path] = CorruptGolden(path, str(exc).split("\n", 1)[0])
+            except (OSError, ValueError) as exc:
+                self._docs[path] = CorruptGolden(path, f"golden file {_shown_path(path)} cannot be read: {exc}")
         doc = self._docs[path]
-        return None if doc is None else doc["counters"].get(cell.counter)
+        if doc is None or isinstance(doc, CorruptGolden):
+            return doc
+        return doc["counters"].get(cell.counter)
 
     def check_cell(self, cell: GoldenCell) -> tuple[str, list[str]]:
         import json
@@ -300,6 +320,9 @@ class GoldenChecker:
         entry = self._entry(cell)
         if entry is None:
             return "no golden", []
+        if isinstance(entry, CorruptGolden):      # the suite fails on it; so does the report (exit 3)
+            return "corrupt", [f"{entry.problem}; fix or restore it (git checkout -- {_shown_path(entry.path)}), or "
+                               "regenerate it: pytest --update-golden"]
         band = self.bands.lookup("regress", cell.stage, cell.counter, cell.count.convention)
         held = self._obtained.get(id(cell.count))
         if held is None or held[0] is not cell.count:     # one golden record per count (per shape key)
@@ -393,9 +416,35 @@ _WORKER_QUEUE: Any = None
 
 
 def _worker_init() -> None:
+    """A worker ends with the report: SIGTERM ends it (the parent's handler is not inherited), Ctrl-C
+    is the parent's to handle (it terminates the pool), and the death of the parent, even by
+    SIGKILL, sends it SIGKILL (Linux ``PR_SET_PDEATHSIG``)."""
+    import signal
+
     import torch
 
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     torch.set_num_threads(1)
+
+
+def _die_with_parent() -> None:
+    import ctypes
+    import os
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)     # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:       # the parent died before the prctl
+        os._exit(1)
 
 
 def _worker_measure(task: tuple) -> tuple:

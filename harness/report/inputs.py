@@ -149,11 +149,30 @@ def _list_dir(path: Path, raw: str) -> tuple[list[Path], list[str]]:
             is_dir = not is_file and entry.is_dir()
         except OSError:
             is_file = is_dir = False
-        if is_file and entry.suffix.lower() in PAGE_SUFFIXES and not entry.name.startswith("."):
+        if is_file and not entry.name.startswith(".") and (entry.suffix.lower() in PAGE_SUFFIXES
+                                                           or _sniffs_as_page(entry)):
             files.append(entry)
         else:
             skipped.append(ascii(entry.name)[1:-1] + ("/" if is_dir else ""))
     return files, skipped
+
+
+def _sniffs_as_page(path: Path) -> bool:
+    """A file with another ending that Pillow identifies as an image, or that is a PDF (a scan
+    saved as ``page.scan``, a PNG without an ending): what the vendor's ``Image.open`` would read."""
+    from PIL import Image, UnidentifiedImageError
+
+    from harness.pages import is_pdf
+
+    try:
+        if is_pdf(path):
+            return True
+        with Image.open(path) as image:
+            return bool(image.format)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+        return False
+    except Exception:
+        return False
 
 
 def resolve_pages(paths: Sequence[str | os.PathLike[str]] | None, page_set: str | None, *,
@@ -208,8 +227,10 @@ def resolve_pages(paths: Sequence[str | os.PathLike[str]] | None, page_set: str 
         except PermissionError:
             raise InputError(f"--pages {raw}: permission denied: a directory on its path cannot be searched; "
                              "fix the permissions (chmod +x)") from None
+        except OSError as exc:     # ELOOP, ENAMETOOLONG
+            raise InputError(f"--pages {raw}: cannot look at it ({exc.strerror or exc})") from None
         if not exists:
-            raise InputError(f"--pages {raw}: no such file or directory")
+            raise InputError(f"--pages {raw}: {_why_missing(path)}")
         if is_dir:
             files, skipped = _list_dir(path, raw)
             found = []
@@ -239,6 +260,28 @@ def resolve_pages(paths: Sequence[str | os.PathLike[str]] | None, page_set: str 
             sources.append(str(path) if len(found) == 1 and found[0].pdf_page is None
                            else f"{path} ({len(found)} PDF page(s))")
     return _check_page_ids(pages, "--pages"), "; ".join(sources)
+
+
+def _why_missing(path: Path) -> str:
+    """Why ``path`` does not exist: no such entry, or a symbolic link that leads nowhere (a loop, a
+    dangling target), naming the link."""
+    import errno
+
+    for link in (path, *path.parents):
+        try:
+            if not link.is_symlink():
+                continue
+        except OSError:
+            continue
+        try:
+            os.stat(link)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return f"the symbolic link {link} is a loop (it points back to itself); fix or remove the link"
+            if exc.errno == errno.ENOENT:
+                return (f"the symbolic link {link} points to {os.readlink(link)}, which does not exist; fix the "
+                        "link or pass the file itself")
+    return "no such file or directory"
 
 
 # ------------------------------------------------------------------------------------ targets
@@ -288,12 +331,17 @@ def _check_dsocr_inputs(model_path: str | None, trust_remote_code: bool) -> None
         raise InputError("--target dsocr needs the vendor DeepSeek-OCR directory: pass --model-path DIR "
                          f"(config.json + remote code; weights optional) or set {VENDOR_ENV_VAR}, "
                          "and --trust-remote-code")
+    # name what the user set: the option, or the environment variable it came from
+    named = f"--model-path {path}" if model_path else f"{VENDOR_ENV_VAR}={path} (environment; no --model-path given)"
     try:
         find_model_dir(path)
     except TargetError as exc:
-        raise InputError(f"--model-path {path}: {exc}") from None
+        text = str(exc)
+        if not model_path:
+            text = text.replace("--model-path", VENDOR_ENV_VAR)
+        raise InputError(f"{named}: {text}") from None
     if not trust_remote_code:
-        raise InputError(f"--model-path {path}: the vendor DeepSeek-OCR runs the Python files of that "
+        raise InputError(f"{named}: the vendor DeepSeek-OCR runs the Python files of that "
                          "directory; pass --trust-remote-code to allow it")
 
 
@@ -424,6 +472,8 @@ class ReportPlan:
     notes: list[str] = field(default_factory=list)
     #: one line each: what the run goes on with about its inputs (skipped files, duplicates, ...)
     warnings: list[str] = field(default_factory=list)
+    #: the ``--pages`` paths as given (files, directories, manifests): ``--out`` may hold none of them
+    page_inputs: list[str] = field(default_factory=list)
 
     @property
     def stage_count(self) -> int:

@@ -20,11 +20,12 @@ Assumptions, stated once (the report prints them next to the figures):
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.gpu.roofline import Roofline, roofline
+from harness.gpu.roofline import Roofline, roofline, sum_max_affine
 from harness.report.inputs import InputError
 
 __all__ = ["ServingMode", "serving_modes", "PerfPlan", "PeakUsed", "StageRoof", "RequestTime", "MeasuredStage", "PerfResult", "ASSUMPTIONS",
@@ -318,10 +319,11 @@ def request_times(collected: Any, new_tokens: int, peak: PeakUsed | None = None,
             nb = costs.nbytes
             ttft = sum(max(*peak.time(by_stage[s].matmul_flops, nb(by_stage[s]))) for s in (*vision, "prefill"))
             tpot = max(*peak.time(first.matmul_flops, nb(first)))
-            # affine in the context: step k costs first + k * (second - first), exactly
-            df, db = second.matmul_flops - first.matmul_flops, nb(second) - nb(first)
-            decode_s = sum(max(*peak.time(first.matmul_flops + k * df, nb(first) + k * db))
-                           for k in range(steps))
+            # affine in the context: step k costs first + k * (second - first), exactly; the time of a
+            # step is the larger of two affine terms, so the sum over the steps has a closed form
+            compute0, memory0 = peak.time(first.matmul_flops, nb(first))
+            compute1, memory1 = peak.time(second.matmul_flops, nb(second))
+            decode_s = sum_max_affine(compute0, compute1 - compute0, memory0, memory1 - memory0, steps)
             row.update(ttft_s=ttft, tpot_s=tpot, total_s=ttft + decode_s)
         rows.append(RequestTime(**row))
     return rows
@@ -394,6 +396,37 @@ def serving_modes(collected: Any, plan: PerfPlan, peak: PeakUsed, costs: _Costs 
     return out
 
 
+def context_limit(target: str) -> int | None:
+    """The LM's ``max_position_embeddings`` in the configuration the analytic model reads."""
+    from harness.analytic.config import DATA_DIR
+
+    try:
+        cfg = json.loads((DATA_DIR / f"{target}_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for block in (cfg, cfg.get("language_config"), cfg.get("text_config")):
+        value = block.get("max_position_embeddings") if isinstance(block, dict) else None
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def context_warnings(requests: list[RequestTime]) -> list[str]:
+    """One line per target whose requests reach past its LM's context limit."""
+    lines = []
+    for target in dict.fromkeys(r.target for r in requests):
+        limit = context_limit(target)
+        rows = [r for r in requests if r.target == target]
+        longest = max(rows, key=lambda r: r.prefill_length + r.new_tokens)
+        context = longest.prefill_length + longest.new_tokens
+        if limit is not None and context > limit:
+            lines.append(f"--new-tokens {longest.new_tokens:,}: {target} {longest.mode} reaches a context of "
+                         f"{context:,} tokens ({longest.prefill_length:,} prefill + {longest.new_tokens:,} new), "
+                         f"past its LM's max_position_embeddings of {limit:,}; the model cannot generate that "
+                         "far, and the per-page totals extrapolate the decode cost beyond it")
+    return lines
+
+
 # ------------------------------------------------------------------------------------- measured
 @dataclass(frozen=True)
 class MeasuredStage:
@@ -460,6 +493,7 @@ class PerfResult:
     measured_context: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)   # requested timings that produced nothing
     serving: list["ServingMode"] = field(default_factory=list)    # --batch with --gpu
+    warnings: list[str] = field(default_factory=list)   # what the numbers go on with (a context too long)
 
     def as_dict(self) -> dict[str, Any]:
         return {"assumptions": self.assumptions, "new_tokens": self.plan.new_tokens,
@@ -471,7 +505,7 @@ class PerfResult:
                 "device_peak": None if self.device_peak is None else self.device_peak.as_dict(),
                 "peak_measurement": None if self.peak_measurement is None else self.peak_measurement.as_dict(),
                 "measured": [m.as_dict() for m in self.measured], "measured_context": self.measured_context,
-                "problems": list(self.problems)}
+                "problems": list(self.problems), "warnings": list(self.warnings)}
 
 
 def measure_stages(collected: Any, plan: PerfPlan, peak: PeakUsed, *, say: Any = None) -> tuple[list[MeasuredStage], dict, list[str]]:
@@ -557,6 +591,7 @@ def run_perf(collected: Any, plan: PerfPlan, *, say: Any = None) -> PerfResult:
             result.serving = serving_modes(collected, plan, result.gpu_peak, costs)
     else:
         result.requests = request_times(collected, plan.new_tokens)
+    result.warnings = context_warnings(result.requests)
     result.assumptions = ASSUMPTIONS.format(bytes=BYTES_TEXT[plan.bytes_convention])
     if plan.measure_device is not None:
         from harness.gpu.achievable import measure_peak

@@ -22,7 +22,7 @@ def _rate(flops_per_s: float) -> str:
 
 
 def perf_lines(collected: Any, perf: Any, plots: dict[str, str]) -> list[str]:
-    lines: list[str] = []
+    lines: list[str] = [f"**Warning:** {warning}" + "\n" for warning in getattr(perf, "warnings", [])]
     multi = len(collected.plan.targets) > 1
     if perf.gpu_peak is not None:
         peak = perf.gpu_peak
@@ -39,7 +39,7 @@ def perf_lines(collected: Any, perf: Any, plots: dict[str, str]) -> list[str]:
         lines.append("")
         for name, caption in plots.items():
             if (name.startswith("roofline_") and "table" in name) or name.startswith("request_vs_tokens_"):
-                lines += [f"![{caption}]({name})", ""]
+                lines += [units.md_image(caption, name), ""]
     if perf.serving:
         lines += serving_lines(perf, plots)
     if perf.device_peak is not None or perf.problems:
@@ -74,7 +74,7 @@ def perf_lines(collected: Any, perf: Any, plots: dict[str, str]) -> list[str]:
             lines += [f"**{problem}**", ""]
         for name, caption in plots.items():
             if name.startswith("roofline_") and "measured" in name:
-                lines += [f"![{caption}]({name})", ""]
+                lines += [units.md_image(caption, name), ""]
     return lines
 
 
@@ -163,5 +163,5 @@ def serving_lines(perf: Any, plots: dict[str, str] | None = None, *, heading: st
     lines.append("")
     for name, caption in (plots or {}).items():
         if name.startswith("serving_"):
-            lines += [f"![{caption}]({name})", ""]
+            lines += [units.md_image(caption, name), ""]
     return lines

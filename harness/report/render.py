@@ -189,7 +189,7 @@ def summary_counts(collected: Collected) -> dict[str, int]:
         "unknown_blind_spots": sum(1 for r in measured if r.unknown_blind_spots),
         "verified": sum(1 for r in measured if r.verified),
         "golden_match": sum(1 for r in measured if r.golden == "match"),
-        "golden_differs": sum(1 for r in measured if r.golden == "differs"),
+        "golden_differs": sum(1 for r in measured if r.golden in ("differs", "corrupt")),
         "golden_missing": sum(1 for r in measured if r.golden == "no golden"),
         "errors": sum(1 for r in records if r.error),
     }
@@ -434,7 +434,8 @@ def _explained_text(record: Record) -> str:
 def _verdict(record: Record) -> str:
     if record.status != "measured":
         return "**NOT MEASURED**"
-    golden = {"match": "; = golden", "differs": "; **≠ golden**", "no golden": "; no golden"}.get(record.golden, "")
+    golden = {"match": "; = golden", "differs": "; **≠ golden**", "corrupt": "; **golden file corrupt**",
+              "no golden": "; no golden"}.get(record.golden, "")
     if record.verified:
         return "ok" + golden
     problems = []
@@ -462,7 +463,7 @@ def _counter_table(collected: Collected, target: str, mode: str, page: str) -> l
                 rows.append([label, spec.label, "**n/a**", "", "", "", "", f"**NOT MEASURED**: {reason}"])
                 continue
             e = r.explanation
-            if e.delta == 0 and r.verified and r.golden != "differs":
+            if e.delta == 0 and r.verified and r.golden not in ("differs", "corrupt"):
                 folded.append((label, spec.label))
                 continue
             raw = (f"{units.flop(r.count.flops)}" + (f" (raw {units.sig(r.count.raw / 1e9)} G MACs)"
@@ -641,7 +642,7 @@ def report_markdown(collected: Collected, *, summary_line: str = "", plots: dict
     if plots:
         lines += ["## Plots", ""]
         for name, caption in plots.items():
-            lines += [f"**{caption}**", "", f"![{caption}]({name})", ""]
+            lines += [f"**{caption}**", "", units.md_image(caption, name), ""]
     if files:
         lines += ["## Files", ""] + [f"- `{name}`: {what}" for name, what in files.items()] + [""]
     lines += ["## Notes", ""]

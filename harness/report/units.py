@@ -128,3 +128,12 @@ def short_reason(text: str | None, limit: int = 240) -> str:
     short = re.sub(r"\s+", " ", "".join(out))
     short = re.sub(r"\s+([.,;:])(?=\s|$)", r"\1", short).strip()
     return short if len(short) <= limit else short[: limit - 3] + "..."
+
+
+def md_image(caption: str, name: str) -> str:
+    """A Markdown image of the file ``name`` beside report.md: the target percent-encoded, so a
+    space or a parenthesis in a page id does not break the link."""
+    from urllib.parse import quote
+
+    shown = caption.replace("[", "\\[").replace("]", "\\]")
+    return f"![{shown}]({quote(name)})"

@@ -26,7 +26,7 @@ EXIT_CODES: dict[int, str] = {
     0: "every requested cell measured, verified, and equal to its golden where one exists",
     1: "an unexpected failure (a traceback)",
     2: "bad input (a clear error naming the input; nothing written)",
-    3: "a count differs from its golden",
+    3: "a count differs from its golden, or its golden file cannot be read (corrupt, truncated)",
     4: "a delta is not explained: an unexplained remainder above its band, a torch op key that differs "
        "from the analytic model, or an unknown blind spot",
     5: "a requested target, counter or timing measured nothing",
@@ -284,12 +284,14 @@ class ExitFindings:
     """What decides ``harness report``'s exit code (:data:`EXIT_CODES`)."""
 
     golden_differs: list[str] = field(default_factory=list)
+    #: golden files that exist but cannot be read (the suite fails on them too): exit 3, each named
+    golden_corrupt: list[str] = field(default_factory=list)
     unexplained: list[str] = field(default_factory=list)
     nothing: list[str] = field(default_factory=list)
 
     @property
     def code(self) -> int:
-        if self.golden_differs:
+        if self.golden_differs or self.golden_corrupt:
             return EXIT_GOLDEN
         if self.unexplained:
             return EXIT_UNEXPLAINED
@@ -300,6 +302,7 @@ class ExitFindings:
     def lines(self, limit: int = 10) -> list[str]:
         out = []
         for title, items in (("count differs from its golden", self.golden_differs),
+                             ("golden file cannot be used", self.golden_corrupt),
                              ("delta not explained", self.unexplained), ("measured nothing", self.nothing)):
             for item in items[:limit]:
                 out.append(f"{title}: {item}")
@@ -313,6 +316,8 @@ class ExitFindings:
         parts = []
         if self.golden_differs:
             parts.append(f"{len(self.golden_differs)} count(s) differ from their golden")
+        if self.golden_corrupt:
+            parts.append(f"{len(self.golden_corrupt)} golden file(s) cannot be used (corrupt)")
         if self.unexplained:
             parts.append(f"{len(self.unexplained)} delta(s) not explained")
         if self.nothing:
@@ -321,7 +326,8 @@ class ExitFindings:
             f"`{line}`" for line in self.lines(3))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"exit_code": self.code, "golden_differs": self.golden_differs, "unexplained": self.unexplained,
+        return {"exit_code": self.code, "golden_differs": self.golden_differs,
+                "golden_corrupt": self.golden_corrupt, "unexplained": self.unexplained,
                 "measured_nothing": self.nothing}
 
 
@@ -331,6 +337,8 @@ def exit_findings(collected: Any, perf: Any = None, *, requested_counters: tuple
     for r in collected.records:
         if r.golden == "differs":
             found.golden_differs.append(f"{r.golden_key} ({'; '.join(r.golden_differences[:2])})")
+        elif r.golden == "corrupt" and r.golden_differences[0] not in found.golden_corrupt:
+            found.golden_corrupt.append(r.golden_differences[0])     # once per file
     for m in collected.measurements.values():
         if m.count is None or m.verified:
             continue

@@ -53,6 +53,36 @@ def test_update_golden_replaces_a_corrupt_file(made):
     assert made.snapshot() == good
 
 
+@pytest.mark.parametrize("which", ["layout", "count"])
+def test_a_narrow_update_never_drops_the_rows_of_a_corrupt_file(made, which):
+    """Issue 30 case 7: one wrong-typed field, then an --update-golden of one row: the file was
+    rewritten down to that row ("1 corrupt file(s) replaced"). Now it is left as it is and the run
+    fails, naming the file and what did not run."""
+    path = made.layout() if which == "layout" else made.count("prefill", "L273")
+    doc = json.loads(path.read_text())
+    if which == "layout":
+        doc["text_tokens"] = "many"
+        shown, selected = "golden/fake/layout/base.json", LAYOUT_IDS[0]
+        left = "1 of the 2 page rows the suite puts in it did not run (e.g. grid-1)"
+        field = "field 'text_tokens' must be a int, got str"
+        command = "pytest --update-golden --target fake --mode base -k layout"
+    else:
+        doc["shape_key"] = 273
+        shown, selected = "golden/fake/count/prefill/L273.json", COUNT_IDS[1]
+        left = "1 of the 2 counter entries the suite puts in it did not run (e.g. thop)"
+        field = "field 'shape_key' must be a str, got int"
+        command = "pytest --update-golden --target fake --stage prefill"
+    path.write_text(json.dumps(doc))
+    before = path.read_bytes()
+    result = made.run("--update-golden", selected)
+    assert path.read_bytes() == before
+    assert result.ret != 0
+    result.stdout.fnmatch_lines([literal(
+        f"ERROR: not updated: golden file {shown}: {field}; {left}, so rewriting it would drop them. Restore it "
+        f"(git checkout -- {shown}) or delete it, or update all of its rows: {command}")])
+    assert "corrupt file(s) replaced" not in result.stdout.str()
+
+
 def test_missing_counter_entry_lists_what_the_file_has(made):
     doc = json.loads(made.count("prefill", "L273").read_text())
     del doc["counters"]["thop"]
