@@ -25,6 +25,20 @@ def pytest_cmdline_main(config):
     option.dist = "loadfile"
 
 
+#: Test modules that read the engine's memoised counts of one page in one mode (the session's
+#: ``engine`` fixture): under xdist they run in the worker that measures that page's count facts.
+SHARES_MEASUREMENTS = {
+    "tests/test_counters_ocr2.py": ("ocr2", "gundam", "letter"),
+    "tests/test_bytes.py": ("ocr2", "gundam", "letter"),
+    "tests/test_report.py": ("ocr2", "small", "letter"),
+}
+#: Tests parametrized by mode that read the Letter page's counts in that mode: each runs where the
+#: keys of that page and mode are measured (``<nodeid>[<mode>]``).
+SHARES_BY_MODE = {
+    "tests/test_bytes.py::test_ocr2_letter_bytes_match_the_counter": ("ocr2", "letter"),
+}
+
+
 def pytest_configure(config):
     """With ``-p no:xdist``, the ``xdist_group`` marks of the suite are known markers all the same
     (strict markers are on)."""
