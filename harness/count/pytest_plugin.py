@@ -41,9 +41,9 @@ from typing import Any
 
 import pytest
 
-__all__ = ["flop_count", "FlopCount", "golden_root"]
-
 from .pytest_options import INI_GOLDEN_DIR, OPTIONS_PLUGIN, UPDATE_OPTION
+
+__all__ = ["flop_count", "FlopCount", "golden_root"]
 
 _WRITTEN = pytest.StashKey[dict]()
 
