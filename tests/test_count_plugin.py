@@ -184,31 +184,32 @@ def test_no_torch():
 
 
 def test_a_foreign_project_runs_as_without_harness_and_can_opt_in(project: pytest.Pytester):
-    """Installed harness adds nothing to a project that does not ask: with and without its entry
-    point (``-p no:harness-count``), the same outcome, the same ``--help``, no torch imported, no
-    xdist, no frozen gc, the same thread variable. Opting in, the project records a flop_count
-    golden beside its own ``--update-golden``."""
+    """Installed harness adds nothing to a project that does not ask: in a fresh interpreter, no
+    torch imported, no xdist, no frozen gc, the same thread variable as without harness's entry
+    point (``-p no:harness-count``); the same outcome and the same ``--help`` options and ini keys.
+    Opting in, the project records a flop_count golden beside its own ``--update-golden``."""
     project.makeconftest(GUEST_CONFTEST)
     project.makepyfile(test_model=GUEST_TESTS)
-    args = ("-p", "no:cacheprovider", "--device", "cuda:7", "--update-golden")
+    args = ("-p", "no:cacheprovider", "-p", "no:randomly", "--device", "cuda:7", "--update-golden")
+    fresh = project.runpytest_subprocess(*args)                 # a fresh interpreter: is torch imported?
+    fresh.assert_outcomes(passed=2)
+    process = json.loads((project.path / "process.json").read_text())
+    assert process["torch"] is False and process["gc_frozen"] == 0 and not process["xdist"]
     seen = {}
     for name, extra in (("installed", ()), ("without", ("-p", "no:harness-count"))):
-        result = project.runpytest_subprocess(*args, *extra)
-        result.assert_outcomes(passed=2)
-        seen[name] = json.loads((project.path / "process.json").read_text())
-        text = project.runpytest_subprocess("--help", *extra).stdout.str()
+        run(project, *args, *extra).assert_outcomes(passed=1, failed=1)    # in process: torch is here already
+        seen[name] = json.loads((project.path / "process.json").read_text())["OMP_NUM_THREADS"]
+        text = run(project, "--help", *extra).stdout.str()
         seen[name + " help"] = (set(re.findall(r"--[\w-]+", text)),             # options
                                 set(re.findall(r"^  ([\w-]+) \(", text, re.M)))  # ini keys
-    assert seen["installed"] == seen["without"]
-    assert seen["installed"]["torch"] is False and seen["installed"]["gc_frozen"] == 0
-    assert not seen["installed"]["xdist"]
+    assert seen["installed"] == seen["without"] == process["OMP_NUM_THREADS"]
     assert seen["installed help"] == seen["without help"]
     assert "--device" in seen["installed help"][0] and "--update-golden" in seen["installed help"][0]
     assert not any("flop" in name for names in seen["installed help"] for name in names)
 
     project.makepyfile(test_flops=TEST_FILE.format(width=32))
-    own = "test_model.py::test_its_own_options"       # (test_flops.py imports torch, as it should)
-    opted_in = project.runpytest_subprocess(*args, *OPT_IN, "--flop-count-update-golden", "test_flops.py", own)
+    own = "test_model.py::test_its_own_options"
+    opted_in = run(project, *args, *OPT_IN, "--flop-count-update-golden", "test_flops.py", own)
     opted_in.assert_outcomes(passed=2)
     assert (project.path / "golden" / "flop_count" / "test_flops.test_mlp_flops.json").is_file()
-    project.runpytest_subprocess(*args, *OPT_IN, "test_flops.py", own).assert_outcomes(passed=2)
+    run(project, *args, *OPT_IN, "test_flops.py", own).assert_outcomes(passed=2)

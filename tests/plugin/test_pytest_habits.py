@@ -43,19 +43,20 @@ def repo_like(pytester: pytest.Pytester) -> pytest.Pytester:
 
 
 def test_last_failed_failed_first_stepwise_and_no_xdist(repo_like: pytest.Pytester):
-    repo_like.runpytest_subprocess("-n", "0").assert_outcomes(passed=2, failed=1)
+    run = repo_like.runpytest          # in process (torch is imported here already); xdist's workers are not
+    run("-n", "0").assert_outcomes(passed=2, failed=1)
 
-    last_failed = repo_like.runpytest_subprocess("--lf")        # the default: -n auto, xdist workers
+    last_failed = run("--lf")                                   # the default: -n auto, xdist workers
     last_failed.assert_outcomes(failed=1)                       # one test ran: the one that failed
     last_failed.stdout.fnmatch_lines(["*workers [[]1 item]*"])
 
-    failed_first = repo_like.runpytest_subprocess("--ff", "-n", "0", "-v")
+    failed_first = run("--ff", "-n", "0", "-v")
     failed_first.assert_outcomes(passed=2, failed=1)
     assert failed_first.stdout.str().index("test_b") < failed_first.stdout.str().index("test_a")
 
-    repo_like.runpytest_subprocess("--sw", "-p", "no:xdist").assert_outcomes(passed=1, failed=1)  # stops at b
+    run("--sw", "-p", "no:xdist").assert_outcomes(passed=1, failed=1)      # stops at b
     (repo_like.path / "fail_b").unlink()
-    stepwise = repo_like.runpytest_subprocess("--sw", "-p", "no:xdist")   # resumes at b, which now passes
+    stepwise = run("--sw", "-p", "no:xdist")                    # resumes at b, which now passes
     stepwise.assert_outcomes(passed=2, deselected=1)
 
 
