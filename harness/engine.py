@@ -464,7 +464,7 @@ class Engine:
         from harness.modelrun import run_measurement
 
         # the build (the vendor LM: GBs of weights kept all session) is made here, in the calling
-        # thread, not on the model-code thread where the run's short-lived tensors come and go; a
+        # thread, not on the measuring thread where the run's short-lived tensors come and go; a
         # failed build is memoised and recorded as this measurement's error inside
         model = None
         with contextlib.suppress(Exception):
