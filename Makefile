@@ -4,8 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEVICE ?= cuda:0
 TORCH_VERSION ?= 2.13.0
-# Where pip finds torch: empty = PyPI (the CPU wheel on Linux x86_64 is pulled by --index-url below
-# only when set); a CUDA machine sets e.g. https://download.pytorch.org/whl/cu128.
+# Where pip finds torch: empty = pip's configured index (PyPI: on Linux x86_64 the CUDA build, torch
+# plus the nvidia-* packages and triton); https://download.pytorch.org/whl/cpu = the CPU wheel;
+# a CUDA machine may name e.g. https://download.pytorch.org/whl/cu128.
 TORCH_INDEX_URL ?=
 OUT ?= out/report
 VENDOR_VENV ?= .venv-vendor

@@ -1,11 +1,28 @@
-"""Root conftest: pytest's ``pytester`` (used by tests/plugin/ to run the plugin end to end), and the
-harness plugin when harness is not installed (installed, it loads through its pytest11 entry point)."""
+"""Root conftest: this repository's pytest configuration. It switches on the harness suite's plugin
+(``harness.plugin``: its options, markers, goldens; installing harness switches on nothing), the
+``flop_count`` fixture's options (``harness.count.pytest_options``) and pytest's ``pytester``
+(tests/plugin/ runs the plugin end to end); and it spreads the suite over xdist workers unless the
+command line says otherwise."""
 
-from importlib.metadata import entry_points
+import pytest
 
-pytest_plugins = ["pytester"]
-if not any(ep.value == "harness.plugin" for ep in entry_points(group="pytest11")):
-    pytest_plugins.append("harness.plugin")
+pytest_plugins = ["pytester", "harness.plugin", "harness.count.pytest_options"]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """The suite's default distribution, ``-n auto --dist loadfile`` (the workers: the plugin's
+    ``pytest_xdist_auto_num_workers``), where xdist is loaded (not ``-p no:xdist``): ``-n`` given
+    alone also distributes by file; ``-n 0``, ``--dist`` and ``--tx`` are the command line's.
+    Set here rather than in ``addopts``, so that ``-p no:xdist`` still parses; runs before xdist's
+    own ``pytest_cmdline_main``, which resolves ``auto``."""
+    option = config.option
+    if (hasattr(config, "workerinput") or not config.pluginmanager.hasplugin("xdist") or getattr(option, "dist", "no") != "no"
+            or getattr(option, "distload", False) or getattr(option, "tx", None)):
+        return
+    if option.numprocesses is None:
+        option.numprocesses = "auto"
+    option.dist = "loadfile"
 
 
 #: Test modules that read the engine's memoised counts of one page in one mode (the session's
@@ -22,6 +39,14 @@ SHARES_BY_MODE = {
 }
 
 
+def pytest_configure(config):
+    """With ``-p no:xdist``, the ``xdist_group`` marks of the suite are known markers all the same
+    (strict markers are on)."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        config.addinivalue_line("markers", "xdist_group(name): xdist runs the group in one worker")
+
+
+@pytest.hookimpl(optionalhook=True)       # absent with -p no:xdist
 def pytest_xdist_make_scheduler(config, log):
     """``--dist loadfile`` (the project default), with the suite's count facts split by the page
     and mode they are measured on (the stages of one page share its upstream outputs, so one worker

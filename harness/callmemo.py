@@ -93,7 +93,4 @@ def memoised_call_work(kind: str, module: Any, signature: tuple | None, make: Ca
 
 def memoised_forward(module: Any, *args: Any) -> Any:
     """``module(*args)``, once per module and signature inside a :func:`call_memo` block."""
-    from harness.modelrun import runner_for
-
-    return memoised_call_work("forward", module, meta_signature(module, args, {}),
-                              lambda: runner_for(module, args)(module, *args))
+    return memoised_call_work("forward", module, meta_signature(module, args, {}), lambda: module(*args))

@@ -461,16 +461,16 @@ class Engine:
 
     def _measure(self, case: Case, variant: str) -> Measurement:
         from harness.callmemo import call_memo
-        from harness.modelrun import runner_for
+        from harness.modelrun import run_measurement
 
         # the build (the vendor LM: GBs of weights kept all session) is made here, in the calling
-        # thread, not on the model-code thread where the run's short-lived tensors come and go; a
+        # thread, not on the measuring thread where the run's short-lived tensors come and go; a
         # failed build is memoised and recorded as this measurement's error inside
         model = None
         with contextlib.suppress(Exception):
             model = self.built_model(case.target, self._dtype(case)).model
         with call_memo(self.session_memo()):
-            return runner_for(model)(self._measure_in_memo, case, variant)
+            return run_measurement(model, self._measure_in_memo, case, variant)
 
     def _measure_in_memo(self, case: Case, variant: str) -> Measurement:
         from harness.counters import count, get_counter

@@ -1,58 +1,105 @@
-"""How the harness runs model code to count it: on a fresh stack, with torch's C++ meta kernels.
+"""How the harness runs model code to count it.
 
-Neither changes what runs (the same modules, the same aten ops, the same shapes and dtypes) nor any
-count; both only make a run cheaper. Every counter, the byte counter, the targets' upstream outputs,
-a :class:`harness.targets.StageCall` and each engine measurement run their model code through
-:func:`run_model_code` when it is on meta (:func:`runner_for`); real tensors run where called.
+**The library is plain torch.** ``harness.count``, every counter (``count``, ``count_variants``,
+the byte counter) and a :class:`harness.targets.StageCall` run the model synchronously in the
+calling thread, with torch as shipped: no thread, no kernel changed, nothing left behind (a
+``KeyboardInterrupt`` unwinds through the counters' ``finally`` blocks, which take their hooks off
+the model). One count at a time per process: :func:`counting` makes a second thread wait until the
+first count ends (the counters patch process-wide state while they run, such as thop's SDPA rule).
 
-**A fresh stack.** CPython 3.11+ keeps its frames in a per-thread stack of 16 KiB chunks. A chunk
-is mapped (``mmap``) when a call needs room past the last one and unmapped when the first frame in
-it returns. Model code called a few dozen frames deep (pytest, the engine, a report) keeps crossing
-one of those borders: every op under it maps and unmaps a chunk and faults its pages in. On the
-OCR-2 encoder under thop that was 308,000 ``mmap``/``munmap`` pairs for 15 runs at 200 frames deep,
-against 4,800 at the top of a script (twice the time); ``torch.jit.trace`` (fvcore) also walks
-every frame of the stack for each op it records. A new thread starts on a root chunk that is never
-unmapped, with a few frames on it; each calling thread gets one such thread, kept for its next runs
-(a thread per run would also mean new allocator arenas and library buffers each time). What the
-thread needs from its caller is carried over: the context variables (the engine's call memo),
-torch's grad mode and, once CUDA is initialised, the current CUDA device. Code that runs under
-thread-local torch state that thread would not have (a torch function or dispatch mode such as
-``with torch.device(...)`` or a FakeTensorMode, inference mode, autocast, a jit trace in progress)
-runs where it is called, as does code already inside.
+**One boundary, owned by the suite and the report.** Their measurements go through
+:func:`run_measurement` (the :class:`harness.engine.Engine` calls it; nothing else in the library
+does). For model code on meta it runs the measurement on a kept thread of its own, on a fresh Python
+stack, with torch's C++ meta kernels; neither changes an op, a shape or a count, both only make the
+run cheaper (measured on ``pytest -n 0 tests/test_suite.py``: 35 s of CPU with both, 53 s with the
+fresh stack alone, 61 s with neither):
 
-**C++ meta kernels.** ``import torch`` registers a Python meta kernel (``torch._refs`` /
-``torch._meta_registrations``) for 1,337 aten ops; for 636 of them (``mul``, ``add``, ``cat``, ...)
-it overrides the C++ structured meta kernel, which computes the same output shape and dtype in
-about 1 µs instead of about 100 µs. While model code runs here, those 636 ops use the C++ kernel;
-the Python ones are put back when the outermost run ends (about 10 ms), so torch behaves as
-shipped outside. The ops with only a Python meta kernel (convolution, ``_grouped_mm``, SDPA's
-pieces, ...) keep it. A torch whose internals differ (no split possible) keeps its kernels and
-only runs slower: :func:`cpp_meta_kernels_available` says which, and why.
+* *A fresh stack.* CPython 3.11+ keeps frames in per-thread 16 KiB chunks, mapped when a call needs
+  room past the last one and unmapped when the first frame in it returns; model code called a few
+  dozen frames deep crosses such a border at every op (308,000 ``mmap``/``munmap`` pairs for 15 thop
+  counts of the OCR-2 encoder at 200 frames deep, 4,800 at the top of a script), and
+  ``torch.jit.trace`` (fvcore) records each op's whole stack. A new thread starts on a root chunk
+  that is never unmapped. The thread gets the caller's context variables (the call memo), grad mode
+  and CUDA device, and counts on the caller's behalf (:func:`counting` sees the caller).
+* *C++ meta kernels.* ``import torch`` registers Python meta kernels for 1,337 aten ops; for 636 of
+  them (``mul``, ``add``, ``cat``, ...) they override a C++ structured meta kernel that gives the
+  same shape and dtype about 100 times faster. While a measurement runs, those 636 use the C++
+  kernel; torch's Python ones are registered again when it ends. This is process-wide (torch's
+  dispatcher has no per-thread kernel table): it is why only the suite and the report, which own
+  their process, switch it on.
+
+The boundary runs in place, as plain torch, under a profiler or tracer (``torch.profiler``,
+``sys.setprofile``/``settrace``: they then see every op), under thread-local torch state the
+thread would not have (a torch function or dispatch mode, inference mode, autocast, a jit trace in
+progress), inside another measurement, and for real tensors (their cost is the arithmetic, and on
+the kept thread the vendor LM's CPU forwards grew a worker by 2-4 GB). Ctrl-C while the caller
+waits: the ``KeyboardInterrupt`` is raised in the measuring thread too (so the counters' ``finally``
+blocks take their hooks off the model and the kernels are given back), that thread is ended and
+joined, and the caller gets the ``KeyboardInterrupt``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import ctypes
 import itertools
 import queue
+import sys
 import threading
 import weakref
 from typing import Any, Callable, Iterator, TypeVar
 
 import torch
 
-__all__ = ["run_model_code", "runner_for", "runner_for_calls", "on_meta", "cpp_meta_kernels", "cpp_meta_kernels_available"]
+__all__ = ["counting", "run_measurement", "on_meta", "cpp_meta_kernels", "cpp_meta_kernels_available"]
 
 T = TypeVar("T")
 
 _STATE = threading.local()
 
 
+# ------------------------------------------------------------------------------ one count at a time
+class _OneCount:
+    """A process-wide lock, re-entrant for its owner: the calling thread, or the thread that
+    measures on its behalf (:func:`run_measurement`)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._owner: int | None = None
+        self._depth = 0
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        me = getattr(_STATE, "on_behalf_of", None) or threading.get_ident()
+        with self._cond:
+            while self._owner not in (None, me):
+                self._cond.wait()
+            self._owner = me
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._owner = None
+                    self._cond.notify_all()
+
+
+_ONE_COUNT = _OneCount()
+
+
+def counting() -> contextlib.AbstractContextManager[None]:
+    """Within the block this thread counts, and no other: a second thread waits at its own
+    ``counting()`` until the first block ends (nested blocks of one thread are free)."""
+    return _ONE_COUNT.held()
+
+
 # -------------------------------------------------------------------------------------- meta kernels
 class _MetaSplit:
     """torch's Python meta library, split in two once per process: the ops whose Python kernel
-    overrides a C++ one (``overriding``, a library of their own that is dropped while counting)
+    overrides a C++ one (``overriding``, a library of their own that is dropped while measuring)
     and the rest (``python_only``, always registered)."""
 
     def __init__(self) -> None:
@@ -115,7 +162,7 @@ def _split() -> _MetaSplit | None:
     if _SPLIT is None and _SPLIT_ERROR is None:
         try:
             _SPLIT = _MetaSplit()
-        except Exception as exc:  # another torch: keep its kernels, count as before (slower)
+        except Exception as exc:  # another torch: keep its kernels, measure as before (slower)
             _SPLIT_ERROR = f"torch {torch.__version__}: {type(exc).__name__}: {exc}"
     return _SPLIT
 
@@ -126,14 +173,15 @@ def cpp_meta_kernels_available() -> tuple[bool, str]:
         split = _split()
         if split is None:
             return False, _SPLIT_ERROR or "unknown"
-        return True, (f"{len(split.overriding_ops)} aten ops use their C++ meta kernel while counting "
+        return True, (f"{len(split.overriding_ops)} aten ops use their C++ meta kernel while measuring "
                       f"(torch {torch.__version__})")
 
 
 @contextlib.contextmanager
 def cpp_meta_kernels() -> Iterator[None]:
     """Within the block (outermost block: process-wide), the aten ops that have a C++ meta kernel
-    use it instead of torch's Python one; nested blocks are free."""
+    use it instead of torch's Python one; nested blocks are free. Only :func:`run_measurement`
+    (the suite's and the report's boundary) uses it."""
     global _DEPTH
     with _LOCK:
         split = _split()
@@ -149,7 +197,14 @@ def cpp_meta_kernels() -> Iterator[None]:
                 split.put_python_back()
 
 
-# --------------------------------------------------------------------------------------- fresh stack
+# ------------------------------------------------------------------------------------------ boundary
+def _observed() -> bool:
+    """A profiler or tracer watches this thread: it must see the model code run here, as shipped."""
+    enabled = getattr(getattr(torch._C, "_autograd", None), "_profiler_enabled", None)
+    return (sys.getprofile() is not None or sys.gettrace() is not None
+            or bool(enabled() if enabled is not None else torch.autograd.profiler._is_profiler_enabled))
+
+
 def _runs_in_place() -> bool:
     """True where a new thread would not see what the caller set up (or we are inside already)."""
     if getattr(_STATE, "inside", False):
@@ -162,25 +217,43 @@ def _runs_in_place() -> bool:
 
 def _serve(jobs: "queue.SimpleQueue[Callable[[], None] | None]") -> None:
     _STATE.inside = True
-    while True:
-        job = jobs.get()
-        if job is None:
-            return
-        job()
-        del job   # its arguments and result belong to the caller now: keep nothing until the next
+    try:
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            job()
+            del job   # its arguments and result belong to the caller now: keep nothing until the next
+    except KeyboardInterrupt:   # a cancellation that arrived between jobs: the thread ends
+        return
 
 
 class _Runner:
-    """The thread that runs one calling thread's model code, started once and kept (a new thread
+    """The thread that runs one calling thread's measurements, started once and kept (a new thread
     per run would also mean new per-thread allocator arenas and library buffers each time). It
-    stops when the calling thread ends (its thread-local reference to this object goes away)."""
+    stops when the calling thread ends (its thread-local reference to this object goes away), or
+    when a measurement is cancelled."""
 
     def __init__(self) -> None:
         self.jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self.thread = threading.Thread(target=_serve, args=(self.jobs,), name="harness-model-code",
+        self.thread = threading.Thread(target=_serve, args=(self.jobs,), name="harness-measurement",
                                        daemon=True)
         self.thread.start()
         weakref.finalize(self, self.jobs.put, None)
+
+    def cancel(self, done: threading.Event) -> None:
+        """Raise ``KeyboardInterrupt`` in this thread's job, wait until the job has unwound, end
+        the thread and join it."""
+        ident = self.thread.ident
+        if ident is not None and self.thread.is_alive() and not done.is_set():
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt))
+        self.jobs.put(None)
+        while True:
+            try:
+                self.thread.join()
+                return
+            except KeyboardInterrupt:   # another Ctrl-C: the job is unwinding already; keep waiting
+                continue
 
 
 def _runner() -> _Runner:
@@ -190,32 +263,45 @@ def _runner() -> _Runner:
     return runner
 
 
-def run_model_code(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    """``fn(*args, **kwargs)`` on the calling thread's model-code thread (a fresh stack), with the
-    C++ meta kernels, waited for (see the module's docstring). In place, as it is, under torch
-    state that thread would miss, and inside another ``run_model_code``. The result is ``fn``'s;
-    its exception is raised in the caller's thread."""
-    if _runs_in_place():
-        return fn(*args, **kwargs)
+def run_measurement(model: Any, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)``, one measurement of the suite or the report, within
+    :func:`counting`: when ``model`` (the modules and inputs its model code runs) is on meta
+    (:func:`on_meta`), on the calling thread's measuring thread with torch's C++ meta kernels,
+    waited for; in place where the module's docstring says. The result is ``fn``'s; its exception
+    is raised in the caller's thread."""
+    if not on_meta(model) or _runs_in_place() or _observed():
+        with counting():
+            return fn(*args, **kwargs)
     context = contextvars.copy_context()
     grad = torch.is_grad_enabled()
     cuda_device = torch.cuda.current_device() if torch.cuda.is_initialized() else None
+    caller = threading.get_ident()
     outcome: dict[str, Any] = {}
     done = threading.Event()
 
     def job() -> None:
+        _STATE.on_behalf_of = caller
         try:
             if cuda_device is not None:
                 torch.cuda.set_device(cuda_device)
-            with torch.set_grad_enabled(grad), cpp_meta_kernels():
+            with counting(), torch.set_grad_enabled(grad), cpp_meta_kernels():
                 outcome["value"] = context.run(fn, *args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
             outcome["error"] = exc
         finally:
+            _STATE.on_behalf_of = None
             done.set()
 
-    _runner().jobs.put(job)
-    done.wait()
+    with counting():
+        runner = _runner()
+        runner.jobs.put(job)
+        try:
+            while not done.wait(0.1):   # a timed wait: a pending Ctrl-C is seen within 0.1 s
+                pass
+        except BaseException:
+            runner.cancel(done)
+            _STATE.runner = None
+            raise
     if "error" in outcome:
         error = outcome.pop("error")
         raise error
@@ -238,21 +324,3 @@ def on_meta(*objects: Any) -> bool:
             if tensor.device.type != "meta":
                 return False
     return found
-
-
-def _in_place(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    return fn(*args, **kwargs)
-
-
-def runner_for_calls(calls: Any) -> Callable[..., Any]:
-    """:func:`runner_for` the modules and inputs of ``calls`` (duck-typed StageCalls: ``module``,
-    ``args``, ``kwargs``)."""
-    return runner_for([(c.module, c.args, c.kwargs) for c in calls])
-
-
-def runner_for(*objects: Any) -> Callable[..., Any]:
-    """:func:`run_model_code` for model code on meta (``on_meta(*objects)``: the modules and inputs
-    it runs); a plain call for real tensors, which compute for real where they are called: their
-    cost is the arithmetic, and they keep the calling thread's allocator and library state (the
-    vendor LM's CPU forwards on the model-code thread grew a worker by 2-4 GB)."""
-    return run_model_code if on_meta(*objects) else _in_place

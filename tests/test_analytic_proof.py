@@ -44,7 +44,7 @@ from harness.analytic import (
 )
 from harness.analytic.config import DATA_DIR
 from harness.analytic.stages import sam_output_grid
-from harness.modelrun import run_model_code
+from harness.modelrun import run_measurement
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -171,15 +171,15 @@ class KeyedCounter(FlopCounterMode):
 
 
 def measure(fn: Callable[[], Any], *, lm_head: nn.Module | None = None) -> KeyedCounter:
-    """Run ``fn`` under a :class:`KeyedCounter` (no grad) and return the counter; on a fresh stack,
-    as the harness's own counters run (:mod:`harness.modelrun`)."""
+    """Run ``fn`` (model code on meta) under a :class:`KeyedCounter` (no grad) and return the
+    counter; at the suite's measurement boundary, as the engine's counts run (:mod:`harness.modelrun`)."""
     def run() -> KeyedCounter:
         counter = KeyedCounter(lm_head=lm_head)
         with torch.no_grad(), counter:
             fn()
         return counter
 
-    return run_model_code(run)
+    return run_measurement(torch.empty(0, device="meta"), run)
 
 
 def assert_matmul_keys_equal(analytic: Cost, measured: KeyedCounter) -> None:

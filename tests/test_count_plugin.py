@@ -1,14 +1,22 @@
 """The ``flop_count`` fixture end to end, in a fresh pytester project that has no conftest: the
-plugin comes in through its ``pytest11`` entry point, as in any project with harness installed.
+fixture comes in through its ``pytest11`` entry point, as in any project with harness installed;
+its options through the opt-in ``-p harness.count.pytest_options``.
 
-Flow: no golden -> a failure that says how to record it; ``--update-golden`` -> written and
-passing; a rerun -> passing, file untouched; the model changes -> an obtained / expected /
+Flow: no golden -> a failure that says how to record it; ``--flop-count-update-golden`` -> written
+and passing; a rerun -> passing, file untouched; the model changes -> an obtained / expected /
 difference failure, golden untouched; a band in ``golden/flop_count/tolerances.toml`` -> passing.
+
+And a guest's manners: a foreign project with its own ``--device`` and ``--update-golden`` options
+runs exactly as without harness (same outcome, no torch, no new option in ``--help``), and can opt
+in to the fixture.
 """
 
 from __future__ import annotations
 
 import importlib.metadata as md
+import json
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -16,7 +24,9 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-PLUGINS = {"harness-count": "harness.count.pytest_plugin", "harness": "harness.plugin"}
+PLUGINS = {"harness-count": "harness.count.pytest_plugin"}
+OPT_IN = ("-p", "harness.count.pytest_options")
+RECORD = "pytest -p harness.count.pytest_options test_model.py::test_mlp_flops --flop-count-update-golden"
 
 TEST_FILE = '''
 import torch
@@ -58,6 +68,7 @@ def _entry_point_site(tmp: Path) -> Path:
 def project(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> pytest.Pytester:
     site = _entry_point_site(tmp_path_factory.mktemp("entry_points"))
     monkeypatch.syspath_prepend(str(site))          # the in-process runs find entry points on sys.path
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, (str(site), os.environ.get("PYTHONPATH")))))
     monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
     monkeypatch.delenv("PYTEST_PLUGINS", raising=False)
     pytester.makeini("[pytest]\n")
@@ -95,10 +106,10 @@ def test_record_pass_then_fail_on_change(project: pytest.Pytester):
     first = run(project)
     first.assert_outcomes(failed=1)
     first.stdout.fnmatch_lines(["*no flop_count golden golden/flop_count/test_model.test_mlp_flops.json*",
-                                "*pytest test_model.py::test_mlp_flops --update-golden*"])
+                                f"*{RECORD}*"])
     assert not golden.exists()
 
-    recorded = run(project, "--update-golden")
+    recorded = run(project, *OPT_IN, "--flop-count-update-golden")
     recorded.assert_outcomes(passed=1)
     recorded.stdout.fnmatch_lines(["*flop_count goldens*", "written: golden/flop_count/test_model.test_mlp_flops.json"])
     text = golden.read_text()
@@ -117,7 +128,7 @@ def test_record_pass_then_fail_on_change(project: pytest.Pytester):
         "*field*obtained*expected*difference*",
         "*torch patched: matmul_flops*98,304*131,072*-32,768 (-25.000%)*",
         "*If the change is deliberate, regenerate this golden with:*",
-        "*pytest test_model.py::test_mlp_flops --update-golden*"])
+        f"*{RECORD}*"])
     assert golden.read_text() == text               # a failing run never writes
 
     (project.path / "golden" / "flop_count" / "tolerances.toml").write_text(
@@ -127,12 +138,78 @@ def test_record_pass_then_fail_on_change(project: pytest.Pytester):
 
 
 def test_broken_golden_is_named_with_the_fix(project: pytest.Pytester):
-    """Also without the harness plugin (``-p no:harness``): the fixture needs none of its options."""
+    """Without the opt-in (no option of the fixture's): the fix names it."""
     golden = project.path / "golden" / "flop_count" / "test_model.test_mlp_flops.json"
     golden.parent.mkdir(parents=True)
     golden.write_text('{"schema": 1, "kind": "harness.count", "counts": {')
-    result = run(project, "-p", "no:harness")
+    result = run(project)
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*test_model.test_mlp_flops.json is not valid JSON*",
-                                 "*pytest test_model.py::test_mlp_flops --update-golden*"])
+    result.stdout.fnmatch_lines(["*test_model.test_mlp_flops.json is not valid JSON*", f"*{RECORD}*"])
     assert golden.read_text().endswith('{')         # left as the user had it
+
+
+#: A foreign project's conftest: options of its own that the harness suite plugin also has, and a
+#: record of what the process looked like at the end (torch imported, gc frozen, thread variable).
+GUEST_CONFTEST = '''
+import gc
+import json
+import os
+import re
+import sys
+
+
+def pytest_addoption(parser):
+    parser.addoption("--device", default="cpu")
+    parser.addoption("--update-golden", action="store_true")
+
+
+def pytest_sessionfinish(session):
+    (session.config.rootpath / "process.json").write_text(json.dumps({
+        "torch": "torch" in sys.modules, "xdist": "xdist" in sys.modules and session.config.pluginmanager.hasplugin("dsession"),
+        "gc_frozen": gc.get_freeze_count(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}))
+'''
+
+GUEST_TESTS = '''
+import sys
+
+
+def test_its_own_options(pytestconfig):
+    assert pytestconfig.getoption("--device") == "cuda:7"
+    assert pytestconfig.getoption("--update-golden") is True
+
+
+def test_no_torch():
+    assert "torch" not in sys.modules
+'''
+
+
+def test_a_foreign_project_runs_as_without_harness_and_can_opt_in(project: pytest.Pytester):
+    """Installed harness adds nothing to a project that does not ask: in a fresh interpreter, no
+    torch imported, no xdist, no frozen gc, the same thread variable as without harness's entry
+    point (``-p no:harness-count``); the same outcome and the same ``--help`` options and ini keys.
+    Opting in, the project records a flop_count golden beside its own ``--update-golden``."""
+    project.makeconftest(GUEST_CONFTEST)
+    project.makepyfile(test_model=GUEST_TESTS)
+    args = ("-p", "no:cacheprovider", "-p", "no:randomly", "--device", "cuda:7", "--update-golden")
+    fresh = project.runpytest_subprocess(*args)                 # a fresh interpreter: is torch imported?
+    fresh.assert_outcomes(passed=2)
+    process = json.loads((project.path / "process.json").read_text())
+    assert process["torch"] is False and process["gc_frozen"] == 0 and not process["xdist"]
+    seen = {}
+    for name, extra in (("installed", ()), ("without", ("-p", "no:harness-count"))):
+        run(project, *args, *extra).assert_outcomes(passed=1, failed=1)    # in process: torch is here already
+        seen[name] = json.loads((project.path / "process.json").read_text())["OMP_NUM_THREADS"]
+        text = run(project, "--help", *extra).stdout.str()
+        seen[name + " help"] = (set(re.findall(r"--[\w-]+", text)),             # options
+                                set(re.findall(r"^  ([\w-]+) \(", text, re.M)))  # ini keys
+    assert seen["installed"] == seen["without"] == process["OMP_NUM_THREADS"]
+    assert seen["installed help"] == seen["without help"]
+    assert "--device" in seen["installed help"][0] and "--update-golden" in seen["installed help"][0]
+    assert not any("flop" in name for names in seen["installed help"] for name in names)
+
+    project.makepyfile(test_flops=TEST_FILE.format(width=32))
+    own = "test_model.py::test_its_own_options"
+    opted_in = run(project, *args, *OPT_IN, "--flop-count-update-golden", "test_flops.py", own)
+    opted_in.assert_outcomes(passed=2)
+    assert (project.path / "golden" / "flop_count" / "test_flops.test_mlp_flops.json").is_file()
+    run(project, *args, *OPT_IN, "test_flops.py", own).assert_outcomes(passed=2)

@@ -54,12 +54,40 @@ def test_report_name():
         "gpu-perf-nvidia-h100-80gb-hbm3-ocr2-base-letter-bf16"
 
 
-def test_cli_unknown_device_fails_before_building(monkeypatch, capsys):
+def test_report_name():
+    cpu = ResolvedPeak("cpu (AMD EPYC)", "fp32", 0.1, 10.0, "measured")
+    assert report_name({"target": "ocr2", "mode": "base", "page": "letter", "device": "cpu"}, cpu) == \
+        "cpu-perf-cpu-amd-epyc-ocr2-base-letter-fp32"
+
+
+def test_cli_on_cpu_measures_its_peak_and_states_the_report_bound_and_ratio(monkeypatch, tmp_path, capsys):
+    """``harness profile --device cpu`` works as ``report --measure --device cpu``: the peak measured
+    here, the roofline over the report's bytes (fused by default), measured / roofline in x."""
+    import json
+
+    from harness.analytic import stage_costs
+    from harness.report.perf import PeakUsed, stage_bytes
+    from harness.targets import get_target
+
     monkeypatch.delenv(PEAK_TFLOPS_ENV, raising=False)
     monkeypatch.delenv(PEAK_BANDWIDTH_ENV, raising=False)
-    assert main(["--device", "cpu", "--small", "--dtype", "fp32"]) == 2
-    err = capsys.readouterr().err
-    assert "Unknown device 'cpu'" in err and PEAK_TFLOPS_ENV in err
+    assert main(["--device", "cpu", "--small", "--dtype", "fp32", "--stage", "sam", "--warmup", "0",
+                 "--repeats", "1", "--out", str(tmp_path)]) == 0
+    md, = tmp_path.glob("cpu-perf-*-ocr2-base-letter-fp32.md")
+    row, = json.loads(md.with_suffix(".json").read_text())["rows"]
+    peak = row["peak"]
+    assert peak["source"].startswith("measured by harness peak on ") and peak["tflops"] > 0
+    assert md.read_text().splitlines()[-1].endswith(f"| {row['bound']} | "
+                                                    f"{row['timing']['median_s'] / row['roofline_predicted_s']:.2f}× |")
+
+    target = get_target("ocr2")
+    built = target.build("meta", torch.float32, small=True)
+    inputs = target.prepare(find_page("letter"), "base", device="meta", dtype=torch.float32)
+    cost = stage_costs("ocr2", inputs.layout, text_tokens=inputs.prompt_tokens, config=analytic_config(built),
+                       dtype_bytes=4, attn_implementation=built.attn_implementation)["sam"]
+    assert (row["matmul_flops"], row["bytes"]) == (cost.matmul_flops, stage_bytes(cost, "fused"))
+    report_peak = PeakUsed(peak["device_name"], "fp32", peak["tflops"], peak["bandwidth_gbps"], peak["source"])
+    assert report_peak.roof(cost.matmul_flops, stage_bytes(cost, "fused")).bound == row["bound"]
 
 
 def test_cli_decode_contexts():

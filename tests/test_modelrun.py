@@ -1,4 +1,6 @@
-"""harness.modelrun: model code runs a few frames deep, with its caller's state, or in place."""
+"""harness.modelrun: the library counts as plain torch in the calling thread, one count at a time;
+the suite's and report's boundary (run_measurement) runs model code on meta a few frames deep with
+its caller's state and torch's C++ meta kernels, or in place; Ctrl-C cancels it cleanly."""
 
 from __future__ import annotations
 
@@ -13,7 +15,15 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from harness.callmemo import CallMemo, call_memo, memoised_call_work
-from harness.modelrun import cpp_meta_kernels, cpp_meta_kernels_available, run_model_code
+from harness.modelrun import cpp_meta_kernels, cpp_meta_kernels_available, run_measurement
+
+#: model code on meta (what run_measurement's first argument says)
+META = torch.empty(0, device="meta")
+
+
+def run_model_code(fn, *args, **kwargs):
+    """A measurement of model code on meta at the boundary."""
+    return run_measurement(META, fn, *args, **kwargs)
 
 
 def _deep(n: int, fn):
@@ -153,18 +163,19 @@ def ocr2_sam_on_meta():
 
 def test_counts_with_cpp_meta_kernels_equal_torchs_python_ones(ocr2_sam_on_meta) -> None:
     """SAM (windows: pad, permute, view; convolutions; SDPA) counted by torch and by the byte
-    counter with torch's Python meta kernels (each counter's own run, called here in place) and
-    through run_model_code: the same record in every field but the wall time."""
-    from harness.counters import count, get_counter
-    from harness.counters.bytes import _count_bytes, count_bytes
+    counter as the library does (plain torch, Python meta kernels) and at the boundary: the same
+    record in every field but the wall time."""
+    from harness.counters import count
+    from harness.counters.bytes import count_bytes
 
+    model = ocr2_sam_on_meta[0].module
     assert ".py:" in _meta_kernel("aten::mul.Tensor")
-    python_flops = get_counter("torch").run(ocr2_sam_on_meta, variant="patched")
-    python_bytes = _count_bytes(ocr2_sam_on_meta, "ocr2", "sam")
+    python_flops = count("torch", ocr2_sam_on_meta)
+    python_bytes = count_bytes(ocr2_sam_on_meta, target="ocr2", stage="sam")
     fields = lambda c: {**c.to_dict(), "wall_time_s": 0, "target": "", "stage": ""}   # noqa: E731
-    assert fields(count("torch", ocr2_sam_on_meta)) == fields(python_flops)
+    assert fields(run_measurement(model, count, "torch", ocr2_sam_on_meta)) == fields(python_flops)
     assert python_flops.flops > 5 * 10**11                    # Base's SAM: 0.98 TFLOPs
-    fast_bytes = count_bytes(ocr2_sam_on_meta, target="ocr2", stage="sam")
+    fast_bytes = run_measurement(model, count_bytes, ocr2_sam_on_meta, target="ocr2", stage="sam")
     same = lambda b: {**dataclasses.asdict(b), "wall_time_s": 0}   # noqa: E731
     assert same(fast_bytes) == same(python_bytes)
     assert sum(t.read + t.write for t in python_bytes.by_key.values()) > 10**9
@@ -172,12 +183,170 @@ def test_counts_with_cpp_meta_kernels_equal_torchs_python_ones(ocr2_sam_on_meta)
 
 def test_only_model_code_on_meta_leaves_the_calling_thread() -> None:
     """Real tensors compute for real where they are called (their cost is the arithmetic, and they
-    keep the caller's allocator state); meta ones go to the model-code thread."""
-    from harness.modelrun import on_meta, runner_for
+    keep the caller's allocator state); meta ones go to the measuring thread."""
+    from harness.modelrun import on_meta
 
     here = threading.get_ident()
     real, meta = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2, device="meta")
     assert on_meta(meta, (torch.empty(1, 2, device="meta"),)) and not on_meta(meta, torch.ones(1, 2))
     assert not on_meta(real) and not on_meta("no tensors", 3)
-    assert runner_for(real, torch.ones(1, 2))(threading.get_ident) == here
-    assert runner_for(meta, {"x": torch.empty(1, 2, device="meta")})(threading.get_ident) != here
+    assert run_measurement((real, torch.ones(1, 2)), threading.get_ident) == here
+    assert run_measurement((meta, {"x": torch.empty(1, 2, device="meta")}), threading.get_ident) != here
+
+
+def test_under_a_profiler_the_boundary_runs_in_place() -> None:
+    here = threading.get_ident()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        assert run_model_code(lambda: (threading.get_ident(), _meta_kernel("aten::mul.Tensor"))) == \
+            (here, _meta_kernel("aten::mul.Tensor"))
+        torch.mul(META, 2)
+    assert any(e.name == "aten::mul" for e in prof.events())
+
+
+# ------------------------------------------------------------------------- the library: plain torch
+class _Probe(torch.nn.Module):
+    """Linear, then ``x * 2`` (an op whose Meta kernel torch ships in Python over a C++ one), then
+    ``during(x)``; on meta."""
+
+    def __init__(self, during) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(8, 8, device="meta")
+        self.during = during
+
+    def forward(self, x):
+        y = self.linear(x) * 2
+        self.during(y)
+        return y
+
+
+def _hooks(model: torch.nn.Module) -> list[str]:
+    """Every forward hook on ``model``'s modules, and torch's global module hooks."""
+    from torch.nn.modules import module as nn_module
+
+    found = [f"{name or 'model'}.{kind}" for name, m in model.named_modules()
+             for kind in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks") if getattr(m, kind)]
+    found += [kind for kind in ("_global_forward_hooks", "_global_forward_pre_hooks")
+              if getattr(nn_module, kind)]
+    return found
+
+
+def test_harness_count_leaves_torch_as_shipped_for_other_threads_and_user_kernels() -> None:
+    """During and after ``harness.count``: the model runs in the calling thread, no thread is
+    started, another thread sees torch's own Meta kernel, and a Meta kernel the user registered is
+    the one that runs, during and after."""
+    import harness
+
+    shipped = _meta_kernel("aten::mul.Tensor")
+    here, threads = threading.get_ident(), threading.active_count()
+    user_calls: list[int] = []
+    lib = torch.library.Library("aten", "IMPL", "Meta")    # the user's own Meta kernel of aten::mul
+    seen: dict[str, Any] = {"idents": set()}
+    try:
+        lib.impl("mul.Tensor", lambda a, b: user_calls.append(1) or torch.empty_like(a))
+        user = _meta_kernel("aten::mul.Tensor")
+        assert user != shipped
+
+        def during(y) -> None:
+            seen["idents"].add(threading.get_ident())
+            seen["threads"] = threading.active_count()
+            other = threading.Thread(target=lambda: seen.setdefault("other", _meta_kernel("aten::mul.Tensor")))
+            other.start()
+            other.join()
+
+        calls = len(user_calls)
+        result = harness.count(_Probe(during), torch.empty(4, 8, device="meta"), counters="torch,thop")
+        assert result["torch patched"].matmul_flops == 2 * 4 * 8 * 8
+        assert seen["idents"] == {here} and seen["threads"] == threads
+        assert seen["other"] == user                            # as the user left it, during the count
+        assert len(user_calls) > calls                          # the user's kernel ran the model's mul
+        assert _meta_kernel("aten::mul.Tensor") == user         # and after it
+    finally:
+        lib._destroy()
+    assert _meta_kernel("aten::mul.Tensor") == shipped
+    assert threading.active_count() == threads
+
+
+def test_ctrl_c_during_a_count_leaves_no_hook_and_no_thread() -> None:
+    import torch.nn.functional as F
+
+    import harness
+
+    threads, sdpa = threading.active_count(), F.scaled_dot_product_attention
+
+    def interrupt(y) -> None:
+        assert _hooks(model), "the counters' hooks are on the model while it runs"
+        raise KeyboardInterrupt
+
+    model = _Probe(interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        harness.count(model, torch.empty(4, 8, device="meta"), counters="thop")
+    assert _hooks(model) == []
+    assert threading.active_count() == threads and F.scaled_dot_product_attention is sdpa
+
+
+def test_ctrl_c_while_the_boundary_measures_cancels_it() -> None:
+    """Ctrl-C reaches the caller waiting for a measurement: the measuring thread is interrupted
+    too, unwinds (the counter's hooks come off the model, torch's kernels are given back) and
+    ends; the caller gets the KeyboardInterrupt."""
+    import signal
+    import time
+
+    from harness.counters import count
+    from harness.targets import StageCall
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("Ctrl-C reaches the main thread; this test runs in another")
+    started, stop_waiting = threading.Event(), time.monotonic() + 60
+    seen: dict[str, Any] = {}
+
+    def block(y) -> None:
+        seen["thread"] = threading.current_thread()
+        seen["hooks"] = _hooks(model)
+        started.set()
+        while time.monotonic() < stop_waiting:      # Python code running: where Ctrl-C lands
+            time.sleep(0.005)
+
+    model = _Probe(block)
+    call = StageCall("probe", "", model, (torch.empty(4, 8, device="meta"),), {})
+    main = threading.main_thread().ident
+    helper = threading.Thread(target=lambda: started.wait(30) and signal.pthread_kill(main, signal.SIGINT))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        helper.start()
+        with pytest.raises(KeyboardInterrupt):
+            run_measurement(model, count, "thop", [call])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        helper.join()
+    assert time.monotonic() < stop_waiting, "the measurement was not cancelled"
+    assert seen["thread"] is not threading.current_thread() and seen["hooks"]
+    assert not seen["thread"].is_alive()
+    assert _hooks(model) == [] and ".py:" in _meta_kernel("aten::mul.Tensor")     # Python kernels back
+    assert run_model_code(threading.get_ident) != threading.get_ident()    # a new one serves the next
+
+
+def test_one_count_at_a_time() -> None:
+    """A second thread's count waits until the first one's has ended."""
+    from harness.counters import count
+    from harness.targets import StageCall
+
+    first_in, second_in = threading.Event(), threading.Event()
+    seen: dict[str, Any] = {}
+
+    def first(y) -> None:
+        first_in.set()
+        seen["second ran meanwhile"] = second_in.wait(0.5)
+
+    def stage(during) -> list:
+        return [StageCall("probe", "", _Probe(during), (torch.empty(4, 8, device="meta"),), {})]
+
+    def second_thread() -> None:
+        first_in.wait(30)
+        seen["second"] = count("torch", stage(lambda y: second_in.set())).flops
+
+    other = threading.Thread(target=second_thread)
+    other.start()
+    seen["first"] = count("torch", stage(first)).flops
+    other.join(30)
+    assert seen["second ran meanwhile"] is False and second_in.is_set()
+    assert seen["first"] == seen["second"] == 2 * 4 * 8 * 8

@@ -1,8 +1,8 @@
 """Goldens of ``harness.count`` results for users' own models (the engine of the ``flop_count``
 fixture; :mod:`.pytest_plugin` is its thin pytest shell).
 
-One JSON file per name, ``<root>/flop_count/<name>.json`` (``<root>``: ``--golden-dir``, the
-``flop_count_golden_dir`` ini option, or ``<rootdir>/golden``)::
+One JSON file per name, ``<root>/flop_count/<name>.json`` (``<root>``: ``--flop-count-golden-dir``,
+the ``flop_count_golden_dir`` ini option, or ``<rootdir>/golden``)::
 
     {"schema": 1, "kind": "harness.count", "name": ..., "model": "ViTModel", "device": "meta",
      "environment": {"torch": ..., ...},             # information, never compared

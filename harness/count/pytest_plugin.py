@@ -15,16 +15,22 @@ and element-wise FLOPs, FLOPs by op key, uncounted products) with
 (your hand derivation) must hold too (the :class:`~harness.count.Verdict`). A mismatch fails with
 an obtained / expected / difference table and the command that regenerates the golden.
 
-* ``pytest --update-golden`` writes the goldens (atomically; unchanged files are not touched);
-  nothing is ever deleted. Without it a missing golden is a failure that says how to record it.
-* ``<root>``: ``--golden-dir``, else the ini option ``flop_count_golden_dir`` (relative to the
-  rootdir), else ``<rootdir>/golden``. Tolerance bands: ``<root>/flop_count/tolerances.toml``
+* Recording: ``pytest --flop-count-update-golden`` writes the goldens of the tests that ran
+  (atomically; unchanged files are not touched); nothing is ever deleted. Without it a missing
+  golden is a failure that says how to record it.
+* ``<root>``: ``--flop-count-golden-dir``, else the ini option ``flop_count_golden_dir`` (relative to
+  the rootdir), else ``<rootdir>/golden``. Tolerance bands: ``<root>/flop_count/tolerances.toml``
   (hand-edited, never written), tables ``[regress.<name>.<counter>.<convention>]`` (``"*"`` a
   wildcard at any level; keys ``rel``, ``abs``, ``note``), or ``rel=``/``abs=`` on the call;
   exact without either.
 
-``--update-golden`` and ``--golden-dir`` belong to the harness plugin (``harness.plugin``, loaded
-from the same package); this plugin reads them and adds no option of its own on the command line.
+Installed, harness changes nothing in a project that does not ask: this module (the ``pytest11``
+entry point ``harness-count``) adds the fixture and nothing else -- no option, no ini key, no
+marker, no import of torch until a test uses the fixture. The two options and the ini key come with
+:mod:`harness.count.pytest_options`, which a project opts in to (``pytest_plugins =
+["harness.count.pytest_options"]`` in its conftest.py, or ``-p harness.count.pytest_options``);
+their ``--flop-count-`` prefix cannot clash with a project's own options. Beside the harness
+suite's plugin (this repository), the suite's ``--update-golden`` and ``--golden-dir`` apply too.
 """
 
 from __future__ import annotations
@@ -35,18 +41,11 @@ from typing import Any
 
 import pytest
 
+from .pytest_options import INI_GOLDEN_DIR, OPTIONS_PLUGIN, UPDATE_OPTION
+
 __all__ = ["flop_count", "FlopCount", "golden_root"]
 
-INI_GOLDEN_DIR = "flop_count_golden_dir"
 _WRITTEN = pytest.StashKey[dict]()
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    """The ini option ``flop_count_golden_dir``.
-    https://docs.pytest.org/en/stable/reference/reference.html#pytest.hookspec.pytest_addoption"""
-    parser.addini(INI_GOLDEN_DIR, "golden root of the flop_count fixture: goldens and bands in its "
-                  "flop_count/ folder (default: --golden-dir, else <rootdir>/golden); relative to the "
-                  "rootdir", default="")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -56,13 +55,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def golden_root(config: pytest.Config) -> Path:
-    """``--golden-dir`` (relative to the invocation directory), else the ini option (relative
-    to the rootdir), else ``<rootdir>/golden``."""
-    option = config.getoption("harness_golden_dir", default=None)
+    """``--flop-count-golden-dir`` (or the suite plugin's ``--golden-dir``; relative to the
+    invocation directory), else the ini option ``flop_count_golden_dir`` (relative to the rootdir),
+    else ``<rootdir>/golden``."""
+    option = (config.getoption("flop_count_golden_dir", default=None)
+              or config.getoption("harness_golden_dir", default=None))
     if option:
         root = Path(option)
         return root if root.is_absolute() else Path(config.invocation_params.dir) / root
-    ini = config.getini(INI_GOLDEN_DIR)
+    try:
+        ini = config.getini(INI_GOLDEN_DIR)
+    except ValueError:              # the project did not opt in to the options plugin
+        ini = None
     if ini:
         root = Path(str(ini))
         return root if root.is_absolute() else config.rootpath / root
@@ -70,7 +74,15 @@ def golden_root(config: pytest.Config) -> Path:
 
 
 def _update(config: pytest.Config) -> bool:
-    return bool(config.getoption("harness_update_golden", default=False))
+    """``--flop-count-update-golden`` (or the suite plugin's ``--update-golden``)."""
+    return bool(config.getoption("flop_count_update_golden", default=False)
+                or config.getoption("harness_update_golden", default=False))
+
+
+def regenerate_command(config: pytest.Config, nodeid: str) -> str:
+    """The command that records ``nodeid``'s golden (naming the options plugin unless it is loaded)."""
+    opt_in = "" if config.pluginmanager.has_plugin(OPTIONS_PLUGIN) else f"-p {OPTIONS_PLUGIN} "
+    return f"pytest {opt_in}{shlex.quote(nodeid)} {UPDATE_OPTION}"
 
 
 class FlopCount:
@@ -106,7 +118,7 @@ class FlopCount:
             path = golden_file(root, name)
         except ValueError as exc:
             pytest.fail(str(exc), pytrace=False)
-        regenerate = f"pytest {shlex.quote(node.nodeid)} --update-golden"
+        regenerate = regenerate_command(self._config, node.nodeid)
         result = count(model, *args, expected=expected, **kwargs)
         if result.verdict is not None and not result.verdict.passed:
             pytest.fail(f"{result.model}: the counters do not agree with expected={result.verdict.expected:,} "

@@ -18,7 +18,7 @@ from collections import Counter as Tally
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Sequence
 
-from harness.modelrun import runner_for_calls
+from harness.modelrun import counting
 
 from .keys import ELEMENTWISE_KEYS, GENERIC_KEYS, KEY_CLASS, MATMUL_KEYS, UNMAPPED, is_matmul_like
 from .observe import check_call
@@ -298,7 +298,8 @@ def count(counter: str, calls: Sequence[Any], *, variant: str = "patched", targe
     _check_variant(impl, counter, variant)
     calls = _checked_calls(counter, calls, stage)
     start = time.perf_counter()
-    result = runner_for_calls(calls)(impl.run, calls, variant=variant)
+    with counting():
+        result = impl.run(calls, variant=variant)
     return _finish(result, counter, variant, calls, target, stage, strict, time.perf_counter() - start)
 
 
@@ -321,7 +322,8 @@ def count_variants(counter: str, calls: Sequence[Any], *, variants: Sequence[str
         _check_variant(impl, counter, variant)
     calls = _checked_calls(counter, calls, stage)
     start = time.perf_counter()
-    results = runner_for_calls(calls)(impl.run_variants, calls, variants)
+    with counting():
+        results = impl.run_variants(calls, variants)
     seconds = time.perf_counter() - start
     if set(results) != set(variants):
         raise CounterError(f"{counter}: run_variants returned {sorted(results)} for variants {list(variants)}")

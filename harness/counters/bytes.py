@@ -49,7 +49,7 @@ from torch.utils._pytree import tree_flatten
 
 from harness.analytic.cost import DATA_KEYS as _ANALYTIC_DATA_KEYS
 from harness.analytic.cost import OP_CLASS, Traffic
-from harness.modelrun import runner_for_calls
+from harness.modelrun import counting
 
 from .base import checked_calls
 from .keys import ELEMENTWISE_KEYS, MATMUL_KEYS, UNMAPPED, op_key
@@ -394,7 +394,8 @@ def count_bytes(calls: Sequence[Any], *, target: str = "", stage: str = "") -> B
     ``stage``), run once each under no_grad; a KV cache in the kwargs is copied first.
     """
     calls = checked_calls(calls, stage, who="count_bytes", nothing="0 bytes")
-    return runner_for_calls(calls)(_count_bytes, calls, target, stage)
+    with counting():
+        return _count_bytes(calls, target, stage)
 
 
 def _count_bytes(calls: Sequence[Any], target: str, stage: str) -> ByteCount:

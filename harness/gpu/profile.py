@@ -18,12 +18,12 @@ import torch
 from torch import nn
 
 from harness.gpu.measure import DEFAULT_DECODE_CONTEXTS, profile_stages
-from harness.gpu.peaks import ResolvedPeak, device_name, dtype_key, resolve_peak
+from harness.gpu.peaks import ResolvedPeak, UnknownDeviceError, device_name, dtype_key, resolve_peak
 from harness.gpu.roofline import StagePerf
 from harness.gpu.table import perf_table_json, perf_table_markdown, write_perf_report
 
-__all__ = ["GPU_OUT_ENV", "gpu_out_dir", "Profile", "profile_target", "unshare_expanded_parameters", "analytic_config", "find_page",
-           "environment_info", "report_name"]
+__all__ = ["GPU_OUT_ENV", "gpu_out_dir", "Profile", "profile_target", "profile_peak", "unshare_expanded_parameters",
+           "analytic_config", "find_page", "environment_info", "report_name"]
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 #: Where the GPU suite writes its tables and raw counts (uploaded by the nightly workflow).
@@ -69,10 +69,31 @@ def _slug(text: str) -> str:
 
 
 def report_name(context: dict[str, Any], peak: ResolvedPeak) -> str:
-    """``gpu-perf-<device>-<target>-<mode>-<page>-<dtype>``, file-name safe."""
+    """``<kind>-perf-<device>-<target>-<mode>-<page>-<dtype>``, file-name safe; ``<kind>`` is
+    ``gpu`` on CUDA, else the device type (``context["device"]``, e.g. ``cpu``)."""
+    kind = str(context.get("device") or "cuda").split(":")[0]
     parts = [peak.device_name, str(context.get("target")), str(context.get("mode")), str(context.get("page")),
              peak.dtype]
-    return "gpu-perf-" + "-".join(_slug(p) for p in parts)
+    return f"{'gpu' if kind == 'cuda' else kind}-perf-" + "-".join(_slug(p) for p in parts)
+
+
+def profile_peak(device: str, dtype: str, *, peak_tflops: float | None = None, bandwidth_gbps: float | None = None,
+                 warmup: int = 3, repeats: int = 10) -> ResolvedPeak:
+    """The peak a profile divides by. A CUDA device in the peak table (or both overrides, or
+    their environment variables): as :func:`harness.gpu.peaks.resolve_peak` says. Any other device
+    (a CPU, a GPU the table lacks): its achievable peak measured here, as ``harness report
+    --measure`` does (:func:`harness.report.perf.measured_peak`; an override given wins, and the
+    source says so)."""
+    try:
+        return resolve_peak(device_name(device), dtype, peak_tflops=peak_tflops, bandwidth_gbps=bandwidth_gbps)
+    except UnknownDeviceError:
+        pass
+    from harness.gpu.achievable import measure_peak
+    from harness.report.perf import measured_peak
+
+    used = measured_peak(measure_peak(device, dtype, warmup=warmup, repeats=repeats),
+                         tflops=peak_tflops, bandwidth=bandwidth_gbps)
+    return ResolvedPeak(used.label, used.dtype, used.tflops, used.bandwidth_gbps, used.source)
 
 
 def unshare_expanded_parameters(model: nn.Module) -> int:
@@ -150,16 +171,24 @@ def profile_target(target: str = "ocr2", *, device: str, dtype: torch.dtype = to
                    decode_contexts: Sequence[int] = DEFAULT_DECODE_CONTEXTS, warmup: int = 3, repeats: int = 10,
                    peak_tflops: float | None = None, bandwidth_gbps: float | None = None,
                    attn_implementation: str | None = None, experts_implementation: str | None = None,
-                   model_path: str | Path | None = None, trust_remote_code: bool = False) -> Profile:
+                   model_path: str | Path | None = None, trust_remote_code: bool = False,
+                   bytes_convention: str = "fused") -> Profile:
     """Build ``target`` on ``device`` in ``dtype`` (random weights), time its stages on one page.
 
-    The peak is resolved first, so an unknown GPU fails before minutes of building.
+    The peak comes first (:func:`profile_peak`: the table, the overrides, or measured here), so a
+    bad peak fails before minutes of building. The roofline divides ``bytes_convention``'s bytes
+    (``fused``, the default, or ``op``) by the bandwidth, as ``harness report`` does
+    (:func:`harness.report.perf.stage_bytes`), so the two agree on each stage's bound.
     """
+    from types import SimpleNamespace
+
     from harness.analytic import stage_costs
+    from harness.report.perf import stage_bytes
     from harness.targets import get_target
 
-    peak = resolve_peak(device_name(device), dtype_key(dtype), peak_tflops=peak_tflops,
-                        bandwidth_gbps=bandwidth_gbps)
+    stage_bytes(SimpleNamespace(fused_bytes=0, total_bytes=0), bytes_convention)   # a bad name fails here
+    peak = profile_peak(device, dtype_key(dtype), peak_tflops=peak_tflops, bandwidth_gbps=bandwidth_gbps,
+                        warmup=warmup, repeats=repeats)
     tgt = get_target(target, model_path=model_path, trust_remote_code=trust_remote_code)
     options: dict[str, Any] = {}
     if attn_implementation is not None:
@@ -173,8 +202,11 @@ def profile_target(target: str = "ocr2", *, device: str, dtype: torch.dtype = to
     itemsize = torch.empty((), dtype=dtype).element_size()
 
     def costs(decode_context: int | None):
-        return stage_costs(target, inputs.layout, text_tokens=inputs.prompt_tokens, decode_context=decode_context,
-                           config=config, dtype_bytes=itemsize, attn_implementation=built.attn_implementation)
+        by_stage = stage_costs(target, inputs.layout, text_tokens=inputs.prompt_tokens, decode_context=decode_context,
+                               config=config, dtype_bytes=itemsize, attn_implementation=built.attn_implementation)
+        # what the rows read: matmul FLOPs, and the bytes of the convention the report uses
+        return {stage: SimpleNamespace(matmul_flops=cost.matmul_flops, total_bytes=stage_bytes(cost, bytes_convention))
+                for stage, cost in by_stage.items()}
 
     rows = profile_stages(tgt, built, inputs, costs=costs, peak=peak, device=device, stages=stages,
                           decode_contexts=decode_contexts, warmup=warmup, repeats=repeats)
@@ -183,8 +215,9 @@ def profile_target(target: str = "ocr2", *, device: str, dtype: torch.dtype = to
         "target": target, "mode": mode, "page": page, "size": "small" if small else "full",
         "layout": f"{layout.width}x{layout.height}, {layout.n_crops} crops, {layout.image_tokens} image tokens, "
                   f"prefill L={inputs.seq_len}",
+        "bytes": f"{bytes_convention} (the roofline's bytes; harness report --bytes)",
         "attention": built.attn_implementation, "experts": built.experts_implementation,
         "weights": built.weights + (f"; {unshared} expanded parameters given their own storage" if unshared else ""),
-        **{k: v for k, v in environment_info(device).items() if k != "device"},
+        **environment_info(device),
     }
     return Profile(rows, context)

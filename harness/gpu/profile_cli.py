@@ -2,8 +2,8 @@
 target on one device and write the table.
 
 Example (GPU): ``harness profile --target ocr2 --mode base --page letter --device cuda:0
---out reports/gpu``. On CPU pass ``--small`` and the peak overrides (a CPU has no table entry), or
-use ``harness report --measure --device cpu``, which measures the CPU's peak itself.
+--out reports/gpu``. On CPU (``--device cpu --small``) the achievable peak is measured first, as
+``harness report --measure --device cpu`` does; the peak overrides win where given.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default="ocr2", choices=("ocr2", "dsocr"))
     parser.add_argument("--mode", default="base")
     parser.add_argument("--page", default="letter", help="built-in page id or an image path (default letter)")
-    parser.add_argument("--device", default="cuda:0", help="cuda:N (default cuda:0) or cpu")
+    parser.add_argument("--device", default="cuda:0", help="cuda:N (default cuda:0) or cpu (its peak measured here)")
     parser.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp32"),
                         help="model dtype (default bf16, as the vendor runs)")
     parser.add_argument("--small", action="store_true", help="the shrunken configuration (CPU smoke runs)")
@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"dense peak TFLOP/s for the dtype (overrides the table and ${PEAK_TFLOPS_ENV})")
     parser.add_argument("--peak-bandwidth", type=float, default=None,
                         help=f"memory bandwidth GB/s (overrides the table and ${PEAK_BANDWIDTH_ENV})")
+    parser.add_argument("--bytes", choices=("fused", "op"), default="fused", dest="bytes_convention",
+                        help="the bytes the roofline divides by the bandwidth, as harness report --bytes: "
+                             "'fused' (default) or 'op'")
     parser.add_argument("--attn-implementation", default=None, help="sdpa (default) or eager")
     parser.add_argument("--experts-implementation", default=None,
                         help="eager (target default on real tensors), batched_mm or grouped_mm")
@@ -69,7 +72,8 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
             small=args.small, stages=args.stages, decode_contexts=args.decode_contexts, warmup=args.warmup,
             repeats=args.repeats, peak_tflops=args.peak_tflops, bandwidth_gbps=args.peak_bandwidth,
             attn_implementation=args.attn_implementation, experts_implementation=args.experts_implementation,
-            model_path=args.model_path, trust_remote_code=args.trust_remote_code)
+            model_path=args.model_path, trust_remote_code=args.trust_remote_code,
+            bytes_convention=args.bytes_convention)
     except (UnknownDeviceError, ValueError) as exc:
         print(f"harness profile: error: {exc}", file=stderr)
         return 2

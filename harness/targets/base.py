@@ -23,7 +23,6 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from harness.modelrun import runner_for_calls
 from harness.workload import DEFAULT_PROMPT_TOKENS, ViewLayout
 
 __all__ = [
@@ -76,8 +75,8 @@ class StageCall:
     note: str = ""
 
     def __call__(self) -> Any:
-        """The call's output, on meta computed on the model-code thread (:mod:`harness.modelrun`)."""
-        return runner_for_calls((self,))(self.module, *self.args, **self.kwargs)
+        """The call's output (plain torch, in the calling thread)."""
+        return self.module(*self.args, **self.kwargs)
 
 
 @dataclass

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -26,19 +24,9 @@ import pytest
 # imported twice in one process: import it (the real suite definition needs it) before any run
 import torch  # noqa: F401
 
-#: The plugin is registered by the ``pytest11`` entry point ``harness`` when the harness is
-#: installed; a project conftest that also names it would register it twice.
-PLUGIN_INSTALLED = any(ep.value == "harness.plugin" for ep in entry_points(group="pytest11"))
-
-#: A project conftest that loads the plugin unless its entry point does.
+#: A project conftest that switches the plugin on (installing harness does not).
 PLUGIN_CONFTEST = '''
-import os
-from importlib.metadata import entry_points
-
-pytest_plugins = []
-if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") or not any(
-        ep.value == "harness.plugin" for ep in entry_points(group="pytest11")):
-    pytest_plugins.append("harness.plugin")
+pytest_plugins = ["harness.plugin"]
 '''
 
 #: The fake project's conftest: the plugin, and its suite definition from definition.json.
@@ -303,4 +291,4 @@ def literal(pattern: str) -> str:
 
 def plugin_args() -> list[str]:
     """Arguments that load the plugin into a run without the project's conftest."""
-    return [] if PLUGIN_INSTALLED and not os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") else ["-p", "harness.plugin"]
+    return ["-p", "harness.plugin"]

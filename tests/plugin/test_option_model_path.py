@@ -48,7 +48,9 @@ def test_asking_for_vendor_tests_that_cannot_run_is_a_usage_error(project):
 
 @pytest.mark.skipif(VENDOR_ENV, reason="the main environment's check (transformers 5)")
 def test_model_path_in_the_main_environment_is_a_usage_error(project, tmp_path):
-    result = project.runpytest("--model-path", str(tmp_path), "--trust-remote-code")
+    # --model-path=DIR, one word: the plugin's options are the project's (its conftest), and pytest
+    # reads a separate word that names a directory outside the project as a test path
+    result = project.runpytest(f"--model-path={tmp_path}", "--trust-remote-code")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: target dsocr (the vendor DeepSeek-OCR remote code) needs "
                                  "transformers==4.46.3; this Python has *. Run it in the vendor environment*"])
