@@ -80,11 +80,14 @@ clean:
 
 # ---- The GPU machine, its environment on CPU, and the nightly workflow's lint (docs/gpu.md) ----
 # The pure-Python wheels a GPU machine without network lacks (the project, pypdf, fvcore and its
-# dependencies, ultralytics-thop), at the versions of this environment, into one ignored folder
-# (< 64 MiB); scripts/gpu-check.sh --wheels installs them there offline.
+# dependencies, ultralytics-thop, and transformers at the goldens' release: the machine's 5.17 counts
+# the rotary frequencies as a matmul), at the versions of this environment, into one ignored folder
+# (< 64 MiB); scripts/gpu-check.sh --wheels installs them there offline. GPU_BUNDLE_TRANSFORMERS=no
+# leaves transformers out.
 GPU_BUNDLE ?= .gpu-bundle
+GPU_BUNDLE_TRANSFORMERS ?= yes
 gpu-bundle: setup
-	bash scripts/gpu-check.sh --make-bundle "$(GPU_BUNDLE)" --python $(PY)
+	bash scripts/gpu-check.sh --make-bundle "$(GPU_BUNDLE)" --python $(PY) $(if $(filter no,$(GPU_BUNDLE_TRANSFORMERS)),--bundle-without-transformers)
 
 # The lent GPU machine's environment (Python 3.12, torch 2.11.0, transformers 5.17.0, no fvcore or
 # thop) reproduced on CPU: a side venv, the wheelhouse installed as there, then the check script with

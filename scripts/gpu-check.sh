@@ -33,6 +33,12 @@ OUT_FILES=(summary.md env.txt check.log junit-suite.xml peak.md stage-table.md b
 # pillow, matplotlib, tqdm, pyyaml, tabulate, portalocker, pytest, pytest-xdist, pytest-benchmark,
 # hypothesis): the project's pypdf, fvcore and its yacs, termcolor and iopath, ultralytics-thop.
 BUNDLE_DISTS=(pypdf fvcore yacs termcolor iopath ultralytics-thop)
+# And transformers at the goldens' release (constraints.txt): the machine's 5.17.0 builds OCR-2, but
+# its rotary embedding computes the frequencies as a matmul (inv_freq @ positions, an aten.bmm the
+# counters see under key `rotary`) where 5.23.0 multiplies element-wise, so its counts differ from
+# the goldens and the analytic model by that product (docs/gpu.md). --bundle-without-transformers
+# leaves it out (then the check measures the machine's own transformers).
+BUNDLE_TRANSFORMERS=yes
 BUNDLE_LIMIT=$((64 * 1024 * 1024))
 # Step time caps (seconds); each step gets min(cap, what is left of --budget); none with --budget 0.
 CAP_SUITE=270 CAP_PEAK=40 CAP_REPORT=150 CAP_BENCH=120
@@ -76,6 +82,7 @@ while [ $# -gt 0 ]; do
         --bench-storage) BENCH_STORAGE="${2:?--bench-storage needs a folder}"; shift 2 ;;
         --bench-compare-fail) BENCH_FAIL="${2?--bench-compare-fail needs an expression}"; shift 2 ;;
         --make-bundle) MAKE_BUNDLE="${2:?--make-bundle needs a folder}"; shift 2 ;;
+        --bundle-without-transformers) BUNDLE_TRANSFORMERS=no; shift ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
@@ -109,7 +116,9 @@ make_bundle() {
     fi
     echo "gpu-bundle: the project ($REPO)"
     "$PY" -m pip wheel -q --no-deps --wheel-dir "$stage" "$REPO" || die "building the project's wheel failed"
-    for dist in "${BUNDLE_DISTS[@]}"; do
+    local dists=("${BUNDLE_DISTS[@]}")
+    [ "$BUNDLE_TRANSFORMERS" = yes ] && dists+=(transformers)
+    for dist in "${dists[@]}"; do
         version="$("$PY" -c 'import importlib.metadata as m, sys; print(m.version(sys.argv[1]))' "$dist" 2>/dev/null)" \
             || die "$dist is not installed in $PY: run make setup first (the bundle carries the versions the goldens were made with)"
         echo "gpu-bundle: $dist==$version"
@@ -232,7 +241,7 @@ run_step() {
     left=$(remaining)
     limit=$(( cap < left ? cap : left ))
     [ "$BUDGET" -eq 0 ] && limit=0   # no budget: no step timeout either (timeout 0 = none)
-    shown="$(printf '%q ' "$@" | sed "s#$REPO/##g; s#$SCRATCH#<scratch>#g; s#$OUT#<out>#g")"
+    shown="$(printf '%q ' "$@" | sed "s#$SCRATCH#<scratch>#g; s#$OUT#<out>#g; s#$REPO/##g")"
     if [ "$BUDGET" -gt 0 ] && [ "$limit" -lt 15 ]; then
         STEP_ROWS+=("| $name | | 0 | NOT RUN: the budget is spent | \`${shown% }\` |")
         FAILED+=("$name not run")
@@ -313,6 +322,11 @@ if device.startswith("cuda") and not cuda:
 if device == "cpu":
     need("CUDA is not used (--device cpu): pytest -m gpu needs a CUDA device, so the suite step runs the "
          "harness.gpu unit tests (or the CPU suite); times, TFLOP/s and MFU are the CPU's")
+try:
+    import transformers
+    say("transformers imported from", os.path.dirname(transformers.__file__))
+except Exception as exc:
+    print(f"FATAL: transformers does not import: {exc}")
 for dist in ("transformers", "harness", "fvcore", "ultralytics-thop", "pypdf", "numpy", "pytest",
              "pytest-xdist", "pytest-benchmark", "hypothesis"):
     try:
@@ -334,6 +348,15 @@ for mod, what in (("fvcore", "fvcore"), ("thop", "thop (ultralytics-thop)")):
         importlib.import_module(mod)
     except Exception:
         need(f"{what} is not importable: the report has no {what} column (carry it: make gpu-bundle, --wheels)")
+try:
+    tf = tuple(int(x) for x in md.version("transformers").split(".")[:2])
+except Exception:
+    tf = None
+if tf is not None and (5, 0) <= tf < (5, 19):
+    need(f"transformers {md.version('transformers')} (before 5.19) computes OCR-2's rotary frequencies as a matmul "
+         "(inv_freq @ positions: an aten.bmm under key `rotary`, 2*B*(d/2)*P FLOPs per table) that the analytic "
+         "model and the goldens (5.23, an element-wise product) do not have: ocr2's counts fail by exactly "
+         "that key; carry transformers 5.23 (make gpu-bundle) to measure the goldens' implementation")
 pins = {"torch": "2.13.0", "transformers": "5.23.0"}
 for dist, pin in pins.items():
     have = md.version(dist)
