@@ -112,9 +112,13 @@ $(DEVICE_VENV)/.installed:
 	$(DEVICE_VENV)/bin/python -m pip install -q torch==$(DEVICE_TORCH) transformers==$(DEVICE_TRANSFORMERS) $(DEVICE_PACKAGES)
 	touch $@
 
+# Left out there: the two tests that pin the goldens' own environment by design (the torch facts'
+# release gate, and a regenerated golden's recorded versions, byte for byte).
+DEVICE_ENV_DESELECT = --deselect tests/test_counters_facts.py::test_versions_measured \
+	--deselect tests/plugin/test_real_suite.py::test_deleted_count_golden_is_recreated_byte_identically
 test-device-env: $(DEVICE_VENV)/.installed gpu-bundle
-	bash scripts/gpu-check.sh --python $(DEVICE_VENV)/bin/python --wheels "$(GPU_BUNDLE)" --device cpu --small \
-		--suite all --budget 0 --out out/device-env
+	PYTEST_ADDOPTS="$(DEVICE_ENV_DESELECT)" bash scripts/gpu-check.sh --python $(DEVICE_VENV)/bin/python \
+		--wheels "$(GPU_BUNDLE)" --device cpu --small --suite all --budget 0 --out out/device-env
 
 # actionlint (with shellcheck on the run: blocks) and zizmor on .github/workflows/, shellcheck on
 # scripts/: any actionlint error, zizmor finding of medium or higher, or shellcheck warning fails.
