@@ -22,7 +22,8 @@ SCRIPT = REPO / "scripts" / "gpu-check.sh"
 
 
 def check(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = {k: v for k, v in os.environ.items()      # as from a shell: no xdist worker's variables
+           if k != "PYTHONPATH" and not k.startswith("PYTEST_XDIST_") and k != "PYTEST_CURRENT_TEST"}
     return subprocess.run(["bash", str(SCRIPT), *args], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=timeout)
 

@@ -111,7 +111,13 @@ def test_actions_are_pinned_to_a_commit_with_the_version_beside_it(workflow: dic
 def _run_block(step: dict, env: dict[str, str], cwd: Path = REPO, timeout: float = 900) -> subprocess.CompletedProcess:
     """A step's ``run:`` block under ``bash -eo pipefail`` (the job's shell), the job's env + ``env``."""
     return subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]], cwd=cwd,
-                          env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout)
+                          env={**_runner_environ(), **env}, capture_output=True, text=True, timeout=timeout)
+
+
+def _runner_environ() -> dict[str, str]:
+    """This process's environment less what an xdist worker adds (a runner's shell has none of it:
+    the script's own pytest runs would take themselves for xdist workers)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_") and k != "PYTEST_CURRENT_TEST"}
 
 
 def _github_env(path: Path) -> dict[str, str]:
