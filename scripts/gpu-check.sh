@@ -115,7 +115,11 @@ make_bundle() {
         die "--make-bundle $dest: the folder holds files that are not a gpu-bundle's; name an empty or new folder"
     fi
     echo "gpu-bundle: the project ($REPO)"
-    "$PY" -m pip wheel -q --no-deps --wheel-dir "$stage" "$REPO" || die "building the project's wheel failed"
+    # built from a copy of what the wheel holds, so the build leaves nothing (build/, *.egg-info) in the checkout
+    mkdir -p "$SCRATCH/src" && cp -r "$REPO/pyproject.toml" "$REPO/README.md" "$REPO/harness" "$SCRATCH/src/" \
+        || die "copying the project's sources failed"
+    find "$SCRATCH/src" -name __pycache__ -prune -exec rm -rf {} +
+    "$PY" -m pip wheel -q --no-deps --wheel-dir "$stage" "$SCRATCH/src" || die "building the project's wheel failed"
     local dists=("${BUNDLE_DISTS[@]}")
     [ "$BUNDLE_TRANSFORMERS" = yes ] && dists+=(transformers)
     for dist in "${dists[@]}"; do
