@@ -530,12 +530,15 @@ def test_layout_subcommand(tmp_path: Path) -> None:
     code, out, err = _run(["layout", "--target", "ocr2", "--modes", "gundam", "--page-set", "default"], tmp_path)
     assert code == 0, err
     assert "letter" in out and "2x3" in out and "1131" in out
+    assert "valid (Eq. 1)" in out and "vendor valid" in out and "Eq. 1: ceil(N * min(w, h) / max(w, h))" in out
+    assert "padded to the square, as transformers" in out and "squashes" in out
     code, out, _ = _run(["layout", "--target", "dsocr", "--modes", "gundam", "--format", "json",
                          "--pages", str(_png(tmp_path / "p.png", (1700, 2200)))], tmp_path)
     rows = json.loads(out)
     assert rows == [{"target": "dsocr", "mode": "gundam", "page": "p", "width": 1700, "height": 2200,
                      "crop_grid": "2x3", "n_crops": 6, "views": "6x640px crops + 1x1024px global", "n_views": 7,
-                     "vision_tokens": 856, "image_tokens": 903, "valid_tokens": 798, "prefill_length": 913}]
+                     "vision_tokens": 856, "image_tokens": 903, "valid_tokens": 798, "valid_tokens_vendor": 797,
+                     "prefill_length": 913}]
     code, out, _ = _run(["layout", "--format", "csv", "--modes", "base", "--page-set", "default"], tmp_path)
     assert code == 0 and out.splitlines()[0].startswith("target,mode,page,width,height")
     assert len(out.splitlines()) == 1 + 2 * 5
