@@ -137,8 +137,8 @@ def test_vendor_builds_with_the_documented_parameter_counts(vendor_meta):
     built = vendor_meta
     assert built.parameter_count == 3_336_106_240
     assert built.attn_implementation == "eager" and built.config._attn_implementation == "eager"
-    assert built.stage_devices == {"sam": "meta", "clip": "meta", "projector": "meta", "prefill": "cpu",
-                                   "decode": "cpu"}
+    assert built.stage_devices == {"sam": "meta", "clip": "meta", "projector": "meta", "prefill": "meta",
+                                   "decode": "meta"}
     assert built.stage_parameters("sam") == 95_569_152
     assert built.stage_parameters("clip") == 303_177_728
     assert built.stage_parameters("projector") == 2_622_720
@@ -202,7 +202,7 @@ def check_lm(target, built, inputs):
     L = prefill_length(inputs.layout, inputs.prompt_tokens)
     with torch.no_grad():
         (call,) = target.stage_calls(built, inputs, "prefill")
-        assert call.device == "cpu" and call.kwargs["input_ids"].shape == (1, L)
+        assert call.device == built.device and call.kwargs["input_ids"].shape == (1, L)
         assert call.kwargs["inputs_embeds"].shape == (1, L, 1280)
         logits = call().logits
         assert logits.shape == (1, L, 129280)   # the vendor forward has no logits_to_keep
@@ -219,18 +219,54 @@ def test_vendor_vision_stages_on_meta(vendor_target, vendor_meta, mode):
     check_vision(vendor_target, vendor_meta, vendor_target.prepare(LETTER, mode))
 
 
+@pytest.fixture(scope="module")
+def vendor_cpu_small(vendor_target):
+    """The vendor model on CPU with seeded random weights, its LM shrunk (2 layers, 8 experts, top-2)."""
+    return vendor_target.build("cpu", small=True)
+
+
 @pytest.mark.vendor
-@pytest.mark.slow
-@pytest.mark.parametrize("mode", ["gundam", "base"])
-def test_vendor_language_model_on_cpu(vendor_target, vendor_meta, mode):
-    """Full-size vendor LM on CPU (seeded random weights): prefill over L tokens, one decode step."""
-    inputs = vendor_target.prepare(LETTER, mode)
-    check_lm(vendor_target, vendor_meta, inputs)
+def test_vendor_language_model_on_cpu(vendor_target, vendor_cpu_small):
+    """The vendor LM on real CPU tensors (seeded random weights, the vendor's own routing): prefill
+    over L tokens (the image features of a Tiny view scattered in), finite logits, one decode step."""
+    inputs = vendor_target.prepare(LETTER, "tiny", device="cpu")
+    check_lm(vendor_target, vendor_cpu_small, inputs)
+
+
+@pytest.mark.vendor
+def test_balanced_routing_counts_equal_the_seeded_run(vendor_target, vendor_cpu_small):
+    """The meta build's fixed, balanced routing against the vendor's own routing on CPU (seeded random
+    weights), same small LM: FLOPs, raw figures and op keys equal for prefill and decode; what depends
+    on routing (how many experts run) is min(E, T*k) on meta."""
+    from harness.counters import count
+    from harness.targets.dsocr import balanced_counts
+
+    meta = vendor_target.build("meta", small=True)
+    for built in (meta, vendor_cpu_small):
+        assert built.config.n_routed_experts == 8 and built.config.num_experts_per_tok == 2
+    results = {}
+    for name, built in (("meta", meta), ("cpu", vendor_cpu_small)):
+        inputs = vendor_target.prepare(LETTER, "tiny", device=built.device)
+        for stage in ("prefill", "decode"):
+            results[name, stage] = count("torch", vendor_target.stage_calls(built, inputs, stage),
+                                         variant="patched", target="dsocr", stage=stage)
+    for stage in ("prefill", "decode"):
+        cpu, on_meta = results["cpu", stage], results["meta", stage]
+        assert on_meta.devices == ("meta",) and cpu.devices == ("cpu",)
+        assert (on_meta.flops, on_meta.raw, on_meta.by_key, on_meta.by_op) == (cpu.flops, cpu.raw, cpu.by_key,
+                                                                                cpu.by_op), stage
+        assert on_meta.by_key["experts"] > 0
+    # prefill: Tiny, L = 1 + 9 + 73 = 83 tokens x top-2 = 166 pairs over 8 experts: every expert runs
+    # (one SiLU each, plus the shared expert's and the dense layer's)
+    assert balanced_counts(166, 8).tolist() == [21, 21, 21, 21, 21, 21, 20, 20]
+    assert results["meta", "prefill"].unknown_ops["aten.silu"] == 1 + 8 + 1
+    # decode: one token, top-2: two experts
+    assert results["meta", "decode"].unknown_ops["aten.silu"] == 1 + 2 + 1
 
 
 @pytest.mark.vendor
 def test_vendor_whole_model_needs_a_real_device(vendor_target, vendor_meta):
-    with pytest.raises(TargetError, match="cannot run on meta"):
+    with pytest.raises(TargetError, match="cannot run vision on meta"):
         vendor_target.whole_model_call(vendor_meta, vendor_target.prepare(LETTER, "base"))
 
 
