@@ -121,7 +121,7 @@ class DsocrTarget(Target):
     def build(self, device: str = "meta", dtype: torch.dtype = torch.float32, weights: Any = None, *,
               small: bool = False, attn_implementation: str | None = None,
               experts_implementation: str | None = None, seed: int = 0) -> BuiltModel:
-        """Build the vendor model; vision on ``device``, the LM on CPU when ``device`` is meta.
+        """Build the vendor model on ``device`` (meta: the MoE with a balanced routing, see the module doc).
 
         ``weights``: None (the directory's safetensors when present, else seeded random),
         ``"random"``, or a ``.safetensors`` file / directory. Ignored for parts on meta.
