@@ -76,6 +76,26 @@ def pytest_xdist_make_scheduler(config, log):
         return None
 
     class SharedMeasurementScheduling(LoadScopeScheduling):
+        def remove_node(self, node):
+            """A worker is gone (finished or crashed). xdist 3.8's LoadScopeScheduling puts a crashed
+            worker's whole work unit back in the queue, the test it crashed in included: the
+            replacement worker runs that test again, and a deterministic crash (out of memory)
+            repeats on every new worker until --max-worker-restart (4 x workers) is spent. Here, as
+            --dist load does, the crashed test is reported (returned) and not queued again; the
+            unit's other pending tests are."""
+            workload = self.assigned_work.pop(node)
+            if not self._pending_of(workload):
+                return None
+            crashed = next(nodeid for unit in workload.values() for nodeid, done in unit.items() if not done)
+            for scope, unit in workload.items():
+                if crashed in unit:
+                    unit[crashed] = True
+                if not all(unit.values()):
+                    self.workqueue[scope] = unit
+            for other in self.assigned_work:
+                self._reschedule(other)
+            return crashed
+
         def _split_scope(self, nodeid: str) -> str:
             module, _, name = nodeid.partition("::")
             if module.endswith("tests/test_suite.py") and name.startswith("test_count["):

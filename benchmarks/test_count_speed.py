@@ -105,10 +105,8 @@ def test_count_where_model_code_runs(benchmark, page, counter, how):
     assert all(totals[stage] > 10**11 for stage in stages)
 
 # The vendor DeepSeek-OCR language model -----------------------------------------------------------
-# Its MoE calls .cpu().numpy(), so even a meta build runs the LM on CPU with real (seeded random)
-# fp32 weights: every counter run is a real forward, and its cost is what a dsocr report pays per
-# prefill shape key. The counts depend on the routing (which experts receive tokens: by_module,
-# op occurrences, uncalled experts), so the dtype, the seed and the weights must stay as they are.
+# A meta build runs it on meta with a fixed, balanced routing (harness.targets.dsocr): what a dsocr
+# report pays per prefill shape key is a meta forward per counter.
 # (-m vendor --model-path DIR --trust-remote-code, vendor environment.)
 
 @pytest.fixture(scope="module")

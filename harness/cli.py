@@ -350,6 +350,7 @@ def layout_rows(targets, pages) -> list[dict]:
                     "views": " + ".join(f"{v.batch}x{v.size}px {v.role}" for v in layout.views),
                     "n_views": layout.n_views, "vision_tokens": layout.vision_tokens,
                     "image_tokens": layout.image_tokens, "valid_tokens": layout.valid_tokens,
+                    "valid_tokens_vendor": layout.valid_tokens_vendor,
                     "prefill_length": prefill_length(layout),
                 })
     return rows
@@ -383,19 +384,25 @@ def _layout(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     else:
         columns = [("target", "target"), ("mode", "mode"), ("page", "page"), ("size", None),
                    ("crop grid", "crop_grid"), ("views", "views"), ("vision tok", "vision_tokens"),
-                   ("placeholders", "image_tokens"), ("valid", "valid_tokens"), ("L", "prefill_length")]
-        table = [[f"{r['width']}x{r['height']}" if key is None else str(r[key]) for _, key in columns]
-                 for r in rows]
+                   ("placeholders", "image_tokens"), ("valid (Eq. 1)", "valid_tokens"),
+                   ("vendor valid", "valid_tokens_vendor"), ("L", "prefill_length")]
+        table = [[f"{r['width']}x{r['height']}" if key is None else "-" if r[key] is None else str(r[key])
+                  for _, key in columns] for r in rows]
         widths = [max([len(h)] + [len(row[i]) for row in table]) for i, (h, _) in enumerate(columns)]
-        numeric = {6, 7, 8, 9}
+        numeric = {6, 7, 8, 9, 10}
         fmt = lambda cells: "  ".join(c.rjust(w) if i in numeric else c.ljust(w)  # noqa: E731
                                       for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
         stdout.write(fmt([h for h, _ in columns]) + "\n")
         stdout.write("  ".join("-" * w for w in widths) + "\n")
         for row in table:
             stdout.write(fmt(row) + "\n")
+        from harness.workload import OCR2_SMALL_PAGE_CONVENTION, VALID_TOKEN_CONVENTION
+
         stdout.write("vision tok: encoder outputs over all views; placeholders: image tokens in input_ids; "
-                     "valid: the paper's Eq. 1; L: prefill length (BOS + prompt + placeholders)\n")
+                     "L: prefill length (BOS + prompt + placeholders)\n")
+        stdout.write(f"{VALID_TOKEN_CONVENTION} (dsocr only; '-' for ocr2)\n")
+        if any(r["target"] == "ocr2" for r in rows):
+            stdout.write(f"{OCR2_SMALL_PAGE_CONVENTION}\n")
     return EXIT_OK
 
 

@@ -30,6 +30,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "TARGETS",
+    "VALID_TOKEN_CONVENTION",
+    "OCR2_SMALL_PAGE_CONVENTION",
     "Workload",
     "MODES",
     "get_workload",
@@ -45,6 +47,18 @@ __all__ = [
 ]
 
 TARGETS: tuple[str, ...] = ("dsocr", "ocr2")
+
+#: What ``valid`` means wherever the harness prints it (``harness layout``, the report).
+VALID_TOKEN_CONVENTION = (
+    "valid = the paper's Eq. 1: ceil(N * min(w, h) / max(w, h)) for the padded global view (exact "
+    "integers) + every crop's N; 'vendor valid' = what DeepSeek-OCR's infer() prints, int(N * ratio) "
+    "on a float ratio: 1 lower on most padded pages, never more")
+#: How OCR-2 fits a page into a view without crops: the harness follows transformers.
+OCR2_SMALL_PAGE_CONVENTION = (
+    "OCR-2 views keep the page's aspect and are padded to the square, as transformers' "
+    "DeepseekOcr2ImageProcessor does; the official vLLM code squashes the page to the square "
+    "instead in non-crop mode with a view of at most 768 px (small): same shapes and FLOPs, but "
+    "all 144 view tokens are then valid")
 
 #: v1 ``infer()`` (and the vLLM port) skip cropping when ``width <= 640 and height <= 640``.
 #: The 640 is a literal in both, independent of ``image_size``/``tile_size``.
@@ -253,10 +267,11 @@ class ViewLayout:
     integers; the paper writes ``ceil(N * (1 - (max - min) / max))``, the same number without
     float error), views that are not padded (crops, the ``image_size <= 640`` direct resize)
     count all ``N``; newline and separator tokens excluded. Why ceil: it is the paper's stated
-    definition, and the quantity is the paper's; the v1 ``infer()`` only prints a compression
-    ratio from ``int(N * ratio)``, which :attr:`valid_tokens_floor` reproduces (it is 0 or 1
-    lower per padded view). ``views`` are in execution order: v1 runs the crop batch, then the
-    global view; transformers' OCR-2 runs the global view, then the crop batch.
+    definition, and the quantity is the paper's. The v1 ``infer()`` prints another figure,
+    ``int(N * ratio)`` on a float ``ratio``: :attr:`valid_tokens_vendor` reproduces it (0 or 1
+    lower, see :data:`VALID_TOKEN_CONVENTION`). ``views`` are in execution order: v1 runs the crop
+    batch, then the global view; transformers' OCR-2 runs the global view, then the crop batch.
+    OCR-2 views are padded (transformers' processor), never squashed (:data:`OCR2_SMALL_PAGE_CONVENTION`).
     """
 
     workload: Workload
@@ -271,14 +286,21 @@ class ViewLayout:
     valid_tokens: int
 
     @property
-    def valid_tokens_floor(self) -> int:
-        """As :attr:`valid_tokens` but floored like v1 ``infer()``'s ``int(N * ratio)`` print."""
+    def valid_tokens_vendor(self) -> int | None:
+        """The valid count v1 ``infer()`` prints (``dsocr``; None for ``ocr2``, whose transformers
+        code prints none): ``int(N * ratio)`` for a padded global view, with the vendor's own float
+        ``ratio = 1 - ((max(w, h) - min(w, h)) / max(w, h))``, plus every crop's tokens. A truncated
+        float: 0 or 1 below :attr:`valid_tokens` (1 on most pages; where ``N * min / max`` is whole
+        the float can still land just under it)."""
+        if self.workload.target != "dsocr":
+            return None
         if not self.global_padded:
             return self.valid_tokens
         glob = next(v for v in self.views if v.role == "global")
-        ceil_share = _valid(glob.tokens_per_view, self.width, self.height)
-        floor_share = glob.tokens_per_view * min(self.width, self.height) // max(self.width, self.height)
-        return self.valid_tokens - ceil_share + floor_share
+        longest, shortest = max(self.width, self.height), min(self.width, self.height)
+        ratio = 1 - ((longest - shortest) / longest)        # modeling_deepseekocr.py infer(), as written
+        return self.valid_tokens - _valid(glob.tokens_per_view, self.width, self.height) + int(
+            glob.tokens_per_view * ratio)
 
     @property
     def vision_tokens(self) -> int:

@@ -335,3 +335,29 @@ def test_prefill_and_decode_rules() -> None:
         prefill_cost("dsocr", 10, attn_implementation="flash_attention_2")
     eager = prefill_cost("ocr2", 100, attn_implementation="eager")
     assert "matmul_qk" in eager.flops and "sdpa_qk" not in eager.flops
+
+
+def test_sam_dense_bias_bytes_base_view():
+    """The dense rel-pos bias SAM materialises (docs/gpu.md's no-mask figure), OCR-2 Base, bf16.
+
+    1024 px: g = 64; window blocks pad to 70 = 5 x 14 -> 25 windows of T = 196; global blocks T = 4096;
+    12 heads. Dense elements: window 25*12*196*196 = 11,524,800; global 12*4096*4096 = 201,326,592.
+    transformers copies the dense bias ("dense"): add write + copy read + copy write + SDPA mask read
+    = 4 x dense x 2 bytes; 8 window + 4 global blocks: (8 * 11,524,800 + 4 * 201,326,592) * 8.
+    """
+    from harness.analytic.config import load_dims
+    from harness.analytic.stages import sam_dense_bias_bytes, sam_view
+
+    sam = load_dims("ocr2").sam
+    assert sam.rel_bias_copy == "dense"
+    dense = sam_dense_bias_bytes(sam, 1024, dtype_bytes=2)
+    assert dense == (8 * 11_524_800 + 4 * 201_326_592) * 8 == 7_180_038_144
+    fused = sam_view(sam, 1024, dtype_bytes=2).fused_bytes
+    assert 0.55 < dense / fused < 0.65                 # 60 % of SAM's fused bytes
+    # the vendor copies the two factors instead of the dense bias: 2 x dense + 2 x factors
+    vendor = load_dims("dsocr").sam
+    assert vendor.rel_bias_copy == "factors"
+    factors = 8 * 25 * 12 * 196 * 28 + 4 * 12 * 4096 * 128
+    assert sam_dense_bias_bytes(vendor, 1024, dtype_bytes=2) == (
+        2 * (8 * 11_524_800 + 4 * 201_326_592) + 2 * factors) * 2
+    assert sam_dense_bias_bytes(sam, 1024, batch=3, dtype_bytes=2) == 3 * dense

@@ -10,8 +10,8 @@ Summary (confirmed / refuted on these versions):
   counted 4*B*H*Lq*Lk*d -- confirmed; the math backend on CPU is counted -- measured; no formula
   for _grouped_mm -- confirmed; an op without a formula is silently 0 -- confirmed.
 * fvcore: counts MACs -- confirmed; no handle for aten::scaled_dot_product_attention -- confirmed;
-  positional inputs only -- confirmed; jit.trace on meta fails at nn.Conv2d (works for Linear,
-  LayerNorm, SDPA, einsum) -- measured; its einsum handle is rounded to 4 significant digits --
+  positional inputs only -- confirmed; stock jit.trace on meta fails at nn.Conv2d (works for Linear,
+  LayerNorm, SDPA, einsum) -- measured (the harness's counter works around it: test_counters_fvcore_meta); its einsum handle is rounded to 4 significant digits --
   new finding.
 * thop 2.2.3: MACs -- confirmed; "misses every functional call (SDPA, einsum, matmul, F.linear)"
   -- REFUTED: a TorchFunctionMode counts them outside ruled modules; still misses _grouped_mm,

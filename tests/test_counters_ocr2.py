@@ -1,7 +1,7 @@
 """Every counter on every stage of DeepSeek-OCR-2 against the analytic model (Letter page, Gundam).
 
-* Full size on meta (the fast path): torch and thop on all stages; fvcore on all stages but SAM
-  (torch.jit.trace cannot trace nn.Conv2d on meta, pinned in test_counters_facts).
+* Full size on meta (the fast path): every counter on every stage (fvcore's SAM on meta is proven
+  against real CPU tensors in test_counters_fvcore_meta).
 * The small configuration on CPU (real tensors, one 768 view): every counter on every stage, including fvcore on
   SAM and the CPU SDPA path that stock torch counts as 0; eager attention (matmul_qk/av); the
   default ``grouped_mm`` experts that no stock counter sees.
@@ -151,8 +151,6 @@ def assert_stock_explained(setup: Setup, stage: str, counter: str) -> None:
 @pytest.mark.parametrize("counter", COUNTERS)
 @pytest.mark.parametrize("stage", STAGES)
 def test_full_size_meta_stock_differs_only_by_named_causes(full_meta, stage, counter):
-    if counter == "fvcore" and stage == "sam":
-        pytest.skip("fvcore cannot jit.trace nn.Conv2d on meta; SAM is covered on the small config")
     assert_stock_explained(full_meta, stage, counter)
     result = full_meta.count(stage, counter, "stock")
     if counter == "fvcore" and stage != "projector":  # SDPA everywhere but the projector

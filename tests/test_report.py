@@ -79,7 +79,7 @@ def test_patched_records_are_the_suites_measurements(report, cache: Engine) -> N
         assert r.count is cache.measure(case), r.golden_key      # the suite's own object, not a rerun
         assert report.collected.stages[(r.target, r.mode, r.page, r.stage)].cost == cache.analytic(case)
         checked += 1
-    assert checked == len(STAGES) * 3 * 2 - 3   # torch + fvcore patched; fvcore sam not measurable on meta
+    assert checked == len(STAGES) * 3 * 2       # torch + fvcore patched, every stage (fvcore's SAM on meta too)
 
 
 def test_records_match_the_committed_goldens(report) -> None:
@@ -97,7 +97,7 @@ def test_records_match_the_committed_goldens(report) -> None:
         assert f"{r.mode}/{r.page}" in doc["pages"]
         assert r.golden == "match", (r.golden_key, r.golden_differences)
         compared += 1
-    assert compared == 2 * (len(STAGES) * 2 - 1)     # letter and a4: torch + fvcore, no fvcore sam
+    assert compared == 2 * len(STAGES) * 2           # letter and a4: torch + fvcore, every stage
     for r in report.collected.records:
         if r.variant == "stock":
             assert r.golden == "n/a"
@@ -117,19 +117,19 @@ def test_verdicts_follow_explain_delta_and_bands(report) -> None:
 
 
 def test_stock_counter_blind_spot_is_sized(report) -> None:
-    """torch stock on meta sees SDPA (it decomposes there); fvcore's meta conv limit is loud."""
+    """torch stock on meta sees SDPA (it decomposes there); fvcore measures SAM on meta, its
+    convolutions included, so no cell of the matrix is NOT MEASURED."""
     by = {(r.stage, r.spec): r for r in report.collected.records if r.page == "letter"}
     sam_fvcore = by[("sam", CounterSpec("fvcore", "patched"))]
-    assert sam_fvcore.count is None and "meta" in sam_fvcore.error
-    from harness.targets import target_class
-
-    rule = target_class("ocr2").not_measurable("sam", "fvcore", "meta")
-    assert sam_fvcore.error.startswith(rule)                  # the target's own documented reason
-    assert "harness." not in sam_fvcore.error                 # no internal symbol names
+    assert sam_fvcore.count is not None and not sam_fvcore.error
+    assert sam_fvcore.count.devices == ("meta",) and sam_fvcore.count.by_key["conv"] > 0
+    assert sam_fvcore.verified is True
+    assert all(r.status == "measured" for r in report.collected.records)
     md = (report.out / "report.md").read_text()
-    assert "NOT MEASURED" in md and "Not measured" in md
+    assert "**NOT MEASURED**" not in md and "**0** not measured" in md
     assert "torch stock" in md
     assert "harness.suite" not in md and "NOT_MEASURABLE_ON_META" not in md    # no internal symbol names
+    assert "0 cells NOT MEASURED" in report.summary_line
 
 
 # --------------------------------------------------------------------------- reuse by shape
@@ -150,7 +150,7 @@ def test_pages_sharing_a_layout_are_measured_once(report) -> None:
                 assert r.reused_from == "letter/small"
                 assert r.seconds == 0.0
                 assert r.count is first.count and r.error == first.error
-    runs = len(STAGES) * len(SPECS) - 1          # fvcore sam: not attempted on meta
+    runs = len(STAGES) * len(SPECS)              # every cell, fvcore's SAM on meta too
     assert report.collected.model_runs + report.collected.reuses == 3 * runs
     assert report.collected.model_runs <= runs
 
@@ -206,7 +206,7 @@ def test_report_json_schema(report) -> None:
     assert env["dtype"] == "float32" and env["attn_implementation"] == "sdpa" and env["device"] == "meta"
     assert len(doc["records"]) == 3 * len(STAGES) * len(SPECS)
     # the three pages share one layout: one measurement per stage x counter, one analytic cost per stage
-    assert len(doc["measurements"]) == len(STAGES) * len(SPECS) - 1      # fvcore sam: not attempted on meta
+    assert len(doc["measurements"]) == len(STAGES) * len(SPECS)          # fvcore's SAM on meta too
     assert len(doc["analytic"]) == len(STAGES)
     for layout in doc["layouts"]:
         assert layout["prefill_length"] == 155 and layout["views"][0]["size"] == 768
@@ -530,12 +530,15 @@ def test_layout_subcommand(tmp_path: Path) -> None:
     code, out, err = _run(["layout", "--target", "ocr2", "--modes", "gundam", "--page-set", "default"], tmp_path)
     assert code == 0, err
     assert "letter" in out and "2x3" in out and "1131" in out
+    assert "valid (Eq. 1)" in out and "vendor valid" in out and "Eq. 1: ceil(N * min(w, h) / max(w, h))" in out
+    assert "padded to the square, as transformers" in out and "squashes" in out
     code, out, _ = _run(["layout", "--target", "dsocr", "--modes", "gundam", "--format", "json",
                          "--pages", str(_png(tmp_path / "p.png", (1700, 2200)))], tmp_path)
     rows = json.loads(out)
     assert rows == [{"target": "dsocr", "mode": "gundam", "page": "p", "width": 1700, "height": 2200,
                      "crop_grid": "2x3", "n_crops": 6, "views": "6x640px crops + 1x1024px global", "n_views": 7,
-                     "vision_tokens": 856, "image_tokens": 903, "valid_tokens": 798, "prefill_length": 913}]
+                     "vision_tokens": 856, "image_tokens": 903, "valid_tokens": 798, "valid_tokens_vendor": 797,
+                     "prefill_length": 913}]
     code, out, _ = _run(["layout", "--format", "csv", "--modes", "base", "--page-set", "default"], tmp_path)
     assert code == 0 and out.splitlines()[0].startswith("target,mode,page,width,height")
     assert len(out.splitlines()) == 1 + 2 * 5

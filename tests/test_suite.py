@@ -118,24 +118,6 @@ def test_golden_analytic(fact, engine, golden) -> None:
             "matmul class must be exact, op key by op key.", rows), pytrace=False)
 
 
-def test_still_not_measurable(engine) -> None:
-    """fvcore still cannot trace SAM on meta (else: the rule goes, and its goldens get made)."""
-    from harness.counters import CounterError
-    from harness.engine import Case
-    from harness.targets import target_class
-
-    if not gate_runnable(engine, "ocr2"):
-        pytest.skip("ocr2 cannot run in this environment")
-    reason = target_class("ocr2").not_measurable("sam", "fvcore", "meta")
-    assert reason, "the rule is gone: remove this test"
-    case = Case("ocr2", "base", "letter", "sam", "fvcore")
-    with pytest.raises(CounterError) as info:
-        engine.measure(case)
-    text = str(info.value).lower()
-    assert "conv" in text or "cond must be a bool" in text or "meta" in text, (
-        f"fvcore fails on SAM on meta for another reason than the documented one:\n{info.value}")
-
-
 def gate_runnable(engine, target: str) -> bool:
     from harness.targets import target_class
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from harness.targets import get_target
+from tests.test_targets_dsocr import check_lm
 
 pytestmark = pytest.mark.vendor
 
@@ -104,3 +105,41 @@ def test_crop_mosaic_glue_equals_the_vendor_forward(vendor_target, cpu_built):
         inner.sam_model, inner.vision_model = real
     assert inputs.layout.image_tokens == 903 and staged.shape == (1, 913, 129280)
     torch.testing.assert_close(staged, whole, rtol=1e-4, atol=1e-4)
+
+
+def test_vendor_language_model_on_cpu(vendor_target, cpu_built):
+    """The vendor LM on real CPU tensors (seeded random weights, the vendor's own routing): prefill
+    over L tokens (the image features of a Tiny view scattered in), finite logits, one decode step."""
+    inputs = vendor_target.prepare(LETTER, "tiny", device="cpu")
+    check_lm(vendor_target, cpu_built, inputs)
+
+
+def test_balanced_routing_counts_equal_the_seeded_run(vendor_target, cpu_built):
+    """The meta build's fixed, balanced routing against the vendor's own routing on CPU (seeded random
+    weights), same small LM: FLOPs, raw figures and op keys equal for prefill and decode; what depends
+    on routing (how many experts run) is min(E, T*k) on meta."""
+    from harness.counters import count
+    from harness.targets.dsocr import balanced_counts
+
+    meta = vendor_target.build("meta", small=True)
+    for built in (meta, cpu_built):
+        assert built.config.n_routed_experts == 8 and built.config.num_experts_per_tok == 2
+    results = {}
+    for name, built in (("meta", meta), ("cpu", cpu_built)):
+        inputs = vendor_target.prepare(LETTER, "tiny", device=built.device)
+        for stage in ("prefill", "decode"):
+            results[name, stage] = count("torch", vendor_target.stage_calls(built, inputs, stage),
+                                         variant="patched", target="dsocr", stage=stage)
+    for stage in ("prefill", "decode"):
+        cpu, on_meta = results["cpu", stage], results["meta", stage]
+        # on meta, infer()'s zero images stay on the host (the forward tests their sum with .item())
+        assert on_meta.devices == (("cpu", "meta") if stage == "prefill" else ("meta",)) and cpu.devices == ("cpu",)
+        assert (on_meta.flops, on_meta.raw, on_meta.by_key, on_meta.by_op) == (cpu.flops, cpu.raw, cpu.by_key,
+                                                                                cpu.by_op), stage
+        assert on_meta.by_key["experts"] > 0
+    # prefill: Tiny, L = 1 + 9 + 73 = 83 tokens x top-2 = 166 pairs over 8 experts: every expert runs
+    # (one SiLU each, plus the shared expert's and the dense layer's)
+    assert balanced_counts(166, 8).tolist() == [21, 21, 21, 21, 21, 21, 20, 20]
+    assert results["meta", "prefill"].unknown_ops["aten.silu"] == 1 + 8 + 1
+    # decode: one token, top-2: two experts
+    assert results["meta", "decode"].unknown_ops["aten.silu"] == 1 + 2 + 1

@@ -55,6 +55,7 @@ __all__ = [
     "sam_grid",
     "sam_output_grid",
     "sam_view",
+    "sam_dense_bias_bytes",
     "clip_view",
     "projector_view",
     "encoder_view",
@@ -165,6 +166,34 @@ def sam_view(sam: SamDims, size: int, batch: int = 1, *, impl: Impl = "sdpa", cl
         cost += _moved("copy", read=batch * c1 * g2 * g2 * b, write=batch * c1 * g2 * g2 * b)
     cost += conv2d(batch, c1, c2, g2, g2, kernel=3, stride=2, padding=1, dtype_bytes=b)
     return cost
+
+
+def sam_dense_bias_bytes(sam: SamDims, size: int, batch: int = 1, *,
+                         dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> int:
+    """Fused bytes :func:`sam_view` spends on the dense rel-pos bias, over an attention kernel that
+    adds the decomposed bias itself from its two factors (which both read once).
+
+    Per attention call, with ``dense`` = batch x windows x heads x T x T elements: the broadcast add
+    that writes the dense bias, its copy (``rel_bias_copy`` "dense": the dense tensor read and
+    written; "factors": the two factors copied before the add instead) and SDPA reading it as an
+    explicit float mask. Subtracting this from ``sam_view(...).fused_bytes`` gives SAM's fused bytes
+    without a materialised mask (the "no-mask" figure of docs/gpu.md).
+    """
+    b = dtype_bytes
+    g = sam_grid(sam, size)
+    total = 0
+    for i in range(sam.depth):
+        if i in sam.global_blocks or not sam.window:
+            batch_heads, side = batch * sam.heads, g
+        else:
+            _, nw = padded_grid(g, sam.window)
+            batch_heads, side = batch * nw * sam.heads, sam.window
+        tokens = side * side
+        dense = batch_heads * tokens * tokens
+        factors = batch_heads * tokens * (side + side)
+        copy = 2 * dense if sam.rel_bias_copy == "dense" else 2 * factors
+        total += (dense + copy + dense) * b        # add's write, the copy, SDPA's mask read
+    return total
 
 
 @_memoised

@@ -238,7 +238,8 @@ def _reason(counter: str, exc: Exception, device: str) -> str:
         inner = exc.__cause__
         cause = f"{type(inner).__name__}: {str(inner).split('.')[0]}" if inner is not None else text
         return (f"fvcore cannot trace this model on meta ({cause}): torch.jit.trace fails in a "
-                f"convolution on meta tensors; build the model on cpu to count it with fvcore")
+                f"meta tensors in this model (convolutions are traced as on cpu; this op is not); build the "
+                f"model on cpu to count it with fvcore")
     return text
 
 
@@ -273,7 +274,7 @@ def count(model_or_callable: nn.Module | Callable[..., Any], *args: Any,
     counter's delta after its named causes within ``rtol``). A keyword input of the model that
     clashes with one of these names goes in ``call_kwargs``.
 
-    A counter that cannot run this model (fvcore cannot trace a convolution on meta, ...) is
+    A counter that cannot run this model (fvcore's jit trace failing on meta, ...) is
     listed in ``result.missing`` with the reason; an error of the model itself is raised.
     """
     if not callable(model_or_callable):

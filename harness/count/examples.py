@@ -104,7 +104,7 @@ class ConvNet(nn.Module):
 
 
 def convnet(device: str = "cpu") -> tuple[nn.Module, tuple]:
-    """:class:`ConvNet` on ``device`` (default cpu: fvcore cannot trace a convolution on meta)."""
+    """:class:`ConvNet` on ``device`` (default cpu)."""
     s = CONV
     with torch.device(device):
         torch.manual_seed(0)

@@ -531,7 +531,8 @@ def routing_cause(lm: Any, tokens: int, experts_called: int, dtype_bytes: int) -
     assumed = lm.n_moe_layers * min(lm.n_routed, tokens * lm.top_k)
     per_expert = 3 * lm.hidden * lm.moe_intermediate * dtype_bytes
     text = (f"routing: the loop model assumes min(E, T*k) = {assumed // max(lm.n_moe_layers, 1)} experts hit per "
-            f"MoE layer ({assumed} in all); this run hit {experts_called} (seeded random weights); "
+            f"MoE layer ({assumed} in all); this run hit {experts_called} (the build's routing: balanced "
+            f"on meta, the seeded random weights' on a real device); "
             f"each expert's gate/up/down weights are {per_expert:,} bytes")
     return text, {"experts": -(assumed - experts_called) * per_expert}
 
@@ -601,7 +602,7 @@ def bytes_table(target: str, mode: str, page: Any = (1700, 2200), *, built: Any 
 
     ``page``: anything a target's ``prepare`` takes (a (width, height) size, a path, a Page).
     The model is built on meta in bf16 (``dtype``) unless ``built`` is given (dsocr: from the vendor
-    directory ``model_path``, its LM on CPU). The analytic model is asked for the same experts
+    directory ``model_path``, every stage on meta). The analytic model is asked for the same experts
     implementation the build runs.
     """
     from harness.analytic import stage_costs

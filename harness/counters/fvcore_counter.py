@@ -16,9 +16,18 @@ exact label product (fvcore's numpy-path handle halves einsums that sum over no 
 every handle is observed (same return value) to key its count, and every unsupported node is
 sized with the reference formulas when it is a product: fvcore's blind spots get a size.
 
-On meta tensors ``torch.jit.trace`` fails inside ``nn.Conv2d`` (torch 2.13's meta convolution kernel
-receives traced sizes: "TypeError: cond must be a bool, but got a Tensor"); Linear, LayerNorm,
-SDPA and einsum trace on meta. Stages with a convolution need real tensors (the small config on CPU).
+Convolutions on meta: stock ``torch.jit.trace`` fails inside ``nn.Conv2d`` on meta tensors. On meta,
+``aten::convolution`` goes straight to torch's Python meta kernel (``meta_conv``), which reads the
+input's sizes while the tracer is on, so they come back as traced tensors and ``torch._check``
+raises "TypeError: cond must be a bool, but got a Tensor"; and even past that check, the
+``aten::_convolution`` node that a CPU trace records (and fvcore's conv handle reads) would never be
+recorded. While this counter traces on meta, :class:`ConvTracedAsOnCpu` (a ``TorchFunctionMode``:
+this thread only, entered around the trace and left after it, even on error) sends
+``torch.conv1d/2d/3d`` on meta tensors to ``torch._convolution`` with the arguments
+``at::convolution`` passes on CPU. The tracer records the same ``aten::_convolution`` node as on
+CPU, and runs its meta kernel with tracing paused, so sizes are ints. Nothing else is redirected; torch
+itself is not modified. ``tests/test_counters_fvcore_meta.py`` compares SAM on meta with SAM on real
+CPU tensors, op key by op key.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from harness.callmemo import memoised_call_work, meta_signature
 
@@ -39,8 +49,8 @@ from .base import Counter, CounterError, StageCount, Tallies, register_counter
 from .keys import is_matmul_like, op_key
 from .observe import ModuleStack, call_inputs, einsum_macs, grouped_mm_macs, iter_tensors, prod, sdpa_macs
 
-__all__ = ["EINSUM_ROUNDING", "FvcoreCounter", "PositionalWrapper", "sdpa_flop_jit", "grouped_mm_flop_jit", "einsum_exact_jit",
-           "baddbmm_flop_jit", "scaled_mm_flop_jit"]
+__all__ = ["EINSUM_ROUNDING", "ConvTracedAsOnCpu", "FvcoreCounter", "PositionalWrapper", "sdpa_flop_jit", "grouped_mm_flop_jit",
+           "einsum_exact_jit", "baddbmm_flop_jit", "scaled_mm_flop_jit"]
 
 _WRAPPER_CHILD = "module"
 
@@ -382,21 +392,85 @@ def _trace(jit_analysis: Any, analysis: Any, wrapper: PositionalWrapper, call: A
     warnings raised while tracing. fvcore removes its scope hooks only when the trace succeeds:
     on error they are removed here."""
     hooks_before = _hook_keys(wrapper)
+    on_meta = ConvTracedAsOnCpu() if "meta" in devices else contextlib.nullcontext()
     with warnings.catch_warnings(record=True) as records:
         warnings.simplefilter("always")
         try:
-            with torch.no_grad():
+            with torch.no_grad(), on_meta:
                 graph = jit_analysis._get_scoped_trace_graph(wrapper, wrapper.inputs, analysis._aliases)
         except Exception as exc:
             _remove_hooks_added_since(wrapper, hooks_before)
             if "meta" in devices:
                 raise CounterError(
                     f"fvcore could not trace {call.module_path!r} on meta tensors "
-                    f"({type(exc).__name__}: {exc}). torch.jit.trace on meta fails in "
-                    f"nn.Conv2d (meta kernel gets traced sizes); count this stage on real "
-                    f"tensors (the small config on CPU).") from exc
+                    f"({type(exc).__name__}: {exc}). torch.jit.trace runs torch's meta kernels with "
+                    f"the tracer on; count this stage on real tensors (the small config on CPU).") from exc
             raise
     return graph, list(records)
+
+
+_CONV_DIMS = {torch.conv1d: 1, torch.conv2d: 2, torch.conv3d: 3}
+
+
+class ConvTracedAsOnCpu(TorchFunctionMode):
+    """While ``torch.jit.trace`` runs in this thread: ``torch.conv1d/2d/3d`` (``F.conv*d``,
+    ``nn.Conv*d``) on meta tensors record the ``aten::_convolution`` node a CPU trace records.
+
+    On CPU, ``at::conv2d`` calls ``at::convolution``, which the tracer does not record (it is on
+    torch's ``DONT_RECORD_TRACE`` list), and whose CPU kernel calls ``at::_convolution``, which it
+    records. On meta, ``at::convolution`` runs torch's Python meta kernel instead, with the tracer
+    still on: its size checks get traced tensors and raise, and no ``aten::_convolution`` node would
+    be recorded. Here the call goes to ``torch._convolution`` with the arguments ``at::convolution``
+    gives it (sizes expanded to the spatial rank, not transposed, output padding 0, the cuDNN flags
+    of ``torch.backends``): the tracer records that node and runs its meta kernel with tracing paused.
+
+    Only those three functions, only on meta tensors, only while this thread traces, only with
+    numeric padding and batched input (the shapes ``nn.Conv*d`` gives); anything else runs as
+    torch ships it. A ``TorchFunctionMode`` lives on this thread's mode stack: other threads, and
+    this one after the block, see torch unchanged.
+    """
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        dims = _CONV_DIMS.get(func)
+        if dims is not None and torch._C._get_tracing_state() is not None:
+            redirected = _convolution_args(dims, args, kwargs)
+            if redirected is not None:
+                return torch._convolution(*redirected)
+        return func(*args, **kwargs)
+
+
+def _convolution_args(dims: int, args: tuple, kwargs: dict) -> tuple | None:
+    """``at::_convolution``'s arguments for ``torch.conv{dims}d(*args, **kwargs)``, as
+    ``at::convolution`` passes them; None when the call is not one to redirect (not on meta, string
+    padding, unbatched input)."""
+    names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+    defaults = {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1}
+    if len(args) > len(names) or set(kwargs) - set(names):
+        return None
+    given = {**defaults, **dict(zip(names, args)), **kwargs}
+    if "input" not in given or "weight" not in given:
+        return None
+    input, weight = given["input"], given["weight"]
+    if not (isinstance(input, torch.Tensor) and isinstance(weight, torch.Tensor)):
+        return None
+    if not (input.is_meta and weight.is_meta) or input.dim() != dims + 2:
+        return None
+
+    def spatial(value: Any) -> list[int] | None:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return [value] * dims
+        if isinstance(value, (tuple, list)) and all(isinstance(v, int) for v in value):
+            return list(value) * dims if len(value) == 1 else list(value) if len(value) == dims else None
+        return None
+
+    stride, padding, dilation = (spatial(given[k]) for k in ("stride", "padding", "dilation"))
+    if stride is None or padding is None or dilation is None or not isinstance(given["groups"], int):
+        return None
+    cudnn = torch.backends.cudnn
+    return (input, weight, given["bias"], stride, padding, dilation, False, [0] * dims, given["groups"],
+            cudnn.benchmark, cudnn.deterministic or torch.are_deterministic_algorithms_enabled(),
+            cudnn.enabled, cudnn.allow_tf32)
 
 
 @contextlib.contextmanager

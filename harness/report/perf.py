@@ -51,7 +51,10 @@ ASSUMPTIONS = (
     "token from the prefill logits) + N - 1 decode steps, step j at context L + j - 1, each held to its "
     "own roofline. TPOT = one decode step at the page's context L. MFU (causal convention) counts half "
     "of the prefill's QK^T and AV work, as flash-attn and Megatron MFU do; it is a separate column, "
-    "never mixed with the executed count.")
+    "never mixed with the executed count. SAM's bytes include the dense rel-pos bias its code "
+    "materialises and SDPA reads as a mask (60 % of OCR-2 Base SAM's fused bytes; without it H100 Base "
+    "SAM predicts 1.42 ms, not 3.56: docs/gpu.md). The build has requires_grad=False (a default build "
+    "also copies OCR-2's crop projector input: docs/bytes.md).")
 
 
 @dataclass

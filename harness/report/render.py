@@ -540,7 +540,10 @@ def _pages_section(collected: Collected) -> list[str]:
     lines = ["## Pages: token counts and crop grids", "",
              "Sizes after EXIF orientation. *vision tokens*: encoder outputs over all views; "
              "*placeholders*: image tokens in input_ids (v1: newlines and separator included; OCR-2: the "
-             "separator); *valid*: the paper's Eq. 1 count; *L*: prefill length = 1 BOS + "
+             "separator); *valid*: the paper's Eq. 1 count, ceil(N·min/max) for the padded global view "
+             "(DeepSeek-OCR's infer() prints int(N·ratio) on a float ratio instead: 1 lower on most padded "
+             "pages; `harness layout` shows both); OCR-2 views are padded as transformers pads them (the "
+             "official vLLM code squashes in non-crop mode); *L*: prefill length = 1 BOS + "
              f"{collected.text_tokens} prompt tokens + placeholders (the decode context). Pages of the same "
              "size share a row.", ""]
     for tplan in collected.plan.targets:

@@ -159,12 +159,9 @@ class Target:
     name: str = ""
     stages: tuple[str, ...] = ()
     #: ``(stage, counter, device) -> why`` that counter cannot measure that stage there ("*" matches
-    #: any). fvcore traces with torch.jit.trace, whose meta conv kernel gets traced sizes; SAM's
-    #: convs (patch embed, neck, downsample) fail there, and real tensors are too slow on CPU CI.
-    NOT_MEASURABLE: Mapping[tuple[str, str, str], str] = {
-        ("sam", "fvcore", "meta"): "fvcore cannot trace SAM's convolutions on meta tensors (its torch.jit "
-                                   "trace fails in the meta conv kernel); count SAM with fvcore on real tensors",
-    }
+    #: any). Empty: fvcore traces SAM's convolutions on meta since the counter records them as a CPU
+    #: trace does (harness.counters.fvcore_counter.ConvTracedAsOnCpu).
+    NOT_MEASURABLE: Mapping[tuple[str, str, str], str] = {}
     #: Whether the target needs a model directory from the user (``--model-path``).
     needs_model_path: bool = False
 

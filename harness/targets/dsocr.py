@@ -4,12 +4,17 @@ Runs in the vendor environment (transformers 4.46.3; ``make vendor-env``), only 
 ``trust_remote_code=True``; see :mod:`harness.targets.vendor`. ``prepare`` needs no vendor code
 and works anywhere.
 
-Devices: the vision stages (SAM, CLIP, projector) run on the build device, ``meta`` included. The
-vendor language model cannot run on meta (``moe_infer`` calls ``tokens_per_expert.cpu().numpy()``),
-so in a meta build the prefill and decode stages run on CPU: the first LM stage call gives
-``model.embed_tokens``, ``model.layers``, ``model.norm`` and ``lm_head`` real CPU storage with
-seeded random weights (expert weights share one tensor per layer and projection; values never
-change FLOPs and the MoE counts do not depend on routing). ``BuiltModel.stage_devices`` records it.
+Devices: every stage runs on the build device, ``meta`` included. The vendor MoE reads its routing
+back to the host (``moe_infer`` calls ``tokens_per_expert.cpu().numpy()`` and loops over the experts
+that received tokens), which a meta tensor cannot give. In a meta build each ``DeepseekV2MoE`` is
+given a **fixed, balanced routing** (:func:`_balanced_routing`): the T x k (token, expert) pairs of a
+call are dealt to the experts in order, ``T*k // E`` each and one more to the first ``T*k % E``, and
+the vendor's own ``moe_infer`` runs with those counts. What does not depend on routing is what a
+real run gives (FLOPs, raw figures and op keys of every counter: each pair costs one expert MLP on
+one row whichever expert it is); what does (how many experts run, hence the number of their
+element-wise and Linear calls, and the bytes of their weights) is that of the balanced routing,
+``min(E, T*k)`` experts, which is also what the analytic model assumes. On CPU and CUDA builds the
+vendor's routing runs as written (with seeded random weights).
 
 Prefill: the vendor forward is called as ``generate`` calls it (``input_ids``, ``images``,
 ``images_seq_mask``, ``images_spatial_crop``, all-ones ``attention_mask``, ``use_cache``), plus
@@ -34,6 +39,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
 from harness.targets import base, vendor
 from harness.targets.base import BuiltModel, ModelInputs, StageCall, Target, TargetError
@@ -41,7 +47,7 @@ from harness.targets.kv import frozen_kv_cache
 from harness.targets.pixels import dsocr_views, resolve_page
 from harness.workload import DEFAULT_PROMPT_TOKENS, compute_view_layout, get_workload, prefill_length
 
-__all__ = ["DsocrTarget", "IMAGE_TOKEN_ID", "BOS_TOKEN_ID", "SMALL_LM_OVERRIDES", "LM_PATHS", "VISION_PATHS"]
+__all__ = ["DsocrTarget", "balanced_counts", "IMAGE_TOKEN_ID", "BOS_TOKEN_ID", "SMALL_LM_OVERRIDES", "LM_PATHS", "VISION_PATHS"]
 
 #: ``infer()``: ``image_token_id = 128815``, ``bos_id = 0`` (hard-coded there).
 IMAGE_TOKEN_ID = 128815
@@ -115,7 +121,7 @@ class DsocrTarget(Target):
     def build(self, device: str = "meta", dtype: torch.dtype = torch.float32, weights: Any = None, *,
               small: bool = False, attn_implementation: str | None = None,
               experts_implementation: str | None = None, seed: int = 0) -> BuiltModel:
-        """Build the vendor model; vision on ``device``, the LM on CPU when ``device`` is meta.
+        """Build the vendor model on ``device`` (meta: the MoE with a balanced routing, see the module doc).
 
         ``weights``: None (the directory's safetensors when present, else seeded random),
         ``"random"``, or a ``.safetensors`` file / directory. Ignored for parts on meta.
@@ -141,13 +147,15 @@ class DsocrTarget(Target):
             model = AutoModel.from_config(config, trust_remote_code=True, attn_implementation=attn,
                                           torch_dtype=dtype)
         notes: list[str] = []
-        lm_device = "cpu" if device == "meta" else device
+        lm_device = device
         weights_path, weights_desc = self._weights(model_dir, weights, small, seed, device)
         if device == "meta":
-            for path in VISION_PATHS:
-                base.resolve_module(model, path).to("meta")
-            notes.append("vision on meta; the LM runs on CPU (moe_infer calls .cpu().numpy()) and is "
-                         "materialised on the first prefill/decode stage call")
+            model.to("meta")
+            routed = _balanced_routing(model)
+            _rotary_on_meta(model)
+            notes.append(f"every stage on meta; the vendor MoE ({routed} layers) runs moe_infer with a fixed, "
+                         "balanced routing (T*k pairs dealt to the experts in order): FLOPs and op keys as "
+                         "any routing; expert call counts and expert weight bytes those of min(E, T*k) experts")
         else:
             _materialize(model, ("",), device, dtype, seed, weights_path, notes)
         model.eval()
@@ -162,19 +170,21 @@ class DsocrTarget(Target):
             config=model.config, stage_map=stage_map, small=small, weights=weights_desc,
             stage_devices=stage_devices, parameter_count=sum(p.numel() for p in model.parameters()),
             notes=notes)
-        built.extra.update(seed=seed, weights_path=weights_path, lm_ready=device != "meta", model_dir=model_dir)
+        built.extra.update(seed=seed, weights_path=weights_path, lm_ready=True, model_dir=model_dir)
         return built
 
     @staticmethod
     def _weights(model_dir: Path, weights: Any, small: bool, seed: int, device: str):
         if weights is None and not small and any(model_dir.glob("*.safetensors")):
             weights = model_dir
+        if device == "meta":
+            return None, "none (meta)"
         if weights is None or weights == "random":
-            return None, f"random(seed={seed})" + ("; vision none (meta)" if device == "meta" else "")
+            return None, f"random(seed={seed})"
         return Path(weights), str(weights)
 
     def _lm_ready(self, built: BuiltModel) -> None:
-        """Give the LM real storage on its device (meta builds: CPU), once."""
+        """Give the LM real storage on its device, once (a meta build needs none)."""
         if built.extra.get("lm_ready"):
             return
         _materialize(built.model, LM_PATHS, built.stage_devices["prefill"], built.dtype,
@@ -242,7 +252,9 @@ class DsocrTarget(Target):
             kwargs = {
                 "input_ids": inputs.input_ids.to(dev), "inputs_embeds": embeds,
                 "attention_mask": inputs.attention_mask.to(dev),
-                "images": [_text_only_images(inputs, dev, built.dtype)],
+                # infer()'s zero images, on the host when the LM is on meta: the forward tests their
+                # sum with .item() (0: vision skipped, inputs_embeds used)
+                "images": [_text_only_images(inputs, "cpu" if dev == "meta" else dev, built.dtype)],
                 "images_seq_mask": inputs.image_mask.to(dev),
                 "images_spatial_crop": torch.zeros((1, 2), dtype=torch.long),
                 "use_cache": True,
@@ -269,9 +281,8 @@ class DsocrTarget(Target):
         self._check_built(built, inputs)
         if built.device == "meta":
             raise TargetError(
-                "the vendor forward cannot run on meta: it tests the image sum with .item() and moe_infer "
-                "calls .cpu().numpy(); build dsocr on 'cpu' (or 'cuda:N') for a whole-model call, or use "
-                "stage_calls (vision on meta, LM on CPU)")
+                "the vendor forward cannot run vision on meta: it tests the image sums with .item(); build "
+                "dsocr on 'cpu' (or 'cuda:N') for a whole-model call, or use stage_calls (every stage on meta)")
         self._lm_ready(built)
         dev = built.device
         pixels = dict(zip((v.role for v in inputs.layout.views), _pixels(built, inputs)))
@@ -353,6 +364,91 @@ class DsocrTarget(Target):
             embeds = embeds.masked_scatter(inputs.image_mask.to(dev).unsqueeze(-1), sequence)
         return embeds, ("inputs_embeds: token embeddings with the projected image features scattered into the "
                         "image placeholders (vendor order: crop mosaic, global, separator)")
+
+
+class _BalancedCounts(TorchDispatchMode):
+    """Inside one ``moe_infer`` call on meta: the routing counts it reads back to the host.
+
+    ``moe_infer`` scatters ones at ``topk_ids`` into a (T, E) count table, sums it to
+    ``tokens_per_expert`` (E,) and calls ``.cpu()`` on it. This mode sees the scatter (its index
+    holds the T*k pairs) and answers that ``.cpu()`` -- a meta-to-host copy of an (E,) integer
+    tensor -- with the balanced counts. Every other op runs as dispatched. A dispatch mode lives on
+    this thread's mode stack, for this call only.
+    """
+
+    def __init__(self, experts: int) -> None:
+        super().__init__()
+        self.experts = experts
+        self.pairs: int | None = None
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        packet = getattr(func, "overloadpacket", None)
+        if packet in (torch.ops.aten.scatter_, torch.ops.aten.scatter) and len(args) > 2 \
+                and isinstance(args[2], torch.Tensor) and args[2].is_meta and args[2].dim() == 2:
+            self.pairs = args[2].numel()
+        elif (func is torch.ops.aten._to_copy.default and self.pairs is not None and args
+              and isinstance(args[0], torch.Tensor) and args[0].is_meta
+              and tuple(args[0].shape) == (self.experts,) and not args[0].is_floating_point()
+              and torch.device(kwargs.get("device") or "meta").type == "cpu"):
+            # made with every dispatch mode of this thread set aside: a counter running the call
+            # sees no op for it (a real run's .cpu() of a host tensor dispatches none either)
+            with _disable_current_modes():
+                return balanced_counts(self.pairs, self.experts, dtype=args[0].dtype)
+        return func(*args, **kwargs)
+
+
+def balanced_counts(pairs: int, experts: int, dtype: torch.dtype = torch.long) -> torch.Tensor:
+    """Tokens per expert when ``pairs`` (token, expert) pairs are dealt to ``experts`` in order."""
+    base_count, extra = divmod(pairs, experts)
+    return torch.tensor([base_count + (1 if i < extra else 0) for i in range(experts)], dtype=dtype)
+
+
+def _balanced_routing(model: nn.Module) -> int:
+    """Give every vendor MoE layer of ``model`` (a meta build of our own) a ``moe_infer`` that runs the
+    vendor's with balanced counts when its input is on meta; the number of layers."""
+    import functools
+
+    layers = 0
+    for module in model.modules():
+        if type(module).__name__ == "DeepseekV2MoE" and hasattr(type(module), "moe_infer"):
+            module.moe_infer = functools.partial(_moe_infer_balanced, module, type(module).moe_infer)
+            layers += 1
+    return layers
+
+
+def _rotary_on_meta(model: nn.Module) -> None:
+    """transformers 4.46's ``LlamaRotaryEmbedding.forward(x, position_ids)`` (the vendor's eager
+    attention uses it) reads ``x`` only for its device type and dtype, and opens
+    ``torch.autocast(x.device.type, enabled=False)``, which torch refuses for "meta". On meta it is
+    given an empty host tensor of ``x``'s dtype in its place (made here, not while counting): the
+    same ops run, on the same meta ``inv_freq`` and ``position_ids``."""
+    import functools
+    import inspect
+
+    for module in model.modules():
+        if type(module).__name__.endswith("RotaryEmbedding") and \
+                list(inspect.signature(type(module).forward).parameters)[1:3] == ["x", "position_ids"]:
+            module.forward = functools.partial(_rotary_forward, module, type(module).forward,
+                                               {dtype: torch.empty(0, dtype=dtype) for dtype in _FLOATS})
+
+
+_FLOATS = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _rotary_forward(module: nn.Module, forward: Any, stand_ins: dict, x: torch.Tensor, position_ids: torch.Tensor,
+                    *args: Any, **kwargs: Any) -> Any:
+    if x.is_meta and x.dtype in stand_ins:
+        x = stand_ins[x.dtype]
+    return forward(module, x, position_ids, *args, **kwargs)
+
+
+def _moe_infer_balanced(moe: nn.Module, vendor_moe_infer: Any, x: torch.Tensor, topk_ids: torch.Tensor,
+                        topk_weight: torch.Tensor) -> torch.Tensor:
+    if not x.is_meta:
+        return vendor_moe_infer(moe, x, topk_ids, topk_weight)
+    with _BalancedCounts(len(moe.experts)):
+        return vendor_moe_infer(moe, x, topk_ids, topk_weight)
 
 
 def _no_grad(compute):
