@@ -12,7 +12,7 @@ OUT ?= out/report
 VENDOR_VENV ?= .venv-vendor
 MODEL_PATH ?= $(DEEPSEEK_OCR_PATH)
 
-.PHONY: gpu-bundle test-device-env lint-workflows setup test test-gpu test-gpu-all golden golden-vendor report report-gpu peak bench bench-report vendor-env test-vendor test-vendor-gpu clean
+.PHONY: gpu-bundle test-device-env lint-workflows setup test test-e2e test-gpu test-gpu-all golden golden-vendor report report-gpu peak bench bench-report vendor-env test-vendor test-vendor-gpu clean
 
 setup: $(VENV)/.installed
 
@@ -26,6 +26,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 test: setup
 	$(PY) -m pytest
+
+# The end-to-end runs a plain `make test` leaves out (marker e2e: the GPU check script on CPU, the
+# wheelhouse, signals, a crashed xdist worker); CI runs them after `make test`.
+test-e2e: setup
+	$(PY) -m pytest -m e2e
 
 test-gpu: setup
 	$(PY) -m pytest -m gpu --device $(DEVICE)

@@ -44,6 +44,8 @@ VENDOR_ENV_VAR = "DEEPSEEK_OCR_PATH"
 CUDA_NOT_AVAILABLE_MSG = "CUDA not available: gpu tests run on a CUDA machine (pytest -m gpu --device cuda:N)"
 #: The reason gpu tests are left out when CUDA exists but a non-CUDA --device was asked for.
 GPU_NEEDS_CUDA_DEVICE_MSG = "gpu tests, but --device {device} was given: pass --device cuda:N to run them"
+E2E_LEFT_OUT_MSG = ("end-to-end runs of the repository's scripts and CLI in subprocesses (a minute or more): "
+                    "make test-e2e (pytest -m e2e) runs them, and CI does")
 VENDOR_LEFT_OUT_MSG = ("vendor tests need the vendor DeepSeek-OCR directory and environment: make test-vendor "
                        "MODEL_PATH=DIR (or --model-path DIR --trust-remote-code under .venv-vendor)")
 DEFAULT_DEVICE = "cpu"
@@ -294,6 +296,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gpu: needs a CUDA device (run with -m gpu --device cuda:N)")
     config.addinivalue_line("markers", "vendor: needs the vendor DeepSeek-OCR directory (--model-path) and its environment")
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    config.addinivalue_line("markers", "e2e: runs one of the repository's scripts or a whole CLI/pytest run in a subprocess; "
+                            "left out of a plain run, selected by -m e2e (make test-e2e; CI runs it)")
     config.stash[_DEVICE_KEY] = resolve_device(config)
     _validate_selection(config)
     config.stash[_GATE_KEY] = Gate(config)
@@ -415,6 +419,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     elif config.getoption("harness_device") is not None and not device.startswith("cuda"):
         gpu_reason = GPU_NEEDS_CUDA_DEVICE_MSG.format(device=device)
     selected = _selectors_given(config)
+    e2e_selected = "e2e" in (config.getoption("markexpr") or "")
     keep, drop = [], []
     for item in items:
         skip = item.get_closest_marker("skip")
@@ -426,6 +431,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             drop.append(item)     # a fact kind with nothing selected here: nothing to run, no skip
         elif gpu_reason and "gpu" in item.keywords:
             g.leave_out(gpu_reason)
+            drop.append(item)
+        elif "e2e" in item.keywords and not e2e_selected:
+            g.leave_out(E2E_LEFT_OUT_MSG)
             drop.append(item)
         elif "vendor" in item.keywords and not g.vendor:
             g.leave_out(g.reasons.get("dsocr", VENDOR_LEFT_OUT_MSG))

@@ -85,6 +85,7 @@ def test_an_environment_without_torch_is_refused_up_front(bare_python: str, tmp_
     assert (out / "notes.txt").read_text() == "mine" and (out / "summary.md").exists()
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(bool(os.environ.get("HARNESS_GPU_CHECK")), reason="inside a gpu-check run")
 def test_cuda_without_cuda_is_refused_before_any_step(tmp_path: Path) -> None:
     import torch
@@ -97,6 +98,7 @@ def test_cuda_without_cuda_is_refused_before_any_step(tmp_path: Path) -> None:
     assert "cannot see CUDA" in summary and "| suite |" not in summary
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(bool(os.environ.get("HARNESS_GPU_CHECK")), reason="inside a gpu-check run")
 def test_gpu_bundle_is_pure_python_listed_and_installed_offline(tmp_path: Path) -> None:
     """--make-bundle (make gpu-bundle, here without transformers to stay small): pure-Python wheels of

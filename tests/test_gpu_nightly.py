@@ -171,6 +171,7 @@ def test_steps_after_set_up_call_make_targets_and_scripts_that_exist(workflow: d
     assert set(GPU_ONLY) <= {name for name, _ in steps}
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(bool(os.environ.get("HARNESS_GPU_CHECK")), reason="inside a gpu-check run (it runs this test's script)")
 @pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
 def test_gpu_check_step_runs_on_cpu(workflow: dict, tmp_path: Path) -> None:

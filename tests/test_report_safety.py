@@ -35,6 +35,7 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_sigterm_ends_the_workers_and_keeps_the_previous_report(tmp_path, signum):
@@ -307,6 +308,7 @@ def test_a_space_in_a_page_id_keeps_its_plot_link():
         r"![ocr2: my page \[base\]](stage_bars_ocr2_my%20page%20%281%29.png)")
 
 
+@pytest.mark.e2e
 def test_pytest_leaves_no_empty_benchmarks_directory(tmp_path):
     """Poor family: pytest-benchmark (a dependency) left an empty .benchmarks/ where a run of the
     suite's plugin started; one that was there before, or that holds something, stays. (The plugin is

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 CONFTEST = f'''
@@ -51,6 +53,7 @@ def test_two():
 '''
 
 
+@pytest.mark.e2e
 def test_a_killed_worker_ends_the_run_and_is_reported_once(tmp_path):
     (tmp_path / "conftest.py").write_text(CONFTEST)
     (tmp_path / "test_crashing.py").write_text(CRASHING)
