@@ -22,6 +22,14 @@ pytestmark = pytest.mark.vendor
 LETTER = (1700, 2200)
 
 
+def assert_logits_close(staged: torch.Tensor, whole: torch.Tensor) -> None:
+    """``torch.testing.assert_close(staged, whole, rtol=1e-4, atol=1e-4)``, a block of rows at a time:
+    the same check, without whole-logits temporaries (L x 129,280 floats each) in the vendor run."""
+    assert staged.shape == whole.shape
+    for start in range(0, staged.shape[1], 64):
+        torch.testing.assert_close(staged[:, start:start + 64], whole[:, start:start + 64], rtol=1e-4, atol=1e-4)
+
+
 @pytest.fixture(scope="module")
 def vendor_target(model_path):
     return get_target("dsocr", model_path, trust_remote_code=True)
@@ -60,7 +68,7 @@ def test_real_vision_on_cpu_and_prefill_equals_the_vendor_forward(vendor_target,
         staged = prefill().logits
         whole = vendor_target.whole_model_call(cpu_built, inputs)().logits
     assert staged.shape == whole.shape == (1, inputs.seq_len, 129280)
-    torch.testing.assert_close(staged, whole, rtol=1e-4, atol=1e-4)
+    assert_logits_close(staged, whole)
 
 
 class StandInSam(nn.Module):
@@ -104,7 +112,7 @@ def test_crop_mosaic_glue_equals_the_vendor_forward(vendor_target, cpu_built):
     finally:
         inner.sam_model, inner.vision_model = real
     assert inputs.layout.image_tokens == 903 and staged.shape == (1, 913, 129280)
-    torch.testing.assert_close(staged, whole, rtol=1e-4, atol=1e-4)
+    assert_logits_close(staged, whole)
 
 
 def test_vendor_language_model_on_cpu(vendor_target, cpu_built):
