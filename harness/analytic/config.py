@@ -51,6 +51,7 @@ class LMDims:
     moe_layers: tuple[bool, ...]  # per layer: True where the MLP is the MoE
     vocab: int
     attention_bias: bool = False
+    max_positions: int | None = None  # max_position_embeddings, where the configuration states it
 
     @property
     def shared_intermediate(self) -> int:
@@ -148,6 +149,7 @@ def lm_dims_from_dsocr_config(cfg: Mapping[str, Any]) -> LMDims:
         moe_layers=moe_layers,
         vocab=get("vocab_size"),
         attention_bias=bool(get("attention_bias", False)),
+        max_positions=get("max_position_embeddings", None),
     )
 
 
@@ -222,6 +224,7 @@ def ocr2_dims_from_config(cfg: Mapping[str, Any]) -> Ocr2Dims:
         moe_layers=tuple(t == "sparse" for t in text["mlp_layer_types"]),
         vocab=text["vocab_size"],
         attention_bias=bool(text.get("attention_bias", False)),
+        max_positions=text.get("max_position_embeddings"),
     )
     projector = ProjectorDims(in_features=encoder.hidden, out_features=lm.hidden, bias=True)
     return Ocr2Dims(sam=sam, encoder=encoder, projector=projector, lm=lm)

@@ -20,7 +20,6 @@ Assumptions, stated once (the report prints them next to the figures):
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -401,17 +400,9 @@ def serving_modes(collected: Any, plan: PerfPlan, peak: PeakUsed, costs: _Costs 
 
 def context_limit(target: str) -> int | None:
     """The LM's ``max_position_embeddings`` in the configuration the analytic model reads."""
-    from harness.analytic.config import DATA_DIR
+    from harness.analytic import load_dims
 
-    try:
-        cfg = json.loads((DATA_DIR / f"{target}_config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    for block in (cfg, cfg.get("language_config"), cfg.get("text_config")):
-        value = block.get("max_position_embeddings") if isinstance(block, dict) else None
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
+    return load_dims(target).lm.max_positions
 
 
 def context_warnings(requests: list[RequestTime]) -> list[str]:
