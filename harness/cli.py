@@ -227,14 +227,14 @@ def _perf_plan(args: argparse.Namespace) -> Any:
     """The roofline / measured-time part of the report; with --measure, --device is where stages are
     timed and the counts run on meta."""
     from harness.report.inputs import InputError, resolve_device
-    from harness.report.perf import PerfPlan, gpu_entry
+    from harness.report.perf import PerfPlan, context_limit, gpu_entry
 
     perf = PerfPlan(new_tokens=args.new_tokens, small=args.small, warmup=args.warmup, repeats=args.repeats,
                     peak_tflops=args.peak_tflops, peak_bandwidth=args.peak_bandwidth,
                     bytes_convention=args.bytes_convention)
     if not 1 <= args.new_tokens <= MAX_NEW_TOKENS:
         raise InputError(f"--new-tokens {args.new_tokens}: expected a number of generated tokens from 1 to "
-                         f"{MAX_NEW_TOKENS:,}, far past any LM's context (ocr2: 8,192)")
+                         f"{MAX_NEW_TOKENS:,}, far past any LM's context (ocr2: {context_limit('ocr2'):,})")
     if args.warmup < 0 or args.repeats < 1:
         raise InputError(f"--warmup {args.warmup} / --repeats {args.repeats}: expected >= 0 and >= 1")
     for name, value, unit, most in (("--peak-tflops", args.peak_tflops, "TFLOP/s", MAX_PEAK_TFLOPS),

@@ -364,6 +364,45 @@ def _nbytes(cost: Cost, convention: str) -> int:
     return int(cost.fused_bytes if convention == "fused" else cost.total_bytes)
 
 
+@dataclass(frozen=True)
+class _Request:
+    """One request at batch B under a roofline: its stages' FLOPs, bytes and times, TTFT, and the
+    decode steps (affine in the step: each step one token more of context)."""
+
+    flops: dict[str, int]
+    nbytes: dict[str, int]
+    times: dict[str, float]
+    ttft_s: float
+    head_flops: int             # every stage but decode
+    d_flops: int                # per-step growth of the decode step
+    decode_roof: tuple[float, float, float, float]   # compute_s, its growth, memory_s, its growth
+
+    def decode_s(self, steps: int) -> float:
+        """``steps`` decode steps, each held to its own roofline (O(1))."""
+        return sum_max_affine(*self.decode_roof, steps)
+
+    def flops_after(self, steps: int) -> int:
+        """Matmul FLOPs of the batch: every stage but decode, then ``steps`` decode steps."""
+        return self.head_flops + steps * self.flops["decode"] + steps * (steps - 1) // 2 * self.d_flops
+
+
+def _request(target: str, layout: ViewLayout, length: int, batch: int, peak: Any, *, execution: str,
+             bytes_convention: str, config: "ModelDims | str | None", attn_implementation: str | None,
+             dtype_bytes: int) -> _Request:
+    costs = batched_stage_costs(target, layout, batch, length=length, execution=execution, config=config,
+                                attn_implementation=attn_implementation, dtype_bytes=dtype_bytes)
+    flops = {s: int(c.matmul_flops) for s, c in costs.items()}
+    nbytes = {s: _nbytes(c, bytes_convention) for s, c in costs.items()}
+    times = {s: max(*peak.time(flops[s], nbytes[s])) for s in costs}
+    second = batched_decode(target, length + 1, batch, execution=execution, config=config,
+                            attn_implementation=attn_implementation, dtype_bytes=dtype_bytes)
+    df = int(second.matmul_flops) - flops["decode"]
+    (c0, m0) = peak.time(flops["decode"], nbytes["decode"])
+    (c1, m1) = peak.time(flops["decode"] + df, nbytes["decode"] + _nbytes(second, bytes_convention) - nbytes["decode"])
+    return _Request(flops, nbytes, times, sum(t for s, t in times.items() if s != "decode"),
+                    sum(v for s, v in flops.items() if s != "decode"), df, (c0, c1 - c0, m0, m1 - m0))
+
+
 def batch_rows(target: str, mode: str, layout: ViewLayout, length: int, batches: Iterable[int], peak: Any, *,
                new_tokens: int, execution: str = "vendor", bytes_convention: str = "fused",
                max_concurrency: int | None = None, config: "ModelDims | str | None" = None,
@@ -375,24 +414,12 @@ def batch_rows(target: str, mode: str, layout: ViewLayout, length: int, batches:
         if max_concurrency is not None and batch > max_concurrency:
             rows.append(BatchRow(target, mode, execution, batch, length, new_tokens, False))
             continue
-        costs = batched_stage_costs(target, layout, batch, length=length, execution=execution, config=config,
-                                    attn_implementation=attn_implementation, dtype_bytes=dtype_bytes)
-        flops = {s: int(c.matmul_flops) for s, c in costs.items()}
-        nbytes = {s: _nbytes(c, bytes_convention) for s, c in costs.items()}
-        times = {s: max(*peak.time(flops[s], nbytes[s])) for s in costs}
-        bound = {s: peak.roof(flops[s], nbytes[s]).bound for s in costs}
-        ttft = sum(times[s] for s in costs if s != "decode")
+        r = _request(target, layout, length, batch, peak, execution=execution, bytes_convention=bytes_convention,
+                     config=config, attn_implementation=attn_implementation, dtype_bytes=dtype_bytes)
+        bound = {s: peak.roof(r.flops[s], r.nbytes[s]).bound for s in r.flops}
         steps = new_tokens - 1
-        second = batched_decode(target, length + 1, batch, execution=execution, config=config,
-                                attn_implementation=attn_implementation, dtype_bytes=dtype_bytes)
-        df = second.matmul_flops - flops["decode"]
-        db = _nbytes(second, bytes_convention) - nbytes["decode"]
-        (c0, m0), (c1, m1) = peak.time(flops["decode"], nbytes["decode"]), peak.time(flops["decode"] + df, nbytes["decode"] + db)
-        decode_s = sum_max_affine(c0, c1 - c0, m0, m1 - m0, steps)   # every step on the roofline, in O(1)
-        decode_flops = steps * flops["decode"] + steps * (steps - 1) // 2 * df
-        total = sum(v for s, v in flops.items() if s != "decode") + decode_flops
-        rows.append(BatchRow(target, mode, execution, batch, length, new_tokens, True, flops, nbytes, times, bound,
-                             ttft, times["decode"], decode_s, total // batch))
+        rows.append(BatchRow(target, mode, execution, batch, length, new_tokens, True, r.flops, r.nbytes, r.times, bound,
+                             r.ttft_s, r.times["decode"], r.decode_s(steps), r.flops_after(steps) // batch))
     return rows
 
 
@@ -477,24 +504,9 @@ def request_curve(target: str, layout: ViewLayout, length: int, tokens: Iterable
     wanted = sorted(set(tokens))
     if not wanted or wanted[0] < 1:
         raise ValueError(f"tokens: expected positive counts, got {wanted!r}")
-    costs = batched_stage_costs(target, layout, batch, length=length, execution=execution, config=config,
-                                attn_implementation=attn_implementation, dtype_bytes=dtype_bytes)
-    first = costs.pop("decode")
-    ttft = sum(max(*peak.time(c.matmul_flops, _nbytes(c, bytes_convention))) for c in costs.values())
-    head_flops = sum(c.matmul_flops for c in costs.values())
-    second = batched_decode(target, length + 1, batch, execution=execution, config=config,
-                            attn_implementation=attn_implementation, dtype_bytes=dtype_bytes)
-    f0, b0 = first.matmul_flops, _nbytes(first, bytes_convention)
-    df, db = second.matmul_flops - f0, _nbytes(second, bytes_convention) - b0
-    out, elapsed, step = [], ttft, 0
-    for n in wanted:
-        while step < n - 1:
-            elapsed += max(*peak.time(f0 + step * df, b0 + step * db))
-            step += 1
-        steps = n - 1
-        flops = head_flops + steps * f0 + steps * (steps - 1) // 2 * df
-        out.append((n, elapsed, flops // batch))
-    return out
+    r = _request(target, layout, length, batch, peak, execution=execution, bytes_convention=bytes_convention,
+                 config=config, attn_implementation=attn_implementation, dtype_bytes=dtype_bytes)
+    return [(n, r.ttft_s + r.decode_s(n - 1), r.flops_after(n - 1) // batch) for n in wanted]
 
 
 def batch_calls(calls: list[Any], batch: int) -> list[Any]:
