@@ -9,6 +9,7 @@ in included, so a deterministic crash repeated on each replacement worker until
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,10 +60,14 @@ def test_a_killed_worker_ends_the_run_and_is_reported_once(tmp_path):
     (tmp_path / "test_crashing.py").write_text(CRASHING)
     (tmp_path / "test_other.py").write_text(OTHER)
     (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadfile", "-q"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    # A wide terminal, as on CI: the short summary then repeats xdist's crash message in full, which
+    # must not be mistaken for a second crash (count crashed workers and failed entries instead).
+    env = {**os.environ, "COLUMNS": "240"}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadfile", "-q", "-rf"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out
-    assert out.count("crashed while running 'test_crashing.py::test_dies'") == 1, out
+    assert out.count("node down") == 1, out
+    assert out.count("FAILED test_crashing.py::test_dies") == 1, out
     assert "maximum crashed workers" not in out, out
     assert "1 failed, 4 passed" in out, out
