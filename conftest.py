@@ -1,12 +1,12 @@
 """Root conftest: this repository's pytest configuration. It switches on the harness suite's plugin
-(``harness.plugin``: its options, markers, goldens; installing harness switches on nothing), the
+(``harness.pytest.plugin``: its options, markers, goldens; installing harness switches on nothing), the
 ``flop_count`` fixture's options (``harness.count.pytest_options``) and pytest's ``pytester``
 (tests/plugin/ runs the plugin end to end); and it spreads the suite over xdist workers unless the
 command line says otherwise."""
 
 import pytest
 
-pytest_plugins = ["pytester", "harness.plugin", "harness.count.pytest_options"]
+pytest_plugins = ["pytester", "harness.pytest.plugin", "harness.count.pytest_options"]
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -57,8 +57,8 @@ def pytest_xdist_make_scheduler(config, log):
         return None
     from xdist.scheduler import LoadScopeScheduling
 
-    from harness.selection import selection_from_config, target_stages
-    from harness.suite import count_cases, shape_index
+    from harness.inputs.selection import selection_from_config, target_stages
+    from harness.run.plan import count_cases, shape_index
 
     def chain(target, mode, page):
         return f"{target}-{mode}-{page}"

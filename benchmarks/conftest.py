@@ -80,7 +80,7 @@ class BenchSettings:
 
 def _device(config: pytest.Config) -> str:
     try:
-        from harness.plugin import process_device
+        from harness.pytest.plugin import process_device
 
         device = process_device(config)
     except (ImportError, KeyError):  # plugin without a device stash

@@ -18,7 +18,7 @@ from pathlib import Path
 def main(pages: str, out: str) -> dict:
     started = time.perf_counter()
     from harness.cli import _plan, build_parser
-    from harness.pages import Page, builtin_pages
+    from harness.inputs.pages import Page, builtin_pages
     from harness.report.build import run_report
 
     args = build_parser().parse_args(["report", "--out", out])

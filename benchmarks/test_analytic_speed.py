@@ -18,7 +18,7 @@ import pytest
 
 from harness.analytic import stage_costs, stages
 from harness.analytic.table import LETTER_PAGE
-from harness.workload import compute_view_layout, get_workload
+from harness.inputs.workload import compute_view_layout, get_workload
 
 _MEMOISED = (stages.sam_view, stages.clip_view, stages.projector_view, stages.encoder_view,
              stages._lm_tokens, stages._lm_attention, stages.lm_forward,

@@ -48,7 +48,7 @@ def page() -> _Page:
 @pytest.mark.parametrize("shared", (True, False), ids=("one-run", "run-per-variant"))
 @pytest.mark.parametrize("counter", tuple(REPORT_VARIANTS))
 def test_count_one_page_on_meta(benchmark, page, counter, shared):
-    from harness.counters import count, count_variants
+    from harness.measure import count, count_variants
 
     variants = REPORT_VARIANTS[counter]
     if not shared and len(variants) == 1:
@@ -80,11 +80,11 @@ def test_count_one_page_on_meta(benchmark, page, counter, shared):
 @pytest.mark.parametrize("counter", ("torch", "thop"))
 def test_count_where_model_code_runs(benchmark, page, counter, how):
     """One page's SAM, encoder and prefill, patched: ``count`` at the suite's and report's boundary
-    (harness.modelrun.run_measurement: a fresh stack, torch's C++ meta kernels) against ``count``
+    (harness.run.modelrun.run_measurement: a fresh stack, torch's C++ meta kernels) against ``count``
     called in place here (pytest's stack, torch's Python meta kernels, as shipped). Same counts; the
     time is the difference."""
-    from harness.counters import count
-    from harness.modelrun import run_measurement
+    from harness.measure import count
+    from harness.run.modelrun import run_measurement
 
     stages = ("sam", "encoder", "prefill")
     totals: dict[str, int] = {}
@@ -124,7 +124,7 @@ def vendor_prefill(model_path):
 @pytest.mark.parametrize("shared", (True, False), ids=("one-run", "run-per-variant"))
 @pytest.mark.parametrize("counter", tuple(REPORT_VARIANTS))
 def test_count_vendor_prefill(benchmark, vendor_prefill, counter, shared):
-    from harness.counters import count, count_variants
+    from harness.measure import count, count_variants
 
     length, calls = vendor_prefill
     variants = REPORT_VARIANTS[counter]

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 _CHILD = """
 import json, sys
 from PIL import Image
-from harness.pages import load_page
+from harness.inputs.pages import load_page
 
 def status(key):
     with open("/proc/self/status") as f:
@@ -80,7 +80,7 @@ def big_png(tmp_path_factory) -> Path:
 
 
 def test_header_only_read_memory(benchmark, big_png):
-    from harness.pages import load_page
+    from harness.inputs.pages import load_page
 
     if not os.access("/proc/self/clear_refs", os.W_OK):
         pytest.skip("needs Linux /proc/self/clear_refs to measure a peak")

@@ -335,7 +335,7 @@ def default_jobs() -> int:
 # -------------------------------------------------------------------------------------- layout
 def layout_rows(targets, pages) -> list[dict]:
     """One row per target x page x mode: views, grid and token counts."""
-    from harness.workload import compute_view_layout, get_workload, prefill_length
+    from harness.inputs.workload import compute_view_layout, get_workload, prefill_length
 
     rows = []
     for target in targets:
@@ -358,7 +358,7 @@ def layout_rows(targets, pages) -> list[dict]:
 
 def _layout(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     from harness.report.inputs import TargetPlan, names_given, resolve_modes, resolve_pages
-    from harness.workload import MODES
+    from harness.inputs.workload import MODES
 
     names = names_given(args.target, "--target", "ocr2") or list(MODES)
     for name in names:
@@ -396,7 +396,7 @@ def _layout(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         stdout.write("  ".join("-" * w for w in widths) + "\n")
         for row in table:
             stdout.write(fmt(row) + "\n")
-        from harness.workload import OCR2_SMALL_PAGE_CONVENTION, VALID_TOKEN_CONVENTION
+        from harness.inputs.workload import OCR2_SMALL_PAGE_CONVENTION, VALID_TOKEN_CONVENTION
 
         stdout.write("vision tok: encoder outputs over all views; placeholders: image tokens in input_ids; "
                      "L: prefill length (BOS + prompt + placeholders)\n")
@@ -445,13 +445,13 @@ def _profile(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None,
          engine: Any = None) -> int:
     """Run ``harness`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code. ``engine``
-    (:class:`harness.engine.Engine`): ``harness report`` measures in it, reusing what it holds
+    (:class:`harness.run.engine.Engine`): ``harness report`` measures in it, reusing what it holds
     (default: a new one)."""
     import time
 
     started = time.perf_counter()
     from harness.report.inputs import InputError
-    from harness.pages import ManifestError, PageError, SettingError
+    from harness.inputs.pages import ManifestError, PageError, SettingError
     from harness.report.output import OutputError
     from harness.golden.bands import BandsError
 

@@ -44,7 +44,7 @@ from harness.analytic import (
 )
 from harness.analytic.config import DATA_DIR
 from harness.analytic.stages import sam_output_grid
-from harness.modelrun import run_measurement
+from harness.run.modelrun import run_measurement
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -172,7 +172,7 @@ class KeyedCounter(FlopCounterMode):
 
 def measure(fn: Callable[[], Any], *, lm_head: nn.Module | None = None) -> KeyedCounter:
     """Run ``fn`` (model code on meta) under a :class:`KeyedCounter` (no grad) and return the
-    counter; at the suite's measurement boundary, as the engine's counts run (:mod:`harness.modelrun`)."""
+    counter; at the suite's measurement boundary, as the engine's counts run (:mod:`harness.run.modelrun`)."""
     def run() -> KeyedCounter:
         counter = KeyedCounter(lm_head=lm_head)
         with torch.no_grad(), counter:
@@ -458,7 +458,7 @@ def test_ocr2_letter_vision_stages_match_get_image_features(ocr2_sdpa, mode: str
     """The vision stages of a Letter page as DeepseekOcr2Model.get_image_features runs them
     (global batch, then all crops in one batch), against stage_costs on the workload layout."""
     from harness.analytic import LETTER_PAGE, stage_costs
-    from harness.workload import compute_view_layout, get_workload
+    from harness.inputs.workload import compute_view_layout, get_workload
 
     layout = compute_view_layout(get_workload("ocr2", mode), *LETTER_PAGE)
     views = {v.role: v for v in layout.views}

@@ -20,7 +20,7 @@ from harness.analytic import (
     request_cost,
     stage_costs,
 )
-from harness.workload import MODES, compute_view_layout, get_workload, prefill_length
+from harness.inputs.workload import MODES, compute_view_layout, get_workload, prefill_length
 
 ALL_MODES = [(t, m) for t in ("dsocr", "ocr2") for m in MODES[t]]
 

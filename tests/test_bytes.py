@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.analytic import OP_CLASS, Traffic, stage_costs
-from harness.counters.bytes import (
+from harness.measure.bytes import (
     BYTE_CAUSES,
     UNEXPLAINED_BAND,
     bytes_record,
@@ -123,8 +123,8 @@ def test_ocr2_letter_bytes_match_the_counter(engine, mode: str) -> None:
     measurements), with what the facts do not state: fusion only removes traffic, and the named
     causes are real work outside the StageCalls."""
     from harness.analytic.config import load_dims
-    from harness.counters.bytes import compare_bytes, named_byte_causes
-    from harness.engine import BYTES, BYTES_DTYPE, Case
+    from harness.measure.bytes import compare_bytes, named_byte_causes
+    from harness.run.engine import BYTES, BYTES_DTYPE, Case
 
     built = engine.built_model("ocr2", BYTES_DTYPE)
     layout = engine.layout("ocr2", mode, "letter")
@@ -153,7 +153,7 @@ def test_ocr2_letter_bytes_match_the_counter(engine, mode: str) -> None:
 
 def test_experts_byte_models_share_flops_and_weights() -> None:
     from harness.analytic import LETTER_PAGE
-    from harness.workload import compute_view_layout, get_workload
+    from harness.inputs.workload import compute_view_layout, get_workload
 
     layout = compute_view_layout(get_workload("ocr2", "base"), *LETTER_PAGE)
     loop = stage_costs("ocr2", layout)["prefill"]

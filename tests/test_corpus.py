@@ -1,7 +1,7 @@
 """The corpus set stands in for OmniDocBench v1.0: it must reproduce the paper's token averages.
 
 Paper (arXiv 2510.18234, OmniDocBench table): average valid vision tokens per page Base 182,
-Large 285, Gundam 795. The corpus is not tuned to them: its rule (harness/pagesets.py) is the
+Large 285, Gundam 795. The corpus is not tuned to them: its rule (harness/inputs/pagesets.py) is the
 v1.0 page counts per source, split over 90 pages by largest remainder, each page sized like one
 of its source's measured v1.0 pages in turn. Only sizes matter here, so no image is drawn.
 """
@@ -12,9 +12,9 @@ from collections import Counter
 
 import pytest
 
-from harness import pagesets
-from harness.pages import builtin_pages
-from harness.workload import compute_view_layout, get_workload
+from harness.inputs import pagesets
+from harness.inputs.pages import builtin_pages
+from harness.inputs.workload import compute_view_layout, get_workload
 
 PAPER_VALID_TOKENS = {"base": 182, "large": 285, "gundam": 795}
 TOLERANCE = 0.02

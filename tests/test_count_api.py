@@ -12,7 +12,7 @@ from torch import nn
 
 import harness
 from harness.count import CountError, CountResult
-from harness.counters import StageCount, explain_delta, explain_pair
+from harness.measure import StageCount, explain_delta, explain_pair
 
 pytest.importorskip("fvcore")
 pytest.importorskip("thop")
@@ -208,7 +208,7 @@ def test_explain_delta_against_an_int_sizes_blind_spots_by_what_was_observed():
 
 def test_a_grouped_mm_outside_experts_has_a_generic_key():
     """torch._grouped_mm outside an experts module: the generic key ``grouped_mm`` (rule 10 of
-    harness.counters.keys), the stock tools' grouped_mm blind spot, and no unkeyed line."""
+    harness.measure.keys), the stock tools' grouped_mm blind spot, and no unkeyed line."""
     def grouped(a, b, offs):
         return torch._grouped_mm(a, b, offs=offs)
 

@@ -1,4 +1,4 @@
-"""Op keys on models that are not DeepSeek-OCR (``harness.counters.keys``, rules 6, 10 and 11):
+"""Op keys on models that are not DeepSeek-OCR (``harness.measure.keys``, rules 6, 10 and 11):
 transformers' Conv1D is a linear, plain products get generic keys, the rest is ``unmapped``."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from harness.counters import GENERIC_KEYS, KEY_CLASS, UNMAPPED, op_key
-from harness.counters.keys import ModuleFrame
+from harness.measure import GENERIC_KEYS, KEY_CLASS, UNMAPPED, op_key
+from harness.measure.keys import ModuleFrame
 
 
 class Conv1D(nn.Module):

@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from tests.toys import COUNTERS, VARIANTS, Call
-from harness.counters import (KNOWN_BLIND_SPOTS, StageCount, UncountedOpError, available_counters,
+from harness.measure import (KNOWN_BLIND_SPOTS, StageCount, UncountedOpError, available_counters,
                               count, get_counter, is_matmul_like, register_counter)
-from harness.counters.base import Counter
+from harness.measure.base import Counter
 
 DEVICES = ("cpu", "meta")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from harness.analytic import Cost
-from harness.counters import StageCount, explain_delta
+from harness.measure import StageCount, explain_delta
 
 
 def stage_count(**overrides) -> StageCount:

@@ -1,4 +1,4 @@
-"""fvcore on meta counts convolutions as on real CPU tensors (harness.counters.fvcore_counter).
+"""fvcore on meta counts convolutions as on real CPU tensors (harness.measure.fvcore_counter).
 
 Stock ``torch.jit.trace`` cannot trace ``nn.Conv2d`` on meta (pinned in test_counters_facts); the
 counter's :class:`ConvTracedAsOnCpu` makes the tracer record the ``aten::_convolution`` node a CPU
@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.counters import count
+from harness.measure import count
 from tests.toys import Call
-from harness.counters.fvcore_counter import ConvTracedAsOnCpu
+from harness.measure.fvcore_counter import ConvTracedAsOnCpu
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -21,7 +21,7 @@ import pytest
 pytest.importorskip("transformers.models.deepseek_ocr2")
 
 from harness.analytic import LETTER_PAGE, stage_costs  # noqa: E402
-from harness.counters import KEY_CLASS, UNMAPPED, count, explain_delta  # noqa: E402
+from harness.measure import KEY_CLASS, UNMAPPED, count, explain_delta  # noqa: E402
 from harness.targets import get_target  # noqa: E402
 from harness.targets.ocr2 import SMALL_OVERRIDES  # noqa: E402
 
@@ -80,7 +80,7 @@ class EngineSetup:
     counts are the ones tests/test_suite.py::test_count asserts (measured once per session)."""
 
     def __init__(self, engine) -> None:
-        from harness.engine import Case
+        from harness.run.engine import Case
 
         self.engine = engine
         self.case = lambda stage, counter="torch": Case("ocr2", "gundam", "letter", stage, counter)

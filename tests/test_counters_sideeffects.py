@@ -15,7 +15,7 @@ from torch.nn.modules import module as module_globals
 from torch.utils.flop_counter import flop_registry
 
 from tests.toys import COUNTERS, VARIANTS, Call
-from harness.counters import count
+from harness.measure import count
 
 thop_profile = importlib.import_module("thop.profile")
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.counters import count, count_variants
+from harness.measure import count, count_variants
 from tests.toys import Call
 
 VARIANTS = ("stock", "patched")
@@ -74,7 +74,7 @@ def test_ocr2_small_cpu_shared_run_equals_separate_runs(ocr2_small_cpu, counter)
 @pytest.mark.parametrize("counter", SHARED)
 def test_ocr2_full_meta_shared_run_equals_separate_runs(ocr2_full_meta, counter):
     """Projector and prefill at full size (decode: through the engine, in tests/test_engine.py)."""
-    from harness.modelrun import run_measurement
+    from harness.run.modelrun import run_measurement
 
     target, built, inputs = ocr2_full_meta
     for stage in ("projector", "prefill"):

@@ -18,7 +18,7 @@ import json
 
 import pytest
 
-from harness.counters import KEY_CLASS, UNMAPPED, count, explain_delta
+from harness.measure import KEY_CLASS, UNMAPPED, count, explain_delta
 
 pytestmark = pytest.mark.vendor
 

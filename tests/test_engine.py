@@ -1,4 +1,4 @@
-"""harness.suite (the definition), harness.selection and harness.engine (memoised per shape key).
+"""harness.run.plan (the definition), harness.inputs.selection and harness.run.engine (memoised per shape key).
 
 The suite measures each shape key once and answers every other page from memory; that is only
 sound if the count really depends on nothing else. ``test_shape_key_is_sound`` measures two pages
@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import pytest
 
-from harness.engine import Case, Engine, entry_record, key_name
-from harness.selection import Selection, suite_pages, validate_selection
-from harness.suite import count_cases, expected, layout_cases, shape_index
+from harness.run.engine import Case, Engine
+
+from harness.inputs.shapes import key_name
+
+from harness.golden.records import entry_record
+from harness.inputs.selection import Selection, suite_pages, validate_selection
+from harness.run.plan import count_cases, expected, layout_cases, shape_index
 from harness.targets import target_class
 
 #: These measure OCR-2, which needs transformers >= 5 (not the vendor environment).
@@ -51,7 +55,7 @@ def test_definition_states_each_fact_once():
     assert set(suite_pages("grid")) | set(suite_pages("corpus")) == set(pages)
     assert set(suite_pages("default")) <= set(pages)
     layouts = layout_cases()
-    from harness.workload import MODES
+    from harness.inputs.workload import MODES
 
     assert len(layouts) == sum(len(m) for m in MODES.values()) * len(pages) == 9 * 143
     cases, left_out = count_cases()
@@ -109,7 +113,7 @@ def test_shape_key_is_sound(stage):
 
 @needs_ocr2
 def test_failed_measurements_are_memoised(cache, monkeypatch):
-    import harness.counters
+    import harness.measure
 
     calls = []
 
@@ -117,7 +121,7 @@ def test_failed_measurements_are_memoised(cache, monkeypatch):
         calls.append(counter)
         raise RuntimeError("counter exploded")
 
-    monkeypatch.setattr(harness.counters, "count", broken)
+    monkeypatch.setattr(harness.measure, "count", broken)
     cases = [Case("ocr2", "small", page, "decode", "thop") for page in ("letter", "a4", "slide")]
     for case in cases:
         with pytest.raises(RuntimeError, match="counter exploded"):
@@ -174,7 +178,7 @@ def test_a_view_several_keys_share_is_run_once_and_counts_as_a_fresh_run(memo_en
     run upstream (SAM and encoder: once for every counter), traced by fvcore and counted by torch
     and thop once; the count made of the kept call equals one that runs every call again (every
     field but the wall time)."""
-    from harness.counters import count
+    from harness.measure import count
 
     engine = memo_engine
     base = Case("ocr2", "base", "letter", "projector", counter)
@@ -199,7 +203,7 @@ def test_meta_signature_is_shapes_and_plain_values_on_meta_only():
     tensor on meta (shape, stride, dtype, requires_grad), every other argument a plain value."""
     import torch
 
-    from harness.callmemo import meta_signature
+    from harness.run.callmemo import meta_signature
 
     module = torch.nn.Linear(2, 2)
     a = torch.empty(3, 4, device="meta")

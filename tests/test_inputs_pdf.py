@@ -18,7 +18,7 @@ import pytest
 from pypdf import PdfWriter
 from pypdf.generic import FloatObject, NameObject, NumberObject, RectangleObject
 
-from harness.pages import PDF_DPI, PageError, load_page, load_pages, load_pdf, open_page_image
+from harness.inputs.pages import PDF_DPI, PageError, load_page, load_pages, load_pdf, open_page_image
 
 
 def write_pdf(path: Path, pages: list[dict], **encrypt) -> Path:

@@ -1,4 +1,4 @@
-"""harness.modelrun: the library counts as plain torch in the calling thread, one count at a time;
+"""harness.run.modelrun: the library counts as plain torch in the calling thread, one count at a time;
 the suite's and report's boundary (run_measurement) runs model code on meta a few frames deep with
 its caller's state and torch's C++ meta kernels, or in place; Ctrl-C cancels it cleanly."""
 
@@ -14,8 +14,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from harness.callmemo import CallMemo, call_memo, memoised_call_work
-from harness.modelrun import cpp_meta_kernels, cpp_meta_kernels_available, run_measurement
+from harness.run.callmemo import CallMemo, call_memo, memoised_call_work
+from harness.run.modelrun import cpp_meta_kernels, cpp_meta_kernels_available, run_measurement
 
 #: model code on meta (what run_measurement's first argument says)
 META = torch.empty(0, device="meta")
@@ -165,8 +165,8 @@ def test_counts_with_cpp_meta_kernels_equal_torchs_python_ones(ocr2_sam_on_meta)
     """SAM (windows: pad, permute, view; convolutions; SDPA) counted by torch and by the byte
     counter as the library does (plain torch, Python meta kernels) and at the boundary: the same
     record in every field but the wall time."""
-    from harness.counters import count
-    from harness.counters.bytes import count_bytes
+    from harness.measure import count
+    from harness.measure.bytes import count_bytes
 
     model = ocr2_sam_on_meta[0].module
     assert ".py:" in _meta_kernel("aten::mul.Tensor")
@@ -184,7 +184,7 @@ def test_counts_with_cpp_meta_kernels_equal_torchs_python_ones(ocr2_sam_on_meta)
 def test_only_model_code_on_meta_leaves_the_calling_thread() -> None:
     """Real tensors compute for real where they are called (their cost is the arithmetic, and they
     keep the caller's allocator state); meta ones go to the measuring thread."""
-    from harness.modelrun import on_meta
+    from harness.run.modelrun import on_meta
 
     here = threading.get_ident()
     real, meta = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2, device="meta")
@@ -291,7 +291,7 @@ def test_ctrl_c_while_the_boundary_measures_cancels_it() -> None:
     import signal
     import time
 
-    from harness.counters import count
+    from harness.measure import count
     from harness.targets import StageCall
 
     if threading.current_thread() is not threading.main_thread():
@@ -327,7 +327,7 @@ def test_ctrl_c_while_the_boundary_measures_cancels_it() -> None:
 
 def test_one_count_at_a_time() -> None:
     """A second thread's count waits until the first one's has ended."""
-    from harness.counters import count
+    from harness.measure import count
     from harness.targets import StageCall
 
     first_in, second_in = threading.Event(), threading.Event()

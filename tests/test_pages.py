@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from harness import pagegen, pagesets
-from harness.pages import (
+from harness.inputs import pagegen, pagesets
+from harness.inputs.pages import (
     MAX_PIXELS_ENV_VAR,
     ManifestError,
     Page,
@@ -196,9 +196,9 @@ def test_a_16_bit_png_is_a_page(tmp_path):
 
 @pytest.mark.parametrize("opener", [load_page, open_page_image])
 def test_unsupported_mode(tmp_path, opener, monkeypatch):
-    import harness.pages
+    import harness.inputs.pages
 
-    monkeypatch.setattr(harness.pages, "SUPPORTED_MODES", harness.pages.SUPPORTED_MODES - {"I;16"})
+    monkeypatch.setattr(harness.inputs.pages, "SUPPORTED_MODES", harness.inputs.pages.SUPPORTED_MODES - {"I;16"})
     path = tmp_path / "deep.png"
     Image.new("I;16", (8, 8)).save(path)
     _expect(path, r"unsupported image mode 'I;16'", opener=opener)
@@ -309,7 +309,7 @@ def test_committed_manifests_match_the_builders():
         pytest.skip(f"measured page sizes not available: {exc}")
     for name, text in built.items():
         committed = (fixtures_dir() / name).read_text()
-        assert committed == text, f"fixtures/{name} is stale: run python -m harness.pagesets --write"
+        assert committed == text, f"fixtures/{name} is stale: run python -m harness.inputs.pagesets --write"
 
 
 def test_drawing_is_deterministic_and_cache_is_redrawn(tmp_path, monkeypatch):
@@ -380,7 +380,7 @@ def test_page_modules_import_no_circle():
     pagesets -> pagegen, pages, workload. Imports inside functions count too."""
     import ast
 
-    root = Path(__file__).resolve().parents[1] / "harness"
+    root = Path(__file__).resolve().parents[1] / "harness" / "inputs"
     modules = {"pagegen", "pages", "pagesets", "workload"}
     graph = {}
     for name in modules:
@@ -389,12 +389,12 @@ def test_page_modules_import_no_circle():
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module:
                 parts = node.module.split(".")
-                if parts[0] == "harness" and len(parts) > 1:
-                    found.add(parts[1])
-                elif node.module == "harness":
+                if parts[:2] == ["harness", "inputs"] and len(parts) > 2:
+                    found.add(parts[2])
+                elif node.module == "harness.inputs":
                     found.update(alias.name for alias in node.names)
             elif isinstance(node, ast.Import):
-                found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("harness."))
+                found.update(a.name.split(".")[2] for a in node.names if a.name.startswith("harness.inputs."))
         graph[name] = found & modules
     assert graph == {"pagegen": set(), "pages": {"pagegen"}, "workload": {"pages"},
                      "pagesets": {"pagegen", "pages", "workload"}}

@@ -20,7 +20,9 @@ import pytest
 from PIL import Image
 
 from harness.cli import EXIT_BAD_INPUT, main
-from harness.engine import Case, Engine, entry_record, key_name
+from harness.run.engine import Case, Engine
+from harness.inputs.shapes import key_name
+from harness.golden.records import entry_record
 
 from harness.golden import count_path, load_bands, load_doc
 from harness.report import units
@@ -53,7 +55,7 @@ def cache(request: pytest.FixtureRequest) -> Engine:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory, cache: Engine):
     """One measured report: letter, a4 (built-in) and a 900x700 file, OCR-2 small, four counters."""
-    from harness.pages import builtin_pages, load_page
+    from harness.inputs.pages import builtin_pages, load_page
 
     root = tmp_path_factory.mktemp("report")
     builtin = {p.page_id: p for p in builtin_pages("default")}
@@ -134,7 +136,7 @@ def test_stock_counter_blind_spot_is_sized(report) -> None:
     md = (report.out / "report.md").read_text()
     assert "**NOT MEASURED**" not in md and "**0** not measured" in md
     assert "torch stock" in md
-    assert "harness.suite" not in md and "NOT_MEASURABLE_ON_META" not in md    # no internal symbol names
+    assert "harness.run.plan" not in md and "NOT_MEASURABLE_ON_META" not in md    # no internal symbol names
     assert "0 cells NOT MEASURED" in report.summary_line
 
 
@@ -164,7 +166,7 @@ def test_pages_sharing_a_layout_are_measured_once(report) -> None:
 @pytest.mark.parametrize("stage", STAGES)
 def test_reused_count_equals_a_fresh_unmemoised_count(report, cache: Engine, stage: str) -> None:
     """The 900x700 page's (reused) torch count equals counting that page afresh, no memo."""
-    from harness.counters import count
+    from harness.measure import count
 
     record = next(r for r in report.collected.records
                   if r.page == "scan-900x700" and r.stage == stage and r.spec == CounterSpec("torch"))

@@ -43,7 +43,7 @@ def test_gpu_entry_ambiguous_or_unknown_is_input_error() -> None:
 def test_causal_convention_halves_only_prefill_attention() -> None:
     from harness.analytic import stage_costs
     from harness.report.perf import causal_flops
-    from harness.workload import compute_view_layout, get_workload
+    from harness.inputs.workload import compute_view_layout, get_workload
 
     layout = compute_view_layout(get_workload("ocr2", "base"), 1700, 2200)
     costs = stage_costs("ocr2", layout)
@@ -74,8 +74,8 @@ class _Collected:
         from types import SimpleNamespace
 
         from harness.analytic import TARGET_STAGES, stage_costs
-        from harness.engine import layout_record
-        from harness.workload import DEFAULT_PROMPT_TOKENS, compute_view_layout, get_workload
+        from harness.golden.records import layout_record
+        from harness.inputs.workload import DEFAULT_PROMPT_TOKENS, compute_view_layout, get_workload
 
         self.layout = compute_view_layout(get_workload(target, mode), width, height)
         self.text_tokens = DEFAULT_PROMPT_TOKENS
@@ -102,7 +102,7 @@ def test_request_flops_equal_the_analytic_request_cost(monkeypatch, target: str,
     from harness.analytic import decode_cost, request_cost
     from harness.gpu.peaks import lookup_peak
     from harness.report import perf, render
-    from harness.workload import prefill_length
+    from harness.inputs.workload import prefill_length
 
     fake = _Collected(target, mode, 1700, 2200)
     monkeypatch.setattr(render, "layout_groups", lambda c: {target: {mode: [(["p"], "")]}})

@@ -170,7 +170,7 @@ def test_a_copied_builtin_manifest_never_draws_over_the_users_image(tmp_path):
     Now the block is ignored with a warning; the image is read as it is, its own size checked."""
     from PIL import Image
 
-    from harness.pages import fixtures_dir
+    from harness.inputs.pages import fixtures_dir
 
     entry = json.loads((fixtures_dir() / "grid.json").read_text())[0]
     scan = tmp_path / "scans" / "scan.png"
@@ -212,7 +212,7 @@ def test_measure_trusts_no_file_in_the_shared_temp_directory(tmp_path, monkeypat
     from harness.analytic import stage_costs
     from harness.analytic.config import DATA_DIR
     from harness.gpu.profile import analytic_config
-    from harness.workload import compute_view_layout, get_workload
+    from harness.inputs.workload import compute_view_layout, get_workload
 
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr(tempfile, "tempdir", None)
@@ -315,7 +315,7 @@ def test_pytest_leaves_no_empty_benchmarks_directory(tmp_path):
     switched on as this repository's conftest does; a project that does not use it is not touched.)"""
     (tmp_path / "test_one.py").write_text("def test_one():\n    assert 1 + 1 == 2\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "HARNESS_"))}
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "harness.plugin", "-n", "0",
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "harness.pytest.plugin", "-n", "0",
                "test_one.py"]
     run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr

@@ -8,7 +8,7 @@ import pytest
 from harness.analytic import stage_costs
 from harness.report.perf import PeakUsed
 from harness.report.plots import _box_gap, _crosses, _leader, _overlap, roofline_plot
-from harness.workload import MODES, compute_view_layout, get_workload
+from harness.inputs.workload import MODES, compute_view_layout, get_workload
 
 
 def _points(peak: PeakUsed, target: str):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.gpu import serving
-from harness.workload import compute_view_layout, get_workload, prefill_length
+from harness.inputs.workload import compute_view_layout, get_workload, prefill_length
 
 DATA = Path(__file__).resolve().parent.parent / "harness" / "data"
 BATCHES = (1, 8, 64)

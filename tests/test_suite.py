@@ -1,4 +1,4 @@
-"""The verification suite: one test and one golden per fact (see harness.suite).
+"""The verification suite: one test and one golden per fact (see harness.run.plan).
 
 * ``test_layout[<target>-<mode>-<page>]``: the page's view layout, token counts and the shape key
   each stage reaches, against ``golden/<target>/layout/<mode>.json`` (pure arithmetic);
@@ -19,11 +19,11 @@ from __future__ import annotations
 import pytest
 
 from harness.analytic import MATMUL_KEYS
-from harness.engine import BYTES, key_rows, verification_problems
+from harness.run.engine import BYTES, key_rows, verification_problems
 from harness.golden import compare_values, format_mismatch
-from harness.plugin import gate
-from harness.selection import selection_from_config
-from harness.suite import count_cases, layout_cases, layout_record
+from harness.pytest.plugin import gate
+from harness.inputs.selection import selection_from_config
+from harness.run.plan import count_cases, layout_cases, layout_record
 from harness.targets import target_class
 
 
@@ -57,7 +57,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def test_layout(fact, golden) -> None:
     """The page's layout, tokens and shape keys equal the golden row."""
-    from harness.suite import _text_tokens
+    from harness.run.plan import _text_tokens
 
     golden.layout(fact.target, fact.mode, fact.page, layout_record(fact.target, fact.mode, fact.page),
                   text_tokens=_text_tokens())
@@ -74,11 +74,11 @@ def _measure(engine, fact):
 
 def test_count(fact, engine, golden, bands) -> None:
     """Analytic vs measured within the band; measured vs golden; ops, shape and pages unchanged."""
-    from harness.engine import entry_record
+    from harness.golden.records import entry_record
 
     measured = _measure(engine, fact)
     if fact.counter == BYTES:
-        from harness.counters.bytes import bytes_record
+        from harness.measure.bytes import bytes_record
 
         problems, record = engine.bytes_problems(fact.case, measured), bytes_record(measured)
     else:

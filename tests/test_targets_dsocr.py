@@ -16,7 +16,7 @@ from harness.targets import StageMapError, get_target, validate_stage_map
 from harness.targets.base import TargetError
 from harness.targets.dsocr import IMAGE_TOKEN_ID
 from harness.targets.vendor import REMOTE_CODE_FILES, VENDOR_ENV_VAR, VendorEnvironmentError
-from harness.workload import DEFAULT_PROMPT_TOKENS, prefill_length
+from harness.inputs.workload import DEFAULT_PROMPT_TOKENS, prefill_length
 
 LETTER = (1700, 2200)
 #: the padding colour 127 after ToTensor and Normalize(0.5, 0.5), in float32 as the pipeline computes it
@@ -229,8 +229,8 @@ def test_vendor_whole_model_needs_a_real_device(vendor_target, vendor_meta):
 def test_preprocessing_equals_the_vendor_dynamic_preprocess(vendor_target, vendor_meta):
     import sys
 
-    from harness.pagegen import render_page
-    from harness.pagesets import grid_specs
+    from harness.inputs.pagegen import render_page
+    from harness.inputs.pagesets import grid_specs
     from harness.targets.pixels import normalize, to_tensor
 
     vendor_code = sys.modules[type(vendor_meta.model).__module__]

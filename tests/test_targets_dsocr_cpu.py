@@ -49,8 +49,8 @@ def test_small_cpu_build(cpu_built):
 
 
 def test_real_vision_on_cpu_and_prefill_equals_the_vendor_forward(vendor_target, cpu_built):
-    from harness.pagegen import render_page
-    from harness.pagesets import grid_specs
+    from harness.inputs.pagegen import render_page
+    from harness.inputs.pagesets import grid_specs
 
     (spec,) = [s for s in grid_specs() if s.page_id == "letter"]
     inputs = vendor_target.prepare(render_page(spec), "tiny", device="cpu")
@@ -126,7 +126,7 @@ def test_balanced_routing_counts_equal_the_seeded_run(vendor_target, cpu_built):
     """The meta build's fixed, balanced routing against the vendor's own routing on CPU (seeded random
     weights), same small LM: FLOPs, raw figures and op keys equal for prefill and decode; what depends
     on routing (how many experts run) is min(E, T*k) on meta."""
-    from harness.counters import count
+    from harness.measure import count
     from harness.targets.dsocr import balanced_counts
 
     meta = vendor_target.build("meta", small=True)

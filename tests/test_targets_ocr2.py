@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.callmemo import memoised_forward
+from harness.run.callmemo import memoised_forward
 from harness.targets import StageMapError, get_target, validate_stage_map
 from harness.targets.base import TargetError
-from harness.workload import DEFAULT_PROMPT_TOKENS, MODES, prefill_length
+from harness.inputs.workload import DEFAULT_PROMPT_TOKENS, MODES, prefill_length
 
 FULL_PARAMETERS = 3_389_119_360
 #: (mode, page size): every OCR-2 mode on a US Letter page (1700x2200 at 200 dpi), plus the
@@ -31,8 +31,8 @@ def meta_built(engine):
 @pytest.fixture
 def memo(engine):
     """The engine's call memo: on meta, a view's stage outputs are computed once per session
-    (harness.callmemo), whichever test or count fact asks first."""
-    from harness.callmemo import call_memo
+    (harness.run.callmemo), whichever test or count fact asks first."""
+    from harness.run.callmemo import call_memo
 
     with call_memo(engine.session_memo()):
         yield
@@ -187,7 +187,7 @@ def cpu_small(target):
 
 @pytest.fixture(scope="module")
 def letter_path():
-    from harness import pages
+    from harness.inputs import pages
 
     (letter,) = [p for p in pages.builtin_pages("default") if p.page_id == "letter"]
     return pages.ensure_page_image(letter)

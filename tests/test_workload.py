@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.workload import (
+from harness.inputs.workload import (
     DEFAULT_PROMPT_TOKENS,
     MODES,
     ViewBatch,

@@ -4,7 +4,7 @@ Each row: (target, mode, page, crop_grid (cols, rows), image placeholders, valid
 the derivation beside it. The grids and placeholder counts were produced by the vendors' own
 code (v1 ``infer()``/``dynamic_preprocess``, the vLLM port's ``count_tiles`` and
 ``get_num_image_tokens`` for gundam6, transformers' OCR-2 ``get_optimal_tiled_canvas`` and
-``replace_image_token``), not by harness.workload. Valid tokens: the paper's ceil(N*min/max)
+``replace_image_token``), not by harness.inputs.workload. Valid tokens: the paper's ceil(N*min/max)
 for padded views, all N for crops and for the tiny/small direct resize.
 
 Derivation shorthand: ``W/H=aspect; CxR diff d (next d2)`` is the winning grid and the
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.pages import builtin_pages
-from harness.workload import MODES, candidate_grids, compute_view_layout, get_workload
+from harness.inputs.pages import builtin_pages
+from harness.inputs.workload import MODES, candidate_grids, compute_view_layout, get_workload
 
 GRID_PAGES = {page.page_id: page for page in builtin_pages("grid")}
 

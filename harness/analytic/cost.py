@@ -104,7 +104,7 @@ BYTES_CONVENTION = (
     "traffic of every aten op the implementation runs on the meta device, with no fusion and no "
     "cache reuse: each op reads each input once (the bytes stored under its view: a broadcast input "
     "counts what is stored) and writes each output once, at the tensor's element size. This is what "
-    "harness.counters.bytes measures, op key by op key: bf16 tensors at dtype_bytes, the fp32 "
+    "harness.measure.bytes measures, op key by op key: bf16 tensors at dtype_bytes, the fp32 "
     "intermediates the implementation makes (RMSNorm internals, SDPA's math path, the MoE router "
     "and combine) at 4 bytes, int64 index and position tensors at 8, bool masks at 1. Views move "
     "nothing. Weights are bytes read from parameters (an expert-weight gather reads parameters and "

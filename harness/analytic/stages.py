@@ -48,7 +48,7 @@ from harness.analytic.formulas import (
     swiglu_mlp,
     window_partition,
 )
-from harness.workload import DEFAULT_PROMPT_TOKENS, ViewLayout, prefill_length
+from harness.inputs.workload import DEFAULT_PROMPT_TOKENS, ViewLayout, prefill_length
 
 __all__ = [
     "TARGET_STAGES",

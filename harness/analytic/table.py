@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from harness.analytic.cost import DEFAULT_DTYPE_BYTES, Cost
 from harness.analytic.stages import TARGET_STAGES, stage_costs
-from harness.workload import DEFAULT_PROMPT_TOKENS, compute_view_layout, get_workload
+from harness.inputs.workload import DEFAULT_PROMPT_TOKENS, compute_view_layout, get_workload
 
 __all__ = ["LETTER_PAGE", "TableRow", "analytic_table", "format_table"]
 

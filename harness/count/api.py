@@ -15,9 +15,9 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from harness.counters import VARIANTS, CounterError, StageCount, explain_delta
-from harness.counters import count as count_stage
-from harness.counters.torch_counter import recording_dataflow
+from harness.measure import VARIANTS, CounterError, StageCount, explain_delta
+from harness.measure import count as count_stage
+from harness.measure.torch_counter import recording_dataflow
 
 from harness.report.inputs import COUNTER_PACKAGES, counter_installed
 from harness.targets.base import StageCall

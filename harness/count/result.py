@@ -1,9 +1,9 @@
 """The result of :func:`harness.count`: every counter x variant, explained; FLOPs = 2 x MACs.
 
-:class:`CountResult` holds each counter's :class:`~harness.counters.StageCount` (raw figure in
+:class:`CountResult` holds each counter's :class:`~harness.measure.StageCount` (raw figure in
 the tool's own unit, its convention, the FLOPs, the breakdown per module, per op and per op key,
 unknown / ignored ops and the work it saw run uncounted), the delta between every pair of
-counters split into named causes (:class:`~harness.counters.PairExplanation`), what could not
+counters split into named causes (:class:`~harness.measure.PairExplanation`), what could not
 be measured and why, and, when an expected count was given, the :class:`Verdict`.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from harness.counters import (KEY_CLASS, DeltaExplanation, PairExplanation, StageCount,
+from harness.measure import (KEY_CLASS, DeltaExplanation, PairExplanation, StageCount,
                               explain_pair)
 
 __all__ = ["CountResult", "Verdict", "label_of"]
@@ -37,7 +37,7 @@ def _signed(value: int | float) -> str:
 class Verdict:
     """Each counter against an expected matmul-class count, after the named causes.
 
-    ``rows[label]`` is the :class:`~harness.counters.DeltaExplanation` of ``flops - expected``
+    ``rows[label]`` is the :class:`~harness.measure.DeltaExplanation` of ``flops - expected``
     (element-wise work, the tool's sized approximations and its blind spots named; the
     remainder unexplained). ``passed``: every measured counter's remainder is within
     ``rtol * expected``, at least one patched counter was measured, every patched counter is

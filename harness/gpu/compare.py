@@ -30,8 +30,8 @@ class CountComparison:
     """A stage's torch counts on CUDA and on meta, and its analytic cost."""
 
     stage: str
-    cuda: Any       # harness.counters.StageCount
-    meta: Any       # harness.counters.StageCount
+    cuda: Any       # harness.measure.StageCount
+    meta: Any       # harness.measure.StageCount
     analytic: Any   # harness.analytic.Cost
 
     @property
@@ -81,7 +81,7 @@ def compare_stage_counts(stage: str, cuda_run: tuple, meta_run: tuple, *,
     import torch
 
     from harness.analytic import stage_costs
-    from harness.counters import count
+    from harness.measure import count
     from harness.gpu.profile import analytic_config
 
     target, built, inputs = cuda_run

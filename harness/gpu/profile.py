@@ -133,7 +133,7 @@ def analytic_config(built: Any, model_path: str | Path | None = None) -> Any:
 
 def find_page(page: str) -> Any:
     """A built-in page by id (``letter``, ``a4``, ...; its image drawn if needed), or an image path."""
-    from harness import pages
+    from harness.inputs import pages
 
     if Path(page).suffix and Path(page).exists():
         return page

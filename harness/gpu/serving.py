@@ -59,7 +59,7 @@ from harness.analytic.stages import (
     _lm_tokens,
     _vision_views,
 )
-from harness.workload import ViewLayout
+from harness.inputs.workload import ViewLayout
 
 __all__ = [
     "EXECUTIONS", "EXECUTION_LABELS", "RESERVE_BYTES", "VISION_PARAMETERS", "BATCH_ASSUMPTIONS",

@@ -1,8 +1,8 @@
 """``harness report``: the stage-by-stage FLOP report (Markdown, JSON, CSV, static compute, plots).
 
-The numbers come from the verification suite's own engine (:class:`harness.engine.Engine`,
+The numbers come from the verification suite's own engine (:class:`harness.run.engine.Engine`,
 whose ``measure`` also gives the stock counter variants, memoised in the same table, and
-:func:`harness.engine.verification`), so a report and a suite run on the same environment can
+:func:`harness.run.engine.verification`), so a report and a suite run on the same environment can
 never disagree. FLOPs = 2 x MACs everywhere.
 """
 

@@ -1,13 +1,13 @@
 """Collecting the report's numbers through the verification suite's own engine.
 
-The measured counts come from :class:`harness.engine.Engine`, the session cache the suite
+The measured counts come from :class:`harness.run.engine.Engine`, the session cache the suite
 asserts with (``tests/test_suite.py``): the same model builds, the same ``stage_calls``, the same
 ``count()``, memoised by the same shape key, and the same analytic costs. The **stock** variant
 of each counter (the tools as shipped, whose blind spots the report sizes) is
 ``Engine.measure(case, "stock")``, memoised in the same table.
 
 Each record is one ``target x mode x page x stage x counter`` cell. The verification verdict is
-the suite's own (:func:`harness.engine.verification`): ``explain_delta`` splits the delta into
+the suite's own (:func:`harness.run.engine.verification`): ``explain_delta`` splits the delta into
 known causes and a remainder, and the remainder must lie within the ``verify`` band of
 ``golden/tolerances.toml``; for patched torch the matmul class must also match the analytic
 model op key by op key.
@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from harness.report.inputs import CounterSpec, ReportPlan
-from harness.engine import VARIANT as SUITE_VARIANT
-from harness.engine import Case, Engine, Measurement, built_environment, layout_record, verification
+from harness.run.engine import VARIANT as SUITE_VARIANT
+from harness.run.engine import Case, Engine, Measurement, verification
+from harness.golden.records import built_environment, layout_record
 
 
 __all__ = ["Record", "Measured", "GoldenCell", "GoldenChecker", "StageInfo", "Collected", "collect", "environment_versions", "golden_dir", "BANDS_FILE"]
@@ -69,9 +70,9 @@ class Measured:
     first: str                      # "page/mode" of the first cell that used it in this report
     fresh: bool                     # measured by this report (False: memoised earlier in the process)
     seconds: float = 0.0            # model time of the measurement
-    count: Any = None               # harness.counters.StageCount (None: it raised with nothing counted)
+    count: Any = None               # harness.measure.StageCount (None: it raised with nothing counted)
     error: str | None = None
-    explanation: Any = None         # harness.counters.delta.DeltaExplanation
+    explanation: Any = None         # harness.measure.delta.DeltaExplanation
     band: Any = None                # harness.golden.Band ("verify")
     within_band: bool | None = None
     key_mismatches: list[str] = field(default_factory=list)   # torch: matmul keys != analytic
@@ -206,7 +207,7 @@ class Collected:
 def environment_versions() -> dict[str, Any]:
     """Package versions (the engine's, as the goldens record them) and the machine: what a reader
     needs to reproduce the numbers."""
-    from harness.engine import environment_versions as versions
+    from harness.golden.records import environment_versions as versions
 
     env: dict[str, Any] = {
         **versions(),
@@ -232,7 +233,7 @@ def _bands():
 
 
 def _verify(record: Measured, analytic: Any, bands: Any) -> None:
-    """The suite's verification verdict (:func:`harness.engine.verification`) on one measurement."""
+    """The suite's verification verdict (:func:`harness.run.engine.verification`) on one measurement."""
     verdict = verification(record.spec.counter, record.stage, analytic, record.count, bands)
     record.explanation = verdict.explanation
     record.band = verdict.band
@@ -256,7 +257,7 @@ class GoldenCell:
     counter: str
     variant: str
     shape_key: tuple
-    count: Any                      # harness.counters.StageCount
+    count: Any                      # harness.measure.StageCount
 
 
 @dataclass(frozen=True)
@@ -293,7 +294,7 @@ class GoldenChecker:
 
     def _entry(self, cell: GoldenCell) -> Any:
         """The stored golden entry of ``cell`` or None: the count golden of its shape key."""
-        from harness.engine import key_name
+        from harness.inputs.shapes import key_name
         from harness.golden import GoldenError, count_path, load_doc
 
         path = count_path(self.root, cell.target, cell.stage, key_name(cell.shape_key))
@@ -312,7 +313,7 @@ class GoldenChecker:
     def check_cell(self, cell: GoldenCell) -> tuple[str, list[str]]:
         import json
 
-        from harness.engine import entry_record
+        from harness.golden.records import entry_record
         from harness.golden import compare_entry
 
         if cell.variant != SUITE_VARIANT or cell.count is None:
@@ -345,7 +346,7 @@ def _error_text(exc: BaseException) -> str:
 
 
 def public_text(text: str) -> str:
-    """``text`` without internal symbol names (``(harness.suite.NAME)``, ``harness.x.y``): a reader
+    """``text`` without internal symbol names (``(harness.run.plan.NAME)``, ``harness.x.y``): a reader
     of the report needs the reason, not where it is kept."""
     import re
 
@@ -373,7 +374,7 @@ def _not_measurable(plan: ReportPlan, case: Case) -> str | None:
     """The target's documented reason a counter cannot measure a stage on the plan's device."""
     if plan.device != "meta":
         return None
-    from harness.suite import not_measurable
+    from harness.run.plan import not_measurable
 
     return not_measurable(case.target, case.stage, case.counter, plan.device)
 
@@ -479,7 +480,7 @@ def _rebuild_error(error: Any) -> BaseException | None:
     if not isinstance(error, tuple):
         return error
     _, name, message, result = error
-    from harness.counters import CounterError, UncountedOpError
+    from harness.measure import CounterError, UncountedOpError
 
     if name == "UncountedOpError" and result is not None:
         return UncountedOpError(message, result)
@@ -562,7 +563,7 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
     table), then every cell is read from the memo in report order.
     """
     from harness.analytic import stage_costs
-    from harness.workload import DEFAULT_PROMPT_TOKENS, compute_view_layout, get_workload
+    from harness.inputs.workload import DEFAULT_PROMPT_TOKENS, compute_view_layout, get_workload
 
     say = status or (lambda text: None)
     if cache is None:    # a cache of the report's pages alone

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from harness import selection
-from harness.selection import split_names  # noqa: F401  (one vocabulary for the CLI and pytest)
-from harness.pages import BUILTIN_SETS, ManifestError, Page, PageError
+from harness.inputs import selection
+from harness.inputs.selection import split_names  # noqa: F401  (one vocabulary for the CLI and pytest)
+from harness.inputs.pages import BUILTIN_SETS, ManifestError, Page, PageError
 
 __all__ = [
     "InputError",
@@ -58,7 +58,7 @@ class InputError(ValueError):
 
 
 def unknown_name(kind: str, name: str, known: Sequence[str], option: str) -> InputError:
-    """The selection vocabulary's "unknown name" message (:mod:`harness.selection`) as an InputError."""
+    """The selection vocabulary's "unknown name" message (:mod:`harness.inputs.selection`) as an InputError."""
     return InputError(selection.unknown_name(kind, name, known, option))
 
 
@@ -108,7 +108,7 @@ def _bad_file(raw: str, exc: PageError) -> InputError:
 
 
 def _load_file(path: Path, raw: str, warn: Callable[[str], None]) -> list[Page]:
-    from harness.pages import load_pages
+    from harness.inputs.pages import load_pages
 
     try:
         # headers and page boxes give the size the tilers see; pixels are never needed on meta
@@ -118,7 +118,7 @@ def _load_file(path: Path, raw: str, warn: Callable[[str], None]) -> list[Page]:
 
 
 def _load_manifest(path: Path, warn: Callable[[str], None]) -> list[Page]:
-    from harness.pages import load_manifest
+    from harness.inputs.pages import load_manifest
 
     try:
         pages = load_manifest(path, warn=warn)
@@ -162,7 +162,7 @@ def _sniffs_as_page(path: Path) -> bool:
     saved as ``page.scan``, a PNG without an ending): what the vendor's ``Image.open`` would read."""
     from PIL import Image, UnidentifiedImageError
 
-    from harness.pages import is_pdf
+    from harness.inputs.pages import is_pdf
 
     try:
         if is_pdf(path):
@@ -183,7 +183,7 @@ def resolve_pages(paths: Sequence[str | os.PathLike[str]] | None, page_set: str 
     with despite it (skipped files, a file given twice, a multi-frame image, swapped manifest
     sizes) is appended to ``warnings``, one line each.
     """
-    from harness.pages import SettingError, max_image_pixels
+    from harness.inputs.pages import SettingError, max_image_pixels
 
     notes = warnings if warnings is not None else []
     try:
@@ -200,7 +200,7 @@ def resolve_pages(paths: Sequence[str | os.PathLike[str]] | None, page_set: str 
         name = page_set or "default"
         if name not in BUILTIN_SETS:
             raise unknown_name("page set", name, BUILTIN_SETS, "--page-set")
-        from harness.pages import builtin_pages
+        from harness.inputs.pages import builtin_pages
 
         try:
             pages = builtin_pages(name)
@@ -298,7 +298,7 @@ class TargetPlan:
 def resolve_targets(names: Sequence[str] | None, model_path: str | None,
                     trust_remote_code: bool) -> list[TargetPlan]:
     """``--target`` names (default: ocr2, plus dsocr when ``--model-path`` names a directory)."""
-    from harness.workload import MODES
+    from harness.inputs.workload import MODES
 
     known = tuple(MODES)
     wanted = names_given(names, "--target", "ocr2")
@@ -350,7 +350,7 @@ def resolve_modes(targets: list[TargetPlan], names: Sequence[str] | None) -> lis
 
     A target none of whose modes is named is dropped from ``targets``; the returned notes say so.
     """
-    from harness.workload import MODES
+    from harness.inputs.workload import MODES
 
     wanted = names_given(names, "--modes", "base,gundam")
     every = list(dict.fromkeys(m for t in targets for m in MODES[t.name]))

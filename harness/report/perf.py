@@ -540,7 +540,7 @@ def measure_stages(collected: Any, plan: PerfPlan, peak: PeakUsed, *, say: Any =
             itemsize = _dtype_bytes(plan.measure_dtype)
             context[f"{tplan.name} build"] = (f"attention {built.attn_implementation}, experts "
                                               f"{built.experts_implementation}, {built.weights}")
-            from harness.pages import ensure_page_image
+            from harness.inputs.pages import ensure_page_image
 
             source = page if page.path is None else (page.path if page.attributes.get("generator") is None
                                                      else ensure_page_image(page))

@@ -125,8 +125,8 @@ def stage_bars(collected: Collected, target: str, page: str, path: Path) -> None
 # ---------------------------------------------------------------------- vision vs tokens (corpus)
 def vision_vs_tokens(collected: Collected, target: str, path: Path) -> dict[str, Any]:
     from harness.analytic import stage_costs
-    from harness.pages import builtin_pages
-    from harness.workload import compute_view_layout, get_workload
+    from harness.inputs.pages import builtin_pages
+    from harness.inputs.workload import compute_view_layout, get_workload
 
     tplan = next(t for t in collected.plan.targets if t.name == target)
     vision = collected.stages_of(target)[:3]

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from harness.workload import DEFAULT_PROMPT_TOKENS, ViewLayout
+from harness.inputs.workload import DEFAULT_PROMPT_TOKENS, ViewLayout
 
 __all__ = [
     "StageCall",
@@ -160,7 +160,7 @@ class Target:
     stages: tuple[str, ...] = ()
     #: ``(stage, counter, device) -> why`` that counter cannot measure that stage there ("*" matches
     #: any). Empty: fvcore traces SAM's convolutions on meta since the counter records them as a CPU
-    #: trace does (harness.counters.fvcore_counter.ConvTracedAsOnCpu).
+    #: trace does (harness.measure.fvcore_counter.ConvTracedAsOnCpu).
     NOT_MEASURABLE: Mapping[tuple[str, str, str], str] = {}
     #: Whether the target needs a model directory from the user (``--model-path``).
     needs_model_path: bool = False

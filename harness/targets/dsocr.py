@@ -45,7 +45,7 @@ from harness.targets import base, vendor
 from harness.targets.base import BuiltModel, ModelInputs, StageCall, Target, TargetError
 from harness.targets.kv import frozen_kv_cache
 from harness.targets.pixels import dsocr_views, resolve_page
-from harness.workload import DEFAULT_PROMPT_TOKENS, compute_view_layout, get_workload, prefill_length
+from harness.inputs.workload import DEFAULT_PROMPT_TOKENS, compute_view_layout, get_workload, prefill_length
 
 __all__ = ["DsocrTarget", "balanced_counts", "IMAGE_TOKEN_ID", "BOS_TOKEN_ID", "SMALL_LM_OVERRIDES", "LM_PATHS", "VISION_PATHS"]
 

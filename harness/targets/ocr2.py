@@ -28,12 +28,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.callmemo import memoised_forward
+from harness.run.callmemo import memoised_forward
 from harness.targets import base
 from harness.targets.base import BuiltModel, ModelInputs, StageCall, Target, TargetError
 from harness.targets.kv import frozen_kv_cache
 from harness.targets.pixels import resolve_page
-from harness.workload import DEFAULT_PROMPT_TOKENS, compute_view_layout, get_workload, prefill_length
+from harness.inputs.workload import DEFAULT_PROMPT_TOKENS, compute_view_layout, get_workload, prefill_length
 
 __all__ = ["Ocr2Target", "SMALL_OVERRIDES", "load_ocr2_config"]
 
@@ -311,7 +311,7 @@ class Ocr2Target(Target):
             "logits_to_keep": 1}, device=built.device)
 
     # Upstream outputs (computed once per model, cached on the inputs; on meta inside the engine's
-    # call memo, each view once per session: harness.callmemo) ----------------------------------------
+    # call memo, each view once per session: harness.run.callmemo) ----------------------------------------
     def _sam_outputs(self, built: BuiltModel, inputs: ModelInputs) -> list[torch.Tensor]:
         sam = built.model.model.vision_tower.sam_encoder
         return base.cached(inputs, built.model, "sam", lambda: _no_grad(

@@ -1,6 +1,6 @@
 """Page pixels as the vendors feed them, built from the workload layout (no torchvision).
 
-:func:`resolve_page` accepts a path, a :class:`harness.pages.Page`, a PIL image or a
+:func:`resolve_page` accepts a path, a :class:`harness.inputs.pages.Page`, a PIL image or a
 ``(width, height)`` size and returns the oriented size plus a loader for the RGB pixels (a white
 page for a bare size). :func:`dsocr_views` reproduces DeepSeek-OCR ``infer()`` pre-processing for
 a layout: the global view padded with the mean colour (``ImageOps.pad``, (127, 127, 127)) or, for
@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from harness import pages
-from harness.workload import ViewLayout
+from harness.inputs import pages
+from harness.inputs.workload import ViewLayout
 
 __all__ = ["PageSource", "resolve_page", "to_tensor", "normalize", "dsocr_views", "MEAN_COLOUR"]
 
@@ -66,7 +66,7 @@ def resolve_page(page: Any) -> PageSource:
             isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in page):
         size = (int(page[0]), int(page[1]))
         return PageSource(size[0], size[1], "blank", lambda: _blank(size))
-    raise TypeError(f"page: expected a path, a harness.pages.Page, a PIL image or a (width, height) "
+    raise TypeError(f"page: expected a path, a harness.inputs.pages.Page, a PIL image or a (width, height) "
                     f"tuple of positive ints, got {page!r}")
 
 

@@ -26,7 +26,7 @@ import torch  # noqa: F401
 
 #: A project conftest that switches the plugin on (installing harness does not).
 PLUGIN_CONFTEST = '''
-pytest_plugins = ["harness.plugin"]
+pytest_plugins = ["harness.pytest.plugin"]
 '''
 
 #: The fake project's conftest: the plugin, and its suite definition from definition.json.
@@ -291,4 +291,4 @@ def literal(pattern: str) -> str:
 
 def plugin_args() -> list[str]:
     """Arguments that load the plugin into a run without the project's conftest."""
-    return ["-p", "harness.plugin"]
+    return ["-p", "harness.pytest.plugin"]

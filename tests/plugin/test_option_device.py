@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from conftest import PROJECT_CONFTEST
 
-from harness.plugin import CUDA_NOT_AVAILABLE_MSG, GPU_NEEDS_CUDA_DEVICE_MSG
+from harness.pytest.plugin import CUDA_NOT_AVAILABLE_MSG, GPU_NEEDS_CUDA_DEVICE_MSG
 
 GPU_TESTS = '''
 import pytest
@@ -44,10 +44,10 @@ def no_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def fake_gpus(monkeypatch: pytest.MonkeyPatch):
     """Pretend this machine has ``n`` GPUs (in-process runs share the plugin module)."""
-    import harness.plugin
+    import harness.pytest.plugin
 
     def set_count(n: int) -> None:
-        monkeypatch.setattr(harness.plugin, "_cuda_device_count", lambda: n)
+        monkeypatch.setattr(harness.pytest.plugin, "_cuda_device_count", lambda: n)
 
     return set_count
 

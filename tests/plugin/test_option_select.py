@@ -43,7 +43,7 @@ def test_selection_narrows_both_kinds_to_readable_ids(suite):
 
 def test_counts_are_per_shape_key_not_per_page(suite):
     """Every page of base mode reaches one SAM shape key: one count fact, 143 layout facts."""
-    from harness.selection import suite_pages
+    from harness.inputs.selection import suite_pages
 
     result = suite.runpytest("--collect-only", "-q", "--target", "ocr2", "--mode", "base", "--stage", "sam",
                              "--counter", "torch")
@@ -64,7 +64,7 @@ def test_vendor_target_without_its_environment_is_left_out_with_the_reason(suite
 
 @pytest.mark.parametrize("page_set", ["grid", "corpus", "default"])
 def test_page_set(suite, page_set):
-    from harness.selection import suite_pages
+    from harness.inputs.selection import suite_pages
 
     result = suite.runpytest("--collect-only", "-q", "--target", "ocr2", "--mode", "base", "--stage", "sam",
                              "--counter", "torch", "--page-set", page_set)

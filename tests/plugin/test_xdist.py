@@ -56,7 +56,7 @@ def test_left_out_cases_are_said_by_the_controller(pytester: pytest.Pytester, mo
     environment is given back."""
     from conftest import PLUGIN_CONFTEST
 
-    from harness.plugin import CUDA_NOT_AVAILABLE_MSG, THREADS_VAR, _cuda_available, _usable_cores
+    from harness.pytest.plugin import CUDA_NOT_AVAILABLE_MSG, THREADS_VAR, _cuda_available, _usable_cores
 
     if _cuda_available():
         pytest.skip("needs a machine without CUDA (the gpu test would run)")
@@ -94,7 +94,7 @@ def test_on_cpu():
 def _auto_workers(cores: int, monkeypatch, **options) -> int:
     from types import SimpleNamespace
 
-    import harness.plugin as plugin
+    import harness.pytest.plugin as plugin
 
     monkeypatch.setattr(plugin.os, "sched_getaffinity", lambda pid: set(range(cores)))
     monkeypatch.setattr(plugin, "_cuda_device_count", lambda: 3)
@@ -106,9 +106,9 @@ def test_auto_worker_count(monkeypatch):
     """``-n auto`` (the default addopts): a worker per core up to MAX_AUTO_WORKERS; none for one
     core, a benchmark run, a GPU run on one named device, or a slice of a few facts; one per GPU
     with ``--device cuda``."""
-    from harness.plugin import FACTS_PER_WORKER, MAX_AUTO_WORKERS
-    from harness.selection import Selection
-    from harness.suite import count_cases
+    from harness.pytest.plugin import FACTS_PER_WORKER, MAX_AUTO_WORKERS
+    from harness.inputs.selection import Selection
+    from harness.run.plan import count_cases
 
     assert _auto_workers(2, monkeypatch) == 2
     assert _auto_workers(16, monkeypatch) == MAX_AUTO_WORKERS
@@ -129,14 +129,14 @@ def test_auto_worker_count(monkeypatch):
 
 def test_an_explicit_thread_count_is_kept(monkeypatch):
     """OMP_NUM_THREADS set by the user reaches the workers unchanged (and is not removed after)."""
-    from harness.plugin import THREADS_VAR, _share_cores
+    from harness.pytest.plugin import THREADS_VAR, _share_cores
 
     monkeypatch.setenv(THREADS_VAR, "2")
     assert _share_cores(4) == ("2", False)
     monkeypatch.delenv(THREADS_VAR)
-    monkeypatch.setattr("harness.plugin._usable_cores", lambda: 16)
+    monkeypatch.setattr("harness.pytest.plugin._usable_cores", lambda: 16)
     assert _share_cores(4) == ("4", True) and os.environ[THREADS_VAR] == "4"
-    monkeypatch.setattr("harness.plugin._usable_cores", lambda: 2)
+    monkeypatch.setattr("harness.pytest.plugin._usable_cores", lambda: 2)
     monkeypatch.delenv(THREADS_VAR)
     assert _share_cores(4) == ("1", True)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from harness.pages import Page
+    from harness.inputs.pages import Page
 
 __all__ = ["COUNTERS", "MEASURES", "PAGE_SETS", "Selection", "SelectionError", "split_names", "unknown_name",
            "target_stages", "target_modes", "suite_pages", "validate_selection", "selection_from_config"]
@@ -54,14 +54,14 @@ def target_stages() -> dict[str, tuple[str, ...]]:
 
 
 def target_modes() -> dict[str, tuple[str, ...]]:
-    from harness.workload import MODES
+    from harness.inputs.workload import MODES
 
     return {t: tuple(m) for t, m in MODES.items()}
 
 
 def suite_pages(page_set: str = "all") -> dict[str, "Page"]:
     """The built-in pages of a set, by id, in manifest order (``all``: grid then corpus)."""
-    from harness.pages import builtin_pages
+    from harness.inputs.pages import builtin_pages
 
     sets = ("grid", "corpus") if page_set == "all" else (page_set,)
     pages: dict[str, Page] = {}

@@ -254,7 +254,7 @@ def explain_delta(analytic: Any, measured: StageCount, reference: StageCount | N
                         f"{_fmt(measured.unseen[key])} of it and no known blind spot says why")
     if measured.by_key.get(UNMAPPED):
         findings.append(f"{_fmt(measured.by_key[UNMAPPED])} of matmul-class work could not be keyed "
-                        f"(extend harness.counters.keys); it stays in the remainder")
+                        f"(extend harness.measure.keys); it stays in the remainder")
     for op, n in measured.uncounted_matmul_ops.items():
         findings.append(f"{op} x{n} ran without a formula/handle/rule")
 

@@ -29,7 +29,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
-from harness.callmemo import memoised_call_work, meta_signature
+from harness.run.callmemo import memoised_call_work, meta_signature
 
 from .base import Counter, CounterError, StageCount, Tallies, register_counter
 from .keys import UNMAPPED, op_key
@@ -333,7 +333,7 @@ class TorchCounter(Counter):
         return f"torch {torch.__version__}"
 
     def run(self, calls: Sequence[Any], *, variant: str) -> StageCount:
-        """One FlopCounterMode run per call, summed. Inside :func:`harness.callmemo.call_memo` a
+        """One FlopCounterMode run per call, summed. Inside :func:`harness.run.callmemo.call_memo` a
         call on meta that ran before (same module, path and signature) adds that run's counts."""
         mapping, patch_lines = patched_formulas() if variant == "patched" else ({}, [])
         total = _CallCounts()

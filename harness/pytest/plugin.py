@@ -6,7 +6,7 @@ conftest). What it adds:
 * options (group ``harness``; ``dest`` prefixed ``harness_``): ``--device``, ``--update-golden``,
   ``--prune-golden``, ``--golden-dir`` (or the ini option ``harness_golden_dir``), ``--model-path``,
   ``--trust-remote-code`` and the selectors ``--target``, ``--mode``, ``--page``, ``--page-set``,
-  ``--stage``, ``--counter`` (one vocabulary: :mod:`harness.selection`);
+  ``--stage``, ``--counter`` (one vocabulary: :mod:`harness.inputs.selection`);
 * markers ``gpu``, ``vendor``, ``slow`` (strict markers are on);
 * gating, so a run collects only what can run here: a target whose environment or inputs are
   missing (the vendor target without ``--model-path``/``--trust-remote-code``/transformers 4.46.3,
@@ -18,7 +18,7 @@ conftest). What it adds:
   is a usage error (exit code 4), never a green run of skips;
 * under xdist with a CUDA device, one worker per GPU;
 * fixtures ``harness_device``, ``gpu_device``, ``model_path``, ``engine`` (the one measuring
-  engine, :class:`harness.engine.Engine`), ``built_model``, ``golden_session``, ``bands``, and
+  engine, :class:`harness.run.engine.Engine`), ``built_model``, ``golden_session``, ``bands``, and
   ``golden`` (check or record a layout or count fact);
 * goldens (see :mod:`harness.golden.session`): written once per file at the end by the process
   that owns the terminal, under a lock; never deleted except by ``--prune-golden``.
@@ -37,7 +37,7 @@ import pytest
 
 from harness.golden import BandsError, GoldenError
 from harness.golden.session import PROPERTY, WORKER_OUTPUT, Expected, GoldenSession, count_address, layout_address
-from harness.selection import MEASURES, PAGE_SETS
+from harness.inputs.selection import MEASURES, PAGE_SETS
 
 VENDOR_ENV_VAR = "DEEPSEEK_OCR_PATH"
 #: The reason gpu tests are left out on a machine without CUDA.
@@ -64,7 +64,7 @@ WORKER_REPORT = "harness_worker_report"
 # ------------------------------------------------------------------------------------ options
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     """Add :func:`pytest_harness_golden_definition` (a project may define its own suite)."""
-    from harness import plugin_hooks
+    from harness.pytest import hooks as plugin_hooks
 
     pluginmanager.add_hookspecs(plugin_hooks)
 
@@ -224,7 +224,7 @@ class Gate:
     def _decide(self) -> tuple[dict[str, bool], dict[str, str]]:
         if self._targets is not None:
             return self._targets
-        from harness.selection import target_stages
+        from harness.inputs.selection import target_stages
         from harness.targets import get_target, target_class
 
         config = self.config
@@ -281,7 +281,7 @@ def _definition(config: pytest.Config):
         custom = config.hook.pytest_harness_golden_definition(config=config)
         if custom is not None:
             return custom
-        from harness.suite import expected as suite_expected
+        from harness.run.plan import expected as suite_expected
 
         return suite_expected()
     return expected
@@ -302,7 +302,7 @@ def pytest_configure(config: pytest.Config) -> None:
     _validate_selection(config)
     config.stash[_GATE_KEY] = Gate(config)
     config.stash[_GATE_KEY].check_explicit()
-    from harness.selection import target_stages
+    from harness.inputs.selection import target_stages
 
     root = _golden_root(config)
     session = GoldenSession(config, root, root / "tolerances.toml", expected=_definition(config),
@@ -361,7 +361,7 @@ def _validate_selection(config: pytest.Config) -> None:
     dests = ("harness_target", "harness_mode", "harness_page", "harness_stage", "harness_counter")
     if not any(config.getoption(d, None) for d in dests):
         return
-    from harness.selection import selection_from_config, validate_selection
+    from harness.inputs.selection import selection_from_config, validate_selection
 
     errors = validate_selection(selection_from_config(config))
     if errors:
@@ -528,8 +528,8 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
         return 0
     workers = min(_usable_cores(), MAX_AUTO_WORKERS)
     if _selectors_given(config):            # a slice: a worker per FACTS_PER_WORKER facts
-        from harness.selection import selection_from_config
-        from harness.suite import count_cases
+        from harness.inputs.selection import selection_from_config
+        from harness.run.plan import count_cases
 
         workers = min(workers, len(count_cases(selection_from_config(config))[0]) // FACTS_PER_WORKER)
     return workers if workers > 1 else 0
@@ -664,8 +664,8 @@ def gpu_device(pytestconfig: pytest.Config) -> str:
 @pytest.fixture(scope="session")
 def engine(pytestconfig: pytest.Config):
     """The measuring engine: built models (on meta), layouts, analytic costs, and measured counts
-    memoised per shape key (see :mod:`harness.engine`)."""
-    from harness.engine import Engine
+    memoised per shape key (see :mod:`harness.run.engine`)."""
+    from harness.run.engine import Engine
 
     if _ENGINE_KEY not in pytestconfig.stash:
         pytestconfig.stash[_ENGINE_KEY] = Engine(

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.callmemo import memoised_call_work, meta_signature
+from harness.run.callmemo import memoised_call_work, meta_signature
 
 from .base import Counter, CounterError, StageCount, Tallies, register_counter
 from .keys import KEY_CLASS, UNMAPPED, is_matmul_like, op_key

@@ -43,7 +43,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from harness.callmemo import memoised_call_work, meta_signature
+from harness.run.callmemo import memoised_call_work, meta_signature
 
 from .base import Counter, CounterError, StageCount, Tallies, register_counter
 from .keys import is_matmul_like, op_key
@@ -322,7 +322,7 @@ class FvcoreCounter(Counter):
         Only the handle table differs between the variants; the traced graph is the same, so each
         call is traced once and every variant's ``FlopCountAnalysis`` is run over that graph. The
         tracer's warnings belong to every variant (each separate run would have raised them).
-        Inside :func:`harness.callmemo.call_memo`, a trace on meta is kept for the next call
+        Inside :func:`harness.run.callmemo.call_memo`, a trace on meta is kept for the next call
         with the same module and signature (its warnings with it).
         """
         import importlib

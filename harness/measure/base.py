@@ -18,7 +18,7 @@ from collections import Counter as Tally
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Sequence
 
-from harness.modelrun import counting
+from harness.run.modelrun import counting
 
 from .keys import ELEMENTWISE_KEYS, GENERIC_KEYS, KEY_CLASS, MATMUL_KEYS, UNMAPPED, is_matmul_like
 from .observe import check_call

@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from harness.pagegen import save_page, spec_from_entry
+from harness.inputs.pagegen import save_page, spec_from_entry
 
 __all__ = [
     "Page",
@@ -667,7 +667,7 @@ class ManifestError(ValueError):
 def fixtures_dir() -> Path:
     """The committed ``fixtures/`` directory (``$HARNESS_FIXTURES_DIR`` overrides)."""
     env = os.environ.get(FIXTURES_ENV_VAR)
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "fixtures"
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "fixtures"
 
 
 def cache_dir() -> Path:

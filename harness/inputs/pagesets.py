@@ -1,8 +1,8 @@
 """The built-in page sets and the builders of their committed manifests.
 
 The manifests (``fixtures/grid.json``, ``fixtures/corpus.json``) are committed and are rebuilt
-by ``python -m harness.pagesets --write``; a test checks that they match these builders. The
-images are drawn by :mod:`harness.pagegen`.
+by ``python -m harness.inputs.pagesets --write``; a test checks that they match these builders. The
+images are drawn by :mod:`harness.inputs.pagegen`.
 
 * grid: pages chosen to reach every tile-grid outcome of every crop mode of both targets, the
   tie-break and 640/768 boundary cases, small pages, strips, a very large page, EXIF-rotated
@@ -25,9 +25,9 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from harness.pagegen import PageSpec
-from harness.pages import builtin_pages, ensure_page_image, fixtures_dir
-from harness.workload import candidate_grids, get_workload
+from harness.inputs.pagegen import PageSpec
+from harness.inputs.pages import builtin_pages, ensure_page_image, fixtures_dir
+from harness.inputs.workload import candidate_grids, get_workload
 
 __all__ = [
     "OMNIDOCBENCH_V1_COUNTS",
@@ -142,7 +142,7 @@ def largest_remainder(counts: dict[str, int], total: int) -> dict[str, int]:
 
 def _find_shared_csv() -> Path:
     here = Path(__file__).resolve()
-    for base in (here.parents[1], *here.parents[2:4]):
+    for base in here.parents[2:5]:
         for candidate in (base / _SHARED_CSV, base.parent / _SHARED_CSV):
             if candidate.is_file():
                 return candidate
@@ -233,8 +233,8 @@ def built_manifests() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m harness.pagesets --write``: rebuild the committed manifests."""
-    parser = argparse.ArgumentParser(prog="python -m harness.pagesets", description=main.__doc__)
+    """``python -m harness.inputs.pagesets --write``: rebuild the committed manifests."""
+    parser = argparse.ArgumentParser(prog="python -m harness.inputs.pagesets", description=main.__doc__)
     parser.add_argument("--write", action="store_true", help="write fixtures/*.json")
     parser.add_argument("--draw", metavar="SET", help="draw every page of a set into the cache")
     args = parser.parse_args(argv)

@@ -49,7 +49,7 @@ from torch.utils._pytree import tree_flatten
 
 from harness.analytic.cost import DATA_KEYS as _ANALYTIC_DATA_KEYS
 from harness.analytic.cost import OP_CLASS, Traffic
-from harness.modelrun import counting
+from harness.run.modelrun import counting
 
 from .base import checked_calls
 from .keys import ELEMENTWISE_KEYS, MATMUL_KEYS, UNMAPPED, op_key
@@ -474,7 +474,7 @@ def _ocr2_encoder_cat(layout: Any, dims: Any, b: int) -> dict[str, int]:
 
 def _prefill_embedding(layout: Any, dims: Any, b: int) -> dict[str, int]:
     from harness.analytic.formulas import embedding
-    from harness.workload import prefill_length
+    from harness.inputs.workload import prefill_length
 
     return {k: -t.total for k, t in embedding(prefill_length(layout), dims.lm.hidden, dtype_bytes=b).bytes_by_key.items()}
 
@@ -519,7 +519,7 @@ def named_byte_causes(target: str, stage: str, layout: Any, dims: Any, dtype_byt
 
 def stage_tokens(stage: str, layout: Any) -> int:
     """Tokens one LM forward of ``stage`` runs (prefill: the prompt length; decode: 1)."""
-    from harness.workload import prefill_length
+    from harness.inputs.workload import prefill_length
 
     return prefill_length(layout) if stage == "prefill" else 1
 

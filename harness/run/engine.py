@@ -1,32 +1,13 @@
-"""The one measuring and verifying engine, shared by the pytest suite and ``harness report``.
+"""The measuring engine shared by the pytest suite and ``harness report``: builds, layouts, analytic
+costs, and counts memoised per shape key (:mod:`harness.inputs.shapes`).
 
-Measured counts are a pure function of the target, its configuration and the shapes a stage sees,
-so :class:`Engine` measures each **shape key** once per process and every page that shares it is
-a lookup:
-
-* vision stages (``sam``, ``clip``/``encoder``, ``projector``): the view batches, in execution
-  order, as ``(role, batch, size, tokens_per_view)``; named like ``g1024+6x768`` (a global view
-  of 1024 pixels, then 6 crops of 768) by :func:`key_name`;
-* ``prefill``: the prefill length L (BOS + prompt text + image placeholders), named ``L1131``;
-* ``decode``: the decode context T (default: L), named ``T1131``.
-
-Counts run on the ``meta`` device (no weights; SDPA decomposes there, so FlopCounterMode sees
-it), except where a target runs a stage on real CPU tensors (the vendor DeepSeek-OCR language
-model). A failed measurement is memoised too: every page of that shape key fails with the same
-message at once, instead of re-running the model.
-
-:func:`verification` is the one verdict of a measured count against the analytic model: the
-matmul class exact against torch op key by op key, and the remainder that ``explain_delta``
-leaves within the ``verify`` band.
-
-Nothing here imports torch or transformers at import time.
+Every page that shares a shape key is a lookup. A failed measurement is memoised too: every page of
+that key fails with the same message at once. Nothing here imports torch at import time.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import importlib.metadata as md
 import time
 import traceback
 from collections.abc import Iterable, Mapping
@@ -34,19 +15,20 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from harness.golden.compare import Mismatch, format_mismatch
+from harness.golden.records import built_environment, environment_versions
+from harness.inputs.shapes import shape_key
 
 if TYPE_CHECKING:  # pragma: no cover
-    from harness.pages import Page
-    from harness.workload import ViewLayout
+    from harness.inputs.pages import Page
+    from harness.inputs.workload import ViewLayout
 
 __all__ = [
-    "VARIANT", "DEVICE", "BYTES", "BYTES_DTYPE", "VISION_STAGES", "Case", "Engine", "Measurement", "Verification",
-    "shape_key", "key_name", "shape_record", "layout_record", "entry_record", "built_environment",
-    "environment_versions", "key_differences", "key_rows", "verification", "verification_problems",
+    "VARIANT", "DEVICE", "BYTES", "BYTES_DTYPE", "Case", "Engine", "Measurement", "Verification",
+    "key_differences", "key_rows", "verification", "verification_problems",
 ]
 
 #: The byte counter's name among the counters of a count fact: op-level memory traffic, measured
-#: by :func:`harness.counters.bytes.count_bytes` on a bf16 build on meta (the dtype production runs).
+#: by :func:`harness.measure.bytes.count_bytes` on a bf16 build on meta (the dtype production runs).
 BYTES = "bytes"
 BYTES_DTYPE = "bfloat16"
 
@@ -55,7 +37,6 @@ BYTES_DTYPE = "bfloat16"
 VARIANT = "patched"
 #: Where the engine builds the models (stages a target must run on real tensors say so themselves).
 DEVICE = "meta"
-VISION_STAGES = frozenset({"sam", "clip", "encoder", "projector"})
 
 
 @dataclass(frozen=True)
@@ -71,106 +52,6 @@ class Case:
     @property
     def id(self) -> str:
         return f"{self.target}-{self.mode}-{self.page}-{self.stage}-{self.counter}"
-
-
-def key_name(key: tuple) -> str:
-    """A shape key's short, file-name-safe name: ``g1024+6x768``, ``6x640+g1024``, ``L913``, ``T913``."""
-    kind = key[0]
-    if kind == "views":
-        parts = []
-        for role, batch, size, _tokens in key[1:]:
-            if role == "global":
-                parts.append(f"g{size}" if batch == 1 else f"{batch}xg{size}")
-            else:
-                parts.append(f"{batch}x{size}")
-        return "+".join(parts)
-    if kind in ("L", "T"):
-        return f"{kind}{key[1]}"
-    raise ValueError(f"key_name: unknown shape key {key!r}")
-
-
-def shape_record(key: tuple) -> dict[str, Any]:
-    """The shape a key stands for, as stored in its count golden."""
-    if key[0] == "views":
-        return {"views": [{"role": r, "batch": b, "size": s, "tokens_per_view": t} for r, b, s, t in key[1:]]}
-    if key[0] == "L":
-        return {"prefill_length": key[1]}
-    if key[0] == "T":
-        return {"decode_context": key[1]}
-    raise ValueError(f"shape_record: unknown shape key {key!r}")
-
-
-@functools.lru_cache(maxsize=None)
-def _versions() -> tuple[tuple[str, Any], ...]:
-    import harness
-
-    env: dict[str, Any] = {"harness": harness.__version__}
-    for name, dist in (("torch", "torch"), ("transformers", "transformers"),
-                       ("fvcore", "fvcore"), ("thop", "ultralytics-thop")):
-        try:
-            env[name] = md.version(dist)
-        except md.PackageNotFoundError:
-            env[name] = None
-    return tuple(sorted(env.items()))
-
-
-def environment_versions() -> dict[str, Any]:
-    """Versions that make a count: harness, torch, transformers, fvcore, thop."""
-    return dict(_versions())
-
-
-# ------------------------------------------------------------------------------------ records
-def shape_key(stage: str, layout: "ViewLayout", *, text_tokens: int, decode_context: int | None = None) -> tuple:
-    """What a stage's count depends on, besides the target and its configuration."""
-    from harness.workload import prefill_length
-
-    if stage in VISION_STAGES:
-        return ("views",) + tuple((v.role, v.batch, v.size, v.tokens_per_view) for v in layout.views)
-    length = prefill_length(layout, text_tokens)
-    if stage == "prefill":
-        return ("L", length)
-    if stage == "decode":
-        return ("T", length if decode_context is None else decode_context)
-    raise ValueError(f"shape_key: unknown stage {stage!r}")
-
-
-def layout_record(layout: "ViewLayout", *, text_tokens: int) -> dict[str, Any]:
-    """The page's layout as stored in its golden: views, grid, tokens."""
-    from harness.workload import prefill_length
-
-    return {
-        "width": layout.width, "height": layout.height,
-        "global_size": layout.global_size, "crop_grid": list(layout.crop_grid),
-        "n_crops": layout.n_crops, "crop_size": layout.crop_size,
-        "views": [{"role": v.role, "batch": v.batch, "size": v.size, "tokens_per_view": v.tokens_per_view}
-                  for v in layout.views],
-        "image_tokens": layout.image_tokens, "valid_tokens": layout.valid_tokens,
-        "text_tokens": text_tokens, "prefill_length": prefill_length(layout, text_tokens),
-    }
-
-
-def entry_record(count: Any) -> dict[str, Any]:
-    """One golden entry from a StageCount: raw, convention, FLOPs, per-op and per-key breakdowns,
-    unknown and ignored ops (``version`` is information, never compared)."""
-    return {
-        "raw": count.raw, "convention": count.convention, "flops": count.flops,
-        "by_op": dict(count.by_op), "by_key": dict(count.by_key),
-        "unknown_ops": dict(count.unknown_ops), "ignored_ops": dict(count.ignored_ops),
-        "variant": count.variant, "version": count.version,
-    }
-
-
-def built_environment(built: Any) -> dict[str, Any]:
-    """What made a built model's counts, beyond the package versions: device, dtype, implementations,
-    weights (the suite's golden ``environment`` and the report's per-target environment)."""
-    return {
-        "device": built.device,
-        "stage_devices": dict(built.stage_devices),
-        "dtype": str(built.dtype).replace("torch.", ""),
-        "attn_implementation": built.attn_implementation,
-        "experts_implementation": built.experts_implementation,
-        "weights": built.weights,
-    }
 
 
 # ------------------------------------------------------------------------------------ verification
@@ -195,7 +76,7 @@ class Verification:
     ``unknown``: blind spots no known cause explains.
     """
 
-    explanation: Any                 # harness.counters.delta.DeltaExplanation
+    explanation: Any                 # harness.measure.delta.DeltaExplanation
     band: Any                        # harness.golden.Band ("verify")
     within_band: bool
     key_differences: list[tuple[str, int, int]]
@@ -217,7 +98,7 @@ class Verification:
 def verification(counter: str, stage: str, analytic: Any, measured: Any, bands: Any) -> Verification:
     """The suite's verification verdict of one measured count (see :func:`verification_problems`)."""
     from harness.analytic import MATMUL_KEYS
-    from harness.counters import UNMAPPED, explain_delta
+    from harness.measure import UNMAPPED, explain_delta
 
     keys = (*MATMUL_KEYS, UNMAPPED) if counter == "torch" else ()
     differences = key_differences(dict(analytic.flops), measured.by_key, keys)
@@ -249,7 +130,7 @@ def verification_problems(case: Any, analytic: Any, measured: Any, bands: Any) -
     if verdict.unknown:
         problems.append(
             f"verify {case.id}: {case.counter} ({measured.variant}) has blind spots no known cause "
-            "explains (document them in harness.counters.delta.KNOWN_BLIND_SPOTS, or fix the counter):\n"
+            "explains (document them in harness.measure.delta.KNOWN_BLIND_SPOTS, or fix the counter):\n"
             + "\n".join(f"  {line}" for line in verdict.unknown_lines)
             + "\n" + str(explanation))
     return problems
@@ -291,14 +172,14 @@ class Engine:
     #: stock tools read one trace / forward, whichever asks first.
     co_variants: tuple[str, ...] = ()
     #: Per-call work kept on meta for the session (a view's upstream outputs, fvcore's trace, torch's
-    #: and thop's counts of a call that several shape keys share), see :mod:`harness.callmemo`;
+    #: and thop's counts of a call that several shape keys share), see :mod:`harness.run.callmemo`;
     #: created on the first measurement.
     call_memo: Any = None
     _pages: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.text_tokens is None:
-            from harness.workload import DEFAULT_PROMPT_TOKENS
+            from harness.inputs.workload import DEFAULT_PROMPT_TOKENS
 
             self.text_tokens = DEFAULT_PROMPT_TOKENS
 
@@ -310,9 +191,9 @@ class Engine:
 
     @staticmethod
     def _builtin_pages() -> dict[str, "Page"]:
-        from harness.pages import builtin_pages
+        from harness.inputs.pages import builtin_pages
 
-        from harness.selection import suite_pages
+        from harness.inputs.selection import suite_pages
 
         pages = suite_pages("all")
         for name in ("default",):
@@ -341,7 +222,7 @@ class Engine:
     def layout(self, target: str, mode: str, page_id: str) -> "ViewLayout":
         key = (target, mode, page_id)
         if key not in self.layouts:
-            from harness.workload import compute_view_layout, get_workload
+            from harness.inputs.workload import compute_view_layout, get_workload
 
             page = self.page(page_id)
             self.layouts[key] = compute_view_layout(get_workload(target, mode), page.width, page.height)
@@ -445,10 +326,10 @@ class Engine:
         return self.inputs[key]
 
     def session_memo(self) -> Any:
-        """The session's :class:`harness.callmemo.CallMemo` (made on first use): measurements run
+        """The session's :class:`harness.run.callmemo.CallMemo` (made on first use): measurements run
         inside it, and so may other work on this engine's models (``with call_memo(...)``)."""
         if self.call_memo is None:
-            from harness.callmemo import CallMemo
+            from harness.run.callmemo import CallMemo
 
             self.call_memo = CallMemo()
         return self.call_memo
@@ -460,8 +341,8 @@ class Engine:
         return BYTES_DTYPE if case.counter == BYTES else "float32"
 
     def _measure(self, case: Case, variant: str) -> Measurement:
-        from harness.callmemo import call_memo
-        from harness.modelrun import run_measurement
+        from harness.run.callmemo import call_memo
+        from harness.run.modelrun import run_measurement
 
         # the build (the vendor LM: GBs of weights kept all session) is made here, in the calling
         # thread, not on the measuring thread where the run's short-lived tensors come and go; a
@@ -473,7 +354,7 @@ class Engine:
             return run_measurement(model, self._measure_in_memo, case, variant)
 
     def _measure_in_memo(self, case: Case, variant: str) -> Measurement:
-        from harness.counters import count, get_counter
+        from harness.measure import count, get_counter
 
         start = time.perf_counter()
         try:
@@ -481,7 +362,7 @@ class Engine:
             built = self.built_model(case.target, dtype)
             calls = self.target(case.target).stage_calls(built, self._inputs(case, dtype), case.stage)
             if case.counter == BYTES:
-                from harness.counters.bytes import count_bytes
+                from harness.measure.bytes import count_bytes
 
                 result = count_bytes(calls, target=case.target, stage=case.stage)
                 return Measurement(result, None, time.perf_counter() - start, case.page)
@@ -494,7 +375,7 @@ class Engine:
                 # stock: blind spots are the finding, reported rather than raised (count's default)
                 result = count(case.counter, calls, variant=variant, target=case.target, stage=case.stage)
                 return Measurement(result, None, time.perf_counter() - start, case.page)
-            from harness.counters import count_variants, uncounted_error
+            from harness.measure import count_variants, uncounted_error
 
             results = count_variants(case.counter, calls, variants=variants, target=case.target,
                                      stage=case.stage, strict=False)
@@ -515,10 +396,10 @@ class Engine:
         """The byte counter's verdict on one stage: every key equal to the analytic op-level bytes, or
         its difference sized exactly by a named cause (matmul-class keys: only the vendor's routing,
         whose experts hit is the one measured input); the stage total's unexplained part under
-        :data:`harness.counters.bytes.UNEXPLAINED_BAND`."""
+        :data:`harness.measure.bytes.UNEXPLAINED_BAND`."""
         from harness.analytic import stage_costs
         from harness.analytic.config import load_dims
-        from harness.counters.bytes import (UNEXPLAINED_BAND, compare_bytes, format_bytes_table,
+        from harness.measure.bytes import (UNEXPLAINED_BAND, compare_bytes, format_bytes_table,
                                             named_byte_causes, routing_cause, stage_tokens)
 
         built = self.built_model(case.target, BYTES_DTYPE)

@@ -2,9 +2,9 @@
 
 Images are drawn with PIL from a seed (header, text-line blocks in columns, tables, figures,
 slides, handwriting-like notes), so a page is reproducible from its manifest entry alone and
-nothing binary is committed: :func:`harness.pages.ensure_page_image` draws a page into
+nothing binary is committed: :func:`harness.inputs.pages.ensure_page_image` draws a page into
 ``fixtures/cache/`` the first time it is needed. This module imports nothing of the harness:
-which pages the built-in sets hold is :mod:`harness.pagesets`.
+which pages the built-in sets hold is :mod:`harness.inputs.pagesets`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ the model). One count at a time per process: :func:`counting` makes a second thr
 first count ends (the counters patch process-wide state while they run, such as thop's SDPA rule).
 
 **One boundary, owned by the suite and the report.** Their measurements go through
-:func:`run_measurement` (the :class:`harness.engine.Engine` calls it; nothing else in the library
+:func:`run_measurement` (the :class:`harness.run.engine.Engine` calls it; nothing else in the library
 does). For model code on meta it runs the measurement on a kept thread of its own, on a fresh Python
 stack, with torch's C++ meta kernels; neither changes an op, a shape or a count, both only make the
 run cheaper (measured on ``pytest -n 0 tests/test_suite.py``: 35 s of CPU with both, 53 s with the

@@ -12,7 +12,7 @@ Two kinds of fact:
 The definition is every built-in page (``all`` = grid + corpus) in every mode of every target,
 every stage and every counter; :func:`expected` is computed from it alone (never from what ran),
 so unused goldens are found, and pruned, against the definition. Selections
-(:class:`harness.selection.Selection`) narrow both kinds; a page or mode selection narrows the
+(:class:`harness.inputs.selection.Selection`) narrow both kinds; a page or mode selection narrows the
 counts to the shape keys those pages reach.
 """
 
@@ -23,9 +23,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from harness.engine import BYTES, DEVICE, Case, key_name, shape_key, shape_record
+from harness.run.engine import BYTES, DEVICE, Case
+
+from harness.inputs.shapes import key_name, shape_key, shape_record
 from harness.golden.session import Expected
-from harness.selection import COUNTERS, Selection, suite_pages, target_modes, target_stages
+from harness.inputs.selection import COUNTERS, Selection, suite_pages, target_modes, target_stages
 
 #: The pages whose shape keys also get a byte fact (``bytes`` counter): the letter page in every
 #: mode, where the analytic bytes model is proven against the byte counter key by key.
@@ -78,7 +80,7 @@ class CountCase:
 
 @functools.lru_cache(maxsize=None)
 def _text_tokens() -> int:
-    from harness.workload import DEFAULT_PROMPT_TOKENS
+    from harness.inputs.workload import DEFAULT_PROMPT_TOKENS
 
     return DEFAULT_PROMPT_TOKENS
 
@@ -86,7 +88,7 @@ def _text_tokens() -> int:
 @functools.lru_cache(maxsize=None)
 def _layouts(target: str, mode: str) -> tuple[tuple[str, Any], ...]:
     """``(page id, layout)`` of every page of the definition, in manifest order."""
-    from harness.workload import compute_view_layout, get_workload
+    from harness.inputs.workload import compute_view_layout, get_workload
 
     workload = get_workload(target, mode)
     return tuple((pid, compute_view_layout(workload, page.width, page.height))
@@ -114,14 +116,14 @@ def shape_index(target: str) -> dict[tuple[str, str], tuple[tuple, tuple[tuple[s
                 known = index.setdefault((stage, name), (key, []))
                 if known[0] != key:
                     raise SuiteDefinitionError(f"{target} {stage}: shape keys {known[0]} and {key} share the "
-                                               f"name {name!r}; make harness.engine.key_name tell them apart")
+                                               f"name {name!r}; make harness.inputs.shapes.key_name tell them apart")
                 known[1].append((mode, page))
     return {k: (key, tuple(pages)) for k, (key, pages) in index.items()}
 
 
 def layout_record(target: str, mode: str, page: str) -> dict[str, Any]:
     """The layout fact of one page: the workload's layout plus the shape key of each stage."""
-    from harness.engine import layout_record as record
+    from harness.golden.records import layout_record as record
 
     layout = page_layout(target, mode, page)
     out = record(layout, text_tokens=_text_tokens())

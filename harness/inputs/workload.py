@@ -13,7 +13,7 @@ paper's "valid" token count. The rules mirror, decision for decision:
   (``get_optimal_tiled_canvas``) and ``DeepseekOcr2Model.get_image_features``.
 
 Only sizes enter here; pixels never do. :func:`layout_for_image` reads the size of a real file
-(after its EXIF orientation) through :mod:`harness.pages`.
+(after its EXIF orientation) through :mod:`harness.inputs.pages`.
 """
 
 from __future__ import annotations
@@ -458,7 +458,7 @@ def compute_view_layout(workload: Workload, width: int, height: int) -> ViewLayo
 
 def layout_for_image(workload: Workload, path_or_image: "str | Path | Image.Image") -> ViewLayout:
     """Layout of an image file (size after its EXIF orientation) or of an opened PIL image."""
-    from harness import pages
+    from harness.inputs import pages
 
     if isinstance(path_or_image, (str, Path)):
         page = pages.load_page(path_or_image)
