@@ -297,7 +297,7 @@ def _report(args: argparse.Namespace, argv: Sequence[str], stdout: TextIO, stder
     requested = tuple(n.partition(":")[0] for n in split_names(args.counters))
     result = run_report(plan, Path(args.out), progress=False if args.quiet else None, stream=stderr,
                         plots=not args.no_plots, jobs=jobs, perf=perf, started=started,
-                        requested_counters=requested, cache=engine)
+                        requested_counters=requested, engine=engine)
     for warning in (result.perf.warnings if result.perf is not None else []):
         print(f"harness report: warning: {warning}", file=stderr)
     print(result.summary_line, file=stdout)

@@ -2,7 +2,7 @@
 plots exist with the documented schema, and bad input is exit code 2 with nothing written.
 
 The measured report runs once per module on the OCR-2 ``small`` mode (one 768-px view; the
-cheapest full-size counts) with the suite's own session cache, so the numbers checked here are
+cheapest full-size counts) with the suite's own session shared_engine, so the numbers checked here are
 the very objects the verification suite asserts.
 """
 
@@ -44,8 +44,8 @@ def _png(path: Path, size: tuple[int, int]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cache(request: pytest.FixtureRequest) -> Engine:
-    """The suite's session cache when the plugin provides it (same objects the suite asserts)."""
+def shared_engine(request: pytest.FixtureRequest) -> Engine:
+    """The suite's session engine when the plugin provides it (same objects the suite asserts)."""
     try:
         return request.getfixturevalue("engine")
     except pytest.FixtureLookupError:  # pragma: no cover - plugin without the fixture
@@ -53,7 +53,7 @@ def cache(request: pytest.FixtureRequest) -> Engine:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory, cache: Engine):
+def report(tmp_path_factory: pytest.TempPathFactory, shared_engine: Engine):
     """One measured report: letter, a4 (built-in) and a 900x700 file, OCR-2 small, four counters."""
     from harness.inputs.pages import builtin_pages, load_page
 
@@ -66,20 +66,20 @@ def report(tmp_path_factory: pytest.TempPathFactory, cache: Engine):
                       device="meta", plot_page="letter", command="harness report (test)")
     out = root / "out"
     stderr = io.StringIO()
-    result = run_report(plan, out, progress=False, stream=stderr, cache=cache)
+    result = run_report(plan, out, progress=False, stream=stderr, engine=shared_engine)
     return result
 
 
 # ------------------------------------------------------------------------------ same numbers
-def test_patched_records_are_the_suites_measurements(report, cache: Engine) -> None:
+def test_patched_records_are_the_suites_measurements(report, shared_engine: Engine) -> None:
     """Every patched record is the StageCount Engine.measure returns for that case."""
     checked = 0
     for r in report.collected.records:
         if r.variant != "patched" or r.count is None:
             continue
         case = Case(r.target, r.mode, r.page, r.stage, r.counter)
-        assert r.count is cache.measure(case), r.golden_key      # the suite's own object, not a rerun
-        assert report.collected.stages[(r.target, r.mode, r.page, r.stage)].cost == cache.analytic(case)
+        assert r.count is shared_engine.measure(case), r.golden_key      # the suite's own object, not a rerun
+        assert report.collected.stages[(r.target, r.mode, r.page, r.stage)].cost == shared_engine.analytic(case)
         checked += 1
     assert checked == len(STAGES) * 3 * 2       # torch + fvcore patched, every stage (fvcore's SAM on meta too)
 
@@ -164,15 +164,15 @@ def test_pages_sharing_a_layout_are_measured_once(report) -> None:
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_reused_count_equals_a_fresh_unmemoised_count(report, cache: Engine, stage: str) -> None:
+def test_reused_count_equals_a_fresh_unmemoised_count(report, shared_engine: Engine, stage: str) -> None:
     """The 900x700 page's (reused) torch count equals counting that page afresh, no memo."""
     from harness.measure import count
 
     record = next(r for r in report.collected.records
                   if r.page == "scan-900x700" and r.stage == stage and r.spec == CounterSpec("torch"))
     assert record.reused_from is not None
-    target = cache.target("ocr2")
-    built = cache.built_model("ocr2")
+    target = shared_engine.target("ocr2")
+    built = shared_engine.built_model("ocr2")
     inputs = target.prepare((900, 700), MODE, device="meta")       # new inputs: no upstream cache
     fresh = count("torch", target.stage_calls(built, inputs, stage), variant="patched", target="ocr2",
                   stage=stage)
@@ -181,12 +181,12 @@ def test_reused_count_equals_a_fresh_unmemoised_count(report, cache: Engine, sta
            (record.count.flops, record.count.raw, record.count.by_key, record.count.by_op)
 
 
-def test_stock_variant_is_memoised_like_the_suites(report, cache: Engine) -> None:
+def test_stock_variant_is_memoised_like_the_suites(report, shared_engine: Engine) -> None:
     case = Case("ocr2", MODE, "a4", "encoder", "torch")
-    stock = cache.measure(case, "stock")
+    stock = shared_engine.measure(case, "stock")
     assert stock is next(r.count for r in report.collected.records
                          if r.page == "letter" and r.stage == "encoder" and r.spec == CounterSpec("torch", "stock"))
-    assert stock.variant == "stock" and cache.measure(case, "patched").variant == "patched"
+    assert stock.variant == "stock" and shared_engine.measure(case, "patched").variant == "patched"
 
 
 # ---------------------------------------------------------------------------- files, schema
@@ -278,7 +278,7 @@ def test_markdown_sections(report) -> None:
 
 
 # ------------------------------------------------------------------------------- atomicity
-def test_failed_run_keeps_the_previous_report(report, cache: Engine, monkeypatch) -> None:
+def test_failed_run_keeps_the_previous_report(report, shared_engine: Engine, monkeypatch) -> None:
     import harness.report.render as render
 
     before = {p.name: p.read_bytes() for p in report.out.iterdir()}
@@ -289,7 +289,7 @@ def test_failed_run_keeps_the_previous_report(report, cache: Engine, monkeypatch
     monkeypatch.setattr(render, "report_markdown", broken)
     plan = report.collected.plan
     with pytest.raises(RuntimeError, match="simulated"):
-        run_report(plan, report.out, progress=False, stream=io.StringIO(), cache=cache, plots=False)
+        run_report(plan, report.out, progress=False, stream=io.StringIO(), engine=shared_engine, plots=False)
     after = {p.name: p.read_bytes() for p in report.out.iterdir()}
     assert after == before
     assert not [p for p in report.out.parent.iterdir() if p.name.startswith(".")]
@@ -455,7 +455,7 @@ def test_dsocr_outside_the_vendor_env_reports_analytic_only(tmp_path: Path) -> N
     assert findings.nothing[0].startswith("target dsocr: no counter measured any cell") and "4.46.3" in findings.nothing[0]
 
 
-def test_exit_codes_gate_ci(tmp_path: Path, monkeypatch, cache: Engine) -> None:
+def test_exit_codes_gate_ci(tmp_path: Path, monkeypatch, shared_engine: Engine) -> None:
     """A golden changed by hand (the stored entry's flops + 2): exit 3 naming the cell; --exit-zero:
     0 with the same finding said. GoldenChecker._entry is the one place the golden store is read.
     (The command measures in the suite's engine: the counts are the suite's.)"""
@@ -472,14 +472,14 @@ def test_exit_codes_gate_ci(tmp_path: Path, monkeypatch, cache: Engine) -> None:
 
     monkeypatch.setattr(collect_module.GoldenChecker, "_entry", edited)
     argv = ["report", "--page-set", "default", "--modes", MODE, "--counters", "torch:patched", "--no-plots", "-q"]
-    code, out, err = _run([*argv, "--out", str(tmp_path / "a")], tmp_path, cache)
+    code, out, err = _run([*argv, "--out", str(tmp_path / "a")], tmp_path, shared_engine)
     assert code == 3, err
     assert "ocr2-small-letter-projector-torch" in err and "flops" in err
     assert "ocr2-small-a4-projector-torch" not in err          # only the edited cell
     assert out.strip().endswith("exit 3")
     md = (tmp_path / "a" / "report.md").read_text()
     assert "**Verdict: FAIL** (exit 3)" in md[:2000]
-    code, _, err = _run([*argv, "--exit-zero", "--out", str(tmp_path / "b")], tmp_path, cache)
+    code, _, err = _run([*argv, "--exit-zero", "--out", str(tmp_path / "b")], tmp_path, shared_engine)
     assert code == 0 and "suppressed by --exit-zero" in err
 
 
@@ -601,7 +601,7 @@ def test_harness_report_end_to_end(tmp_path: Path) -> None:
 
 
 def test_worker_processes_give_the_same_counts(report) -> None:
-    """--jobs 2 (forked workers running the cache's own measure) == the sequential counts."""
+    """--jobs 2 (forked workers running the shared_engine's own measure) == the sequential counts."""
     from harness.report.collect import collect, work_units
 
     plan = ReportPlan(pages=[p for p in report.collected.plan.pages if p.page_id == "letter"],
@@ -609,7 +609,7 @@ def test_worker_processes_give_the_same_counts(report) -> None:
                       counters=[CounterSpec("torch"), CounterSpec("thop", "stock")], skipped_counters={})
     fresh = Engine()
     fresh.register_pages(plan.pages, builtin=False)
-    parallel = collect(plan, cache=fresh, jobs=2)
+    parallel = collect(plan, engine=fresh, jobs=2)
     assert parallel.model_runs == 10 and parallel.reuses == 0
     sequential = {(r.stage, r.spec): r for r in report.collected.records if r.page == "letter"}
     for r in parallel.records:

@@ -75,7 +75,7 @@ def summary_line(plan: ReportPlan, collected: Collected, out: Path, data_files: 
 
 
 def run_report(plan: ReportPlan, out: Path | str, *, progress: bool | None = None,
-               stream: TextIO | None = None, cache: Any = None, plots: bool = True,
+               stream: TextIO | None = None, engine: Any = None, plots: bool = True,
                jobs: int = 1, perf: Any = None, started: float | None = None,
                requested_counters: tuple[str, ...] = ()) -> ReportResult:
     """Measure, render and write the report of ``plan`` into ``out`` (atomically).
@@ -94,7 +94,7 @@ def run_report(plan: ReportPlan, out: Path | str, *, progress: bool | None = Non
     inputs = page_inputs(plan)
     check_out_dir(out, inputs=inputs)
     with OutLock(out):      # one run at a time into one --out: a second refuses, naming this one
-        return _run_locked(plan, out, inputs, progress=progress, stream=stream, cache=cache, plots=plots,
+        return _run_locked(plan, out, inputs, progress=progress, stream=stream, engine=engine, plots=plots,
                            jobs=jobs, perf=perf, start=start, requested_counters=requested_counters)
 
 
@@ -106,7 +106,7 @@ def page_inputs(plan: ReportPlan) -> list[str]:
 
 
 def _run_locked(plan: ReportPlan, out: Path, inputs: list[str], *, progress: bool | None, stream: TextIO,
-                cache: Any, plots: bool, jobs: int, perf: Any, start: float,
+                engine: Any, plots: bool, jobs: int, perf: Any, start: float,
                 requested_counters: tuple[str, ...]) -> ReportResult:
     from tqdm import tqdm
 
@@ -124,7 +124,7 @@ def _run_locked(plan: ReportPlan, out: Path, inputs: list[str], *, progress: boo
         return tqdm(total=total, desc=desc, unit=unit, file=stream, disable=disable, dynamic_ncols=True,
                     mininterval=0.5)
 
-    collected = collect(plan, progress=bar if progress is not False else None, status=say, cache=cache,
+    collected = collect(plan, progress=bar if progress is not False else None, status=say, engine=engine,
                         jobs=jobs)
     perf_result = run_perf(collected, perf if perf is not None else PerfPlan(), say=say)
     findings = exit_findings(collected, perf_result, requested_counters=requested_counters)

@@ -1,6 +1,6 @@
 """Collecting the report's numbers through the verification suite's own engine.
 
-The measured counts come from :class:`harness.run.engine.Engine`, the session cache the suite
+The measured counts come from :class:`harness.run.engine.Engine`, the session engine the suite
 asserts with (``tests/test_suite.py``): the same model builds, the same ``stage_calls``, the same
 ``count()``, memoised by the same shape key, and the same analytic costs. The **stock** variant
 of each counter (the tools as shipped, whose blind spots the report sizes) is
@@ -181,7 +181,7 @@ class Collected:
     measure_seconds: float = 0.0
     model_runs: int = 0
     reuses: int = 0
-    cache: Engine | None = None
+    engine: Engine | None = None
     text_tokens: int = 0
 
     def cell(self, target: str, mode: str, page: str, stage: str, spec: CounterSpec) -> Record | None:
@@ -354,16 +354,16 @@ def public_text(text: str) -> str:
     return re.sub(r"\bharness(?:\.\w+)+\.([A-Za-z_]\w*)", r"\1", text)
 
 
-def _measured(cache: Engine, case: Case, spec: CounterSpec, memo: tuple, key: tuple, where: str, fresh: bool,
+def _measured(engine: Engine, case: Case, spec: CounterSpec, memo: tuple, key: tuple, where: str, fresh: bool,
               index: int, cost: Any, bands: Any) -> Measured:
-    """The one :class:`Measured` of ``memo``: the cache's count (a memo hit by now), verified once."""
+    """The one :class:`Measured` of ``memo``: the engine's count (a memo hit by now), verified once."""
     measured = Measured(f"m{index}", memo, case.target, case.stage, spec, key, where, fresh)
     try:
-        measured.count = cache.measure(case, spec.variant)
+        measured.count = engine.measure(case, spec.variant)
     except Exception as exc:
         measured.count = getattr(exc, "result", None)   # UncountedOpError carries the count
         measured.error = _error_text(exc)
-    found = cache.measurements.get(memo)
+    found = engine.measurements.get(memo)
     measured.seconds = found.seconds if found is not None else 0.0
     if measured.count is not None:
         _verify(measured, cost, bands)
@@ -379,7 +379,7 @@ def _not_measurable(plan: ReportPlan, case: Case) -> str | None:
     return not_measurable(case.target, case.stage, case.counter, plan.device)
 
 
-def _pending(cache: Engine, plan: ReportPlan, items: list, build_errors: dict[str, str]) -> list[tuple]:
+def _pending(engine: Engine, plan: ReportPlan, items: list, build_errors: dict[str, str]) -> list[tuple]:
     """``(case, variant, memo key)`` of every shape key still to measure, first occurrence first."""
     tasks, keys = [], set()
     for target, mode, page, stage in items:
@@ -389,8 +389,8 @@ def _pending(cache: Engine, plan: ReportPlan, items: list, build_errors: dict[st
             case = Case(target, mode, page.page_id, stage, spec.counter)
             if _not_measurable(plan, case):
                 continue
-            key = cache.measurement_key(case, spec.variant)
-            if key in keys or key in cache.measurements:
+            key = engine.measurement_key(case, spec.variant)
+            if key in keys or key in engine.measurements:
                 continue
             keys.add(key)
             tasks.append((case, spec.variant, key))
@@ -410,9 +410,9 @@ def _effective_jobs(jobs: int, plan: ReportPlan, n_tasks: int) -> int:
     return min(jobs, n_tasks)
 
 
-#: The cache a forked worker measures with, and the queue it reports each count on (set in the
+#: The engine a forked worker measures with, and the queue it reports each count on (set in the
 #: parent just before the fork; fork start method only).
-_WORKER_CACHE: Engine | None = None
+_WORKER_ENGINE: Engine | None = None
 _WORKER_QUEUE: Any = None
 
 
@@ -449,17 +449,17 @@ def _die_with_parent() -> None:
 
 
 def _worker_measure(task: tuple) -> tuple:
-    """In a worker: the cache's own measurement of one shape key, made picklable."""
+    """In a worker: the engine's own measurement of one shape key, made picklable."""
     import pickle
 
     case, variant, key = task
-    cache = _WORKER_CACHE
-    assert cache is not None
+    engine = _WORKER_ENGINE
+    assert engine is not None
     try:
-        cache.measure(case, variant)
+        engine.measure(case, variant)
     except Exception:
         pass
-    found = cache.measurements[key]
+    found = engine.measurements[key]
     error = found.error
     if error is not None:
         try:
@@ -510,14 +510,14 @@ def work_units(tasks: list[tuple]) -> list[list[tuple]]:
     return units + singles
 
 
-def _prefetch_parallel(cache: Engine, tasks: list[tuple], workers: int, bar: Any) -> None:
+def _prefetch_parallel(engine: Engine, tasks: list[tuple], workers: int, bar: Any) -> None:
     """Measure ``tasks`` in forked workers; store each Measurement in the parent's memo table."""
     import multiprocessing
     import queue as queue_module
 
-    global _WORKER_CACHE, _WORKER_QUEUE
+    global _WORKER_ENGINE, _WORKER_QUEUE
     context = multiprocessing.get_context("fork")
-    _WORKER_CACHE, _WORKER_QUEUE = cache, context.Queue()
+    _WORKER_ENGINE, _WORKER_QUEUE = engine, context.Queue()
     received = 0
     try:
         with context.Pool(workers, initializer=_worker_init) as pool:
@@ -532,14 +532,14 @@ def _prefetch_parallel(cache: Engine, tasks: list[tuple], workers: int, bar: Any
                             raise RuntimeError(f"report workers finished with {len(tasks) - received} "
                                                "counts missing")
                     continue
-                cache.measurements[key] = Measurement(count, _rebuild_error(error), seconds, page, failure)
+                engine.measurements[key] = Measurement(count, _rebuild_error(error), seconds, page, failure)
                 received += 1
                 if bar is not None:
                     bar.set_postfix_str(f"{key[0]} {key[1]} {key[2]}", refresh=False)
                     bar.update(1)
             done.get()
     finally:
-        _WORKER_CACHE, _WORKER_QUEUE = None, None
+        _WORKER_ENGINE, _WORKER_QUEUE = None, None
 
 
 def work_items(plan: ReportPlan) -> Iterator[tuple[str, str, Any, str]]:
@@ -554,25 +554,25 @@ def work_items(plan: ReportPlan) -> Iterator[tuple[str, str, Any, str]]:
 
 
 def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
-            status: Callable[[str], None] | None = None, cache: Engine | None = None,
+            status: Callable[[str], None] | None = None, engine: Engine | None = None,
             jobs: int = 1) -> Collected:
     """Measure every cell of ``plan`` (memoised per shape key) and compute the analytic side.
 
-    Each shape key not yet in the cache is measured once (``jobs`` > 1: in forked worker
-    processes, each running the cache's own ``measure``; the results land in the same memo
+    Each shape key not yet in the engine is measured once (``jobs`` > 1: in forked worker
+    processes, each running the engine's own ``measure``; the results land in the same memo
     table), then every cell is read from the memo in report order.
     """
     from harness.analytic import stage_costs
     from harness.inputs.workload import DEFAULT_PROMPT_TOKENS, compute_view_layout, get_workload
 
     say = status or (lambda text: None)
-    if cache is None:    # a cache of the report's pages alone
-        cache = Engine(model_path=plan.model_path, trust_remote_code=plan.trust_remote_code,
+    if engine is None:    # an engine of the report's pages alone
+        engine = Engine(model_path=plan.model_path, trust_remote_code=plan.trust_remote_code,
                            device=plan.device)
-        cache.register_pages(plan.pages, builtin=False)
-    else:                # the suite's session cache: the report's pages join the built-in ones
-        cache.register_pages(plan.pages)
-    out = Collected(plan=plan, cache=cache, text_tokens=cache.text_tokens or DEFAULT_PROMPT_TOKENS)
+        engine.register_pages(plan.pages, builtin=False)
+    else:                # the suite's session engine: the report's pages join the built-in ones
+        engine.register_pages(plan.pages)
+    out = Collected(plan=plan, engine=engine, text_tokens=engine.text_tokens or DEFAULT_PROMPT_TOKENS)
     out.environment = environment_versions()
     out.notes.extend(plan.notes)
     bands = _bands()
@@ -599,8 +599,8 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
             say(label + " ...")         # no bar drawn (not a terminal): a line instead
         start = time.perf_counter()
         try:
-            built = cache.built_model(tplan.name)
-        except Exception as exc:  # memoised by the cache; every cell of the target says why
+            built = engine.built_model(tplan.name)
+        except Exception as exc:  # memoised by the engine; every cell of the target says why
             build_errors[tplan.name] = f"building {tplan.name} failed: {_error_text(exc)}"
             out.notes.append(f"{tplan.name}: {build_errors[tplan.name]}")
         else:
@@ -614,31 +614,31 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
         out.build_seconds[tplan.name] = time.perf_counter() - start
 
     items = list(work_items(plan))
-    tasks = _pending(cache, plan, items, build_errors)
+    tasks = _pending(engine, plan, items, build_errors)
     bar = (progress(total=len(tasks), desc="counting (one run per shape key)", unit="count")
            if progress is not None and tasks else None)
     start_all = time.perf_counter()
-    before = cache.co_variants
+    before = engine.co_variants
     try:
         workers = _effective_jobs(jobs, plan, len(tasks))
         if workers > 1:
             say(f"measuring {len(tasks)} shape keys in {workers} worker processes ...")
-            _prefetch_parallel(cache, tasks, workers, bar)
+            _prefetch_parallel(engine, tasks, workers, bar)
         else:
             # one fvcore trace / one thop forward serves every variant the report shows
-            cache.co_variants = tuple(dict.fromkeys((*before, *(spec.variant for spec in plan.counters))))
+            engine.co_variants = tuple(dict.fromkeys((*before, *(spec.variant for spec in plan.counters))))
             for case, variant, _ in tasks:
                 if bar is not None:
                     bar.set_postfix_str(f"{case.target} {case.mode} {case.page} {case.stage} {case.counter} "
                                         f"{variant}", refresh=False)
                 try:
-                    cache.measure(case, variant)
+                    engine.measure(case, variant)
                 except Exception:
                     pass    # memoised with its error; the record below says why
                 if bar is not None:
                     bar.update(1)
     finally:
-        cache.co_variants = before
+        engine.co_variants = before
         if bar is not None:
             bar.close()
     fresh = {key for _, _, key in tasks}
@@ -648,11 +648,11 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
     for target, mode, page, stage in items:
         case0 = Case(target, mode, page.page_id, stage, "torch")
         layout = out.layouts[(target, mode, page.page_id)]
-        built = cache.built.get(target)
+        built = engine.built.get(target)
         attn = built.attn_implementation if built is not None else None
-        key = cache.shape_key(case0)
+        key = engine.shape_key(case0)
         if built is not None:
-            cost = cache.analytic(case0)
+            cost = engine.analytic(case0)
         else:
             memo_cost = (target, stage, key)
             if memo_cost not in analytic_memo:
@@ -679,10 +679,10 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
                                  "(slow at full size)")
                 out.add(record)
                 continue
-            memo = cache.measurement_key(case, spec.variant)
+            memo = engine.measurement_key(case, spec.variant)
             measured = out.measurements.get(memo)
             if measured is None:
-                measured = _measured(cache, case, spec, memo, key, where, memo in fresh, len(out.measurements),
+                measured = _measured(engine, case, spec, memo, key, where, memo in fresh, len(out.measurements),
                                      cost, bands)
                 out.measurements[memo] = measured
                 if measured.fresh:
