@@ -1,44 +1,10 @@
 """Batch, concurrency and memory capacity: from one request to a serving plan (analytic, offline).
 
-Everything here is composed from the verified analytic stage model (:mod:`harness.analytic.stages`);
-nothing here is a counted figure, and nothing here feeds the verified counts or goldens.
-
-Batch model (stated once; the report prints it):
-
-* **Vision at batch B**: the B pages' views in one call per view size (a view batch of ``b`` crops
-  becomes ``B x b``). FLOPs and activations scale with B; each call reads the weights once.
-* **Prefill at batch B**: B sequences of L tokens in one forward. The token-wise work (norms,
-  q/k/v/o, MLP / MoE, lm_head) runs on B x L rows and reads each weight once (a MoE layer reads
-  min(E, B x L x k) experts, the analytic model's rule); attention and the KV cache are per sequence
-  (B x one sequence's).
-* **Decode at batch B**: one step of B sequences, one new token each, every sequence at the same
-  context c (its cached tokens). Token-wise work on B rows, weights once (min(E, B x k) experts
-  per MoE layer); attention over c + 1 keys and the KV-cache update per sequence. One sequence's
-  token per step means no heads-back transpose copy (that copy exists only when a sequence
-  has several query rows).
-* **A batch of B pages** (static batching): vision and prefill of the B pages together (TTFT), then
-  N - 1 decode steps of all B sequences, step k at context L + k (each step held to its own
-  roofline: the cost is affine in the context). Pages/s = B / that time; output tokens/s =
-  B x N / that time; TPOT = the first decode step (context L) at batch B.
-
-Two executions, never mixed:
-
-* ``vendor`` (default): what the vendor's code executes, as counted and verified: v1's prefill
-  computes lm_head on all L rows (then casts the logits to fp32); the cache is transformers'
-  DynamicCache (``cat`` of the whole cache per step under the op-level bytes convention).
-* ``engine`` (labelled "serving engine"): what a serving engine (vLLM, SGLang) executes
-  differently: lm_head on each sequence's last row only in prefill, and a paged / static KV cache
-  that writes only the new K and V rows. FLOPs of everything else are the same.
-
-Memory (per card, at a context of L + N tokens):
-
-* KV-cache bytes per token = 2 (K and V) x layers x kv_heads x head_dim x dtype bytes, from the LM
-  config (MHA when kv_heads == heads, GQA when fewer; MLA is refused by the config reader).
-* Weights = every parameter (all routed experts) x dtype bytes.
-* Workspace (an assumption, stated): :data:`RESERVE_BYTES` for the CUDA context, cuBLAS workspace and
-  allocator slack, plus the activations of one page's prefill forward (its logits and its widest
-  MLP intermediate, x the batch being prefilled).
-* Largest concurrency = floor((card memory - weights - workspace) / (KV bytes per token x (L + N))).
+Owns the batch model (vision, prefill and decode at batch B; static batching per page batch), the two
+executions (``vendor``: what the vendor code runs, as verified; ``engine``: what a serving engine runs
+differently) and the per-card capacity (weights, KV cache per token, workspace). Composed from the
+verified analytic stage model; nothing here feeds the counts or goldens. The model is stated in full
+in docs/serving.md and printed by the report.
 """
 
 from __future__ import annotations
