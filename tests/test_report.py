@@ -343,7 +343,7 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--model-path", str(fake_vendor)], "lacks config.json"),
         (["--model-path", str(tmp_path / "nowhere"), "--target", "dsocr"], "is not a local directory"),
         (["--target", "dsocr"], "needs the vendor DeepSeek-OCR directory"),
-        (["--device", "tpu"], "--device tpu"),
+        (["--device", "tpu"], "--device 'tpu': expected cpu, meta, cuda or cuda:N"),
         (["--plot-page", "leter"], "Did you mean 'letter'"),
         (["--out", str(not_report)], "not a harness report"),
         (["--out", str(a_file)], "is not a directory"),

@@ -17,7 +17,6 @@ from harness.targets.base import (
     StageCall,
     empty_parameters,
     materialize_parameters,
-    parse_device,
     prompt_token_ids,
 )
 from harness.targets.kv import frozen_kv_cache
@@ -102,12 +101,6 @@ def test_materialize_is_seeded_and_shares_expert_storage():
     assert a.experts[0].weight.data_ptr() == a.experts[2].weight.data_ptr()  # one storage
     assert sum(p.numel() for p in a.parameters()) == 4 * 8 + 8 + 8 + 8 + 3 * 64  # counts unchanged
     assert not any(p.requires_grad for p in a.parameters())
-
-
-def test_parse_device():
-    assert parse_device("meta") == "meta" and parse_device("cpu") == "cpu"
-    with pytest.raises(ValueError, match="expected 'meta', 'cpu' or 'cuda:N'"):
-        parse_device("gpu")
 
 
 def test_prompt_token_ids_are_ordinary_ids():

@@ -445,13 +445,13 @@ def resolve_counters(names: Sequence[str] | None, device: str = "meta") -> Count
 
 # ------------------------------------------------------------------------------------- device
 def resolve_device(text: str) -> str:
-    """``meta`` (default), ``cpu`` or ``cuda[:N]``; CUDA must exist when asked for."""
-    from harness.targets.base import TargetError, parse_device
+    """``meta`` (default), ``cpu`` or ``cuda[:N]``, checked by :func:`harness.inputs.device.check_device`."""
+    from harness.inputs.device import DeviceError, check_device
 
     try:
-        return parse_device(text)
-    except (TargetError, ValueError) as exc:
-        raise InputError(f"--device {text}: {exc}") from None
+        return check_device(text, "--device")
+    except DeviceError as exc:
+        raise InputError(str(exc)) from None
 
 
 @dataclass

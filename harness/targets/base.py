@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import re
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,6 @@ __all__ = [
     "empty_parameters",
     "materialize_parameters",
     "load_safetensors",
-    "parse_device",
     "cached",
     "FILLER_TOKEN_BASE",
     "prompt_token_ids",
@@ -237,22 +235,6 @@ def cached(inputs: ModelInputs, model: nn.Module, name: str, compute: Callable[[
     value = compute()
     inputs.cache[key] = (weakref.ref(model), value)
     return value
-
-
-# Devices ---------------------------------------------------------------------------------------
-
-_DEVICE_RE = re.compile(r"^(meta|cpu|cuda(:\d+)?)$")
-
-
-def parse_device(device: str | torch.device) -> str:
-    """Normalise ``meta``/``cpu``/``cuda[:N]``; anything else is an error."""
-    text = str(device)
-    if not _DEVICE_RE.match(text):
-        raise ValueError(f"device: expected 'meta', 'cpu' or 'cuda:N', got {device!r}")
-    if text.startswith("cuda") and not torch.cuda.is_available():
-        raise TargetError(f"device {text!r} was asked for, but CUDA is unavailable in this torch "
-                          f"({torch.__version__}); use device='meta' or 'cpu'")
-    return "cuda:0" if text == "cuda" else text
 
 
 # Stage maps ------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
+from harness.inputs.device import check_device
 from harness.targets import base, vendor
 from harness.targets.base import BuiltModel, ModelInputs, StageCall, Target, TargetError
 from harness.targets.kv import frozen_kv_cache
@@ -126,7 +127,7 @@ class DsocrTarget(Target):
         ``weights``: None (the directory's safetensors when present, else seeded random),
         ``"random"``, or a ``.safetensors`` file / directory. Ignored for parts on meta.
         """
-        device = base.parse_device(device)
+        device = check_device(device, "device")
         attn = attn_implementation or "eager"
         if attn not in ATTN_IMPLEMENTATIONS:
             raise TargetError(
@@ -199,7 +200,7 @@ class DsocrTarget(Target):
         On meta the pixel views are meta tensors of the layout's shapes (no decoding); otherwise
         the page is pre-processed as ``infer()`` does (see :func:`harness.targets.pixels.dsocr_views`).
         """
-        device = base.parse_device(device)
+        device = check_device(device, "device")
         workload = get_workload(self.name, mode)
         source = resolve_page(page)
         layout = compute_view_layout(workload, source.width, source.height)

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from harness.run.callmemo import memoised_forward
+from harness.inputs.device import check_device
 from harness.targets import base
 from harness.targets.base import BuiltModel, ModelInputs, StageCall, Target, TargetError
 from harness.targets.kv import frozen_kv_cache
@@ -153,7 +154,7 @@ class Ocr2Target(Target):
         """
         from transformers import DeepseekOcr2ForConditionalGeneration
 
-        device = base.parse_device(device)
+        device = check_device(device, "device")
         attn = attn_implementation or "sdpa"
         if attn not in ATTN_IMPLEMENTATIONS:
             raise ValueError(f"attn_implementation: expected one of {ATTN_IMPLEMENTATIONS}, got {attn!r}")
@@ -208,7 +209,7 @@ class Ocr2Target(Target):
         transformers' own ``DeepseekOcr2ImageProcessorPil`` with the workload's settings, and the
         result is checked against the layout (crop count and view sizes).
         """
-        device = base.parse_device(device)
+        device = check_device(device, "device")
         workload = get_workload(self.name, mode)
         source = resolve_page(page)
         layout = compute_view_layout(workload, source.width, source.height)
