@@ -58,6 +58,7 @@ from harness.analytic.stages import (
     _lm_settings,
     _lm_tokens,
     _vision_views,
+    vision_attention,
 )
 from harness.inputs.workload import ViewLayout
 
@@ -188,9 +189,8 @@ def batched_vision(target: str, layout: ViewLayout, batch: int, *, config: "Mode
     """The vision stages of ``batch`` pages of this layout, each view size in one call of B x its batch."""
     _check_batch(batch)
     dims = load_dims(target, config)
-    impl = "matmul" if (target == "ocr2" and attn_implementation == "eager") else "sdpa"
     views = tuple((v.size, v.batch * batch) for v in layout.views)
-    return dict(_vision_views(target, dims, views, impl, dtype_bytes))
+    return dict(_vision_views(target, dims, views, vision_attention(target, attn_implementation), dtype_bytes))
 
 
 def batched_prefill(target: str, length: int, batch: int, *, execution: str = "vendor",

@@ -298,23 +298,24 @@ class TargetPlan:
 def resolve_targets(names: Sequence[str] | None, model_path: str | None,
                     trust_remote_code: bool) -> list[TargetPlan]:
     """``--target`` names (default: ocr2, plus dsocr when ``--model-path`` names a directory)."""
-    from harness.inputs.workload import MODES
+    from harness.inputs.targets import FACTS, TARGETS
 
-    known = tuple(MODES)
     wanted = names_given(names, "--target", "ocr2")
     for name in wanted:
-        if name not in known:
-            raise unknown_name("target", name, known, "--target")
+        if name not in TARGETS:
+            raise unknown_name("target", name, TARGETS, "--target")
+    readers = [t for t in TARGETS if FACTS[t].needs_model_path]     # dsocr
     if not wanted:
-        wanted = [DEFAULT_TARGET] + (["dsocr"] if model_path else [])
-    if model_path is not None and "dsocr" not in wanted:
-        raise InputError(f"--model-path {model_path}: only target 'dsocr' reads a model directory, and "
-                         f"--target {','.join(wanted)} leaves it out; add dsocr to --target or drop --model-path")
+        wanted = [DEFAULT_TARGET] + (readers if model_path else [])
+    if model_path is not None and not set(readers) & set(wanted):
+        raise InputError(f"--model-path {model_path}: only target {' or '.join(map(repr, readers))} reads a "
+                         f"model directory, and --target {','.join(wanted)} leaves it out; add "
+                         f"{readers[0]} to --target or drop --model-path")
     from harness.targets import target_class
 
     plans = []
     for name in wanted:
-        if name == "dsocr":
+        if FACTS[name].needs_model_path:
             _check_dsocr_inputs(model_path, trust_remote_code)
         # the target's own rule (the suite gates on the same one)
         plans.append(TargetPlan(name, unavailable=target_class(name).environment_problem()))
@@ -477,6 +478,6 @@ class ReportPlan:
 
     @property
     def stage_count(self) -> int:
-        from harness.analytic.stages import TARGET_STAGES
+        from harness.inputs.targets import TARGET_STAGES
 
         return max((len(TARGET_STAGES[t.name]) for t in self.targets), default=0)

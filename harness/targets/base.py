@@ -154,6 +154,9 @@ class ModelInputs:
 class Target:
     """A model family: build it, map stages to modules, prepare inputs, run stages."""
 
+    #: its name; its torch-free facts (stages, attention implementations, transformers releases,
+    #: needs_model_path) are :data:`harness.inputs.targets.FACTS` [name], read by the class
+    #: attributes below
     name: str = ""
     stages: tuple[str, ...] = ()
     #: ``(stage, counter, device) -> why`` that counter cannot measure that stage there ("*" matches
@@ -162,6 +165,8 @@ class Target:
     NOT_MEASURABLE: Mapping[tuple[str, str, str], str] = {}
     #: Whether the target needs a model directory from the user (``--model-path``).
     needs_model_path: bool = False
+    #: Where to run it when this Python's transformers cannot (the end of :meth:`environment_problem`).
+    environment_hint: str = ""
 
     # Where it can run -----------------------------------------------------------------------
     @classmethod
@@ -175,8 +180,18 @@ class Target:
 
     @classmethod
     def environment_problem(cls) -> str | None:
-        """Why this Python cannot run the target at all (None: it can); e.g. a transformers release."""
-        return None
+        """Why this Python cannot run the target at all (None: it can): a transformers release
+        outside the target's (:meth:`harness.inputs.targets.TargetFacts.runs_on_transformers`)."""
+        from harness.inputs.targets import FACTS
+
+        facts = FACTS.get(cls.name)
+        if facts is None:
+            return None
+        version = cls.installed_version("transformers")
+        if facts.runs_on_transformers(version):
+            return None
+        return (f"target {cls.name} ({facts.title}) needs transformers{facts.transformers_needed}; this "
+                f"Python has {version}. {cls.environment_hint}")
 
     @staticmethod
     def installed_version(dist: str) -> str:
