@@ -89,11 +89,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"local DeepSeek-OCR directory (config.json + remote code); default ${VENDOR_ENV_VAR}")
     group.addoption("--trust-remote-code", action="store_true", dest="harness_trust_remote_code", default=False,
                     help="allow executing the Python files of --model-path (required for vendor tests)")
-    for flag, dest, what in (("--target", "harness_target", "target (dsocr, ocr2)"),
-                             ("--mode", "harness_mode", "mode (tiny, small, base, large, gundam, ...)"),
+    from harness.inputs.selection import target_modes, target_stages
+
+    def names(per_target: dict[str, tuple[str, ...]]) -> str:
+        return ", ".join(dict.fromkeys(n for values in per_target.values() for n in values))
+
+    for flag, dest, what in (("--target", "harness_target", f"target ({', '.join(target_stages())})"),
+                             ("--mode", "harness_mode", f"mode ({names(target_modes())})"),
                              ("--page", "harness_page", "page name"),
-                             ("--stage", "harness_stage", "stage (sam, clip, encoder, projector, prefill, decode)"),
-                             ("--counter", "harness_counter", "counter (torch, fvcore, thop)")):
+                             ("--stage", "harness_stage", f"stage ({names(target_stages())})"),
+                             ("--counter", "harness_counter", f"counter ({', '.join(MEASURES)})")):
         group.addoption(flag, action="append", dest=dest, default=None, metavar="NAME",
                         help=f"run the suite for this {what} only; repeatable or comma-separated")
     group.addoption("--page-set", action="store", dest="harness_page_set", default=None,
