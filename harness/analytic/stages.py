@@ -447,10 +447,12 @@ def _lm_settings(target: str, attn_implementation: str | None) -> dict[str, obje
             raise NotImplementedError(
                 f"dsocr LM attn_implementation={impl!r} is not modelled: the vendor LM runs eager "
                 "LlamaAttention (torch.matmul); flash_attention_2 runs flash_attn kernels no torch counter sees")
-        return {"impl": "matmul", "rotary": "per_layer_matmul", "fp32_logits_copy": True, "mask_heads": 1}
+        return {"impl": "matmul", "rotary": "per_layer_matmul", "fp32_logits_copy": target_facts(target).fp32_logits,
+                "mask_heads": 1}
     if impl not in ("sdpa", "eager"):
         raise NotImplementedError(f"ocr2 attn_implementation={impl!r} is not modelled (sdpa or eager)")
-    return {"impl": "sdpa" if impl == "sdpa" else "matmul", "rotary": "shared", "fp32_logits_copy": False,
+    return {"impl": "sdpa" if impl == "sdpa" else "matmul", "rotary": "shared",
+            "fp32_logits_copy": target_facts(target).fp32_logits,
             "mask_heads": 0 if impl == "sdpa" else 1}
 
 
@@ -460,7 +462,8 @@ def prefill_cost(target: str, length: int, *, config: "ModelDims | str | None" =
     """Prefill of ``length`` tokens: v1 lm_head over all ``length`` positions; ocr2 over ``logits_to_keep`` (0 = all)."""
     dims = load_dims(target, config)
     s = _lm_settings(target, attn_implementation)
-    positions = length if target == "dsocr" or logits_to_keep == 0 else min(logits_to_keep, length)
+    all_rows = target_facts(target).prefill_logits_all_rows
+    positions = length if all_rows or logits_to_keep == 0 else min(logits_to_keep, length)
     return lm_forward(dims.lm, length, length, lm_head_positions=positions, dtype_bytes=dtype_bytes,
                       experts_implementation=_experts(experts_implementation), **s)  # type: ignore[arg-type]
 

@@ -1,6 +1,6 @@
 """Each target's facts that need no model code, stated once and read from here: its stages in
 execution order, its attention implementations (the default first), the transformers releases it
-runs on and whether it reads a user's model directory.
+runs on, how its prefill computes logits and whether it reads a user's model directory.
 
 Its modes are :data:`harness.inputs.workload.MODES`; how it is built and run is its
 :class:`harness.targets.base.Target`. Nothing here imports torch.
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["TargetFacts", "FACTS", "TARGETS", "TARGET_STAGES", "LM_STAGES", "VISION_STAGES", "target_facts"]
+__all__ = ["TargetFacts", "FACTS", "TARGETS", "TARGET_STAGES", "LM_STAGES", "VISION_STAGES", "MODEL_PATH_ENV", "target_facts"]
 
+#: The environment variable naming the vendor model directory when ``--model-path`` is not given.
+MODEL_PATH_ENV = "DEEPSEEK_OCR_PATH"
 #: The language model's stages, the last two of every target.
 LM_STAGES: tuple[str, ...] = ("prefill", "decode")
 
@@ -32,7 +34,11 @@ class TargetFacts:
     transformers_below: tuple[int, int] | None
     #: the one release its environment pins, when it has one (``make vendor-env``)
     transformers_pin: str | None = None
-    #: whether it needs a model directory from the user (``--model-path``)
+    #: its prefill computes ``lm_head`` on every row (the vendor's forward), not only the last one
+    prefill_logits_all_rows: bool = False
+    #: its forward casts the logits to fp32 (a copy of every logit row)
+    fp32_logits: bool = False
+    #: whether it needs a model directory from the user (``--model-path``, else :data:`MODEL_PATH_ENV`)
     needs_model_path: bool = False
 
     @property
@@ -66,7 +72,8 @@ FACTS: dict[str, TargetFacts] = {
     "dsocr": TargetFacts(
         "dsocr", "the vendor DeepSeek-OCR remote code", ("sam", "clip", "projector") + LM_STAGES,
         attn_implementations=("eager", "flash_attention_2"),
-        transformers_from=(4, 46), transformers_below=(5, 0), transformers_pin="4.46.3", needs_model_path=True),
+        transformers_from=(4, 46), transformers_below=(5, 0), transformers_pin="4.46.3",
+        prefill_logits_all_rows=True, fp32_logits=True, needs_model_path=True),
     "ocr2": TargetFacts(
         "ocr2", "transformers' native DeepSeek-OCR-2", ("sam", "encoder", "projector") + LM_STAGES,
         attn_implementations=("sdpa", "eager"), transformers_from=(5, 0), transformers_below=None),

@@ -38,8 +38,8 @@ import pytest
 from harness.golden import BandsError, GoldenError
 from harness.golden.session import PROPERTY, WORKER_OUTPUT, Expected, GoldenSession, count_address, layout_address
 from harness.inputs.selection import MEASURES, PAGE_SETS
+from harness.inputs.targets import MODEL_PATH_ENV as VENDOR_ENV_VAR
 
-VENDOR_ENV_VAR = "DEEPSEEK_OCR_PATH"
 #: The reason gpu tests are left out on a machine without CUDA.
 CUDA_NOT_AVAILABLE_MSG = "CUDA not available: gpu tests run on a CUDA machine (pytest -m gpu --device cuda:N)"
 #: The reason gpu tests are left out when CUDA exists but a non-CUDA --device was asked for.

@@ -29,7 +29,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from harness.inputs.targets import FACTS
+from harness.inputs.targets import FACTS, MODEL_PATH_ENV
 from harness.targets.base import TargetError
 
 __all__ = [
@@ -44,7 +44,7 @@ __all__ = [
     "load_vendor_config",
 ]
 
-VENDOR_ENV_VAR = "DEEPSEEK_OCR_PATH"
+VENDOR_ENV_VAR = MODEL_PATH_ENV
 REQUIRED_TRANSFORMERS = FACTS["dsocr"].transformers_pin
 VENDOR_ENV_HINT = ("build the vendor environment with `make vendor-env`, then run with "
                    "`.venv-vendor/bin/python` (e.g. `.venv-vendor/bin/python -m pytest -m vendor "
