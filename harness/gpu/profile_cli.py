@@ -12,7 +12,7 @@ import argparse
 from typing import TextIO
 
 from harness.gpu.measure import DEFAULT_DECODE_CONTEXTS
-from harness.inputs.targets import FACTS, TARGETS
+from harness.inputs.targets import DEFAULT_TARGET, FACTS, TARGETS
 from harness.gpu.peaks import PEAK_BANDWIDTH_ENV, PEAK_TFLOPS_ENV, UnknownDeviceError
 
 
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``harness profile``."""
-    parser.add_argument("--target", default="ocr2", choices=sorted(TARGETS, reverse=True))
+    parser.add_argument("--target", default=DEFAULT_TARGET, choices=TARGETS)
     parser.add_argument("--mode", default="base")
     parser.add_argument("--page", default="letter", help="built-in page id or an image path (default letter)")
     parser.add_argument("--device", default="cuda:0", help="cuda:N (default cuda:0) or cpu (its peak measured here)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["TargetFacts", "FACTS", "TARGETS", "TARGET_STAGES", "LM_STAGES", "VISION_STAGES", "MODEL_PATH_ENV", "target_facts"]
+__all__ = ["TargetFacts", "FACTS", "TARGETS", "TARGET_STAGES", "LM_STAGES", "VISION_STAGES", "MODEL_PATH_ENV", "DEFAULT_TARGET", "target_facts"]
 
 #: The environment variable naming the vendor model directory when ``--model-path`` is not given.
 MODEL_PATH_ENV = "DEEPSEEK_OCR_PATH"
@@ -80,6 +80,8 @@ FACTS: dict[str, TargetFacts] = {
 }
 #: Target names.
 TARGETS: tuple[str, ...] = tuple(FACTS)
+#: The target a command covers when none is named (it needs nothing from the user).
+DEFAULT_TARGET = "ocr2"
 #: Stage names per target, in execution order.
 TARGET_STAGES: dict[str, tuple[str, ...]] = {name: facts.stages for name, facts in FACTS.items()}
 #: Every target's vision stages (their outputs feed later stages of the same page).

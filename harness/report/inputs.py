@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Sequence
 from harness.inputs import selection
 from harness.inputs.selection import split_names  # noqa: F401  (one vocabulary for the CLI and pytest)
 from harness.inputs.pages import BUILTIN_SETS, ManifestError, Page, PageError
+from harness.inputs.targets import DEFAULT_TARGET
 
 __all__ = [
     "InputError",
@@ -42,7 +43,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 #: Everything a ``--pages`` directory contributes: images and PDFs (one page per PDF page).
 PAGE_SUFFIXES = IMAGE_SUFFIXES + (".pdf",)
 #: The target a report covers when none is named (needs nothing but the install).
-DEFAULT_TARGET = "ocr2"
 #: counter -> (import name, distribution name, pip hint) of the package it needs.
 COUNTER_PACKAGES: dict[str, tuple[str, str, str]] = {
     "torch": ("torch", "torch", "pip install torch"),
@@ -300,7 +300,7 @@ def resolve_targets(names: Sequence[str] | None, model_path: str | None,
     """``--target`` names (default: ocr2, plus dsocr when ``--model-path`` names a directory)."""
     from harness.inputs.targets import FACTS, TARGETS
 
-    wanted = names_given(names, "--target", "ocr2")
+    wanted = names_given(names, "--target", DEFAULT_TARGET)
     for name in wanted:
         if name not in TARGETS:
             raise unknown_name("target", name, TARGETS, "--target")
