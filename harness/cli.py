@@ -358,14 +358,14 @@ def layout_rows(targets, pages) -> list[dict]:
 
 def _layout(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     from harness.report.inputs import TargetPlan, names_given, resolve_modes, resolve_pages
-    from harness.inputs.workload import MODES
+    from harness.inputs.targets import DEFAULT_TARGET, TARGETS
 
-    names = names_given(args.target, "--target", "ocr2") or list(MODES)
+    names = names_given(args.target, "--target", DEFAULT_TARGET) or list(TARGETS)
     for name in names:
-        if name not in MODES:
+        if name not in TARGETS:
             from harness.report.inputs import unknown_name
 
-            raise unknown_name("target", name, tuple(MODES), "--target")
+            raise unknown_name("target", name, TARGETS, "--target")
     targets = [TargetPlan(n) for n in names]
     resolve_modes(targets, args.modes)
     page_warnings: list[str] = []

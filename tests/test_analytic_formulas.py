@@ -16,8 +16,6 @@ from harness.analytic import (
     DSOCR_PROJECTOR,
     DSOCR_SAM,
     ELEMENTWISE_FLOPS,
-    ELEMENTWISE_KEYS,
-    MATMUL_KEYS,
     OP_CLASS,
     Cost,
     load_dsocr_dims,
@@ -27,11 +25,6 @@ from harness.analytic import formulas as fm
 from harness.analytic.config import DATA_DIR, lm_dims_from_dsocr_config
 from harness.analytic.stages import decode_cost, prefill_cost, sam_grid, sam_output_grid
 
-CONTRACT_KEYS = {
-    "linear", "linear_functional", "experts", "conv", "einsum", "sdpa_qk", "sdpa_av", "matmul_qk",
-    "matmul_av", "rotary", "lm_head", "norm", "activation", "softmax", "add", "mul", "interpolate",
-    "other_elementwise",
-}
 
 
 def torch_flops(fn) -> int:
@@ -45,10 +38,22 @@ def torch_flops(fn) -> int:
 # op keys
 
 
-def test_op_class_covers_exactly_the_contract_keys() -> None:
-    assert set(OP_CLASS) == CONTRACT_KEYS
-    assert {k for k, c in OP_CLASS.items() if c == "matmul"} == set(MATMUL_KEYS) == CONTRACT_KEYS - set(ELEMENTWISE_KEYS)
-    assert set(OP_CLASS.values()) == {"matmul", "elementwise"}
+def _documented_keys() -> dict[str, set[str]]:
+    """The op keys docs/ARCHITECTURE.md states per class (its "Op keys" bullets)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "ARCHITECTURE.md").read_text()
+    matmul = text[text.index("  - matmul class"):text.index("  - element-wise class")]
+    elementwise = text[text.index("  - element-wise class"):text.index("`harness.analytic.OP_CLASS[key]`")]
+    return {cls: set(re.findall(r"`([a-z_]+)`", part)) for cls, part in
+            (("matmul", matmul), ("elementwise", elementwise))}
+
+
+def test_op_classes_are_the_documented_contract() -> None:
+    documented = _documented_keys()
+    assert {k for k, c in OP_CLASS.items() if c == "matmul"} == documented["matmul"]
+    assert {k for k, c in OP_CLASS.items() if c == "elementwise"} == documented["elementwise"]
 
 
 # ---------------------------------------------------------------------------------------------

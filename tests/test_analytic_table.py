@@ -30,7 +30,6 @@ def test_analytic_table_letter(target: str, mode: str) -> None:
     rows = analytic_table(target, mode)
     print("\n" + format_table(rows))
     stages = [r for r in rows if r.stage != "total"]
-    assert [r.stage for r in stages] == list(TARGET_STAGES[target])
     for r in stages:
         assert r.matmul_flops > 0 and r.elementwise_flops > 0 and r.total_bytes > 0, r.stage
         assert r.matmul_flops > r.elementwise_flops, r.stage  # matmuls dominate every stage

@@ -218,6 +218,7 @@ def test_a_grouped_mm_outside_experts_has_a_generic_key():
     offs = torch.tensor([16, 32], dtype=torch.int32, device="meta")
     result = harness.count(grouped, a, b, offs, counters="torch,thop", expected=2 * 32 * 64 * 48)
     assert result["torch patched"].by_key == {"grouped_mm": 2 * 32 * 64 * 48}
+    assert result["torch patched"].matmul_flops == 2 * 32 * 64 * 48       # a matmul-class key
     assert result.verdict.passed, str(result)
     assert {c.name for c in result.verdict.rows["torch stock"].components if c.flops} == {"grouped_mm experts not seen"}
     assert not any("could not be keyed" in f for f in result.findings())

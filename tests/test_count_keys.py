@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness.measure import GENERIC_KEYS, KEY_CLASS, UNMAPPED, op_key
+from harness.measure import UNMAPPED, op_key
 from harness.measure.keys import ModuleFrame
 
 
@@ -55,6 +55,11 @@ def test_generic_and_unmapped_keys(kind, chain, key):
     assert op_key(kind, frames(*chain)) == key
 
 
-def test_generic_keys_are_matmul_class():
-    assert GENERIC_KEYS == ("matmul", "grouped_mm")
-    assert {KEY_CLASS[k] for k in GENERIC_KEYS} == {"matmul"}
+def test_generic_keys_count_in_the_matmul_class():
+    """A product outside any known module lands on a generic key, and a count puts it in its
+    matmul class (what the verdict compares), not in the element-wise one."""
+    import harness
+
+    result = harness.count(torch.bmm, torch.randn(3, 4, 5), torch.randn(3, 5, 6), counters="torch:patched")
+    row = result["torch patched"]
+    assert row.by_key == {"matmul": 720} and row.matmul_flops == 720 and row.elementwise_flops == 0

@@ -18,7 +18,7 @@ import pytest
 from pypdf import PdfWriter
 from pypdf.generic import FloatObject, NameObject, NumberObject, RectangleObject
 
-from harness.inputs.pages import PDF_DPI, PageError, load_page, load_pages, load_pdf, open_page_image
+from harness.inputs.pages import PageError, load_page, load_pages, load_pdf, open_page_image
 
 
 def write_pdf(path: Path, pages: list[dict], **encrypt) -> Path:
@@ -43,10 +43,6 @@ def write_pdf(path: Path, pages: list[dict], **encrypt) -> Path:
     writer.write(buffer)
     path.write_bytes(buffer.getvalue())
     return path
-
-
-def test_the_vendor_dpi():
-    assert PDF_DPI == 144   # pdf_to_images_high_quality(pdf_path, dpi=144): zoom 2
 
 
 # (page spec, expected (width, height) in pixels at 144 dpi, how)

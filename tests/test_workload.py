@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.inputs.workload import (
+    DEFAULT_PROMPT,
     DEFAULT_PROMPT_TOKENS,
     MODES,
     ViewBatch,
@@ -219,9 +220,14 @@ def test_ocr2_no_crop_needs_matching_sizes():
         Workload("ocr2", "x", 1280, 768, True, min_tiles=2, max_tiles=6, tile_size=768)
 
 
-def test_default_prompt_tokens_is_the_measured_count():
-    # "\n", "<|grounding|>", "Convert", " the", " document", " to", " mark", "down", "."
-    assert DEFAULT_PROMPT_TOKENS == 9
+def test_default_prompt_tokens_is_the_measured_count_of_the_default_prompt():
+    """The count was measured once with the vendor tokenizer (harness.inputs.workload): these
+    pieces. They must still spell the prompt's text after ``<image>``, so a changed prompt
+    cannot keep a stale count."""
+    pieces = ["\n", "<|grounding|>", "Convert", " the", " document", " to", " mark", "down", "."]
+    before, text = DEFAULT_PROMPT.split("<image>")
+    assert before == "" and "".join(pieces) == text
+    assert DEFAULT_PROMPT_TOKENS == len(pieces)
 
 
 def test_prefill_rejects_negative_text():

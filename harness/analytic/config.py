@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Union
 
+from harness.inputs.targets import target_facts
 from harness.analytic.constants import DSOCR_CLIP, DSOCR_PROJECTOR, DSOCR_SAM, ClipDims, ProjectorDims, SamDims
 
 __all__ = [
@@ -250,8 +251,7 @@ def _default_dims(target: str) -> "ModelDims":
 
 def load_dims(target: str, config: "ModelDims | str | Path | None" = None) -> ModelDims:
     """Sizes for ``target``: a dims object as is, a path (dsocr model dir / ocr2 config), or the default."""
-    if target not in ("dsocr", "ocr2"):
-        raise ValueError(f"unknown target {target!r}; expected 'dsocr' or 'ocr2'")
+    target_facts(target)        # an unknown target is a ValueError naming the known ones
     if isinstance(config, (DsocrDims, Ocr2Dims)):
         expected = DsocrDims if target == "dsocr" else Ocr2Dims
         if not isinstance(config, expected):

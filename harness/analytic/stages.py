@@ -48,10 +48,12 @@ from harness.analytic.formulas import (
     swiglu_mlp,
     window_partition,
 )
+from harness.inputs.targets import TARGET_STAGES, target_facts
 from harness.inputs.workload import DEFAULT_PROMPT_TOKENS, ViewLayout, prefill_length
 
 __all__ = [
     "TARGET_STAGES",
+    "vision_attention",
     "sam_grid",
     "sam_output_grid",
     "sam_view",
@@ -70,11 +72,6 @@ __all__ = [
 
 Impl = Literal["sdpa", "matmul"]
 
-#: Stage names per target, in execution order (ARCHITECTURE.md).
-TARGET_STAGES: dict[str, tuple[str, ...]] = {
-    "dsocr": ("sam", "clip", "projector", "prefill", "decode"),
-    "ocr2": ("sam", "encoder", "projector", "prefill", "decode"),
-}
 
 
 def _moved(key: str, *, weight: int = 0, read: int = 0, write: int = 0, fused: bool = True) -> Cost:
@@ -437,18 +434,25 @@ def _lm_tokens(lm: LMDims, q_len: int, rotary: str, lm_head_positions: int, fp32
     return Cost.combine(parts)
 
 
+def vision_attention(target: str, attn_implementation: str | None) -> Impl:
+    """How the vision stages attend under the build's attention implementation: OCR-2's ``eager``
+    is matmul + softmax; everything else (v1's SAM and CLIP always) calls SDPA."""
+    return "matmul" if (target == "ocr2" and attn_implementation == "eager") else "sdpa"
+
+
 def _lm_settings(target: str, attn_implementation: str | None) -> dict[str, object]:
+    impl = attn_implementation or target_facts(target).default_attention
     if target == "dsocr":
-        impl = attn_implementation or "eager"
         if impl != "eager":
             raise NotImplementedError(
                 f"dsocr LM attn_implementation={impl!r} is not modelled: the vendor LM runs eager "
                 "LlamaAttention (torch.matmul); flash_attention_2 runs flash_attn kernels no torch counter sees")
-        return {"impl": "matmul", "rotary": "per_layer_matmul", "fp32_logits_copy": True, "mask_heads": 1}
-    impl = attn_implementation or "sdpa"
+        return {"impl": "matmul", "rotary": "per_layer_matmul", "fp32_logits_copy": target_facts(target).fp32_logits,
+                "mask_heads": 1}
     if impl not in ("sdpa", "eager"):
         raise NotImplementedError(f"ocr2 attn_implementation={impl!r} is not modelled (sdpa or eager)")
-    return {"impl": "sdpa" if impl == "sdpa" else "matmul", "rotary": "shared", "fp32_logits_copy": False,
+    return {"impl": "sdpa" if impl == "sdpa" else "matmul", "rotary": "shared",
+            "fp32_logits_copy": target_facts(target).fp32_logits,
             "mask_heads": 0 if impl == "sdpa" else 1}
 
 
@@ -458,7 +462,8 @@ def prefill_cost(target: str, length: int, *, config: "ModelDims | str | None" =
     """Prefill of ``length`` tokens: v1 lm_head over all ``length`` positions; ocr2 over ``logits_to_keep`` (0 = all)."""
     dims = load_dims(target, config)
     s = _lm_settings(target, attn_implementation)
-    positions = length if target == "dsocr" or logits_to_keep == 0 else min(logits_to_keep, length)
+    all_rows = target_facts(target).prefill_logits_all_rows
+    positions = length if all_rows or logits_to_keep == 0 else min(logits_to_keep, length)
     return lm_forward(dims.lm, length, length, lm_head_positions=positions, dtype_bytes=dtype_bytes,
                       experts_implementation=_experts(experts_implementation), **s)  # type: ignore[arg-type]
 
@@ -500,7 +505,7 @@ def _vision(target: str, dims: ModelDims, layout: ViewLayout, impl: Impl, dtype_
 def _vision_views(target: str, dims: ModelDims, views: tuple[tuple[int, int], ...], impl: Impl,
                   dtype_bytes: int) -> tuple[tuple[str, Cost], ...]:
     """The vision stages of a page with these (size, batch) view batches (a page's shape key)."""
-    names = TARGET_STAGES[target][:3]
+    names = target_facts(target).vision_stages
     totals = {name: _ZERO for name in names}
     for size, batch in views:
         if target == "dsocr":
@@ -530,7 +535,7 @@ def stage_costs(target: str, layout: ViewLayout, *, text_tokens: int = DEFAULT_P
         raise ValueError(f"dtype_bytes: expected a positive int (2 = bf16), got {dtype_bytes!r}")
     _experts(experts_implementation)
     dims = load_dims(target, config)
-    vision_impl: Impl = "matmul" if (target == "ocr2" and attn_implementation == "eager") else "sdpa"
+    vision_impl = vision_attention(target, attn_implementation)
     costs = _vision(target, dims, layout, vision_impl, dtype_bytes)
     length = prefill_length(layout, text_tokens)
     costs["prefill"] = prefill_cost(target, length, config=dims, logits_to_keep=logits_to_keep,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.analytic.cost import DEFAULT_DTYPE_BYTES, Cost
-from harness.analytic.stages import TARGET_STAGES, stage_costs
+from harness.analytic.stages import stage_costs
+from harness.inputs.targets import TARGET_STAGES
 from harness.inputs.workload import DEFAULT_PROMPT_TOKENS, compute_view_layout, get_workload
 
 __all__ = ["LETTER_PAGE", "TableRow", "analytic_table", "format_table"]

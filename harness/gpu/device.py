@@ -25,13 +25,16 @@ T = TypeVar("T")
 
 
 def device_class(device: "str | torch.device") -> DeviceClass:
-    """``("cuda", (major, minor))`` for ``cuda[:N]`` (compute capability), ``(type, None)`` otherwise."""
-    import torch
+    """``("cuda", (major, minor))`` for ``cuda[:N]`` (compute capability), ``(type, None)`` otherwise;
+    the device string is parsed by :func:`harness.inputs.device.parse_device`."""
+    from harness.inputs.device import parse_device
 
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return ("cuda", tuple(torch.cuda.get_device_capability(dev)))  # type: ignore[return-value]
-    return (dev.type, None)
+    dev = parse_device(device, "device")
+    if dev.kind == "cuda":
+        import torch
+
+        return ("cuda", tuple(torch.cuda.get_device_capability(dev.index)))  # type: ignore[return-value]
+    return (dev.kind, None)
 
 
 def format_device_class(cls: DeviceClass) -> str:

@@ -12,6 +12,7 @@ import argparse
 from typing import TextIO
 
 from harness.gpu.measure import DEFAULT_DECODE_CONTEXTS
+from harness.inputs.targets import DEFAULT_TARGET, FACTS, TARGETS
 from harness.gpu.peaks import PEAK_BANDWIDTH_ENV, PEAK_TFLOPS_ENV, UnknownDeviceError
 
 
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``harness profile``."""
-    parser.add_argument("--target", default="ocr2", choices=("ocr2", "dsocr"))
+    parser.add_argument("--target", default=DEFAULT_TARGET, choices=TARGETS)
     parser.add_argument("--mode", default="base")
     parser.add_argument("--page", default="letter", help="built-in page id or an image path (default letter)")
     parser.add_argument("--device", default="cuda:0", help="cuda:N (default cuda:0) or cpu (its peak measured here)")
@@ -54,7 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bytes", choices=("fused", "op"), default="fused", dest="bytes_convention",
                         help="the bytes the roofline divides by the bandwidth, as harness report --bytes: "
                              "'fused' (default) or 'op'")
-    parser.add_argument("--attn-implementation", default=None, help="sdpa (default) or eager")
+    parser.add_argument("--attn-implementation", default=None,
+                        help="; ".join(f"{t}: {', '.join(f.attn_implementations)} (default {f.default_attention})"
+                                       for t, f in FACTS.items()))
     parser.add_argument("--experts-implementation", default=None,
                         help="eager (target default on real tensors), batched_mm or grouped_mm")
     parser.add_argument("--model-path", default=None, help="dsocr: the vendor directory (vendor environment)")

@@ -24,7 +24,9 @@ from harness.analytic.stages import (
     _lm_settings,
     _lm_tokens,
     _vision_views,
+    vision_attention,
 )
+from harness.inputs.targets import target_facts
 from harness.inputs.workload import ViewLayout
 
 __all__ = [
@@ -154,9 +156,8 @@ def batched_vision(target: str, layout: ViewLayout, batch: int, *, config: "Mode
     """The vision stages of ``batch`` pages of this layout, each view size in one call of B x its batch."""
     _check_batch(batch)
     dims = load_dims(target, config)
-    impl = "matmul" if (target == "ocr2" and attn_implementation == "eager") else "sdpa"
     views = tuple((v.size, v.batch * batch) for v in layout.views)
-    return dict(_vision_views(target, dims, views, impl, dtype_bytes))
+    return dict(_vision_views(target, dims, views, vision_attention(target, attn_implementation), dtype_bytes))
 
 
 def batched_prefill(target: str, length: int, batch: int, *, execution: str = "vendor",
@@ -166,7 +167,7 @@ def batched_prefill(target: str, length: int, batch: int, *, execution: str = "v
     lm, s = _lm_and_settings(target, batch, execution, config, attn_implementation)
     if execution == "engine":
         rows = batch                                # the last row of each sequence
-    elif target == "dsocr":
+    elif target_facts(target).prefill_logits_all_rows:
         rows = batch * length                       # the vendor's lm_head on every row
     else:
         rows = batch                                # transformers' logits_to_keep = 1
@@ -220,8 +221,9 @@ def _workspace(lm: LMDims, target: str, length: int, batch: int, execution: str,
     """The workspace assumption: the reserve plus one prefill's logits (fp32 copy included where the
     vendor makes it) and its widest MLP intermediate (gate and up of the dense SwiGLU), for ``batch``
     sequences prefilled together."""
-    rows = batch if (execution == "engine" or target != "dsocr") else batch * length
-    logits = rows * lm.vocab * (dtype_bytes + (4 if target == "dsocr" else 0))
+    facts = target_facts(target)
+    rows = batch if (execution == "engine" or not facts.prefill_logits_all_rows) else batch * length
+    logits = rows * lm.vocab * (dtype_bytes + (4 if facts.fp32_logits else 0))
     mlp = batch * length * 2 * lm.intermediate * dtype_bytes
     return RESERVE_BYTES + logits + mlp
 

@@ -48,9 +48,9 @@ def unknown_name(kind: str, name: str, known: Iterable[str], option: str) -> str
 
 
 def target_stages() -> dict[str, tuple[str, ...]]:
-    from harness.analytic.stages import TARGET_STAGES
+    from harness.inputs.targets import TARGET_STAGES
 
-    return {t: tuple(s) for t, s in TARGET_STAGES.items()}
+    return dict(TARGET_STAGES)
 
 
 def target_modes() -> dict[str, tuple[str, ...]]:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from harness.inputs.targets import VISION_STAGES
+
 if TYPE_CHECKING:  # pragma: no cover
     from harness.inputs.workload import ViewLayout
 
 __all__ = ["VISION_STAGES", "shape_key", "key_name", "shape_record"]
 
-VISION_STAGES = frozenset({"sam", "clip", "encoder", "projector"})
 
 
 def shape_key(stage: str, layout: "ViewLayout", *, text_tokens: int, decode_context: int | None = None) -> tuple:

@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from harness.inputs.targets import TARGETS
+
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
 __all__ = [
-    "TARGETS",
     "VALID_TOKEN_CONVENTION",
     "OCR2_SMALL_PAGE_CONVENTION",
     "Workload",
@@ -46,7 +47,6 @@ __all__ = [
     "BOS_TOKENS",
 ]
 
-TARGETS: tuple[str, ...] = ("dsocr", "ocr2")
 
 #: What ``valid`` means wherever the harness prints it (``harness layout``, the report).
 VALID_TOKEN_CONVENTION = (

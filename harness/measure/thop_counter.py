@@ -50,11 +50,7 @@ from .observe import (FunctionCall, FunctionRecorder, ModuleStack, _KIND_BY_FUNC
 
 __all__ = ["ThopCounter", "ELEMENTWISE_RULES", "elementwise_rule_for", "thop_counts_sdpa"]
 
-try:
-    from harness.analytic.cost import ELEMENTWISE_FLOPS as _ELEMENTWISE_FLOPS
-except ImportError:  # pragma: no cover - mirror of the analytic convention
-    _ELEMENTWISE_FLOPS = {"layer_norm": 5, "rms_norm": 4, "gelu": 8, "quick_gelu": 5, "silu": 4,
-                          "softmax": 5}
+from harness.analytic.cost import ELEMENTWISE_FLOPS as _ELEMENTWISE_FLOPS
 
 #: Per-element conventions of the patched thop custom_ops: (match, convention name, op key).
 #: ``match`` is tested against the module class name (and its bases' names).

@@ -38,8 +38,8 @@ import pytest
 from harness.golden import BandsError, GoldenError
 from harness.golden.session import PROPERTY, WORKER_OUTPUT, Expected, GoldenSession, count_address, layout_address
 from harness.inputs.selection import MEASURES, PAGE_SETS
+from harness.inputs.targets import MODEL_PATH_ENV as VENDOR_ENV_VAR
 
-VENDOR_ENV_VAR = "DEEPSEEK_OCR_PATH"
 #: The reason gpu tests are left out on a machine without CUDA.
 CUDA_NOT_AVAILABLE_MSG = "CUDA not available: gpu tests run on a CUDA machine (pytest -m gpu --device cuda:N)"
 #: The reason gpu tests are left out when CUDA exists but a non-CUDA --device was asked for.
@@ -49,7 +49,6 @@ E2E_LEFT_OUT_MSG = ("end-to-end runs of the repository's scripts and CLI in subp
 VENDOR_LEFT_OUT_MSG = ("vendor tests need the vendor DeepSeek-OCR directory and environment: make test-vendor "
                        "MODEL_PATH=DIR (or --model-path DIR --trust-remote-code under .venv-vendor)")
 DEFAULT_DEVICE = "cpu"
-DEVICE_RE = re.compile(r"^(cpu|meta|cuda)(?::(\d+))?$")
 
 _SESSION_KEY = pytest.StashKey[GoldenSession]()
 _ENGINE_KEY = pytest.StashKey[Any]()
@@ -90,11 +89,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"local DeepSeek-OCR directory (config.json + remote code); default ${VENDOR_ENV_VAR}")
     group.addoption("--trust-remote-code", action="store_true", dest="harness_trust_remote_code", default=False,
                     help="allow executing the Python files of --model-path (required for vendor tests)")
-    for flag, dest, what in (("--target", "harness_target", "target (dsocr, ocr2)"),
-                             ("--mode", "harness_mode", "mode (tiny, small, base, large, gundam, ...)"),
+    from harness.inputs.selection import target_modes, target_stages
+
+    def names(per_target: dict[str, tuple[str, ...]]) -> str:
+        return ", ".join(dict.fromkeys(n for values in per_target.values() for n in values))
+
+    for flag, dest, what in (("--target", "harness_target", f"target ({', '.join(target_stages())})"),
+                             ("--mode", "harness_mode", f"mode ({names(target_modes())})"),
                              ("--page", "harness_page", "page name"),
-                             ("--stage", "harness_stage", "stage (sam, clip, encoder, projector, prefill, decode)"),
-                             ("--counter", "harness_counter", "counter (torch, fvcore, thop)")):
+                             ("--stage", "harness_stage", f"stage ({names(target_stages())})"),
+                             ("--counter", "harness_counter", f"counter ({', '.join(MEASURES)})")):
         group.addoption(flag, action="append", dest=dest, default=None, metavar="NAME",
                         help=f"run the suite for this {what} only; repeatable or comma-separated")
     group.addoption("--page-set", action="store", dest="harness_page_set", default=None,
@@ -103,24 +107,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 # ------------------------------------------------------------------------------------ devices
-def parse_device(text: str) -> tuple[str, int | None]:
-    """``"cuda:1"`` -> ``("cuda", 1)``; :class:`pytest.UsageError` for anything else."""
-    match = DEVICE_RE.match(text.strip())
-    if not match or (match.group(1) != "cuda" and match.group(2) is not None):
-        raise pytest.UsageError(
-            f"--device {text!r}: expected cpu, meta, cuda or cuda:N (N a CUDA device index), "
-            "e.g. --device cuda:0")
-    return match.group(1), (int(match.group(2)) if match.group(2) is not None else None)
-
-
 def _cuda_device_count() -> int:
-    import torch
+    from harness.inputs.device import cuda_device_count
 
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return cuda_device_count()
 
 
 def _xdist_worker_id() -> str | None:
     return os.environ.get("PYTEST_XDIST_WORKER") or None
+
+
+def _parse_device(text: str):
+    """``--device``'s :class:`harness.inputs.device.Device`; a usage error for anything else."""
+    from harness.inputs.device import DeviceError, parse_device
+
+    try:
+        return parse_device(text, "--device")
+    except DeviceError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def worker_gpu(config: pytest.Config) -> str:
@@ -131,9 +135,7 @@ def worker_gpu(config: pytest.Config) -> str:
 
     worker = _xdist_worker_id()
     if worker is None:
-        text = config.getoption("harness_device") or "cuda:0"
-        _, index = parse_device(text)
-        return f"cuda:{index or 0}"
+        return f"cuda:{_parse_device(config.getoption('harness_device') or 'cuda:0').index or 0}"
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     try:
         return worker_device(worker, visible,
@@ -143,34 +145,29 @@ def worker_gpu(config: pytest.Config) -> str:
 
 
 def resolve_device(config: pytest.Config) -> str:
-    """Validate ``--device`` and return the device of this process (one GPU per xdist worker)."""
+    """Validate ``--device`` (:func:`harness.inputs.device.check_device`) and return the device of
+    this process (one GPU per xdist worker). CUDA without a CUDA device exits 2, as every harness
+    entry point answers it; any other bad device is a usage error."""
+    from harness.inputs.device import DeviceError, DeviceUnavailableError, check_device
+
     text = config.getoption("harness_device")
     if text is None:
         return DEFAULT_DEVICE
-    kind, index = parse_device(text)
-    if kind != "cuda":
-        return kind
-    if _xdist_worker_id() is not None:
+    if _parse_device(text).kind == "cuda" and _xdist_worker_id() is not None:
         return worker_gpu(config)       # the controller validated the request
-    count = _cuda_device_count()
-    if count == 0:
-        import torch
-
-        # exit 2, as every harness entry point answers a device it cannot use (harness report, peak)
-        pytest.exit(
-            f"--device {text} was requested, but CUDA is unavailable (torch {torch.__version__}, "
-            f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}). Please double-check "
-            "your testing environment, or run without --device to leave the gpu tests out.", returncode=2)
-    if index is not None and index >= count:
-        raise pytest.UsageError(
-            f"--device {text}: only {count} CUDA device(s) visible "
-            f"(cuda:0{'..cuda:' + str(count - 1) if count > 1 else ''}).")
+    try:
+        device = check_device(text, "--device", device_count=lambda: _cuda_device_count())
+    except DeviceUnavailableError as exc:
+        pytest.exit(str(exc), returncode=2)
+    except DeviceError as exc:
+        raise pytest.UsageError(str(exc)) from None
     workers = getattr(config.option, "numprocesses", None)
-    if isinstance(workers, int) and workers > count:
+    if device.startswith("cuda") and isinstance(workers, int) and workers > _cuda_device_count():
+        count = _cuda_device_count()
         raise pytest.UsageError(
             f"-n {workers} with --device {text}: one xdist worker per GPU, but only {count} "
             f"visible; use -n {count}.")
-    return f"cuda:{index or 0}"
+    return device
 
 
 # ------------------------------------------------------------------------------------ gating

@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Sequence
 from harness.inputs import selection
 from harness.inputs.selection import split_names  # noqa: F401  (one vocabulary for the CLI and pytest)
 from harness.inputs.pages import BUILTIN_SETS, ManifestError, Page, PageError
+from harness.inputs.targets import DEFAULT_TARGET
 
 __all__ = [
     "InputError",
@@ -42,7 +43,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 #: Everything a ``--pages`` directory contributes: images and PDFs (one page per PDF page).
 PAGE_SUFFIXES = IMAGE_SUFFIXES + (".pdf",)
 #: The target a report covers when none is named (needs nothing but the install).
-DEFAULT_TARGET = "ocr2"
 #: counter -> (import name, distribution name, pip hint) of the package it needs.
 COUNTER_PACKAGES: dict[str, tuple[str, str, str]] = {
     "torch": ("torch", "torch", "pip install torch"),
@@ -298,23 +298,24 @@ class TargetPlan:
 def resolve_targets(names: Sequence[str] | None, model_path: str | None,
                     trust_remote_code: bool) -> list[TargetPlan]:
     """``--target`` names (default: ocr2, plus dsocr when ``--model-path`` names a directory)."""
-    from harness.inputs.workload import MODES
+    from harness.inputs.targets import FACTS, TARGETS
 
-    known = tuple(MODES)
-    wanted = names_given(names, "--target", "ocr2")
+    wanted = names_given(names, "--target", DEFAULT_TARGET)
     for name in wanted:
-        if name not in known:
-            raise unknown_name("target", name, known, "--target")
+        if name not in TARGETS:
+            raise unknown_name("target", name, TARGETS, "--target")
+    readers = [t for t in TARGETS if FACTS[t].needs_model_path]     # dsocr
     if not wanted:
-        wanted = [DEFAULT_TARGET] + (["dsocr"] if model_path else [])
-    if model_path is not None and "dsocr" not in wanted:
-        raise InputError(f"--model-path {model_path}: only target 'dsocr' reads a model directory, and "
-                         f"--target {','.join(wanted)} leaves it out; add dsocr to --target or drop --model-path")
+        wanted = [DEFAULT_TARGET] + (readers if model_path else [])
+    if model_path is not None and not set(readers) & set(wanted):
+        raise InputError(f"--model-path {model_path}: only target {' or '.join(map(repr, readers))} reads a "
+                         f"model directory, and --target {','.join(wanted)} leaves it out; add "
+                         f"{readers[0]} to --target or drop --model-path")
     from harness.targets import target_class
 
     plans = []
     for name in wanted:
-        if name == "dsocr":
+        if FACTS[name].needs_model_path:
             _check_dsocr_inputs(model_path, trust_remote_code)
         # the target's own rule (the suite gates on the same one)
         plans.append(TargetPlan(name, unavailable=target_class(name).environment_problem()))
@@ -445,13 +446,13 @@ def resolve_counters(names: Sequence[str] | None, device: str = "meta") -> Count
 
 # ------------------------------------------------------------------------------------- device
 def resolve_device(text: str) -> str:
-    """``meta`` (default), ``cpu`` or ``cuda[:N]``; CUDA must exist when asked for."""
-    from harness.targets.base import TargetError, parse_device
+    """``meta`` (default), ``cpu`` or ``cuda[:N]``, checked by :func:`harness.inputs.device.check_device`."""
+    from harness.inputs.device import DeviceError, check_device
 
     try:
-        return parse_device(text)
-    except (TargetError, ValueError) as exc:
-        raise InputError(f"--device {text}: {exc}") from None
+        return check_device(text, "--device")
+    except DeviceError as exc:
+        raise InputError(str(exc)) from None
 
 
 @dataclass
@@ -477,6 +478,6 @@ class ReportPlan:
 
     @property
     def stage_count(self) -> int:
-        from harness.analytic.stages import TARGET_STAGES
+        from harness.inputs.targets import TARGET_STAGES
 
         return max((len(TARGET_STAGES[t.name]) for t in self.targets), default=0)

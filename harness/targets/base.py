@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import re
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,6 @@ __all__ = [
     "empty_parameters",
     "materialize_parameters",
     "load_safetensors",
-    "parse_device",
     "cached",
     "FILLER_TOKEN_BASE",
     "prompt_token_ids",
@@ -156,6 +154,9 @@ class ModelInputs:
 class Target:
     """A model family: build it, map stages to modules, prepare inputs, run stages."""
 
+    #: its name; its torch-free facts (stages, attention implementations, transformers releases,
+    #: needs_model_path) are :data:`harness.inputs.targets.FACTS` [name], read by the class
+    #: attributes below
     name: str = ""
     stages: tuple[str, ...] = ()
     #: ``(stage, counter, device) -> why`` that counter cannot measure that stage there ("*" matches
@@ -164,6 +165,8 @@ class Target:
     NOT_MEASURABLE: Mapping[tuple[str, str, str], str] = {}
     #: Whether the target needs a model directory from the user (``--model-path``).
     needs_model_path: bool = False
+    #: Where to run it when this Python's transformers cannot (the end of :meth:`environment_problem`).
+    environment_hint: str = ""
 
     # Where it can run -----------------------------------------------------------------------
     @classmethod
@@ -177,8 +180,18 @@ class Target:
 
     @classmethod
     def environment_problem(cls) -> str | None:
-        """Why this Python cannot run the target at all (None: it can); e.g. a transformers release."""
-        return None
+        """Why this Python cannot run the target at all (None: it can): a transformers release
+        outside the target's (:meth:`harness.inputs.targets.TargetFacts.runs_on_transformers`)."""
+        from harness.inputs.targets import FACTS
+
+        facts = FACTS.get(cls.name)
+        if facts is None:
+            return None
+        version = cls.installed_version("transformers")
+        if facts.runs_on_transformers(version):
+            return None
+        return (f"target {cls.name} ({facts.title}) needs transformers{facts.transformers_needed}; this "
+                f"Python has {version}. {cls.environment_hint}")
 
     @staticmethod
     def installed_version(dist: str) -> str:
@@ -237,22 +250,6 @@ def cached(inputs: ModelInputs, model: nn.Module, name: str, compute: Callable[[
     value = compute()
     inputs.cache[key] = (weakref.ref(model), value)
     return value
-
-
-# Devices ---------------------------------------------------------------------------------------
-
-_DEVICE_RE = re.compile(r"^(meta|cpu|cuda(:\d+)?)$")
-
-
-def parse_device(device: str | torch.device) -> str:
-    """Normalise ``meta``/``cpu``/``cuda[:N]``; anything else is an error."""
-    text = str(device)
-    if not _DEVICE_RE.match(text):
-        raise ValueError(f"device: expected 'meta', 'cpu' or 'cuda:N', got {device!r}")
-    if text.startswith("cuda") and not torch.cuda.is_available():
-        raise TargetError(f"device {text!r} was asked for, but CUDA is unavailable in this torch "
-                          f"({torch.__version__}); use device='meta' or 'cpu'")
-    return "cuda:0" if text == "cuda" else text
 
 
 # Stage maps ------------------------------------------------------------------------------------

@@ -41,6 +41,8 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
+from harness.inputs.device import check_device
+from harness.inputs.targets import FACTS
 from harness.targets import base, vendor
 from harness.targets.base import BuiltModel, ModelInputs, StageCall, Target, TargetError
 from harness.targets.kv import frozen_kv_cache
@@ -54,7 +56,7 @@ IMAGE_TOKEN_ID = 128815
 BOS_TOKEN_ID = 0
 LM_PATHS = ("model.embed_tokens", "model.layers", "model.norm", "lm_head")
 VISION_PATHS = ("model.sam_model", "model.vision_model", "model.projector")
-ATTN_IMPLEMENTATIONS = ("eager", "flash_attention_2")
+ATTN_IMPLEMENTATIONS = FACTS["dsocr"].attn_implementations
 #: ``small=True``: the LM shrunk to one dense and one MoE layer with 8 routed experts (top-2).
 #: Vision and the 1280 hidden size are hard-coded in the vendor code and stay full size.
 SMALL_LM_OVERRIDES = {"num_hidden_layers": 2, "n_routed_experts": 8, "num_experts_per_tok": 2}
@@ -78,24 +80,13 @@ class DsocrTarget(Target):
     """The vendor DeepSeek-OCR (``DeepseekOCRForCausalLM``) from a local directory."""
 
     name = "dsocr"
-    stages = ("sam", "clip", "projector", "prefill", "decode")
-
-    needs_model_path = True
+    stages = FACTS[name].stages
+    needs_model_path = FACTS[name].needs_model_path
+    environment_hint = "Run it in the vendor environment: make vendor-env, then make test-vendor MODEL_PATH=DIR"
 
     def __init__(self, model_path: str | Path | None = None, trust_remote_code: bool = False) -> None:
         self.model_path = model_path
         self.trust_remote_code = trust_remote_code
-
-    @classmethod
-    def environment_problem(cls) -> str | None:
-        """The vendor code runs only on transformers 4.x from 4.46 (the vendor environment pins 4.46.3);
-        the rule is :func:`harness.targets.vendor.transformers_supported`, the build's own check."""
-        version = cls.installed_version("transformers")
-        if not vendor.transformers_supported(version):
-            return (f"target dsocr (the vendor DeepSeek-OCR remote code) needs transformers=="
-                    f"{vendor.REQUIRED_TRANSFORMERS}; this Python has {version}. Run it in the vendor "
-                    "environment: make vendor-env, then make test-vendor MODEL_PATH=DIR")
-        return None
 
     def input_problem(self) -> str | None:
         """A model directory is needed, its remote code complete, and running it allowed."""
@@ -126,8 +117,8 @@ class DsocrTarget(Target):
         ``weights``: None (the directory's safetensors when present, else seeded random),
         ``"random"``, or a ``.safetensors`` file / directory. Ignored for parts on meta.
         """
-        device = base.parse_device(device)
-        attn = attn_implementation or "eager"
+        device = check_device(device, "device")
+        attn = attn_implementation or FACTS[self.name].default_attention
         if attn not in ATTN_IMPLEMENTATIONS:
             raise TargetError(
                 f"attn_implementation {attn!r} is not available in the vendor DeepSeek-OCR LM: it maps "
@@ -162,7 +153,7 @@ class DsocrTarget(Target):
         for p in model.parameters():
             p.requires_grad_(False)
         stage_map = base.validate_stage_map(model, self.stage_map())
-        stage_devices = {s: device for s in ("sam", "clip", "projector")}
+        stage_devices = {s: device for s in FACTS[self.name].vision_stages}
         stage_devices.update(prefill=lm_device, decode=lm_device)
         built = BuiltModel(
             target=self.name, model=model, device=device, dtype=dtype, attn_implementation=attn,
@@ -199,7 +190,7 @@ class DsocrTarget(Target):
         On meta the pixel views are meta tensors of the layout's shapes (no decoding); otherwise
         the page is pre-processed as ``infer()`` does (see :func:`harness.targets.pixels.dsocr_views`).
         """
-        device = base.parse_device(device)
+        device = check_device(device, "device")
         workload = get_workload(self.name, mode)
         source = resolve_page(page)
         layout = compute_view_layout(workload, source.width, source.height)

@@ -29,6 +29,8 @@ import torch
 from torch import nn
 
 from harness.run.callmemo import memoised_forward
+from harness.inputs.device import check_device
+from harness.inputs.targets import FACTS
 from harness.targets import base
 from harness.targets.base import BuiltModel, ModelInputs, StageCall, Target, TargetError
 from harness.targets.kv import frozen_kv_cache
@@ -37,7 +39,7 @@ from harness.inputs.workload import DEFAULT_PROMPT_TOKENS, compute_view_layout, 
 
 __all__ = ["Ocr2Target", "SMALL_OVERRIDES", "load_ocr2_config"]
 
-ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
+ATTN_IMPLEMENTATIONS = FACTS["ocr2"].attn_implementations
 EXPERTS_IMPLEMENTATIONS = ("batched_mm", "eager", "grouped_mm")
 
 #: The shrunken configuration (``small=True``): same module structure, tiny widths. SAM keeps
@@ -73,8 +75,8 @@ def load_ocr2_config(small: bool = False, path: str | Path | None = None):
         import transformers
 
         raise TargetError(
-            f"target 'ocr2' needs transformers >= 5 with DeepSeek-OCR-2 (found {transformers.__version__}); "
-            "run it in the main environment (make setup; .venv/bin/python), not the vendor one") from exc
+            f"target 'ocr2' needs transformers{FACTS['ocr2'].transformers_needed} with DeepSeek-OCR-2 (found "
+            f"{transformers.__version__}). {Ocr2Target.environment_hint}") from exc
     data = json.loads(Path(path).read_text()) if path is not None else json.loads(json.dumps(_config_data()))
     data.pop("_comment", None)
     if small:
@@ -110,16 +112,8 @@ class Ocr2Target(Target):
     """DeepSeek-OCR-2 (transformers 5.x ``DeepseekOcr2ForConditionalGeneration``)."""
 
     name = "ocr2"
-    stages = ("sam", "encoder", "projector", "prefill", "decode")
-
-    @classmethod
-    def environment_problem(cls) -> str | None:
-        """DeepSeek-OCR-2 ships with transformers 5."""
-        version = cls.installed_version("transformers")
-        if not version.split(".")[0].isdigit() or int(version.split(".")[0]) < 5:
-            return (f"target ocr2 (transformers' native DeepSeek-OCR-2) needs transformers 5; this Python "
-                    f"has {version} (the vendor environment): run ocr2 in the main environment (.venv)")
-        return None
+    stages = FACTS[name].stages
+    environment_hint = "Run ocr2 in the main environment (make setup; .venv/bin/python), not the vendor one"
 
     def __init__(self, model_path: str | Path | None = None, trust_remote_code: bool = False) -> None:
         # transformers-native: no remote code; model_path may hold config.json (+ safetensors).
@@ -153,8 +147,8 @@ class Ocr2Target(Target):
         """
         from transformers import DeepseekOcr2ForConditionalGeneration
 
-        device = base.parse_device(device)
-        attn = attn_implementation or "sdpa"
+        device = check_device(device, "device")
+        attn = attn_implementation or FACTS[self.name].default_attention
         if attn not in ATTN_IMPLEMENTATIONS:
             raise ValueError(f"attn_implementation: expected one of {ATTN_IMPLEMENTATIONS}, got {attn!r}")
         experts = experts_implementation or ("batched_mm" if device == "meta" else "eager")
@@ -208,7 +202,7 @@ class Ocr2Target(Target):
         transformers' own ``DeepseekOcr2ImageProcessorPil`` with the workload's settings, and the
         result is checked against the layout (crop count and view sizes).
         """
-        device = base.parse_device(device)
+        device = check_device(device, "device")
         workload = get_workload(self.name, mode)
         source = resolve_page(page)
         layout = compute_view_layout(workload, source.width, source.height)

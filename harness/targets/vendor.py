@@ -29,6 +29,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from harness.inputs.targets import FACTS, MODEL_PATH_ENV
 from harness.targets.base import TargetError
 
 __all__ = [
@@ -43,8 +44,8 @@ __all__ = [
     "load_vendor_config",
 ]
 
-VENDOR_ENV_VAR = "DEEPSEEK_OCR_PATH"
-REQUIRED_TRANSFORMERS = "4.46.3"
+VENDOR_ENV_VAR = MODEL_PATH_ENV
+REQUIRED_TRANSFORMERS = FACTS["dsocr"].transformers_pin
 VENDOR_ENV_HINT = ("build the vendor environment with `make vendor-env`, then run with "
                    "`.venv-vendor/bin/python` (e.g. `.venv-vendor/bin/python -m pytest -m vendor "
                    "--model-path DIR --trust-remote-code`)")
@@ -79,10 +80,10 @@ def find_model_dir(model_path: str | os.PathLike[str] | None) -> Path:
 
 
 def transformers_supported(version: str) -> bool:
-    """Whether the vendor code can run on this transformers release: 4.46 <= version < 5 (exactly
-    4.46.3 is the pinned one; another 4.x runs with a warning)."""
-    major_minor = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
-    return (4, 46) <= major_minor < (5, 0)
+    """Whether the vendor code can run on this transformers release (the dsocr facts'
+    :meth:`~harness.inputs.targets.TargetFacts.runs_on_transformers`: 4.46 <= version < 5; the
+    pinned one is :data:`REQUIRED_TRANSFORMERS`, another runs with a warning)."""
+    return FACTS["dsocr"].runs_on_transformers(version)
 
 
 def check_transformers() -> str:
