@@ -1,33 +1,8 @@
-"""fvcore ``FlopCountAnalysis``: a TorchScript trace and per-op handles, in MACs.
+"""fvcore ``FlopCountAnalysis``: a TorchScript trace and per-op handles, in MACs (``flops = 2 * raw``).
 
-Convention: fvcore's class docstring says "We count one fused multiply-add as one flop", so its
-raw figure is MACs and ``flops = 2 * raw``. Its element-wise handles (norms: 4-5 per element,
-upsample, pooling) are converted with the same factor and land in the element-wise class.
-
-fvcore traces with ``torch.jit.trace``, positional tensor inputs only, so each call is wrapped in
-:class:`PositionalWrapper` (tensor leaves of args/kwargs in, tensor leaves of the output out;
-everything else is a constant of the trace). Module names carry the wrapper's ``module.`` prefix;
-it is replaced by the call's ``module_path``. Data-dependent Python (``.item()``, loops over the
-experts that received tokens) is frozen to the traced input.
-
-Stock is the default handle table. Patched adds handles for ``aten::scaled_dot_product_attention``
-(stock: unsupported, 0), ``aten::_grouped_mm``, ``aten::baddbmm`` and ``aten::_scaled_mm``, and replaces the ``aten::einsum`` handle with the
-exact label product (fvcore's numpy-path handle halves einsums that sum over no label). Either way
-every handle is observed (same return value) to key its count, and every unsupported node is
-sized with the reference formulas when it is a product: fvcore's blind spots get a size.
-
-Convolutions on meta: stock ``torch.jit.trace`` fails inside ``nn.Conv2d`` on meta tensors. On meta,
-``aten::convolution`` goes straight to torch's Python meta kernel (``meta_conv``), which reads the
-input's sizes while the tracer is on, so they come back as traced tensors and ``torch._check``
-raises "TypeError: cond must be a bool, but got a Tensor"; and even past that check, the
-``aten::_convolution`` node that a CPU trace records (and fvcore's conv handle reads) would never be
-recorded. While this counter traces on meta, :class:`ConvTracedAsOnCpu` (a ``TorchFunctionMode``:
-this thread only, entered around the trace and left after it, even on error) sends
-``torch.conv1d/2d/3d`` on meta tensors to ``torch._convolution`` with the arguments
-``at::convolution`` passes on CPU. The tracer records the same ``aten::_convolution`` node as on
-CPU, and runs its meta kernel with tracing paused, so sizes are ints. Nothing else is redirected; torch
-itself is not modified. ``tests/test_counters_fvcore_meta.py`` compares SAM on meta with SAM on real
-CPU tensors, op key by op key.
+Owns the fvcore adapter: the positional wrapper for the trace, the patched handles, the observed
+handles that key each count, and :class:`ConvTracedAsOnCpu` (convolutions traced on meta). The
+rules and their reasons: docs/counters.md, "fvcore".
 """
 
 from __future__ import annotations

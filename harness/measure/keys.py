@@ -1,42 +1,8 @@
 """Mapping a counter's raw op onto the analytic op keys (ARCHITECTURE.md, "Op keys").
 
-A raw op name alone does not say which key it belongs to: ``aten.mm`` is an nn.Linear, the MoE
-gate, an expert, the lm_head or a decomposed einsum depending on where it ran. Every counter
-therefore reports each op with its *kind* (what the call is: the Python function or aten op) and
-its *module context* (the chain of modules, root to innermost, running when it executed), and
-:func:`op_key` decides the key with these rules, first match wins:
-
-1. kind ``conv`` -> ``conv``.
-2. kind ``sdpa_qk`` / ``sdpa_av`` (inside ``F.scaled_dot_product_attention``) -> the same key.
-3. any module on the chain whose own name (last path component) is exactly ``experts``, or whose
-   class name ends in ``Experts`` (not ``SharedExperts``), or an ``experts`` component in the
-   innermost module's path (an nn.ModuleList of experts is iterated, never called) -> ``experts``: routed experts, whatever
-   the implementation (a module loop of nn.Linear, an eager F.linear loop, batched bmm,
-   grouped_mm). Shared experts live under ``shared_experts`` and fall through to rule 6.
-4. the innermost module's own name is ``lm_head`` -> ``lm_head``.
-5. kind ``einsum`` -> ``einsum``.
-6. kind ``linear`` inside an ``nn.Linear`` (or a subclass) -> ``linear``; so is a product (kind
-   ``matmul``: the ``addmm``) inside transformers' ``Conv1D`` (GPT-2 and its descendants), which
-   is a linear layer with its weight stored transposed (``x @ W + b``, W of shape (in, out)).
-7. kind ``linear`` anywhere else (``F.linear`` called by a module's forward: the MoE gate)
-   -> ``linear_functional``.
-8. any module on the chain whose class name contains ``Rotary`` or whose own name contains
-   ``rotary`` -> ``rotary`` (the ``inv_freq @ positions`` product; OCR-2 in transformers 5 forms
-   it as an element-wise outer product instead, so no counter sees a matmul there).
-9. kind ``matmul`` (torch.matmul, ``@``, bmm, mm, addmm, baddbmm) inside a module whose class name
-   contains ``Attention``/``Attn`` -> ``matmul_qk`` for the 1st, 3rd, ... matmul of one call of
-   that module and ``matmul_av`` for the 2nd, 4th, ... (eager attention computes scores, then
-   probabilities @ V; :func:`op_key` gets that ordinal from the counter).
-10. any other kind ``matmul`` (a plain mm, bmm, addmm, baddbmm, matmul or ``@`` outside an
-    attention module, in a model that is not DeepSeek-OCR) -> ``matmul``, and kind ``grouped_mm``
-    outside the experts -> ``grouped_mm``: generic keys
-    (:data:`GENERIC_KEYS`): matmul class, never compared against the analytic DeepSeek-OCR
-    model, and never a "could not be keyed" finding. ``einsum`` and ``linear`` have their keys
-    above.
-11. anything else of the matmul class -> :data:`UNMAPPED` (a finding: extend the rules).
-
-Element-wise kinds map to their own class keys (``norm``, ``activation``, ``softmax``,
-``interpolate``, ``add``, ``mul``, ``other_elementwise``) and never enter the matmul total.
+Owns :func:`op_key` (an op's kind and module context -> its key, first rule that matches), the key
+classes (matmul or element-wise) and :data:`UNMAPPED`. The rules in order: docs/counters.md,
+"Op keys".
 """
 
 from __future__ import annotations

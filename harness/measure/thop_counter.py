@@ -1,32 +1,8 @@
-"""thop ``profile`` (package ultralytics-thop): module hooks + functional products, in MACs.
+"""thop ``profile`` (ultralytics-thop): module hooks and functional products, in MACs (``flops = 2 * raw``).
 
-Convention: thop's "ops" are multiply-accumulates; ``flops = 2 * raw``.
-
-What ultralytics-thop 2.2.3 does (read from its source, pinned by tests/test_counters_facts.py):
-module rules (``register_hooks``) for Linear, Conv, norms, softmax, upsample, ... and, since 2.2,
-a ``TorchFunctionMode`` that counts functional products run *outside* every module that has a
-non-zero rule: ``torch.matmul``/``@``/bmm, ``torch.einsum``, ``F.linear``, ``F.multi_head_attention_forward``
-and ``F.scaled_dot_product_attention`` (``functional_hooks``). So the blind spots listed for the old
-thop (SDPA, einsum, matmul, F.linear all unseen) no longer hold on this version. What it still
-cannot see: products it has no functional rule for (``torch._grouped_mm``/``F.grouped_mm``, ``torch.mm``,
-``addmm``, ``baddbmm``, ``F.conv*``), element-wise functions (``quick_gelu``, ``F.silu``, RMSNorm
-written as pow/mean/rsqrt) and leaf modules without a rule (nn.GELU, nn.SiLU, custom RMSNorm).
-
-Stock: ``thop.profile(model, inputs)`` as shipped. Patched, all scoped to the one call:
-* ``custom_ops`` for norms and activations under the harness per-element convention
-  (``harness.analytic.cost.ELEMENTWISE_FLOPS``: FLOPs per output element; thop's total gets half
-  of it in MAC units so the x2 conversion lands on the same FLOPs), kept in the element-wise keys;
-* functional rules for the products thop has none for (added to ``thop.profile.functional_hooks``
-  for the call, removed afterwards);
-* the SDPA monkeypatch (wrap ``torch.nn.functional.scaled_dot_product_attention`` and add
-  B*H*Lq*Lk*d MACs for QK^T plus the same for AV) only for a thop that does not count SDPA itself;
-  on 2.2.3 it would double count, so it is not applied and the patch line says so.
-
-Observation (both variants, return values unchanged): thop's own rules are wrapped (through
-``custom_ops`` for the module rules, through ``functional_hooks`` for the functional ones) to key
-each count by module path; a function recorder lists every functional product thop did not count,
-with its size (``unseen``). thop's temporary ``total_ops`` attributes are removed by thop itself;
-the tests check nothing is left behind.
+Owns the thop adapter: the patched custom ops and functional rules (scoped to one call), the SDPA
+monkeypatch where the installed thop needs it, and the recorder that sizes what thop left unseen.
+The rules and their reasons: docs/counters.md, "thop".
 """
 
 from __future__ import annotations

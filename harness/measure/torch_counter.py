@@ -1,23 +1,8 @@
-"""torch ``FlopCounterMode``: FLOPs (2 per multiply-add), per aten op, per module.
+"""torch ``FlopCounterMode``: FLOPs (2 per multiply-add) per aten op and module, stock or patched.
 
-Stock is ``FlopCounterMode`` exactly as torch ships it. Patched adds formulas for what torch 2.13
-has none for, through ``custom_mapping`` (scoped to the one FlopCounterMode instance; torch's
-global ``flop_registry`` is never touched):
-
-* ``aten._scaled_dot_product_flash_attention_for_cpu`` -- what ``F.scaled_dot_product_attention``
-  dispatches to on CPU tensors, with or without a mask (stock: 0). On meta SDPA takes the math
-  path and decomposes to ``bmm``, which torch counts either way.
-* ``aten._grouped_mm`` -- ``torch._grouped_mm`` / ``F.grouped_mm``, the default MoE experts of
-  transformers 5 (stock: 0).
-* ``transformers::grouped_mm_fallback`` -- transformers' opaque grouped-mm custom op, when it is
-  registered.
-
-A formula torch already has is never overridden (the patch notes it instead). Next to the counter
-a dispatch recorder sees every aten op that FlopCounterMode executed and checks it against the
-same formula table: an op without a formula that looks like a product is an *unknown matmul-like
-op* (``StageCount.uncounted_matmul_ops``; ``count(strict=True)`` raises), everything else without
-a formula is listed in ``unknown_ops`` (element-wise work torch does not count) or
-``ignored_ops`` (data movement and metadata, 0 FLOPs by nature).
+Owns the torch counter adapter: the scoped ``custom_mapping`` formulas the patched variant adds,
+and the dispatch recorder that lists what FlopCounterMode ran without a formula. The rules and
+their reasons: docs/counters.md, "torch".
 """
 
 from __future__ import annotations
