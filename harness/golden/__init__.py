@@ -19,9 +19,11 @@ from harness.golden.store import (
     TEMP_SUFFIX,
     GoldenError,
     GoldenLockedError,
+    GoldenStore,
     UpdateLock,
     count_path,
     dumps_golden,
+    obtained_path,
     facts,
     iter_golden_files,
     layout_path,
@@ -32,6 +34,6 @@ from harness.golden.store import (
 __all__ = [
     "EXACT", "Band", "Bands", "BandsError", "load_bands",
     "BAND_FIELDS", "INFO_FIELDS", "Mismatch", "compare_entry", "compare_values", "format_mismatch", "format_table",
-    "SCHEMA_VERSION", "TEMP_SUFFIX", "GoldenError", "GoldenLockedError", "UpdateLock", "count_path",
+    "SCHEMA_VERSION", "TEMP_SUFFIX", "GoldenError", "GoldenLockedError", "GoldenStore", "UpdateLock", "count_path", "obtained_path",
     "dumps_golden", "facts", "iter_golden_files", "layout_path", "load_doc", "write_atomic",
 ]
