@@ -159,9 +159,9 @@ def test_unused_goldens_are_listed_in_a_full_run_and_never_deleted(project: pyte
     assert old.exists() and mine.exists()
     narrowed = run(project, "test_model.py")          # not a full run: says nothing
     narrowed.assert_outcomes(passed=1)
-    assert "unused" not in narrowed.stdout.str()
+    assert "unused golden" not in narrowed.stdout.str()
     deselected = run(project, "-k", "nothing")
-    assert "unused" not in deselected.stdout.str()
+    assert "unused golden" not in deselected.stdout.str()
 
 
 def test_broken_golden_is_named_with_the_fix(project: pytest.Pytester):
