@@ -1,5 +1,8 @@
-"""Goldens: the files (:mod:`.store`), the tolerance bands (:mod:`.bands`), the comparison and its
-failure message (:mod:`.compare`), and the bookkeeping of a pytest run (:mod:`.session`).
+"""The one golden engine of the suite (:mod:`.session`, the ``golden`` fixture), the report
+(``GoldenChecker``) and the ``flop_count`` fixture (:mod:`harness.count.golden`): the files and
+their store (:mod:`.store`: loading, atomic writes, the update lock, obtained files), the tolerance
+bands (:mod:`.bands`), the comparison and its failure table (:mod:`.compare`), the golden records
+(:mod:`.records`), and the bookkeeping of a pytest run (:mod:`.session`).
 
 See :mod:`harness.golden.store` for the two kinds of golden (layout and count) and their format.
 """
