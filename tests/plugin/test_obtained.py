@@ -111,3 +111,18 @@ def test_a_legacy_pages_list_is_dropped_and_nothing_else(made):
     result = made.run("--update-golden", "-k", "L273")              # any writing run migrates
     result.stdout.fnmatch_lines(["1 golden file(s) rewritten without the fields their kind no longer holds*"])
     assert path.read_text() == dumps_golden(doc)
+
+
+def test_under_xdist_the_controller_writes_one_obtained_file_per_golden(made):
+    """Two counters of one golden differ on (possibly) two workers: one obtained file holds both,
+    byte for byte what a serial run writes."""
+    made.set_flops(prefill_L273=2_000_010)         # torch and thop of prefill/L273 both differ
+    made.run().assert_outcomes(passed=N_TESTS - 2, failed=2)
+    path = _obtained(made, "prefill", "L273")
+    serial = path.read_text()
+    path.unlink()
+    made.run("-n", "2").assert_outcomes(passed=N_TESTS - 2, failed=2)
+    assert path.read_text() == serial
+    doc = json.loads(serial)
+    assert doc["obtained_differs"] == ["count:fake-prefill-thop-L273", "count:fake-prefill-torch-L273"]
+    assert (doc["counters"]["torch"]["flops"], doc["counters"]["thop"]["raw"]) == (2_000_010, 1_000_005)
