@@ -129,12 +129,39 @@ def test_record_pass_then_fail_on_change(project: pytest.Pytester):
         "*torch patched: matmul_flops*98,304*131,072*-32,768 (-25.000%)*",
         "*If the change is deliberate, regenerate this golden with:*",
         f"*{RECORD}*"])
-    assert golden.read_text() == text               # a failing run never writes
+    assert golden.read_text() == text               # a failing run never writes the golden...
+    obtained = golden.with_name("test_model.test_mlp_flops.obtained.json")
+    changed.stdout.fnmatch_lines(["*obtained: golden/flop_count/test_model.test_mlp_flops.obtained.json*"])
+    doc = json.loads(obtained.read_text())          # ...but what it obtained, beside it, marked ours
+    assert doc["obtained"] is True and doc["counts"]["torch patched"]["matmul_flops"] == 98_304
 
     (project.path / "golden" / "flop_count" / "tolerances.toml").write_text(
         '[regress."test_model.test_mlp_flops"."*"]\nrel = 0.3\nnote = "width sweep"\n')
-    run(project).assert_outcomes(passed=1)
+    passing = run(project)
+    passing.assert_outcomes(passed=1)
     assert golden.read_text() == text
+    assert not obtained.exists(), "ours, and its test passes now: stale"
+    passing.stdout.fnmatch_lines(["*removed stale golden/flop_count/test_model.test_mlp_flops.obtained.json*"])
+
+
+def test_unused_goldens_are_listed_in_a_full_run_and_never_deleted(project: pytest.Pytester):
+    folder = project.path / "golden" / "flop_count"
+    run(project, *OPT_IN, "--flop-count-update-golden").assert_outcomes(passed=1)
+    old = folder / "test_gone.test_old_model.json"
+    old.write_text((folder / "test_model.test_mlp_flops.json").read_text())
+    mine = folder / "notes.obtained.json"
+    mine.write_text("{}")                            # an obtained file is not a golden
+    full = run(project)
+    full.assert_outcomes(passed=1)
+    full.stdout.fnmatch_lines(["*1 unused golden(s): no test asked for them in this full run*",
+                               "  unused: golden/flop_count/test_gone.test_old_model.json"])
+    assert "notes.obtained" not in full.stdout.str()
+    assert old.exists() and mine.exists()
+    narrowed = run(project, "test_model.py")          # not a full run: says nothing
+    narrowed.assert_outcomes(passed=1)
+    assert "unused golden" not in narrowed.stdout.str()
+    deselected = run(project, "-k", "nothing")
+    assert "unused golden" not in deselected.stdout.str()
 
 
 def test_broken_golden_is_named_with_the_fix(project: pytest.Pytester):

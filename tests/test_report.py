@@ -24,7 +24,7 @@ from harness.run.engine import Case, Engine
 from harness.inputs.shapes import key_name
 from harness.golden.records import entry_record
 
-from harness.golden import count_path, load_bands, load_doc
+from harness.golden import count_path, layout_path, load_bands, load_doc
 from harness.report import units
 from harness.report.build import FILES, run_report
 from harness.report.collect import golden_dir
@@ -96,7 +96,8 @@ def test_records_match_the_committed_goldens(report) -> None:
         entry = doc["counters"][r.counter]
         assert (entry["flops"], entry["raw"], entry["by_key"], entry["by_op"]) == \
                (r.count.flops, r.count.raw, dict(r.count.by_key), dict(r.count.by_op)), r.golden_key
-        assert f"{r.mode}/{r.page}" in doc["pages"]
+        layout = load_doc(layout_path(golden_dir(), r.target, r.mode), "layout")     # page -> key: the layout's fact
+        assert layout["pages"][r.page]["shape_keys"][r.stage] == key_name(r.shape_key), r.golden_key
         assert r.golden == "match", (r.golden_key, r.golden_differences)
         compared += 1
     assert compared == 2 * len(STAGES) * 2           # letter and a4: torch + fvcore, every stage

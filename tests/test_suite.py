@@ -73,7 +73,7 @@ def _measure(engine, fact):
 
 
 def test_count(fact, engine, golden, bands) -> None:
-    """Analytic vs measured within the band; measured vs golden; ops, shape and pages unchanged."""
+    """Analytic vs measured within the band; measured vs golden; ops and shape unchanged."""
     from harness.golden.records import entry_record
 
     measured = _measure(engine, fact)
@@ -88,7 +88,7 @@ def test_count(fact, engine, golden, bands) -> None:
         pytest.fail("\n\n".join(problems + ["(not recorded: fix the count or the model first)"]), pytrace=False)
     try:
         golden.count(fact.target, fact.stage, fact.counter, fact.key, record,
-                     shape=fact.shape, pages=list(fact.pages), environment=engine.environment(fact.case))
+                     shape=fact.shape, environment=engine.environment(fact.case))
     except pytest.fail.Exception as exc:
         problems.append(str(exc))
     if problems:

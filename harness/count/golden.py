@@ -10,30 +10,32 @@ the ``flop_count_golden_dir`` ini option, or ``<rootdir>/golden``)::
                                   "matmul_flops": ..., "elementwise_flops": ..., "by_key": {...},
                                   "uncounted_ops": {...}, "complete": true, "version": ...}}}
 
-Written with :func:`harness.golden.write_atomic` (deterministic text via ``dumps_golden``; a
-crash leaves the previous file); never deleted. Compared with ``harness.golden.compare_entry``
-within the band ``[regress.<name>.<counter>.<convention>]`` (``"*"`` a wildcard) of
-``<root>/flop_count/tolerances.toml`` (or a band given to the call; exact without either); the
-failure message is ``harness.golden.format_mismatch``'s obtained / expected / difference table. The ``kind`` field and the ``flop_count/`` folder keep
-these files apart from the harness suite's own goldens.
+The golden engine is the suite's (:mod:`harness.golden`): read through its store (``load_doc``,
+kind ``harness.count``), written atomically at the end of the run under its update lock (on
+``<root>/flop_count/.harness-golden.lock``), compared with ``compare_entry`` within the band
+``[regress.<name>.<counter>.<convention>]`` (``"*"`` a wildcard) of
+``<root>/flop_count/tolerances.toml`` (or a band given to the call; exact without either), a
+mismatch shown with ``format_mismatch``'s table and written to ``<name>.obtained.json`` beside the
+golden. Never deleted. The ``kind`` field and the ``flop_count/`` folder keep these files apart
+from the harness suite's own goldens.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from harness.golden import (BAND_FIELDS, Band, Bands, Mismatch, compare_entry, dumps_golden,
-                            load_bands, write_atomic)
+from harness.golden import (BAND_FIELDS, Band, Bands, GoldenError, GoldenStore, Mismatch, compare_entry,
+                            dumps_golden, load_bands, write_atomic)
+from harness.golden.store import FLOP_COUNT_KIND, OBTAINED_SUFFIX
 
 __all__ = ["SCHEMA", "KIND", "SUBDIR", "CountGoldenError", "golden_name", "golden_file", "build_document",
            "load_document", "compare_documents", "write_document", "COMPARED_FIELDS", "bands_file",
            "read_bands"]
 
 SCHEMA = 1
-KIND = "harness.count"
+KIND = FLOP_COUNT_KIND
 SUBDIR = "flop_count"
 BANDS_NAME = "tolerances.toml"
 COUNTERS = ("torch", "fvcore", "thop")
@@ -42,8 +44,9 @@ COMPARED_FIELDS = BAND_FIELDS | {"matmul_flops", "elementwise_flops"}
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.=+-]+")
 
 
-class CountGoldenError(Exception):
-    """A golden file of ``flop_count`` that cannot be used; the message names it and the fix."""
+#: A golden file of ``flop_count`` that cannot be used; the message names it and the fix (the
+#: golden engine's error).
+CountGoldenError = GoldenError
 
 
 def golden_name(text: str) -> str:
@@ -60,6 +63,8 @@ def golden_file(root: Path, name: str) -> Path:
     if name != golden_name(name):
         raise ValueError(f"golden name {name!r}: use letters, digits and . _ = + - only "
                          f"(e.g. {golden_name(name)!r})")
+    if (name + ".json").endswith(OBTAINED_SUFFIX):
+        raise ValueError(f"golden name {name!r}: a name ending in '.obtained' is kept for obtained files")
     return Path(root) / SUBDIR / f"{name}.json"
 
 
@@ -91,21 +96,17 @@ def build_document(name: str, result: Any) -> dict[str, Any]:
             "missing": dict(result.missing)}
 
 
-def load_document(path: Path, regenerate: str) -> dict[str, Any]:
-    """Read one golden; :class:`CountGoldenError` names the file and the regenerate command.
-    A missing file raises ``FileNotFoundError``."""
-    fix = f"\nTo regenerate it, run:\n  {regenerate}"
-    text = Path(path).read_text(encoding="utf-8")
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CountGoldenError(f"golden file {path} is not valid JSON (line {exc.lineno}: {exc.msg}); "
-                               f"it may be truncated or hand-edited.{fix}") from exc
-    if not isinstance(doc, dict) or doc.get("kind") != KIND or doc.get("schema") != SCHEMA:
-        raise CountGoldenError(f"golden file {path}: not a {KIND} golden of schema {SCHEMA}.{fix}")
-    if not isinstance(doc.get("counts"), dict) or not all(isinstance(e, dict) for e in doc["counts"].values()):
-        raise CountGoldenError(f"golden file {path}: 'counts' must map counter -> entry.{fix}")
-    return doc
+def load_document(store: GoldenStore, path: Path, regenerate: str) -> dict[str, Any] | None:
+    """Read one golden through the golden engine's store; None when it does not exist;
+    :class:`CountGoldenError` names the file and the regenerate command."""
+    return store.load(path, KIND, regenerate=regenerate)
+
+
+def unused_files(root: Path, asked: set[str]) -> list[Path]:
+    """Goldens of ``<root>/flop_count/`` no test asked for (by name); obtained files are not goldens."""
+    folder = Path(root) / SUBDIR
+    return sorted(p for p in folder.glob("*.json")
+                  if not p.name.endswith(OBTAINED_SUFFIX) and p.stem not in asked)
 
 
 def bands_file(root: Path) -> Path:

@@ -45,13 +45,64 @@ from .pytest_options import INI_GOLDEN_DIR, OPTIONS_PLUGIN, UPDATE_OPTION
 
 __all__ = ["flop_count", "FlopCount", "golden_root"]
 
-_WRITTEN = pytest.StashKey[dict]()
+_STATE = pytest.StashKey["_Goldens"]()
+#: ``workeroutput`` key of an xdist worker's records.
+WORKER_OUTPUT = "harness_flop_count"
+
+
+class _Goldens:
+    """The flop_count goldens of one pytest process: the names asked for, the documents to write
+    (``--flop-count-update-golden``; written once, at the end, by the terminal-owning process,
+    under the golden engine's update lock), and what was written."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}             # name -> the nodeid that asked for it
+        self.records: dict[str, dict] = {}          # golden path -> document to write
+        self.written: list[str] = []
+        self.unchanged: list[str] = []
+        self.obtained: list[str] = []
+        self.unused: list[str] = []
+        self.errors: list[str] = []
+        self.incomplete = 0                         # collection errors, crashed workers, deselections
+        self.store = None
+
+    def store_for(self, root: Path):
+        from harness.golden import GoldenStore
+
+        if self.store is None or self.store.root != root:
+            self.store = GoldenStore(root)
+        return self.store
+
+
+def _state(config: pytest.Config) -> "_Goldens":
+    if _STATE not in config.stash:
+        config.stash[_STATE] = _Goldens()
+    return config.stash[_STATE]
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Start the record of goldens this session wrote.
+    """Start the record of this session's flop_count goldens.
     https://docs.pytest.org/en/stable/reference/reference.html#pytest.hookspec.pytest_configure"""
-    config.stash[_WRITTEN] = {"written": [], "unchanged": [], "names": {}}
+    config.stash[_STATE] = _Goldens()
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    """A collection error: not a full run (no unused goldens listed)."""
+    if report.failed:
+        _INCOMPLETE[0] += 1
+
+
+_INCOMPLETE = [0]       # set per session in pytest_sessionstart (collect reports carry no config)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _INCOMPLETE[0] = 0
+
+
+def pytest_deselected(items: list) -> None:
+    """A deselected test: not a full run."""
+    if items:
+        _INCOMPLETE[0] += 1
 
 
 def golden_root(config: pytest.Config) -> Path:
@@ -96,20 +147,24 @@ class FlopCount:
     def __call__(self, model: Any, *args: Any, name: str | None = None, expected: Any = None,
                  rel: float | None = None, abs: float | None = None, **kwargs: Any) -> Any:
         __tracebackhide__ = True
-        from harness.golden import Band, BandsError, format_mismatch
+        import json
+
+        from harness.golden import Band, BandsError, dumps_golden, format_mismatch
+        from harness.golden.store import obtained_path
 
         from .api import count
         from .golden import (CountGoldenError, build_document, compare_documents, environment_diff,
-                             golden_file, golden_name, load_document, read_bands, write_document)
+                             golden_file, golden_name, load_document, read_bands)
 
         node = self._request.node
+        state = _state(self._config)
         self._calls += 1
         if name is None:
             if self._calls > 1:
                 pytest.fail(f"{node.nodeid}: flop_count called more than once in one test; give each "
                             f"call its own name=...", pytrace=False)
             name = golden_name(node.nodeid.split("/")[-1])
-        names = self._config.stash[_WRITTEN]["names"]
+        names = state.names
         if names.setdefault(name, node.nodeid) != node.nodeid:
             pytest.fail(f"flop_count golden {name!r} is already used by {names[name]}; pass another "
                         f"name=...", pytrace=False)
@@ -118,24 +173,25 @@ class FlopCount:
             path = golden_file(root, name)
         except ValueError as exc:
             pytest.fail(str(exc), pytrace=False)
+        store = state.store_for(root)
+        store.base = self._config.rootpath
         regenerate = regenerate_command(self._config, node.nodeid)
         result = count(model, *args, expected=expected, **kwargs)
         if result.verdict is not None and not result.verdict.passed:
             pytest.fail(f"{result.model}: the counters do not agree with expected={result.verdict.expected:,} "
                         f"after their named causes\n{result.verdict}\n\n{result.summary()}", pytrace=False)
         doc = build_document(name, result)
-        shown = _show(path, self._config)
+        shown = store.display(path)
         if _update(self._config):
-            changed = write_document(path, doc)
-            self._config.stash[_WRITTEN]["written" if changed else "unchanged"].append(shown)
+            state.records[str(path)] = json.loads(dumps_golden(doc))     # written when the run ends
             return result
         try:
-            golden = load_document(path, regenerate)
-        except FileNotFoundError:
-            pytest.fail(f"no flop_count golden {shown} for {result.model}.\nTo record it, run:\n  "
-                        f"{regenerate}", pytrace=False)
+            golden = load_document(store, path, regenerate)
         except CountGoldenError as exc:
             pytest.fail(str(exc), pytrace=False)
+        if golden is None:
+            pytest.fail(f"no flop_count golden {shown} for {result.model}.\nTo record it, run:\n  "
+                        f"{regenerate}", pytrace=False)
         override = None
         if rel is not None or abs is not None:
             override = Band(rel=float(rel or 0.0), abs=float(abs or 0.0), where="flop_count(rel=, abs=)")
@@ -145,20 +201,18 @@ class FlopCount:
             pytest.fail(f"tolerance bands: {exc}", pytrace=False)
         rows, used = compare_documents(doc, golden, bands=bands, override=override)
         if rows:
+            written, why = store.write_obtained(path, doc, [name])
             context = [f"bands: " + "; ".join(f"{k} {b.describe()}" for k, b in used.items() if b.rel or b.abs)
                        if any(b.rel or b.abs for b in used.values()) else "bands: exact",
-                       *environment_diff(doc, golden)]
+                       *environment_diff(doc, golden),
+                       (f"obtained: {store.display(written)} (this run's document; diff it with the golden)"
+                        if written is not None else f"obtained file not written: {why}")]
             pytest.fail(format_mismatch(f"{result.model}: FLOP counts differ from the golden "
                                         f"({len(rows)} field(s); FLOPs = 2 x MACs)", rows, path=Path(shown),
                                         regenerate=regenerate, context=context), pytrace=False)
+        if store.remove_stale_obtained(path, {name}):       # ours, and it passes now
+            state.obtained.append(f"removed stale {store.display(obtained_path(path))}")
         return result
-
-
-def _show(path: Path, config: pytest.Config) -> str:
-    try:
-        return str(path.relative_to(config.rootpath))
-    except ValueError:
-        return str(path)
 
 
 @pytest.fixture
@@ -167,14 +221,112 @@ def flop_count(request: pytest.FixtureRequest) -> FlopCount:
     return FlopCount(request)
 
 
+def _complete(session: pytest.Session, state: "_Goldens") -> bool:
+    """A full run: every test of the default paths collected and none deselected, nothing stopped
+    it, no worker crashed. Only such a run can say a golden is unused."""
+    config = session.config
+    return not (_INCOMPLETE[0] or state.incomplete or session.shouldstop or session.shouldfail
+                or session.exitstatus == pytest.ExitCode.INTERRUPTED
+                or config.getoption("collectonly", False)
+                or getattr(config, "args_source", None) == pytest.Config.ArgsSource.ARGS)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Workers hand their records to the controller; the terminal-owning process writes the
+    recorded goldens (atomically, under the update lock) and lists unused ones in a full run.
+    https://docs.pytest.org/en/stable/reference/reference.html#pytest.hookspec.pytest_sessionfinish"""
+    import json
+
+    config = session.config
+    state = config.stash.get(_STATE, None)
+    if state is None:
+        return
+    if hasattr(config, "workerinput"):
+        config.workeroutput[WORKER_OUTPUT] = json.dumps({"names": state.names, "records": state.records,
+                                                        "incomplete": _INCOMPLETE[0]})
+        return
+    root = golden_root(config)
+    if state.records:
+        _write(state, root, config)
+    if (root / "flop_count").is_dir() and _complete(session, state):
+        from .golden import unused_files
+
+        store = state.store_for(root)
+        store.base = config.rootpath
+        state.unused = [store.display(p) for p in unused_files(root, set(state.names))]
+    if state.errors and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _write(state: "_Goldens", root: Path, config: pytest.Config) -> None:
+    from harness.golden import GoldenError, UpdateLock
+
+    from .golden import write_document
+
+    store = state.store_for(root)
+    store.base = config.rootpath
+    lock = UpdateLock(root / "flop_count")
+    try:
+        lock.acquire(" ".join(config.invocation_params.args))
+    except (GoldenError, OSError) as exc:
+        state.errors.append(f"flop_count goldens not written: {exc}")
+        return
+    try:
+        for path, doc in sorted(state.records.items()):
+            shown = store.display(path)
+            try:
+                changed = write_document(Path(path), doc)
+            except OSError as exc:
+                state.errors.append(f"could not write {shown}: {exc}")
+                continue
+            (state.written if changed else state.unchanged).append(shown)
+            name = Path(path).stem
+            if store.remove_stale_obtained(Path(path), {name}):
+                state.obtained.append(f"removed stale {shown[:-len('.json')]}.obtained.json")
+    finally:
+        lock.release()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist: merge a finished worker's records (a crashed worker makes the run incomplete)."""
+    import json
+
+    config = node.config
+    state = config.stash.get(_STATE, None)
+    if state is None:
+        return
+    output = getattr(node, "workeroutput", {}) or {}
+    if error or WORKER_OUTPUT not in output:
+        state.incomplete += 1
+        return
+    data = json.loads(output[WORKER_OUTPUT])
+    for name, nodeid in data["names"].items():
+        state.names.setdefault(name, nodeid)
+    state.records.update(data["records"])
+    state.incomplete += int(data.get("incomplete", 0))
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    """Say which flop_count goldens this run wrote.
+    """Say which flop_count goldens this run wrote, and which no test asked for in a full run.
     https://docs.pytest.org/en/stable/reference/reference.html#pytest.hookspec.pytest_terminal_summary"""
-    record = config.stash.get(_WRITTEN, None)
-    if not record or not (record["written"] or record["unchanged"]):
+    state = config.stash.get(_STATE, None)
+    if state is None or hasattr(config, "workerinput"):
+        return
+    if not (state.written or state.unchanged or state.unused or state.errors or state.obtained):
         return
     terminalreporter.write_sep("-", "flop_count goldens")
-    for path in record["written"]:
+    for path in state.written:
         terminalreporter.write_line(f"written: {path}")
-    if record["unchanged"]:
-        terminalreporter.write_line(f"{len(record['unchanged'])} unchanged")
+    if state.unchanged:
+        terminalreporter.write_line(f"{len(state.unchanged)} unchanged")
+    for line in state.obtained:
+        terminalreporter.write_line(line)
+    if state.unused:
+        terminalreporter.write_line(f"{len(state.unused)} unused golden(s): no test asked for them in this full "
+                                    "run (listed, never deleted; remove them yourself if they are not wanted)")
+        for path in state.unused:
+            terminalreporter.write_line(f"  unused: {path}")
+    for line in state.errors:
+        terminalreporter.write_line(f"ERROR: {line}")

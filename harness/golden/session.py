@@ -1,8 +1,8 @@
 """The golden bookkeeping of one pytest run: checks, records, the final write, unused and prune.
 
 One :class:`GoldenSession` lives in every pytest process. A test calls :meth:`check_layout` or
-:meth:`check_count`: a normal run compares with the golden (a failure is a table and the exact
-command that regenerates it); ``--update-golden`` records instead. The process that owns the
+:meth:`check_count`: a normal run compares with the golden (a failure is a table, the obtained
+file it names and the exact command that regenerates it); ``--update-golden`` records instead. The process that owns the
 terminal (the only one without xdist, the controller with it) receives the xdist workers' records
 and, at the end, writes each golden file once, atomically, under the update lock.
 
@@ -15,6 +15,9 @@ Safety rules:
 * Unused goldens are computed from the suite *definition* (every target, mode, page, stage,
   counter and shape key it defines), never from what ran, and listed with the command that
   removes them.
+* A mismatch is written to ``<golden>.obtained.json`` at the end (the golden with the obtained
+  values in place, marked ours); a later run removes it only when it is ours and every address
+  it names passed in that run.
 * Deleting takes ``--prune-golden``, which deletes a target's unused goldens only when every case
   the definition expects of that target ran and passed in this session, and the run was not
   stopped, interrupted, or broken by a collection error or a crashed worker. Otherwise it refuses,
@@ -35,8 +38,10 @@ import pytest
 from harness.golden.bands import Band, Bands, load_bands
 from harness.golden.compare import Mismatch, compare_entry, compare_values, format_mismatch
 from harness.golden.store import (
+    OBTAINED_SUFFIX,
     SCHEMA_VERSION,
     GoldenError,
+    GoldenStore,
     UpdateLock,
     count_path,
     dumps_golden,
@@ -44,7 +49,10 @@ from harness.golden.store import (
     iter_golden_files,
     layout_path,
     load_doc,
+    migrate_legacy,
+    obtained_path,
     sweep_temp_files,
+    without_legacy,
     write_atomic,
 )
 
@@ -72,16 +80,15 @@ class Expected:
     """What the suite definition expects, independent of what this run selected or can run.
 
     ``layouts``: ``(target, mode) -> page ids``; ``counts``: ``(target, stage, shape key) ->
-    (shape, pages reaching it, counters)``.
+    (shape, counters)``. Which pages reach a key is the layouts' fact, not the counts'.
     """
 
     layouts: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
-    counts: dict[tuple[str, str, str], tuple[dict[str, Any], tuple[str, ...], tuple[str, ...]]] = \
-        field(default_factory=dict)
+    counts: dict[tuple[str, str, str], tuple[dict[str, Any], tuple[str, ...]]] = field(default_factory=dict)
 
     def addresses(self, target: str) -> set[str]:
         out = {layout_address(t, m, p) for (t, m), pages in self.layouts.items() if t == target for p in pages}
-        out |= {count_address(t, s, c, k) for (t, s, k), (_, _, counters) in self.counts.items()
+        out |= {count_address(t, s, c, k) for (t, s, k), (_, counters) in self.counts.items()
                 if t == target for c in counters}
         return out
 
@@ -114,7 +121,6 @@ def regenerate_command(config: pytest.Config, nodeid: str | None, *, flag: str =
 @dataclass
 class _CountRecord:
     shape: dict[str, Any]
-    pages: list[str]
     environment: dict[str, Any] = field(default_factory=dict)
     counters: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -135,7 +141,7 @@ class GoldenSession:
         self._band_names = (None if stages is None else tuple(stages),
                             None if counters is None else tuple(counters))
         self._bands: Bands | None = None
-        self._docs: dict[Path, dict[str, Any] | GoldenError | None] = {}
+        self.store = GoldenStore(self.root, base=config.rootpath)
         self.lock = UpdateLock(self.root)
         self.layout_records: dict[tuple[str, str], dict[str, Any]] = {}   # (target, mode) -> {text_tokens, pages}
         self.count_records: dict[tuple[str, str, str], _CountRecord] = {}
@@ -152,7 +158,15 @@ class GoldenSession:
         self.pruned: list[str] = []
         self.prune_refused: list[str] = []
         self.swept: list[Path] = []
+        self.migrated: list[Path] = []
         self.errors: list[str] = []
+        #: golden path -> what this process obtained where it differs (written at the end, by the
+        #: terminal-owning process): {"kind", "layout": {page: row}, "text_tokens", "counters":
+        #: {counter: entry}, "shape", "environment", "differs": [addresses]}
+        self.obtained: dict[str, dict[str, Any]] = {}
+        self.obtained_written: list[Path] = []
+        self.obtained_removed: list[Path] = []
+        self.obtained_problems: list[str] = []
 
     # ----------------------------------------------------------------------------- basics
     @property
@@ -174,23 +188,21 @@ class GoldenSession:
         return self.update or self.prune
 
     def display_path(self, path: Path) -> str:
-        try:
-            return str(Path(path).relative_to(self.config.rootpath))
-        except ValueError:
-            return str(path)
+        return self.store.display(path)
 
     def _load(self, path: Path, kind: str, nodeid: str | None) -> dict[str, Any] | None:
         """The golden document at ``path`` (cached), None if absent; GoldenError if corrupt."""
-        if path not in self._docs:
-            try:
-                self._docs[path] = load_doc(path, kind, display=self.display_path(path))
-            except GoldenError as exc:
-                self._docs[path] = exc
-        doc = self._docs[path]
-        if isinstance(doc, GoldenError):
-            text = str(doc).rsplit("\nTo regenerate it, run:", 1)[0]
-            raise GoldenError(f"{text}\nTo regenerate it, run:\n  {regenerate_command(self.config, nodeid)}")
-        return doc
+        return self.store.load(path, kind, regenerate=regenerate_command(self.config, nodeid))
+
+    def _obtained_note(self, path: Path, address: str, update: Callable[[dict[str, Any]], None]) -> str:
+        """Record what this run obtained for ``address`` of the golden at ``path`` (written beside
+        it at the end of the run); the line of the failure message that names the file."""
+        rec = self.obtained.setdefault(str(path), {"differs": []})
+        update(rec)
+        if address not in rec["differs"]:
+            rec["differs"].append(address)
+        return (f"obtained: {self.display_path(obtained_path(path))} (written when the run ends: the golden "
+                "with this run's values; diff the two)")
 
     def _fail(self, message: str) -> None:
         __tracebackhide__ = True
@@ -228,8 +240,13 @@ class GoldenSession:
         if doc.get("text_tokens") != text_tokens:
             rows.append(Mismatch("text_tokens", text_tokens, doc.get("text_tokens")))
         if rows:
+            def put(rec: dict[str, Any]) -> None:
+                rec.setdefault("layout", {})[page] = record
+                rec["text_tokens"] = text_tokens
+            note = self._obtained_note(path, layout_address(target, mode, page), put)
             self._fail(format_mismatch(f"layout golden {target}-{mode}-{page}: the page's layout differs from "
-                                       "the golden.", rows, path=self.display_path(path), regenerate=command))
+                                       "the golden.", rows, path=self.display_path(path), regenerate=command,
+                                       context=[note]))
 
     # ----------------------------------------------------------------------------- counts
     def read_count(self, target: str, stage: str, key: str, counter: str, *, nodeid: str | None = None,
@@ -260,16 +277,15 @@ class GoldenSession:
         return doc is not None and counter in doc["counters"]
 
     def check_count(self, target: str, stage: str, counter: str, key: str, entry: Mapping[str, Any], *,
-                    shape: Mapping[str, Any], pages: Iterable[str], environment: Mapping[str, Any],
+                    shape: Mapping[str, Any], environment: Mapping[str, Any],
                     nodeid: str | None = None, band: Band | None = None) -> None:
         """Compare one counter's count at one shape key with its golden (or record it)."""
         __tracebackhide__ = True
         entry = json.loads(dumps_golden(entry))
         shape = json.loads(dumps_golden(shape))
-        pages = list(pages)
         env = json.loads(dumps_golden(environment))
         if self.update:
-            rec = self.count_records.setdefault((target, stage, key), _CountRecord(shape, pages))
+            rec = self.count_records.setdefault((target, stage, key), _CountRecord(shape))
             rec.environment.update(env)
             rec.counters[counter] = entry
             return
@@ -278,23 +294,26 @@ class GoldenSession:
             band = self.bands.lookup("regress", stage, counter, str(entry.get("convention", "")))
         rows = compare_entry(entry, expected, band)
         rows += compare_values("shape", shape, doc["shape"])
-        if pages != doc["pages"]:
-            rows.append(Mismatch("pages", f"{len(pages)} page(s)", f"{len(doc['pages'])} page(s)",
-                                 f"pages reaching this key changed: +{sorted(set(pages) - set(doc['pages']))[:3]} "
-                                 f"-{sorted(set(doc['pages']) - set(pages))[:3]}"))
         context = self._env_context(env, doc.get("environment") or {})
         if rows:
+            path = count_path(self.root, target, stage, key)
+
+            def put(rec: dict[str, Any]) -> None:
+                rec.setdefault("counters", {})[counter] = entry
+                rec["shape"] = shape
+                rec.setdefault("environment", {}).update(env)
+            context.append(self._obtained_note(path, count_address(target, stage, counter, key), put))
             self._fail(format_mismatch(f"count golden {target}-{stage}-{counter}-{key}: measured counts differ "
-                                       "from the golden.", rows, band=band,
-                                       path=self.display_path(count_path(self.root, target, stage, key)),
+                                       "from the golden.", rows, band=band, path=self.display_path(path),
                                        regenerate=regenerate_command(self.config, nodeid), context=context))
 
     # ----------------------------------------------------------------------- xdist
     def worker_output(self) -> str:
         return json.dumps({
             "layouts": [[list(k), v] for k, v in sorted(self.layout_records.items())],
-            "counts": [[list(k), {"shape": r.shape, "pages": r.pages, "environment": r.environment,
+            "counts": [[list(k), {"shape": r.shape, "environment": r.environment,
                                   "counters": r.counters}] for k, r in sorted(self.count_records.items())],
+            "obtained": self.obtained,
             "env_seen": {k: list(v) for k, v in self.env_seen.items()},
             "collect_errors": self.collect_errors})
 
@@ -303,9 +322,18 @@ class GoldenSession:
             mine = self.layout_records.setdefault(tuple(key), {"text_tokens": rec["text_tokens"], "pages": {}})
             mine["pages"].update(rec["pages"])
         for key, rec in data.get("counts", []):
-            mine = self.count_records.setdefault(tuple(key), _CountRecord(rec["shape"], rec["pages"]))
+            mine = self.count_records.setdefault(tuple(key), _CountRecord(rec["shape"]))
             mine.environment.update(rec["environment"])
             mine.counters.update(rec["counters"])
+        for path, rec in data.get("obtained", {}).items():
+            mine = self.obtained.setdefault(path, {"differs": []})
+            mine.setdefault("layout", {}).update(rec.get("layout", {}))
+            mine.setdefault("counters", {}).update(rec.get("counters", {}))
+            mine.setdefault("environment", {}).update(rec.get("environment", {}))
+            for name in ("shape", "text_tokens"):
+                if name in rec:
+                    mine[name] = rec[name]
+            mine["differs"] = sorted(set(mine["differs"]) | set(rec.get("differs", [])))
         for name, pair in data.get("env_seen", {}).items():
             self.env_seen.setdefault(name, tuple(pair))
         self.collect_errors = max(self.collect_errors, int(data.get("collect_errors", 0)))
@@ -336,14 +364,53 @@ class GoldenSession:
     def finish(self, session: pytest.Session) -> None:
         """Write what was recorded (never deleting), find unused goldens, prune if asked and allowed."""
         try:
+            if self.update and not self.stop_reasons(session):
+                # fields a kind no longer holds go (every other byte kept), before the rows go in
+                self.migrated = migrate_legacy(self.root, self.lock)
             if self.update:
                 self._write_layouts()
                 self._write_counts()
             self._find_unused()
             if self.prune:
                 self._prune(self.stop_reasons(session))
+            self._finish_obtained()
         finally:
             self.lock.release()
+
+    def _finish_obtained(self) -> None:
+        """Write each golden's obtained file (the golden with this run's differing values in
+        place), and remove our stale ones: those whose every differing address passed now."""
+        for name, rec in sorted(self.obtained.items()):
+            path = Path(name)
+            kind = "layout" if path.parent.name == "layout" else "count"
+            try:
+                doc = self.store.load(path, kind)
+            except GoldenError:
+                doc = None
+            if doc is None:
+                continue
+            doc = without_legacy(json.loads(json.dumps(doc)))
+            if kind == "layout":
+                doc["pages"].update(rec.get("layout", {}))
+                doc["text_tokens"] = rec.get("text_tokens", doc["text_tokens"])
+            else:
+                doc["counters"].update(rec.get("counters", {}))
+                doc["shape"] = rec.get("shape", doc["shape"])
+                doc.setdefault("environment", {}).update(rec.get("environment", {}))
+            written, why = self.store.write_obtained(path, doc, rec["differs"])
+            if written is not None:
+                self.obtained_written.append(written)
+            else:
+                self.obtained_problems.append(why)
+        passed = {a for a, outcome in self.reported.items() if outcome == "passed"}
+        if not passed:
+            return
+        fresh = set(self.obtained)
+        for pattern in (f"*/layout/*{OBTAINED_SUFFIX}", f"*/count/*/*{OBTAINED_SUFFIX}"):
+            for found in sorted(self.root.glob(pattern)):
+                golden = found.with_name(found.name[:-len(OBTAINED_SUFFIX)] + ".json")
+                if str(golden) not in fresh and self.store.remove_stale_obtained(golden, passed):
+                    self.obtained_removed.append(found)
 
     def _write(self, path: Path, kind: str, doc: dict[str, Any], old: dict[str, Any] | None) -> None:
         if old is not None and facts(old) == facts(json.loads(dumps_golden(doc))):
@@ -403,7 +470,7 @@ class GoldenSession:
         for (target, stage, key), rec in sorted(self.count_records.items()):
             path = count_path(self.root, target, stage, key)
             want = self.expected.counts.get((target, stage, key))
-            old = self._old(path, "count", rec.counters, None if want is None else want[2],
+            old = self._old(path, "count", rec.counters, None if want is None else want[1],
                             f"{regenerate_command(self.config, None)} --target {target} --stage {stage}")
             if isinstance(old, GoldenError):
                 continue
@@ -412,8 +479,7 @@ class GoldenSession:
             environment = dict(old.get("environment", {})) if old else {}
             environment.update(rec.environment)
             doc = {"schema": SCHEMA_VERSION, "kind": "count", "target": target, "stage": stage,
-                   "shape_key": key, "shape": rec.shape, "pages": rec.pages, "counters": counters,
-                   "environment": environment}
+                   "shape_key": key, "shape": rec.shape, "counters": counters, "environment": environment}
             self._write(path, "count", doc, old)
 
     def _find_unused(self) -> None:
@@ -444,7 +510,7 @@ class GoldenSession:
                     self.unused.append(count_address(doc["target"], doc["stage"], "*", doc["shape_key"]))
                 else:
                     self.unused += [count_address(doc["target"], doc["stage"], c, doc["shape_key"])
-                                    for c in sorted(set(doc["counters"]) - set(want[2]))]
+                                    for c in sorted(set(doc["counters"]) - set(want[1]))]
 
     def _prune(self, stop_reasons: list[str]) -> None:
         if stop_reasons:
@@ -500,6 +566,17 @@ class GoldenSession:
         show = self.display_path
         if self.swept:
             lines.append(f"{len(self.swept)} stale temporary file(s) of a killed run removed")
+        if self.migrated:
+            lines.append(f"{len(self.migrated)} golden file(s) rewritten without the fields their kind no longer "
+                         "holds (the pages of count goldens); nothing else in them changed")
+        if self.obtained_written:
+            lines.append(f"{len(self.obtained_written)} obtained file(s) written beside their golden (what this "
+                         "run measured where it differs; diff, then fix the code or regenerate the golden)")
+            lines += [f"  obtained: {show(p)}" for p in self.obtained_written[:SUMMARY_LIMIT]]
+        if self.obtained_removed:
+            lines.append(f"{len(self.obtained_removed)} stale obtained file(s) removed (ours, and what they "
+                         "named passes now)")
+        lines += [f"obtained file not written: {p}" for p in self.obtained_problems]
         if self.update:
             lines.append(f"{len(self.written)} golden file(s) written, {len(self.unchanged)} unchanged"
                          + (f", {len(self.replaced_corrupt)} corrupt file(s) replaced" if self.replaced_corrupt else ""))

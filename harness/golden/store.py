@@ -1,13 +1,17 @@
-"""Golden files on disk: where they live, their format, atomic writes, and the update lock.
+"""Golden files on disk: where they live, their format, atomic writes, the update lock, and the
+:class:`GoldenStore` through which the suite, the report and the ``flop_count`` fixture read them
+and write obtained files (``<golden>.obtained.json``, ours by name and marker).
 
-Two kinds of golden, one fact each (``schema`` 2):
+Two kinds of suite golden, one fact each (``schema`` 2), and the ``harness.count`` kind of the
+``flop_count`` fixture (schema 1, :mod:`harness.count.golden`):
 
 * **layout** -- ``<root>/<target>/layout/<mode>.json``: one table per target and mode listing
   every page: its size, views, crop grid, token counts and the shape keys it reaches;
 * **count** -- ``<root>/<target>/count/<stage>/<shape key>.json``: the counts of one stage at one
   shape key (``g1024+6x768``, ``L1131``, ``T1131``), one entry per counter (raw, convention,
-  FLOPs, per-op and per-key splits, unknown and ignored ops), the shape, the pages that reach it,
-  and the environment that made it.
+  FLOPs, per-op and per-key splits, unknown and ignored ops), the shape, and the environment that
+  made it. Which pages reach the key is the layout goldens' fact; an older file's ``pages`` list
+  is read and ignored, and dropped by :func:`migrate_legacy` in a writing run.
 
 The JSON is deterministic (sorted keys, two-space indent, floats to 12 significant digits, no
 timestamps), so deleting a golden and regenerating it on the same environment gives the same
@@ -19,7 +23,6 @@ Only a lock holder sweeps temporary files, so it never removes another run's.
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
@@ -30,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "SCHEMA_VERSION", "TEMP_SUFFIX", "LOCK_NAME", "KINDS", "GoldenError", "GoldenLockedError",
-    "layout_path", "count_path", "dumps_golden", "write_atomic", "load_doc", "facts",
-    "UpdateLock", "sweep_temp_files", "iter_golden_files",
+    "SCHEMA_VERSION", "TEMP_SUFFIX", "LOCK_NAME", "KINDS", "FLOP_COUNT_KIND", "OBTAINED_SUFFIX",
+    "LEGACY_FIELDS", "GoldenError", "GoldenLockedError", "GoldenStore",
+    "layout_path", "count_path", "obtained_path", "dumps_golden", "write_atomic", "load_doc", "facts",
+    "UpdateLock", "sweep_temp_files", "iter_golden_files", "migrate_legacy",
 ]
 
 #: Bumped when the layout of a golden file changes; a file with another schema is an error that
@@ -41,12 +45,27 @@ SCHEMA_VERSION = 2
 FLOAT_DIGITS = 12
 TEMP_SUFFIX = ".tmp"
 LOCK_NAME = ".harness-golden.lock"
-KINDS = ("layout", "count")
-#: Fields of each kind of document (besides schema, kind and environment).
+#: The ``kind`` of a ``flop_count`` golden (a user's model; :mod:`harness.count.golden`).
+FLOP_COUNT_KIND = "harness.count"
+KINDS = ("layout", "count", FLOP_COUNT_KIND)
+#: Schema each kind is read at.
+_SCHEMA = {"layout": SCHEMA_VERSION, "count": SCHEMA_VERSION, FLOP_COUNT_KIND: 1}
+#: Fields of each kind of document (besides schema, kind and environment), and the object of
+#: objects that holds its entries.
 _FIELDS: dict[str, dict[str, type]] = {
     "layout": {"target": str, "mode": str, "text_tokens": int, "pages": dict},
-    "count": {"target": str, "stage": str, "shape_key": str, "shape": dict, "pages": list, "counters": dict},
+    "count": {"target": str, "stage": str, "shape_key": str, "shape": dict, "counters": dict},
+    FLOP_COUNT_KIND: {"counts": dict},
 }
+_ENTRIES = {"layout": "pages", "count": "counters", FLOP_COUNT_KIND: "counts"}
+#: Fields a kind no longer holds, still read (and ignored) in older files; a writing run drops
+#: them (:func:`migrate_legacy`) and nothing else. ``pages`` of a count golden listed the pages
+#: reaching its key, which the layout goldens state already (page -> shape key).
+LEGACY_FIELDS: dict[str, tuple[str, ...]] = {"count": ("pages",)}
+#: ``<golden>.obtained.json``: what a failing run obtained, beside the golden, for a reviewer to diff.
+OBTAINED_SUFFIX = ".obtained.json"
+#: The marker field of an obtained file (ours by name AND by this field's value).
+OBTAINED_MARKER = "obtained"
 
 
 class GoldenError(Exception):
@@ -67,10 +86,22 @@ def count_path(root: Path | str, target: str, stage: str, shape_key: str) -> Pat
     return Path(root) / target / "count" / stage / f"{shape_key}.json"
 
 
+def obtained_path(path: Path | str) -> Path:
+    """``<golden>.obtained.json`` beside the golden ``<golden>.json``."""
+    path = Path(path)
+    return path.with_name(path.name[:-len(".json")] + OBTAINED_SUFFIX if path.name.endswith(".json")
+                          else path.name + OBTAINED_SUFFIX)
+
+
+def is_obtained_name(path: Path | str) -> bool:
+    return Path(path).name.endswith(OBTAINED_SUFFIX)
+
+
 def iter_golden_files(root: Path | str) -> list[Path]:
-    """Every golden file under ``root`` (layout and count), sorted."""
+    """Every golden file under ``root`` (layout and count; obtained files are not goldens), sorted."""
     root = Path(root)
-    return sorted([*root.glob("*/layout/*.json"), *root.glob("*/count/*/*.json")])
+    return sorted(p for p in [*root.glob("*/layout/*.json"), *root.glob("*/count/*/*.json")]
+                  if not is_obtained_name(p))
 
 
 # ---------------------------------------------------------------------------------------- IO
@@ -157,9 +188,14 @@ def load_doc(path: Path | str, kind: str, *, regenerate: str = "pytest --update-
                           f"{exc.colno}: {exc.msg}); it may be truncated or hand-edited.{fix}") from exc
     if not isinstance(data, dict):
         raise GoldenError(f"golden file {shown}: expected a JSON object, got {type(data).__name__}.{fix}")
-    if data.get("schema") != SCHEMA_VERSION:
+    if data.get(OBTAINED_MARKER) is True:
+        raise GoldenError(f"golden file {shown} is an obtained file (what a failing run measured), not a "
+                          f"golden; compare it with the golden, then delete it.{fix}")
+    if data.get("kind") != kind and kind == FLOP_COUNT_KIND:
+        raise GoldenError(f"golden file {shown}: not a {kind} golden of schema {_SCHEMA[kind]}.{fix}")
+    if data.get("schema") != _SCHEMA[kind]:
         raise GoldenError(f"golden file {shown}: schema {data.get('schema')!r}, this harness reads schema "
-                          f"{SCHEMA_VERSION}.{fix}")
+                          f"{_SCHEMA[kind]}.{fix}")
     if data.get("kind") != kind:
         raise GoldenError(f"golden file {shown}: kind {data.get('kind')!r}, expected {kind!r}.{fix}")
     for name, typ in _FIELDS[kind].items():
@@ -167,10 +203,9 @@ def load_doc(path: Path | str, kind: str, *, regenerate: str = "pytest --update-
         if not isinstance(value, typ) or isinstance(value, bool):
             raise GoldenError(f"golden file {shown}: field {name!r} must be a {typ.__name__}, got "
                               f"{type(value).__name__}.{fix}")
-    inner = data["pages"] if kind == "layout" else data["counters"]
+    inner = data[_ENTRIES[kind]]
     if not all(isinstance(v, dict) for v in inner.values()):
-        raise GoldenError(f"golden file {shown}: every entry of "
-                          f"{'pages' if kind == 'layout' else 'counters'} must be an object.{fix}")
+        raise GoldenError(f"golden file {shown}: every entry of {_ENTRIES[kind]} must be an object.{fix}")
     if not isinstance(data.get("environment", {}), dict):
         raise GoldenError(f"golden file {shown}: 'environment' must be an object.{fix}")
     return data
@@ -181,58 +216,170 @@ def facts(doc: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k != "environment"}
 
 
+def without_legacy(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """``doc`` without the fields its kind no longer holds (:data:`LEGACY_FIELDS`)."""
+    drop = LEGACY_FIELDS.get(str(doc.get("kind")), ())
+    return {k: v for k, v in doc.items() if k not in drop}
+
+
+def migrate_legacy(root: Path | str, lock: "UpdateLock") -> list[Path]:
+    """Drop the legacy fields from every golden under ``root`` that still holds one; only a lock
+    holder may. The new text is the old document minus those fields, re-serialised; every other
+    byte of its facts and environment is kept (checked before writing: a file whose remaining
+    content would change in any other way is left alone). Returns the files rewritten."""
+    if not lock.held:
+        raise RuntimeError("migrate_legacy needs the update lock")
+    done = []
+    for path in iter_golden_files(root):
+        kind = "layout" if path.parent.name == "layout" else "count"
+        if not LEGACY_FIELDS.get(kind):
+            continue
+        try:
+            doc = load_doc(path, kind)
+        except GoldenError:
+            continue            # a corrupt file is the session's to report, never rewritten here
+        if doc is None or not any(f in doc for f in LEGACY_FIELDS[kind]):
+            continue
+        new = without_legacy(doc)
+        if json.loads(dumps_golden(new)) != new:      # not already in canonical form: not ours to touch
+            continue
+        write_atomic(path, dumps_golden(new))
+        done.append(path)
+    return done
+
+
+class GoldenStore:
+    """One golden directory as the suite, the report and the ``flop_count`` fixture read and write
+    it: documents loaded once (a corrupt one kept as its :class:`GoldenError`), paths shown
+    relative to ``base``, atomic writes, and the obtained files of mismatches.
+
+    ``obtained=False`` (the report): a reader that never writes into the golden directory.
+    """
+
+    def __init__(self, root: Path | str, *, base: Path | str | None = None, obtained: bool = True) -> None:
+        self.root = Path(root)
+        self.base = None if base is None else Path(base)
+        self.writes_obtained = obtained
+        self._docs: dict[Path, dict[str, Any] | GoldenError | None] = {}
+
+    def display(self, path: Path | str) -> str:
+        if self.base is not None:
+            try:
+                return str(Path(path).relative_to(self.base))
+            except ValueError:
+                pass
+        return str(path)
+
+    def load(self, path: Path | str, kind: str, *, regenerate: str = "pytest --update-golden") -> dict[str, Any] | None:
+        """The document at ``path`` (read once), None when absent; :class:`GoldenError` (naming
+        ``regenerate``) when it cannot be used."""
+        path = Path(path)
+        if path not in self._docs:
+            try:
+                self._docs[path] = load_doc(path, kind, display=self.display(path))
+            except GoldenError as exc:
+                self._docs[path] = exc
+            except OSError as exc:
+                self._docs[path] = GoldenError(f"golden file {self.display(path)} cannot be read: {exc}")
+        doc = self._docs[path]
+        if isinstance(doc, GoldenError):
+            text = str(doc).rsplit("\nTo regenerate it, run:", 1)[0]
+            raise GoldenError(f"{text}\nTo regenerate it, run:\n  {regenerate}")
+        return doc
+
+    def forget(self, path: Path | str) -> None:
+        self._docs.pop(Path(path), None)
+
+    # ------------------------------------------------------------------ obtained files
+    def write_obtained(self, golden: Path | str, doc: Mapping[str, Any], differs: list[str]) -> tuple[Path | None, str]:
+        """Write ``<golden>.obtained.json``: ``doc`` (the golden's document with what this run
+        obtained in place of the expected values), marked ours (``"obtained": true``) with the
+        addresses that differ. Returns ``(path, "")``, or ``(None, why not)``: a read-only golden
+        directory, a reader store, or a file of that name that is not ours (never replaced)."""
+        if not self.writes_obtained:
+            return None, "this command does not write into the golden directory"
+        path = obtained_path(golden)
+        if path.exists() and not self.is_ours(path):
+            return None, f"{self.display(path)} exists and is not one harness wrote; left as it is"
+        out = dict(doc)
+        out[OBTAINED_MARKER] = True
+        out["obtained_differs"] = sorted(set(differs))
+        try:
+            write_atomic(path, dumps_golden(out))
+        except OSError as exc:
+            return None, f"could not write {self.display(path)}: {exc.strerror or exc}"
+        return path, ""
+
+    @staticmethod
+    def is_ours(path: Path | str) -> bool:
+        """An obtained file harness wrote: named ``*.obtained.json`` and holding ``"obtained": true``."""
+        path = Path(path)
+        if not is_obtained_name(path) or path.is_symlink() or not path.is_file():
+            return False
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(data, dict) and data.get(OBTAINED_MARKER) is True \
+            and isinstance(data.get("obtained_differs"), list)
+
+    def obtained_differs(self, golden: Path | str) -> list[str] | None:
+        """The addresses our obtained file beside ``golden`` names, None if there is none of ours."""
+        path = obtained_path(golden)
+        if not self.is_ours(path):
+            return None
+        return list(json.loads(path.read_text(encoding="utf-8"))["obtained_differs"])
+
+    def remove_stale_obtained(self, golden: Path | str, passed: set[str]) -> bool:
+        """Remove our obtained file beside ``golden`` when every address it names passed (or was
+        recorded) in this run: it is then stale. A file not ours is never touched."""
+        if not self.writes_obtained:
+            return False
+        differs = self.obtained_differs(golden)
+        if differs is None or not set(differs) <= passed:
+            return False
+        try:
+            obtained_path(golden).unlink()
+        except OSError:
+            return False
+        return True
+
+
 # ---------------------------------------------------------------------------------------- lock
 class UpdateLock:
     """An exclusive, non-blocking lock on ``<root>/.harness-golden.lock`` for a writing run.
 
     The holder's pid and command line are written into the file, so a refused run can say who
-    holds it. The lock is the kernel's (``fcntl.flock``): it dies with the process, so a killed
-    run never leaves a stale lock.
+    holds it. The lock is :class:`harness.filelock.FileLock` (the kernel's ``flock``): it dies
+    with the process, so a killed run never leaves a stale lock.
     """
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
         self.path = self.root / LOCK_NAME
-        self._fd: int | None = None
+        from harness.filelock import FileLock
+
+        self._lock = FileLock(self.path)
 
     def acquire(self, what: str = "") -> None:
-        import fcntl
+        from harness.filelock import LockHeld
 
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = ""
-            try:
-                holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
-            except OSError:
-                pass
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise GoldenLockedError(
-                    f"the golden directory {self.root} is being updated by another run"
-                    f"{' (' + holder + ')' if holder else ''}. Wait for it to finish, then run again; "
-                    "two runs that write goldens at once could leave one of them stale.") from exc
-            raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}, since {time.strftime('%H:%M:%S')}: {what}".encode(), 0)
-        self._fd = fd
+            self._lock.acquire(f"pid {os.getpid()}, since {time.strftime('%H:%M:%S')}: {what}")
+        except LockHeld as exc:
+            holder = exc.holder
+            raise GoldenLockedError(
+                f"the golden directory {self.root} is being updated by another run"
+                f"{' (' + holder + ')' if holder else ''}. Wait for it to finish, then run again; "
+                "two runs that write goldens at once could leave one of them stale.") from exc
 
     def release(self) -> None:
-        if self._fd is not None:
-            import fcntl
-
-            try:
-                os.ftruncate(self._fd, 0)
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-            finally:
-                os.close(self._fd)
-                self._fd = None
+        self._lock.release()
 
     @property
     def held(self) -> bool:
-        return self._fd is not None
+        return self._lock.held
 
 
 def sweep_temp_files(root: Path | str, lock: UpdateLock) -> list[Path]:
@@ -242,6 +389,8 @@ def sweep_temp_files(root: Path | str, lock: UpdateLock) -> list[Path]:
         raise RuntimeError("sweep_temp_files needs the update lock")
     removed = []
     for path in Path(root).rglob(".*.json.*" + TEMP_SUFFIX):
+        if path.parent.name == "flop_count":     # the flop_count fixture's folder has a lock of its own
+            continue
         try:
             path.unlink()
             removed.append(path)

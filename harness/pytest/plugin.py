@@ -712,11 +712,11 @@ class GoldenCheck:
         self._session.check_layout(target, mode, page, record, text_tokens=text_tokens, nodeid=self._item.nodeid)
 
     def count(self, target: str, stage: str, counter: str, key: str, entry: dict[str, Any], *,
-              shape: dict[str, Any], pages: list[str], environment: dict[str, Any]) -> None:
+              shape: dict[str, Any], environment: dict[str, Any]) -> None:
         """Check one counter's count of one stage at one shape key."""
         __tracebackhide__ = True
         self._address(count_address(target, stage, counter, key))
-        self._session.check_count(target, stage, counter, key, entry, shape=shape, pages=pages,
+        self._session.check_count(target, stage, counter, key, entry, shape=shape,
                                   environment=environment, nodeid=self._item.nodeid)
 
     def read_count(self, target: str, stage: str, key: str, counter: str, *, command: str | None = None):

@@ -284,30 +284,32 @@ class GoldenChecker:
     line per differing field), ``"corrupt"`` (the golden file exists but cannot be read: one line
     naming it), ``"no golden"`` (none stored for this cell yet) or ``"n/a"`` (stock
     variants have no goldens). ``check(record)`` is the same for a :class:`Record`.
+
+    It reads through the golden engine's store (:class:`harness.golden.GoldenStore`, the suite's
+    loader) and compares with its comparison (``compare_entry``); as a reader it never writes into
+    the golden directory (no obtained files: the report's own output states the differences).
     """
 
     def __init__(self, root: Path, bands: Any) -> None:
+        from harness.golden import GoldenStore
+
         self.root = root
         self.bands = bands
-        self._docs: dict[Path, Any] = {}
+        self.store = GoldenStore(root, base=golden_dir().parent, obtained=False)
         self._obtained: dict[int, tuple[Any, Any]] = {}   # id(count) -> (count, its golden record)
 
     def _entry(self, cell: GoldenCell) -> Any:
         """The stored golden entry of ``cell`` or None: the count golden of its shape key."""
         from harness.inputs.shapes import key_name
-        from harness.golden import GoldenError, count_path, load_doc
+        from harness.golden import GoldenError, count_path
 
         path = count_path(self.root, cell.target, cell.stage, key_name(cell.shape_key))
-        if path not in self._docs:
-            try:
-                self._docs[path] = load_doc(path, "count", display=_shown_path(path))
-            except GoldenError as exc:
-                self._docs[path] = CorruptGolden(path, str(exc).split("\n", 1)[0])
-            except (OSError, ValueError) as exc:
-                self._docs[path] = CorruptGolden(path, f"golden file {_shown_path(path)} cannot be read: {exc}")
-        doc = self._docs[path]
-        if doc is None or isinstance(doc, CorruptGolden):
-            return doc
+        try:
+            doc = self.store.load(path, "count")
+        except GoldenError as exc:
+            return CorruptGolden(path, str(exc).split("\n", 1)[0])
+        if doc is None:
+            return None
         return doc["counters"].get(cell.counter)
 
     def check_cell(self, cell: GoldenCell) -> tuple[str, list[str]]:

@@ -461,49 +461,37 @@ class OutLock:
         self.out = Path(out).expanduser()
         parent = Path(os.path.abspath(self.out)).parent
         self.path = parent / f".{self.out.name}.harness-lock"
-        self.fd: int | None = None
+        from harness.filelock import FileLock
+
+        self._lock = FileLock(self.path, unlink=True)    # the shared primitive; the file goes on release
 
     def acquire(self) -> "OutLock":
-        import fcntl
+        from harness.filelock import LockHeld
 
-        for _ in range(10):
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as exc:
-                raise OutputError(f"--out {self.out}: cannot create its lock file {self.path}: "
-                                  f"{_io_problem(exc)}") from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                holder = _read_fd(fd)
-                os.close(fd)
-                raise OutputError(f"--out {self.out}: another harness report is writing it ({holder}); wait "
-                                  "for it to finish or choose another --out") from None
-            try:
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
-            except OSError:
-                same = False
-            if not same:            # the file was removed by the run that held it: lock the new one
-                os.close(fd)
-                continue
-            argv = list(sys.argv)
-            if argv and (argv[0].endswith(os.path.join("harness", "__main__.py")) or Path(argv[0]).name == "harness"):
-                argv[0] = "harness"
-            record = {**_owner_record(), "command": shlex.join(argv),
-                      "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
-            os.ftruncate(fd, 0)
-            os.write(fd, json.dumps(record).encode())
-            self.fd = fd
-            return self
-        raise OutputError(f"--out {self.out}: its lock file {self.path} keeps changing; another run is using it")
+        argv = list(sys.argv)
+        if argv and (argv[0].endswith(os.path.join("harness", "__main__.py")) or Path(argv[0]).name == "harness"):
+            argv[0] = "harness"
+        record = {**_owner_record(), "command": shlex.join(argv),
+                  "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+        try:
+            self._lock.acquire(json.dumps(record))
+        except LockHeld as exc:
+            if exc.changing:
+                raise OutputError(f"--out {self.out}: its lock file {self.path} keeps changing; another run "
+                                  "is using it") from None
+            raise OutputError(f"--out {self.out}: another harness report is writing it ({_holder(exc.holder)}); "
+                              "wait for it to finish or choose another --out") from None
+        except OSError as exc:
+            raise OutputError(f"--out {self.out}: cannot create its lock file {self.path}: "
+                              f"{_io_problem(exc)}") from None
+        return self
 
     def release(self) -> None:
-        if self.fd is None:
-            return
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
-        os.close(self.fd)
-        self.fd = None
+        self._lock.release()
+
+    @property
+    def fd(self) -> int | None:
+        return self._lock.fd
 
     def __enter__(self) -> "OutLock":
         return self.acquire()
@@ -512,13 +500,12 @@ class OutLock:
         self.release()
 
 
-def _read_fd(fd: int) -> str:
+def _holder(text: str) -> str:
     try:
-        os.lseek(fd, 0, os.SEEK_SET)
-        record = json.loads(os.read(fd, 65536).decode("utf-8", "replace"))
+        record = json.loads(text)
         return (f"process {record['pid']} on {record['host']}, started {record['started']}: "
                 f"{record['command']}")
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         return "its lock is held"
 
 

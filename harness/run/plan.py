@@ -6,8 +6,8 @@ Two kinds of fact:
   it reaches (pure arithmetic); golden ``<target>/layout/<mode>.json`` lists every page;
 * **count** -- ``<target>-<stage>-<counter>-<shape key>``: the counts of one stage at one shape key
   by one counter; one per distinct shape key that the selected pages reach. Its golden
-  ``<target>/count/<stage>/<shape key>.json`` also lists every page of the definition that reaches
-  it.
+  ``<target>/count/<stage>/<shape key>.json`` holds the counts and the environment; which pages
+  reach the key is the layout goldens' fact (page -> shape keys), stated once.
 
 The definition is every built-in page (``all`` = grid + corpus) in every mode of every target,
 every stage and every counter; :func:`expected` is computed from it alone (never from what ran),
@@ -199,5 +199,5 @@ def expected(counters: Iterable[str] = COUNTERS + (BYTES,)) -> Expected:
         for (stage, name), (key, pages) in shape_index(target).items():
             measurable = tuple(c for c in _measures(target, stage, pages, counters)
                                if not not_measurable(target, stage, c))
-            exp.counts[(target, stage, name)] = (shape_record(key), tuple(f"{m}/{p}" for m, p in pages), measurable)
+            exp.counts[(target, stage, name)] = (shape_record(key), measurable)
     return exp

@@ -33,7 +33,7 @@ def test_regenerate_pass_change_fail_regenerate(fake):
     docs = fake.assert_all_valid()
     sam = docs["fake/count/sam/g1024.json"]
     assert (sam["kind"], sam["target"], sam["stage"], sam["shape_key"]) == ("count", "fake", "sam", "g1024")
-    assert sam["shape"] == {"global": 1024} and sam["pages"] == ["base/letter", "base/grid-1"]
+    assert sam["shape"] == {"global": 1024} and "pages" not in sam     # page -> key: the layout's fact
     assert sam["counters"]["torch"]["flops"] == 1000
     assert sam["environment"] == {"dtype": "float32", "torch": "2.13.0", "transformers": "5.23.0"}
     l273 = docs["fake/count/prefill/L273.json"]["counters"]
@@ -195,7 +195,7 @@ def test_update_still_runs_the_test_body(fake):
     fake.pytester.makepyfile(test_other='''
 def test_fails_anyway(golden):
     golden.count("fake", "sam", "torch", "g1024", {"raw": 1, "convention": "flop", "flops": 1},
-                 shape={"global": 1024}, pages=["base/letter"], environment={})
+                 shape={"global": 1024}, environment={})
     assert False, "verification failed"
 ''')
     result = fake.run("--update-golden", "test_other.py")
