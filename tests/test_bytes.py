@@ -13,14 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.analytic import OP_CLASS, Traffic, stage_costs
-from harness.measure.bytes import (
-    BYTE_CAUSES,
-    UNEXPLAINED_BAND,
-    bytes_record,
-    count_bytes,
-    format_bytes_table,
-    stored_bytes,
-)
+from harness.measure.bytes import bytes_record, count_bytes, stored_bytes
+from harness.verify.bytes import BYTE_CAUSES, UNEXPLAINED_BAND, format_bytes_table
 
 BF16 = torch.bfloat16
 
@@ -122,19 +116,17 @@ def test_ocr2_letter_bytes_match_the_counter(engine, mode: str) -> None:
     """The rows behind tests/test_suite.py::test_count[ocr2-<stage>-bytes-<key>] (the same memoised
     measurements), with what the facts do not state: fusion only removes traffic, and the named
     causes are real work outside the StageCalls."""
-    from harness.analytic.config import load_dims
-    from harness.measure.bytes import compare_bytes, named_byte_causes
     from harness.run.engine import BYTES, BYTES_DTYPE, Case
+    from harness.verify import fact
 
     built = engine.built_model("ocr2", BYTES_DTYPE)
-    layout = engine.layout("ocr2", mode, "letter")
-    costs = stage_costs("ocr2", layout, dtype_bytes=2, attn_implementation=built.attn_implementation,
-                        experts_implementation=built.experts_implementation)
+    assert built.experts_implementation == "batched_mm"   # the experts byte model the verdicts take
     rows = []
     for stage in ("sam", "encoder", "projector", "prefill", "decode"):
-        measured = engine.measure(Case("ocr2", mode, "letter", stage, BYTES))
-        rows += compare_bytes(stage, costs[stage], measured,
-                              named_byte_causes("ocr2", stage, layout, load_dims("ocr2"), 2))
+        case = Case("ocr2", mode, "letter", stage, BYTES)
+        verdict = fact(engine, case, engine.measure(case))
+        assert verdict.verified, verdict.problems
+        rows += verdict.rows
     print("\n" + format_bytes_table(rows))
     totals = {r.stage: r for r in rows if r.key == "total"}
     assert list(totals) == ["sam", "encoder", "projector", "prefill", "decode"]

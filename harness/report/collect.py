@@ -7,10 +7,12 @@ of each counter (the tools as shipped, whose blind spots the report sizes) is
 ``Engine.measure(case, "stock")``, memoised in the same table.
 
 Each record is one ``target x mode x page x stage x counter`` cell. The verification verdict is
-the suite's own (:func:`harness.run.engine.verification`): ``explain_delta`` splits the delta into
+the suite's own (:func:`harness.verify.fact`): ``explain_delta`` splits the delta into
 known causes and a remainder, and the remainder must lie within the ``verify`` band of
 ``golden/tolerances.toml``; for patched torch the matmul class must also match the analytic
-model op key by op key.
+model op key by op key. The byte facts (the byte counter on the bf16 build, beside the analytic
+op-level bytes of that build's experts model, with their verdict) are :class:`ByteFact`, one per
+stage and shape key.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any, Callable, Iterator
 
 from harness.report.inputs import CounterSpec, ReportPlan
 from harness.run.engine import VARIANT as SUITE_VARIANT
-from harness.run.engine import Case, Engine, Measurement, verification
+from harness.run.engine import Case, Engine, Measurement
 from harness.golden.records import built_environment, layout_record
 
 
@@ -232,16 +234,15 @@ def _bands():
     return load_bands(golden_dir() / BANDS_FILE)
 
 
-def _verify(record: Measured, analytic: Any, bands: Any) -> None:
-    """The suite's verification verdict (:func:`harness.run.engine.verification`) on one measurement."""
-    verdict = verification(record.spec.counter, record.stage, analytic, record.count, bands)
+def _verify(record: Measured, engine: Engine, case: Case, bands: Any) -> None:
+    """The suite's verification verdict (:func:`harness.verify.fact`) on one measurement."""
+    from harness.verify import fact
+
+    verdict = fact(engine, case, record.count, bands)
     record.explanation = verdict.explanation
     record.band = verdict.band
     record.within_band = verdict.within_band
-    if record.spec.variant == SUITE_VARIANT:
-        # the suite's exact op-key check (patched torch); a stock variant's known blind spots are
-        # explained by explain_delta instead
-        record.key_mismatches = verdict.key_lines
+    record.key_mismatches = verdict.key_lines     # the suite's variant of torch only (exact op keys)
     record.unknown_blind_spots = verdict.unknown_lines
 
 
@@ -355,7 +356,7 @@ def public_text(text: str) -> str:
 
 
 def _measured(engine: Engine, case: Case, spec: CounterSpec, memo: tuple, key: tuple, where: str, fresh: bool,
-              index: int, cost: Any, bands: Any) -> Measured:
+              index: int, bands: Any) -> Measured:
     """The one :class:`Measured` of ``memo``: the engine's count (a memo hit by now), verified once."""
     measured = Measured(f"m{index}", memo, case.target, case.stage, spec, key, where, fresh)
     try:
@@ -366,7 +367,7 @@ def _measured(engine: Engine, case: Case, spec: CounterSpec, memo: tuple, key: t
     found = engine.measurements.get(memo)
     measured.seconds = found.seconds if found is not None else 0.0
     if measured.count is not None:
-        _verify(measured, cost, bands)
+        _verify(measured, engine, case, bands)
     return measured
 
 
@@ -683,7 +684,7 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
             measured = out.measurements.get(memo)
             if measured is None:
                 measured = _measured(engine, case, spec, memo, key, where, memo in fresh, len(out.measurements),
-                                     cost, bands)
+                                     bands)
                 out.measurements[memo] = measured
                 if measured.fresh:
                     out.model_runs += 1
