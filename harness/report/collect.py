@@ -27,11 +27,11 @@ from typing import Any, Callable, Iterator
 
 from harness.report.inputs import CounterSpec, ReportPlan
 from harness.run.engine import VARIANT as SUITE_VARIANT
-from harness.run.engine import Case, Engine, Measurement
+from harness.run.engine import BYTES, BYTES_DTYPE, Case, Engine, Measurement
 from harness.golden.records import built_environment, layout_record
 
 
-__all__ = ["Record", "Measured", "GoldenCell", "GoldenChecker", "StageInfo", "Collected", "collect", "environment_versions", "golden_dir", "BANDS_FILE"]
+__all__ = ["Record", "Measured", "ByteFact", "GoldenCell", "GoldenChecker", "StageInfo", "Collected", "collect", "environment_versions", "golden_dir", "BANDS_FILE"]
 
 #: ``golden/tolerances.toml`` next to the package (an editable install / checkout).
 BANDS_FILE = "tolerances.toml"
@@ -54,6 +54,35 @@ class StageInfo:
     params: int | None              # parameters of the stage's modules (None: model not built)
     shape_key: tuple
     attn_implementation: str
+    #: the experts byte model of ``cost``'s op-level bytes: the build's (OCR-2 on meta: batched_mm),
+    #: the loop when nothing was built (harness.analytic.experts_model)
+    experts_model: str = "loop"
+
+
+@dataclass(eq=False)
+class ByteFact:
+    """The byte fact of one stage at one shape key (every page x mode of that key references it):
+    the byte counter's op-level bytes on the bf16 build beside the analytic op-level bytes of that
+    build's experts model, and the suite's byte verdict (:func:`harness.verify.fact`)."""
+
+    id: str                         # "b<N>": report.json's reference
+    target: str
+    stage: str
+    shape_key: tuple
+    first: str                      # "page/mode" of the first cell that used it in this report
+    build: str = ""                 # the build the byte counter ran (dtype, device, attention, experts)
+    verdict: Any = None             # harness.verify.BytesVerdict (None: not measured)
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> Any:
+        """The stage's ``total`` BytesRow (analytic, measured, difference, named, unexplained)."""
+        return None if self.verdict is None else self.verdict.total
+
+    @property
+    def verified(self) -> bool | None:
+        return None if self.verdict is None else self.verdict.verified
 
 
 @dataclass(eq=False)
@@ -176,6 +205,10 @@ class Collected:
     measurements: dict[tuple, Measured] = field(default_factory=dict)
     #: (target, mode, page, stage, spec) -> Record: every lookup is keyed, nothing scans the list
     cells: dict[tuple, Record] = field(default_factory=dict)
+    #: (target, mode, page, stage) -> the ByteFact of its shape key (measured on meta only)
+    byte_facts: dict[tuple[str, str, str, str], ByteFact] = field(default_factory=dict)
+    #: memo key -> the one ByteFact every page x mode of that shape key references
+    byte_measurements: dict[tuple, ByteFact] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     target_environment: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -371,6 +404,29 @@ def _measured(engine: Engine, case: Case, spec: CounterSpec, memo: tuple, key: t
     return measured
 
 
+def _measures_bytes(plan: ReportPlan) -> bool:
+    """Byte facts are measured as the suite measures them: the byte counter on meta, beside counters."""
+    return plan.device == "meta" and bool(plan.counters)
+
+
+def _byte_fact(engine: Engine, case: Case, key: tuple, where: str, index: int) -> ByteFact:
+    """The one :class:`ByteFact` of ``case``'s shape key: the engine's byte count, verified once."""
+    from harness.verify import fact
+
+    found = ByteFact(f"b{index}", case.target, case.stage, key, where)
+    try:
+        count = engine.measure(case)
+        built = engine.built_model(case.target, BYTES_DTYPE)
+        found.build = (f"{BYTES_DTYPE} on {engine.device}, attention {built.attn_implementation}, "
+                       f"experts {built.experts_implementation}")
+        found.verdict = fact(engine, case, count)
+    except Exception as exc:      # memoised by the engine; every page of this shape key says why
+        found.error = _error_text(exc)
+    memo = engine.measurements.get(engine.measurement_key(case))
+    found.seconds = memo.seconds if memo is not None else 0.0
+    return found
+
+
 def _not_measurable(plan: ReportPlan, case: Case) -> str | None:
     """The target's documented reason a counter cannot measure a stage on the plan's device."""
     if plan.device != "meta":
@@ -395,6 +451,12 @@ def _pending(engine: Engine, plan: ReportPlan, items: list, build_errors: dict[s
                 continue
             keys.add(key)
             tasks.append((case, spec.variant, key))
+        if _measures_bytes(plan):
+            case = Case(target, mode, page.page_id, stage, BYTES)
+            key = engine.measurement_key(case)
+            if key not in keys and key not in engine.measurements:
+                keys.add(key)
+                tasks.append((case, SUITE_VARIANT, key))
     return tasks
 
 
@@ -563,7 +625,7 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
     processes, each running the engine's own ``measure``; the results land in the same memo
     table), then every cell is read from the memo in report order.
     """
-    from harness.analytic import stage_costs
+    from harness.analytic import experts_model, stage_costs
     from harness.inputs.workload import DEFAULT_PROMPT_TOKENS, compute_view_layout, get_workload
 
     say = status or (lambda text: None)
@@ -601,6 +663,11 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
         start = time.perf_counter()
         try:
             built = engine.built_model(tplan.name)
+            if _measures_bytes(plan):     # the byte counter's build, before any worker forks: one for all
+                try:
+                    engine.built_model(tplan.name, BYTES_DTYPE)
+                except Exception:         # memoised by the engine; every byte fact of the target says why
+                    pass
         except Exception as exc:  # memoised by the engine; every cell of the target says why
             build_errors[tplan.name] = f"building {tplan.name} failed: {_error_text(exc)}"
             out.notes.append(f"{tplan.name}: {build_errors[tplan.name]}")
@@ -652,8 +719,10 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
         built = engine.built.get(target)
         attn = built.attn_implementation if built is not None else None
         key = engine.shape_key(case0)
+        experts = "loop"
         if built is not None:
-            cost = engine.analytic(case0)
+            cost = engine.analytic(case0)      # the build's attention and experts byte model
+            experts = experts_model(target, built.experts_implementation)
         else:
             memo_cost = (target, stage, key)
             if memo_cost not in analytic_memo:
@@ -665,8 +734,14 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
         params = params_memo.get((target, stage))
         out.stages[(target, mode, page.page_id, stage)] = StageInfo(
             target, mode, page.page_id, stage, cost, params, key,
-            attn or ("eager" if target == "dsocr" else "sdpa"))
+            attn or ("eager" if target == "dsocr" else "sdpa"), experts)
         where = f"{page.page_id}/{mode}"
+        if _measures_bytes(plan) and target not in build_errors:
+            case = Case(target, mode, page.page_id, stage, BYTES)
+            memo = engine.measurement_key(case)
+            if memo not in out.byte_measurements:
+                out.byte_measurements[memo] = _byte_fact(engine, case, key, where, len(out.byte_measurements))
+            out.byte_facts[(target, mode, page.page_id, stage)] = out.byte_measurements[memo]
         for spec in plan.counters:
             case = Case(target, mode, page.page_id, stage, spec.counter)
             record = Record(target, mode, page.page_id, stage, spec, key, "not measured")

@@ -174,21 +174,30 @@ class Engine:
         return self.built[key]
 
     # analytic ---------------------------------------------------------------------------------
-    def analytic(self, case: Case, *, attn_implementation: str | None = None) -> Any:
-        """The analytic Cost of the case's stage for an attention implementation (memoised per
-        shape key). Without ``attn_implementation`` the built model's is used."""
+    def analytic(self, case: Case, *, attn_implementation: str | None = None,
+                 experts_implementation: str | None = None) -> Any:
+        """The analytic Cost of the case's stage for an attention implementation and an experts byte
+        model (memoised per shape key). Without ``attn_implementation`` the built model's attention
+        and experts byte model are used (:func:`harness.analytic.experts_model`); the FLOPs never
+        depend on the experts model, the op-level bytes do. Otherwise experts default to the loop."""
         if attn_implementation is None:
-            attn_implementation = self.built_model(case.target).attn_implementation
+            built = self.built_model(case.target)
+            attn_implementation = built.attn_implementation
+            if experts_implementation is None:
+                from harness.analytic import experts_model
+
+                experts_implementation = experts_model(case.target, built.experts_implementation)
+        experts = experts_implementation or "loop"
         layout = self.layout(case.target, case.mode, case.page)
-        key = (case.target, case.stage, self.shape_key(case), attn_implementation)
+        key = (case.target, case.stage, self.shape_key(case), attn_implementation, experts)
         if key not in self.analytic_costs:
             from harness.analytic import stage_costs
 
             costs = stage_costs(case.target, layout, text_tokens=self.text_tokens,
-                                attn_implementation=attn_implementation)
+                                attn_implementation=attn_implementation, experts_implementation=experts)
             for stage, cost in costs.items():
                 probe = Case(case.target, case.mode, case.page, stage, case.counter)
-                self.analytic_costs[(case.target, stage, self.shape_key(probe), attn_implementation)] = cost
+                self.analytic_costs[(case.target, stage, self.shape_key(probe), attn_implementation, experts)] = cost
         return self.analytic_costs[key]
 
     # measured -----------------------------------------------------------------------------------
