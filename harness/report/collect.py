@@ -103,7 +103,7 @@ class Measured:
     seconds: float = 0.0            # model time of the measurement
     count: Any = None               # harness.measure.StageCount (None: it raised with nothing counted)
     error: str | None = None
-    explanation: Any = None         # harness.measure.delta.DeltaExplanation
+    explanation: Any = None         # harness.verify.DeltaExplanation
     band: Any = None                # harness.golden.Band ("verify")
     within_band: bool | None = None
     key_mismatches: list[str] = field(default_factory=list)   # torch: matmul keys != analytic
