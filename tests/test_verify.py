@@ -11,8 +11,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from harness.analytic import Cost
-from harness.measure import StageCount
 from harness.verify import Verdict, device_verdict, expected_verdict
+from tests.test_count_api import stage_count as _count
 
 ROOT = Path(__file__).resolve().parents[1] / "harness"
 
@@ -44,14 +44,6 @@ def test_the_engine_measures_and_does_not_verify():
     source = (ROOT / "run" / "engine.py").read_text()
     for name in ("def verification", "def verification_problems", "def key_rows", "def bytes_problems"):
         assert name not in source
-
-
-def _count(**overrides) -> StageCount:
-    base = dict(counter="torch", variant="patched", version="x", target="", stage="model", raw=0,
-                convention="flop", flops=0, by_op={}, by_key={}, unknown_ops={}, ignored_ops={},
-                wall_time_s=0.0)
-    base.update(overrides)
-    return StageCount(**base)
 
 
 def test_expected_verdict_states_each_failure_once_as_a_problem():
