@@ -83,7 +83,7 @@ def _add_perf_options(report: argparse.ArgumentParser) -> None:
     perf.add_argument("--bytes", choices=("fused", "op"), default="fused", dest="bytes_convention",
                       help="the bytes the roofline divides by the bandwidth: 'fused' (default: what production "
                            "GPU kernels move; flash SDPA reads Q, K, V and writes O; see docs/bytes.md) or 'op' "
-                           "(every aten op's reads and writes, as the byte counter measures them on meta)")
+                           "(every aten op's reads and writes, no fusion, routed experts as a loop over the experts hit)")
     perf.add_argument("--new-tokens", type=int, default=DEFAULT_NEW_TOKENS, metavar="N",
                       help=f"tokens a request generates, for the per-page totals (default {DEFAULT_NEW_TOKENS})")
     perf.add_argument("--batch", default=None, metavar="B[,B]",

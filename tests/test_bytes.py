@@ -13,14 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.analytic import OP_CLASS, Traffic, stage_costs
-from harness.measure.bytes import (
-    BYTE_CAUSES,
-    UNEXPLAINED_BAND,
-    bytes_record,
-    count_bytes,
-    format_bytes_table,
-    stored_bytes,
-)
+from harness.measure.bytes import bytes_record, count_bytes, stored_bytes
+from harness.verify.bytes import BYTE_CAUSES, UNEXPLAINED_BAND, format_bytes_table
 
 BF16 = torch.bfloat16
 
@@ -117,24 +111,53 @@ def test_count_bytes_rejects_an_empty_stage_and_records_are_exact_integers() -> 
 # the analytic model proven against the counter: ocr2, meta, bf16, Letter page, every mode
 
 
+def test_byte_verdict_of_a_stage_names_each_cause_and_fails_on_a_changed_key(engine):
+    """OCR-2 Gundam letter prefill on the bf16 meta build (experts batched_mm): the counter's bytes equal
+    the analytic model's except the embedding lookup, which runs before the StageCall (named, sized);
+    one key off by a byte fails the verdict and names the key."""
+    import dataclasses
+
+    from harness.analytic import Traffic
+    from harness.run.engine import BYTES, Case
+    from harness.verify import fact
+
+    case = Case("ocr2", "gundam", "letter", "prefill", BYTES)
+    measured = engine.measure(case)
+    verdict = fact(engine, case, measured)
+    assert verdict.verified, verdict.problems
+    total = verdict.total
+    # batched_mm gathers each token's top-k experts' weights: 1,045 GB op-level, where the loop model
+    # (the default of the analytic model, what the vendor's eager experts run) says 19.41 GB
+    assert (total.analytic, total.measured) == (1_044_994_327_720, 1_044_988_527_952)
+    assert stage_costs("ocr2", engine.layout("ocr2", "gundam", "letter"))["prefill"].total_bytes == 19_411_043_192
+    # the lookup of L = 1,131 token embeddings (hidden 1,280, bf16): read + write + the int64 ids
+    lookup = 2 * 1131 * 1280 * 2 + 1131 * 8
+    assert {r.key: r.named for r in verdict.rows if r.named} == {"index": -lookup, "total": -lookup}
+    assert total.unexplained == 0 and total.difference == -5_799_768
+    broken = dataclasses.replace(measured, by_key={**measured.by_key,
+                                                   "norm": measured.by_key["norm"] + Traffic(0, 1, 0)})
+    failed = fact(engine, case, broken)
+    assert not failed.verified and len(failed.problems) == 1
+    assert failed.problems[0].startswith("bytes ocr2 prefill: the analytic op-level bytes differ")
+    assert [r.key for r in failed.rows if r.unexplained and r.key != "total"] == ["norm"]
+
+
 @pytest.mark.parametrize("mode", ["small", "base", "gundam"])
 def test_ocr2_letter_bytes_match_the_counter(engine, mode: str) -> None:
     """The rows behind tests/test_suite.py::test_count[ocr2-<stage>-bytes-<key>] (the same memoised
     measurements), with what the facts do not state: fusion only removes traffic, and the named
     causes are real work outside the StageCalls."""
-    from harness.analytic.config import load_dims
-    from harness.measure.bytes import compare_bytes, named_byte_causes
     from harness.run.engine import BYTES, BYTES_DTYPE, Case
+    from harness.verify import fact
 
     built = engine.built_model("ocr2", BYTES_DTYPE)
-    layout = engine.layout("ocr2", mode, "letter")
-    costs = stage_costs("ocr2", layout, dtype_bytes=2, attn_implementation=built.attn_implementation,
-                        experts_implementation=built.experts_implementation)
+    assert built.experts_implementation == "batched_mm"   # the experts byte model the verdicts take
     rows = []
     for stage in ("sam", "encoder", "projector", "prefill", "decode"):
-        measured = engine.measure(Case("ocr2", mode, "letter", stage, BYTES))
-        rows += compare_bytes(stage, costs[stage], measured,
-                              named_byte_causes("ocr2", stage, layout, load_dims("ocr2"), 2))
+        case = Case("ocr2", mode, "letter", stage, BYTES)
+        verdict = fact(engine, case, engine.measure(case))
+        assert verdict.verified, verdict.problems
+        rows += verdict.rows
     print("\n" + format_bytes_table(rows))
     totals = {r.stage: r for r in rows if r.key == "total"}
     assert list(totals) == ["sam", "encoder", "projector", "prefill", "decode"]

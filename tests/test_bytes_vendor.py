@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.measure.bytes import bytes_table, format_bytes_table
+from harness.verify.bytes import bytes_table, format_bytes_table
 
 pytestmark = pytest.mark.vendor
 

@@ -12,7 +12,8 @@ from torch import nn
 
 import harness
 from harness.count import CountError, CountResult
-from harness.measure import StageCount, explain_delta, explain_pair
+from harness.measure import StageCount
+from harness.verify import explain_delta, explain_pair
 
 pytest.importorskip("fvcore")
 pytest.importorskip("thop")

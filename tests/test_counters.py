@@ -14,9 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from tests.toys import COUNTERS, VARIANTS, Call
-from harness.measure import (KNOWN_BLIND_SPOTS, StageCount, UncountedOpError, available_counters,
+from harness.measure import (StageCount, UncountedOpError, available_counters,
                               count, get_counter, is_matmul_like, register_counter)
 from harness.measure.base import Counter
+from harness.verify import KNOWN_BLIND_SPOTS
 
 DEVICES = ("cpu", "meta")
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from harness.analytic import Cost
-from harness.measure import StageCount, explain_delta
+from harness.measure import StageCount
+from harness.verify import explain_delta
 
 
 def stage_count(**overrides) -> StageCount:

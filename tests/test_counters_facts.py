@@ -2,7 +2,7 @@
 
 Each test calls the tool directly (not through harness.measure) and fails when the fact stops
 holding, so a new torch / fvcore / thop forces a re-read of the blind-spot table
-(harness.measure.delta.KNOWN_BLIND_SPOTS) and of the patches. Versions measured: torch 2.13.0,
+(harness.verify.delta.KNOWN_BLIND_SPOTS) and of the patches. Versions measured: torch 2.13.0,
 fvcore 0.1.5.post20221221, ultralytics-thop 2.2.3.
 
 Summary (confirmed / refuted on these versions):

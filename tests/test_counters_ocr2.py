@@ -21,7 +21,8 @@ import pytest
 pytest.importorskip("transformers.models.deepseek_ocr2")
 
 from harness.analytic import LETTER_PAGE, stage_costs  # noqa: E402
-from harness.measure import KEY_CLASS, UNMAPPED, count, explain_delta  # noqa: E402
+from harness.measure import KEY_CLASS, UNMAPPED, count  # noqa: E402
+from harness.verify import explain_delta  # noqa: E402
 from harness.targets import get_target  # noqa: E402
 from harness.targets.ocr2 import SMALL_OVERRIDES  # noqa: E402
 

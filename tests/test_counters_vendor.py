@@ -18,7 +18,8 @@ import json
 
 import pytest
 
-from harness.measure import KEY_CLASS, UNMAPPED, count, explain_delta
+from harness.measure import KEY_CLASS, UNMAPPED, count
+from harness.verify import explain_delta
 
 pytestmark = pytest.mark.vendor
 

@@ -125,6 +125,37 @@ def test_verdicts_follow_explain_delta_and_bands(report) -> None:
     assert torch_cells > 0
 
 
+def test_byte_facts_are_the_suites_beside_the_analytic_bytes_of_the_build(report, shared_engine: Engine) -> None:
+    """Each stage's byte fact: the byte counter's count the suite asserts (test_count[...-bytes-...]),
+    its verdict, and the stage table's analytic bytes are those of the build's experts model
+    (batched_mm on meta), so they stand beside the measured bytes: OCR-2 Small prefill is 147.4 GB
+    op-level on batched_mm, where the loop model the report used to show says 6.880 GB."""
+    from harness.run.engine import BYTES
+    from harness.verify import fact
+
+    facts = report.collected.byte_facts
+    assert len(facts) == 3 * len(STAGES) and len(report.collected.byte_measurements) == len(STAGES)
+    for (target, mode, page, stage), b in facts.items():
+        case = Case(target, mode, page, stage, BYTES)
+        measured = shared_engine.measure(case)
+        assert b.verified is True, b.verdict.problems
+        assert b.total.measured == measured.total_bytes and b.total.analytic == fact(shared_engine, case, measured).total.analytic
+        info = report.collected.stages[(target, mode, page, stage)]
+        assert (info.experts_model, info.cost.total_bytes) == ("batched_mm", b.total.analytic)
+        assert b.build == "bfloat16 on meta, attention sdpa, experts batched_mm"
+    prefill = facts[("ocr2", MODE, "letter", "prefill")].total
+    assert (prefill.analytic, prefill.measured) == (147_432_722_728, 147_431_927_888)
+    assert prefill.named == -(2 * 155 * 1280 * 2 + 155 * 8)      # the embedding lookup of L = 155 tokens
+    md = (report.out / "report.md").read_text()
+    assert "| stage | analytic bytes | measured bytes | Δ bytes | unexplained | byte verdict |" in md
+    assert "bytes (op-level, experts batched_mm)" in md and "| 147.4 GB | 147.4 GB | -794,840 | +0 | ok (named: index) |" in md
+    assert f"Byte facts: **{len(facts)}** of {len(facts)} stages verified ({len(STAGES)} byte counter runs" in md
+    doc = json.loads((report.out / "report.json").read_text())
+    entry = next(v for v in doc["byte_measurements"].values() if v["stage"] == "prefill")
+    assert (entry["analytic_bytes"], entry["measured_bytes"], entry["verified"]) == (147_432_722_728, 147_431_927_888, True)
+    assert len(doc["byte_facts"]) == len(facts)
+
+
 def test_stock_counter_blind_spot_is_sized(report) -> None:
     """torch stock on meta sees SDPA (it decomposes there); fvcore measures SAM on meta, its
     convolutions included, so no cell of the matrix is NOT MEASURED."""
@@ -506,6 +537,23 @@ def test_exit_4_names_an_unexplained_delta_and_5_a_counter_that_measured_nothing
     view = SimpleNamespace(plan=collected.plan, records=collected.records, measurements=nothing)
     assert exit_findings(view).code == EXIT_NOTHING
     assert exit_findings(view).nothing == ["ocr2 counter thop stock: measured no cell"]
+    # a byte fact whose verdict fails: 4, naming the cell and the key
+    import dataclasses
+
+    from harness.verify import BytesVerdict
+
+    memo, fact = next((k, b) for k, b in collected.byte_measurements.items() if b.stage == "decode")
+    rows = list(fact.verdict.rows)
+    norm = next(i for i, r in enumerate(rows) if r.key == "norm")
+    rows[norm] = dataclasses.replace(rows[norm], unexplained=2)
+    broken = copy.copy(fact)
+    broken.verdict = BytesVerdict(tuple(rows), ("bytes ocr2 decode: ...",))
+    view = SimpleNamespace(plan=collected.plan, records=collected.records, measurements=collected.measurements,
+                           byte_measurements={**collected.byte_measurements, memo: broken})
+    found = exit_findings(view)
+    assert found.code == EXIT_UNEXPLAINED
+    assert found.unexplained == ["ocr2-small-letter-decode-bytes (analytic op-level bytes differ from the byte "
+                                 "counter's: norm unexplained)"]
 
 
 def test_version(capsys) -> None:

@@ -19,12 +19,13 @@ from __future__ import annotations
 import pytest
 
 from harness.analytic import MATMUL_KEYS
-from harness.run.engine import BYTES, key_rows, verification_problems
+from harness.run.engine import BYTES
 from harness.golden import compare_values, format_mismatch
 from harness.pytest.plugin import gate
 from harness.inputs.selection import selection_from_config
 from harness.run.plan import count_cases, layout_cases, layout_record
 from harness.targets import target_class
+from harness.verify import fact as verify_fact, key_rows
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -77,12 +78,12 @@ def test_count(fact, engine, golden, bands) -> None:
     from harness.golden.records import entry_record
 
     measured = _measure(engine, fact)
+    problems = list(verify_fact(engine, fact.case, measured, bands, name=fact.id).problems)
     if fact.counter == BYTES:
         from harness.measure.bytes import bytes_record
 
-        problems, record = engine.bytes_problems(fact.case, measured), bytes_record(measured)
+        record = bytes_record(measured)
     else:
-        problems = verification_problems(fact, engine.analytic(fact.case), measured, bands)
         record = entry_record(measured)
     if problems and golden.update:      # a count the analytic model does not explain is not recorded
         pytest.fail("\n\n".join(problems + ["(not recorded: fix the count or the model first)"]), pytrace=False)

@@ -34,6 +34,7 @@ from harness.analytic.stages import (
     decode_cost,
     dsocr_view_costs,
     encoder_view,
+    experts_model,
     lm_forward,
     ocr2_view_costs,
     prefill_cost,
@@ -50,6 +51,6 @@ __all__ = [
     "SamDims", "ClipDims", "ProjectorDims", "DSOCR_SAM", "DSOCR_CLIP", "DSOCR_PROJECTOR",
     "LMDims", "EncoderDims", "DsocrDims", "Ocr2Dims", "load_dims", "load_dsocr_dims", "load_ocr2_dims",
     "TARGET_STAGES", "sam_view", "clip_view", "projector_view", "encoder_view", "dsocr_view_costs",
-    "ocr2_view_costs", "lm_forward", "prefill_cost", "decode_cost", "stage_costs", "request_cost",
+    "ocr2_view_costs", "lm_forward", "prefill_cost", "decode_cost", "stage_costs", "request_cost", "experts_model",
     "LETTER_PAGE", "TableRow", "analytic_table", "format_table",
 ]

@@ -493,6 +493,12 @@ def _experts(name: str | None) -> str:
     return name
 
 
+def experts_model(target: str, implementation: str | None) -> str:
+    """The experts byte model of a build whose experts run as ``implementation``: OCR-2's own
+    (``batched_mm`` on meta; ``eager`` is the loop), the vendor DeepSeek-OCR's ``moe_infer`` loop."""
+    return _experts(implementation) if target == "ocr2" else "loop"
+
+
 # --------------------------------------------------------------------------------------------
 # whole stages and requests
 

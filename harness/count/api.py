@@ -15,14 +15,16 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from harness.measure import VARIANTS, CounterError, StageCount, explain_delta
+from harness.measure import VARIANTS, CounterError, StageCount
 from harness.measure import count as count_stage
 from harness.measure.torch_counter import recording_dataflow
 
 from harness.report.inputs import COUNTER_PACKAGES, counter_installed
 from harness.targets.base import StageCall
 
-from .result import CountResult, Verdict, choose_reference, label_of
+from harness.verify import expected_verdict
+
+from .result import CountResult, choose_reference, label_of
 
 __all__ = ["count", "CountError", "COUNTER_PACKAGES", "installed_counters", "resolve_counters"]
 
@@ -322,22 +324,7 @@ def count(model_or_callable: nn.Module | Callable[..., Any], *args: Any,
     if expected is not None:
         value = _expected_value(expected, model_or_callable, args, kwargs)
         reference = counts.get(result.reference) if result.reference else None
-        rows = {label: explain_delta(value, c, reference) for label, c in counts.items()}
-        reasons = []
-        if not any(c.variant == "patched" for c in counts.values()):
-            reasons.append("no patched counter was measured: nothing asserts the count")
-        for label, c in counts.items():
-            if c.variant == "patched" and not c.complete:
-                ran = [f"{op} x{n}" for op, n in c.uncounted_matmul_ops.items()] or \
-                      [f"{k} {v:,} FLOPs" for k, v in c.unseen.items() if v]
-                reasons.append(f"{label} is incomplete: products ran that it did not count "
-                               f"({', '.join(ran)})")
-            for comp in rows[label].components:
-                if not comp.known:
-                    reasons.append(f"{label}: {comp.name} ({comp.flops:+,} FLOPs) is no known blind "
-                                   f"spot: a new finding")
-        ok = all(abs(d.remainder) <= rtol * value for d in rows.values()) and not reasons
-        result.verdict = Verdict(expected=value, rtol=rtol, rows=rows, passed=ok, reasons=tuple(reasons))
+        result.verdict = expected_verdict(value, counts, reference, rtol=rtol)
     return result
 
 

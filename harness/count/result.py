@@ -3,8 +3,9 @@
 :class:`CountResult` holds each counter's :class:`~harness.measure.StageCount` (raw figure in
 the tool's own unit, its convention, the FLOPs, the breakdown per module, per op and per op key,
 unknown / ignored ops and the work it saw run uncounted), the delta between every pair of
-counters split into named causes (:class:`~harness.measure.PairExplanation`), what could not
-be measured and why, and, when an expected count was given, the :class:`Verdict`.
+counters split into named causes (:class:`~harness.verify.PairExplanation`), what could not
+be measured and why, and, when an expected count was given, the :class:`Verdict`
+(:class:`harness.verify.ExpectedVerdict`, decided by :func:`harness.verify.expected_verdict`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from harness.measure import (KEY_CLASS, DeltaExplanation, PairExplanation, StageCount,
-                              explain_pair)
+from harness.measure import KEY_CLASS, StageCount
+from harness.verify import ExpectedVerdict as Verdict
+from harness.verify import PairExplanation, explain_pair
+from harness.verify.flops import _n, _signed
 
 __all__ = ["CountResult", "Verdict", "label_of"]
 
@@ -23,50 +26,6 @@ from . import TABLE_KINDS
 def label_of(counter: str, variant: str) -> str:
     """``"fvcore stock"``: how a counter x variant is named in tables and deltas."""
     return f"{counter} {variant}"
-
-
-def _n(value: int | float) -> str:
-    return f"{value:,}" if isinstance(value, int) else f"{value:,.6g}"
-
-
-def _signed(value: int | float) -> str:
-    return f"{value:+,}" if isinstance(value, int) else f"{value:+,.6g}"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """Each counter against an expected matmul-class count, after the named causes.
-
-    ``rows[label]`` is the :class:`~harness.measure.DeltaExplanation` of ``flops - expected``
-    (element-wise work, the tool's sized approximations and its blind spots named; the
-    remainder unexplained). ``passed``: every measured counter's remainder is within
-    ``rtol * expected``, at least one patched counter was measured, every patched counter is
-    complete, and no delta needs a blind spot nobody knows (``reasons`` says what failed).
-    """
-
-    expected: int
-    rtol: float
-    rows: dict[str, DeltaExplanation]
-    passed: bool
-    reasons: tuple[str, ...] = ()
-
-    def __bool__(self) -> bool:
-        return self.passed
-
-    def __str__(self) -> str:
-        head = (f"verdict: {'PASS' if self.passed else 'FAIL'} against expected {_n(self.expected)} "
-                f"matmul-class FLOPs (remainder band: rel {self.rtol:g})")
-        lines = [head]
-        for label, d in self.rows.items():
-            named = [f"{c.name} {_signed(c.flops)}{'' if c.known else ' [UNKNOWN]'}"
-                     for c in d.components if c.flops]
-            ok = abs(d.remainder) <= self.rtol * abs(self.expected)
-            lines.append(f"  {label:<16} {_n(d.measured_flops):>16}  delta {_signed(d.delta):>14}"
-                         f"  = {'; '.join(named) or 'no named cause'}; remainder {_signed(d.remainder)}"
-                         f"{'' if ok else '  <-- outside the band'}")
-        for reason in self.reasons:
-            lines.append(f"  {reason}")
-        return "\n".join(lines)
 
 
 @dataclass

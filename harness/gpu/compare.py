@@ -9,20 +9,15 @@ meta); :meth:`CountComparison.raw_only` lists those differences for the report a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.verify import Verdict, device_verdict, matmul_by_key
+
 __all__ = ["CountComparison", "matmul_by_key", "compare_stage_counts"]
-
-
-def matmul_by_key(by_key: Mapping[str, int]) -> dict[str, int]:
-    """The non-zero matmul-class entries of an op-key mapping (``unmapped`` counts as matmul)."""
-    from harness.analytic import OP_CLASS
-
-    return {k: int(v) for k, v in sorted(by_key.items()) if v and OP_CLASS.get(k, "matmul") == "matmul"}
 
 
 @dataclass
@@ -52,17 +47,14 @@ class CountComparison:
         return {"cuda": {op: v for op, v in sorted(cuda.items()) if op not in meta},
                 "meta": {op: v for op, v in sorted(meta.items()) if op not in cuda}}
 
+    def verdict(self) -> Verdict:
+        """:func:`harness.verify.device_verdict`: verified when CUDA == meta == analytic by matmul key
+        and nothing ran uncounted on CUDA."""
+        return device_verdict(self.cuda, self.meta, self.analytic, self.raw_only())
+
     def problems(self) -> list[str]:
-        """Empty when CUDA == meta == analytic by matmul key and nothing ran uncounted on CUDA."""
-        found = []
-        if not self.cuda.complete:
-            found.append(f"matmul-class work ran uncounted on CUDA:\n{self.cuda.summary()}")
-        if self.cuda_matmul != self.meta_matmul:
-            found.append(f"CUDA and meta counts differ by op key\nCUDA: {self.cuda.summary()}\n"
-                         f"meta: {self.meta.summary()}\nraw ops on one side only: {self.raw_only()}")
-        if self.cuda_matmul != self.analytic_matmul:
-            found.append(f"CUDA count vs analytic\nCUDA: {self.cuda.summary()}\nanalytic: {self.analytic_matmul}")
-        return found
+        """The verdict's failure messages (empty: verified)."""
+        return list(self.verdict().problems)
 
     def as_record(self) -> dict[str, Any]:
         return {"cuda_by_op": dict(self.cuda.by_op), "meta_by_op": dict(self.meta.by_op),

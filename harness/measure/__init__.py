@@ -1,8 +1,9 @@
 """FLOP counters (torch, fvcore, thop; stock and patched) measured stage by stage.
 
 ``count(counter, calls, variant=...)`` -> :class:`StageCount` (raw figure + convention + FLOPs,
-by the tool's ops and by analytic op key, unknown/ignored ops, what ran uncounted);
-``explain_delta(analytic_cost, stage_count)`` -> :class:`DeltaExplanation`. FLOPs = 2 x MACs.
+by the tool's ops and by analytic op key, unknown/ignored ops, what ran uncounted). FLOPs = 2 x MACs.
+Measuring only: the verdicts (a count against the analytic model, its delta split into named causes)
+are :mod:`harness.verify`'s.
 """
 
 from .base import (CONVENTIONS, VARIANTS, Counter, CounterError, StageCount, UncountedOpError,
@@ -10,14 +11,10 @@ from .base import (CONVENTIONS, VARIANTS, Counter, CounterError, StageCount, Unc
                    available_counters, count, count_variants, get_counter, register_counter,
                    uncounted_error)
 from .keys import ELEMENTWISE_KEYS, GENERIC_KEYS, KEY_CLASS, MATMUL_KEYS, UNMAPPED, is_matmul_like, op_key
-from .delta import (KNOWN_BLIND_SPOTS, TOOL_PROPERTIES, BlindSpot, DeltaComponent, DeltaExplanation,
-                    PairExplanation, ToolProperty, explain_delta, explain_pair)
 from . import fvcore_counter, thop_counter, torch_counter  # noqa: F401  (register the counters)
 
 __all__ = [
     "Counter", "CounterError", "UncountedOpError", "UnknownCounterError", "StageCount", "count", "count_variants", "uncounted_error", "register_counter",
     "get_counter", "available_counters", "VARIANTS", "CONVENTIONS",
-    "explain_delta", "DeltaExplanation", "DeltaComponent", "BlindSpot", "KNOWN_BLIND_SPOTS",
-    "explain_pair", "PairExplanation", "ToolProperty", "TOOL_PROPERTIES",
     "MATMUL_KEYS", "GENERIC_KEYS", "ELEMENTWISE_KEYS", "KEY_CLASS", "UNMAPPED", "op_key", "is_matmul_like",
 ]

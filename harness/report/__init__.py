@@ -2,7 +2,7 @@
 
 The numbers come from the verification suite's own engine (:class:`harness.run.engine.Engine`,
 whose ``measure`` also gives the stock counter variants, memoised in the same table, and
-:func:`harness.run.engine.verification`), so a report and a suite run on the same environment can
+:func:`harness.verify.fact`), so a report and a suite run on the same environment can
 never disagree. FLOPs = 2 x MACs everywhere.
 """
 

@@ -7,10 +7,12 @@ of each counter (the tools as shipped, whose blind spots the report sizes) is
 ``Engine.measure(case, "stock")``, memoised in the same table.
 
 Each record is one ``target x mode x page x stage x counter`` cell. The verification verdict is
-the suite's own (:func:`harness.run.engine.verification`): ``explain_delta`` splits the delta into
+the suite's own (:func:`harness.verify.fact`): ``explain_delta`` splits the delta into
 known causes and a remainder, and the remainder must lie within the ``verify`` band of
 ``golden/tolerances.toml``; for patched torch the matmul class must also match the analytic
-model op key by op key.
+model op key by op key. The byte facts (the byte counter on the bf16 build, beside the analytic
+op-level bytes of that build's experts model, with their verdict) are :class:`ByteFact`, one per
+stage and shape key.
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ from typing import Any, Callable, Iterator
 
 from harness.report.inputs import CounterSpec, ReportPlan
 from harness.run.engine import VARIANT as SUITE_VARIANT
-from harness.run.engine import Case, Engine, Measurement, verification
+from harness.run.engine import BYTES, BYTES_DTYPE, Case, Engine, Measurement
 from harness.golden.records import built_environment, layout_record
 
 
-__all__ = ["Record", "Measured", "GoldenCell", "GoldenChecker", "StageInfo", "Collected", "collect", "environment_versions", "golden_dir", "BANDS_FILE"]
+__all__ = ["Record", "Measured", "ByteFact", "GoldenCell", "GoldenChecker", "StageInfo", "Collected", "collect", "environment_versions", "golden_dir", "BANDS_FILE"]
 
 #: ``golden/tolerances.toml`` next to the package (an editable install / checkout).
 BANDS_FILE = "tolerances.toml"
@@ -52,6 +54,35 @@ class StageInfo:
     params: int | None              # parameters of the stage's modules (None: model not built)
     shape_key: tuple
     attn_implementation: str
+    #: the experts byte model of ``cost``'s op-level bytes: the build's (OCR-2 on meta: batched_mm),
+    #: the loop when nothing was built (harness.analytic.experts_model)
+    experts_model: str = "loop"
+
+
+@dataclass(eq=False)
+class ByteFact:
+    """The byte fact of one stage at one shape key (every page x mode of that key references it):
+    the byte counter's op-level bytes on the bf16 build beside the analytic op-level bytes of that
+    build's experts model, and the suite's byte verdict (:func:`harness.verify.fact`)."""
+
+    id: str                         # "b<N>": report.json's reference
+    target: str
+    stage: str
+    shape_key: tuple
+    first: str                      # "page/mode" of the first cell that used it in this report
+    build: str = ""                 # the build the byte counter ran (dtype, device, attention, experts)
+    verdict: Any = None             # harness.verify.BytesVerdict (None: not measured)
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> Any:
+        """The stage's ``total`` BytesRow (analytic, measured, difference, named, unexplained)."""
+        return None if self.verdict is None else self.verdict.total
+
+    @property
+    def verified(self) -> bool | None:
+        return None if self.verdict is None else self.verdict.verified
 
 
 @dataclass(eq=False)
@@ -72,7 +103,7 @@ class Measured:
     seconds: float = 0.0            # model time of the measurement
     count: Any = None               # harness.measure.StageCount (None: it raised with nothing counted)
     error: str | None = None
-    explanation: Any = None         # harness.measure.delta.DeltaExplanation
+    explanation: Any = None         # harness.verify.DeltaExplanation
     band: Any = None                # harness.golden.Band ("verify")
     within_band: bool | None = None
     key_mismatches: list[str] = field(default_factory=list)   # torch: matmul keys != analytic
@@ -174,6 +205,10 @@ class Collected:
     measurements: dict[tuple, Measured] = field(default_factory=dict)
     #: (target, mode, page, stage, spec) -> Record: every lookup is keyed, nothing scans the list
     cells: dict[tuple, Record] = field(default_factory=dict)
+    #: (target, mode, page, stage) -> the ByteFact of its shape key (measured on meta only)
+    byte_facts: dict[tuple[str, str, str, str], ByteFact] = field(default_factory=dict)
+    #: memo key -> the one ByteFact every page x mode of that shape key references
+    byte_measurements: dict[tuple, ByteFact] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     target_environment: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -232,16 +267,15 @@ def _bands():
     return load_bands(golden_dir() / BANDS_FILE)
 
 
-def _verify(record: Measured, analytic: Any, bands: Any) -> None:
-    """The suite's verification verdict (:func:`harness.run.engine.verification`) on one measurement."""
-    verdict = verification(record.spec.counter, record.stage, analytic, record.count, bands)
+def _verify(record: Measured, engine: Engine, case: Case, bands: Any) -> None:
+    """The suite's verification verdict (:func:`harness.verify.fact`) on one measurement."""
+    from harness.verify import fact
+
+    verdict = fact(engine, case, record.count, bands)
     record.explanation = verdict.explanation
     record.band = verdict.band
     record.within_band = verdict.within_band
-    if record.spec.variant == SUITE_VARIANT:
-        # the suite's exact op-key check (patched torch); a stock variant's known blind spots are
-        # explained by explain_delta instead
-        record.key_mismatches = verdict.key_lines
+    record.key_mismatches = verdict.key_lines     # the suite's variant of torch only (exact op keys)
     record.unknown_blind_spots = verdict.unknown_lines
 
 
@@ -357,7 +391,7 @@ def public_text(text: str) -> str:
 
 
 def _measured(engine: Engine, case: Case, spec: CounterSpec, memo: tuple, key: tuple, where: str, fresh: bool,
-              index: int, cost: Any, bands: Any) -> Measured:
+              index: int, bands: Any) -> Measured:
     """The one :class:`Measured` of ``memo``: the engine's count (a memo hit by now), verified once."""
     measured = Measured(f"m{index}", memo, case.target, case.stage, spec, key, where, fresh)
     try:
@@ -368,8 +402,31 @@ def _measured(engine: Engine, case: Case, spec: CounterSpec, memo: tuple, key: t
     found = engine.measurements.get(memo)
     measured.seconds = found.seconds if found is not None else 0.0
     if measured.count is not None:
-        _verify(measured, cost, bands)
+        _verify(measured, engine, case, bands)
     return measured
+
+
+def _measures_bytes(plan: ReportPlan) -> bool:
+    """Byte facts are measured as the suite measures them: the byte counter on meta, beside counters."""
+    return plan.device == "meta" and bool(plan.counters)
+
+
+def _byte_fact(engine: Engine, case: Case, key: tuple, where: str, index: int) -> ByteFact:
+    """The one :class:`ByteFact` of ``case``'s shape key: the engine's byte count, verified once."""
+    from harness.verify import fact
+
+    found = ByteFact(f"b{index}", case.target, case.stage, key, where)
+    try:
+        count = engine.measure(case)
+        built = engine.built_model(case.target, BYTES_DTYPE)
+        found.build = (f"{BYTES_DTYPE} on {engine.device}, attention {built.attn_implementation}, "
+                       f"experts {built.experts_implementation}")
+        found.verdict = fact(engine, case, count)
+    except Exception as exc:      # memoised by the engine; every page of this shape key says why
+        found.error = _error_text(exc)
+    memo = engine.measurements.get(engine.measurement_key(case))
+    found.seconds = memo.seconds if memo is not None else 0.0
+    return found
 
 
 def _not_measurable(plan: ReportPlan, case: Case) -> str | None:
@@ -396,6 +453,12 @@ def _pending(engine: Engine, plan: ReportPlan, items: list, build_errors: dict[s
                 continue
             keys.add(key)
             tasks.append((case, spec.variant, key))
+        if _measures_bytes(plan):
+            case = Case(target, mode, page.page_id, stage, BYTES)
+            key = engine.measurement_key(case)
+            if key not in keys and key not in engine.measurements:
+                keys.add(key)
+                tasks.append((case, SUITE_VARIANT, key))
     return tasks
 
 
@@ -564,7 +627,7 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
     processes, each running the engine's own ``measure``; the results land in the same memo
     table), then every cell is read from the memo in report order.
     """
-    from harness.analytic import stage_costs
+    from harness.analytic import experts_model, stage_costs
     from harness.inputs.workload import DEFAULT_PROMPT_TOKENS, compute_view_layout, get_workload
 
     say = status or (lambda text: None)
@@ -602,6 +665,11 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
         start = time.perf_counter()
         try:
             built = engine.built_model(tplan.name)
+            if _measures_bytes(plan):     # the byte counter's build, before any worker forks: one for all
+                try:
+                    engine.built_model(tplan.name, BYTES_DTYPE)
+                except Exception:         # memoised by the engine; every byte fact of the target says why
+                    pass
         except Exception as exc:  # memoised by the engine; every cell of the target says why
             build_errors[tplan.name] = f"building {tplan.name} failed: {_error_text(exc)}"
             out.notes.append(f"{tplan.name}: {build_errors[tplan.name]}")
@@ -653,8 +721,10 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
         built = engine.built.get(target)
         attn = built.attn_implementation if built is not None else None
         key = engine.shape_key(case0)
+        experts = "loop"
         if built is not None:
-            cost = engine.analytic(case0)
+            cost = engine.analytic(case0)      # the build's attention and experts byte model
+            experts = experts_model(target, built.experts_implementation)
         else:
             memo_cost = (target, stage, key)
             if memo_cost not in analytic_memo:
@@ -666,8 +736,14 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
         params = params_memo.get((target, stage))
         out.stages[(target, mode, page.page_id, stage)] = StageInfo(
             target, mode, page.page_id, stage, cost, params, key,
-            attn or ("eager" if target == "dsocr" else "sdpa"))
+            attn or ("eager" if target == "dsocr" else "sdpa"), experts)
         where = f"{page.page_id}/{mode}"
+        if _measures_bytes(plan) and target not in build_errors:
+            case = Case(target, mode, page.page_id, stage, BYTES)
+            memo = engine.measurement_key(case)
+            if memo not in out.byte_measurements:
+                out.byte_measurements[memo] = _byte_fact(engine, case, key, where, len(out.byte_measurements))
+            out.byte_facts[(target, mode, page.page_id, stage)] = out.byte_measurements[memo]
         for spec in plan.counters:
             case = Case(target, mode, page.page_id, stage, spec.counter)
             record = Record(target, mode, page.page_id, stage, spec, key, "not measured")
@@ -685,7 +761,7 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
             measured = out.measurements.get(memo)
             if measured is None:
                 measured = _measured(engine, case, spec, memo, key, where, memo in fresh, len(out.measurements),
-                                     cost, bands)
+                                     bands)
                 out.measurements[memo] = measured
                 if measured.fresh:
                     out.model_runs += 1

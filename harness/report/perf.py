@@ -9,8 +9,9 @@ Assumptions, stated once (the report prints them next to the figures):
   prefill) is a separate, labelled column, never mixed into the executed figure.
 * **Bytes**: the convention the user names (``--bytes``): ``fused`` (default; ``Cost.fused_bytes``,
   what production GPU kernels move: flash SDPA reads Q, K, V and writes O, norms and activations
-  fused, see docs/bytes.md) or ``op`` (``Cost.total_bytes``: every aten op's reads and writes, as
-  the byte counter measures them on meta), at the roofline's dtype (bf16 = 2 bytes).
+  fused, see docs/bytes.md) or ``op`` (``Cost.total_bytes``: every aten op's reads and writes, no
+  fusion, with the routed experts as the loop over the experts the tokens hit: what eager experts run
+  on a GPU, not the ``batched_mm`` of the report's meta build), at the roofline's dtype (bf16 = 2 bytes).
 * **Roofline**: predicted time = max(FLOPs / dense peak, bytes / bandwidth) per stage; the bound is
   the larger term. Element-wise work runs beside the tensor cores and is left out of both.
 * **Request**: vision + prefill = TTFT; each decode step is one token at its own context
@@ -40,8 +41,10 @@ CAUSAL_STAGES = ("prefill",)
 BYTES_TEXT = {
     "fused": "the fused convention (--bytes fused: what production GPU kernels move; flash SDPA reads Q, K, V "
              "and writes O without the scores; norms and activations fused into one kernel each; docs/bytes.md)",
-    "op": "the op-level convention (--bytes op: every aten op's reads and writes as the byte counter measures "
-          "them on meta, no fusion)",
+    "op": "the op-level convention (--bytes op: every aten op's reads and writes, no fusion, with the routed "
+          "experts as the loop over the experts the tokens hit, what eager experts run on a GPU: experts model "
+          "'loop', not the batched_mm a meta build runs, whose op-level bytes the stage tables show beside the "
+          "byte counter's)",
 }
 ASSUMPTIONS = (
     "FLOPs: analytic matmul class as executed (FLOPs = 2 x MACs; causal prefill attention computes the "

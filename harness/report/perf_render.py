@@ -34,7 +34,8 @@ def perf_lines(collected: Any, perf: Any, plots: dict[str, str]) -> list[str]:
             rows.append([_pages(r.pages), f"{r.target} {r.mode}" if multi else r.mode, r.label,
                          units.flop(r.flops), units.flop(r.causal_flops) if r.causal_flops != r.flops else "=",
                          units.nbytes(r.bytes), units.sig(r.intensity, 3), r.bound, _ms(r.predicted_s)])
-        lines += _md_table(["pages", "mode", "stage", "matmul FLOPs (executed)", "causal convention", "bytes",
+        nbytes = "bytes (op-level, experts loop)" if perf.plan.bytes_convention == "op" else "bytes (fused)"
+        lines += _md_table(["pages", "mode", "stage", "matmul FLOPs (executed)", "causal convention", nbytes,
                             "FLOP/B", "bound", "predicted ms"], rows, align="lll" + "r" * 6)
         lines.append("")
         for name, caption in plots.items():

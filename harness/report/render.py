@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.report import units
 from harness.report.units import md_table as _md_table, pages_text as _pages_text, short_reason
-from harness.report.collect import Collected, Measured, Record, StageInfo, public_text
+from harness.report.collect import ByteFact, Collected, Measured, Record, StageInfo, public_text
 
 __all__ = ["SCHEMA", "CSV_COLUMNS", "report_json", "report_csv", "report_markdown", "static_compute",
            "static_compute_markdown", "layout_groups", "summary_counts", "record_row"]
@@ -26,9 +26,11 @@ SCHEMA = "harness.report/2"
 CONVENTION = ("FLOPs = 2 x MACs everywhere. Counters that report MACs (fvcore, thop) keep their raw "
               "figure and convention next to the converted FLOPs. Analytic FLOPs are split into the "
               "matmul class (compared exactly) and the element-wise class (a stated per-element "
-              "convention, never mixed into the matmul total). Bytes in the stage tables: op-level "
-              "traffic (every aten op's reads and writes, as the byte counter measures them) at 2 "
-              "bytes per element (bf16); the roofline uses the convention --bytes names.")
+              "convention, never mixed into the matmul total). Bytes in the stage tables: the analytic "
+              "op-level traffic (every aten op's reads and writes) at 2 bytes per element (bf16), with the "
+              "routed experts as the build named in the Configuration runs them (its experts byte model; "
+              "the loop where nothing was built); on meta the byte counter's measurement on the bf16 "
+              "build stands beside it, with its verdict. The roofline uses the convention --bytes names.")
 
 #: Flat columns of report.csv, one row per target x mode x page x stage x counter.
 CSV_COLUMNS: tuple[str, ...] = (
@@ -104,7 +106,7 @@ def _analytic_dict(info: StageInfo) -> dict[str, Any]:
         "weight_bytes": cost.weight_bytes, "act_read_bytes": cost.act_read_bytes,
         "act_write_bytes": cost.act_write_bytes, "total_bytes": cost.total_bytes,
         "intensity_flop_per_byte": cost.intensity, "params": info.params,
-        "attn_implementation": info.attn_implementation,
+        "attn_implementation": info.attn_implementation, "experts_model": info.experts_model,
     }
 
 
@@ -152,6 +154,22 @@ def measurement_dict(m: Measured) -> dict[str, Any]:
     }
 
 
+def byte_fact_dict(b: ByteFact) -> dict[str, Any]:
+    """One entry of report.json's ``byte_measurements``: a stage's byte fact stored once under its shape
+    key: the analytic op-level bytes of the build's experts model, the byte counter's, by key."""
+    out: dict[str, Any] = {"target": b.target, "stage": b.stage, "shape_key": list(b.shape_key),
+                           "first_measured_on": b.first, "build": b.build, "seconds": round(b.seconds, 4),
+                           "verified": b.verified, "error": b.error}
+    if b.verdict is not None:
+        t = b.total
+        out.update({"analytic_bytes": t.analytic, "measured_bytes": t.measured, "difference": t.difference,
+                    "named": t.named, "unexplained": t.unexplained, "problems": list(b.verdict.problems),
+                    "by_key": {r.key: {"analytic": r.analytic, "measured": r.measured, "named": r.named,
+                                       "unexplained": r.unexplained, "cause": r.cause}
+                               for r in b.verdict.rows if r.key != "total"}})
+    return out
+
+
 def analytic_id(info: StageInfo) -> str:
     """report.json's reference of an analytic cost: one per target x stage x shape key."""
     return f"{info.target}/{info.stage}/{_shape_key_text(info.shape_key)}"
@@ -192,6 +210,11 @@ def summary_counts(collected: Collected) -> dict[str, int]:
         "golden_differs": sum(1 for r in measured if r.golden in ("differs", "corrupt")),
         "golden_missing": sum(1 for r in measured if r.golden == "no golden"),
         "errors": sum(1 for r in records if r.error),
+        "byte_facts": len(collected.byte_facts),
+        "byte_runs": len(collected.byte_measurements),
+        "bytes_verified": sum(1 for b in collected.byte_facts.values() if b.verified),
+        "bytes_not_verified": sum(1 for b in collected.byte_facts.values() if b.verified is False),
+        "bytes_not_measured": sum(1 for b in collected.byte_facts.values() if b.verified is None),
     }
 
 
@@ -245,6 +268,9 @@ def report_json(collected: Collected, extra: dict[str, Any] | None = None) -> di
         "analytic": analytic,
         "measurements": {m.id: measurement_dict(m) for m in collected.measurements.values()},
         "records": [record_dict(collected, r) for r in collected.records],
+        "byte_measurements": {b.id: byte_fact_dict(b) for b in collected.byte_measurements.values()},
+        "byte_facts": [{"target": t, "mode": m, "page": p, "stage": st, "byte_measurement": b.id,
+                        "verified": b.verified} for (t, m, p, st), b in collected.byte_facts.items()],
         "notes": list(collected.notes),
     }
     return doc
@@ -420,8 +446,39 @@ def _analytic_table(collected: Collected, target: str, mode: str, page: str) -> 
         rows.append(["**total**", "", f"**{units.flop(total.matmul_flops)}**", units.flop(total.elementwise_flops),
                      units.nbytes(total.weight_bytes), units.nbytes(total.act_read_bytes + total.act_write_bytes),
                      units.nbytes(total.total_bytes), units.sig(total.intensity)])
+    experts = collected.stages[(target, mode, page, collected.stages_of(target)[0])].experts_model
     return _md_table(["stage", "params", "analytic matmul", "analytic element-wise", "weights read",
-                      "activations r+w", "bytes", "FLOP/B"], rows)
+                      "activations r+w", f"bytes (op-level, experts {experts})", "FLOP/B"], rows)
+
+
+def _byte_table(collected: Collected, target: str, mode: str, page: str) -> list[str]:
+    """Per stage: the analytic op-level bytes beside the byte counter's, and the byte verdict."""
+    rows, builds = [], set()
+    for stage in collected.stages_of(target):
+        b = collected.byte_facts.get((target, mode, page, stage))
+        if b is None:
+            continue
+        label = stage_label(stage, collected.stages[(target, mode, page, stage)].shape_key)
+        if b.verdict is None:
+            rows.append([label, "**n/a**", "", "", "", f"**NOT MEASURED**: {short_reason(public_text(b.error or ''), 160)}"])
+            continue
+        builds.add(b.build)
+        t = b.total
+        causes = sorted({r.key for r in b.verdict.rows if r.named and r.key != "total"})
+        if b.verified:
+            verdict = "ok" + (f" (named: {', '.join(causes)})" if causes else "")
+        else:
+            keys = [r.key for r in b.verdict.rows if r.unexplained and r.key != "total"]
+            verdict = "**not verified**" + (f": {', '.join(keys)} unexplained" if keys else "")
+        rows.append([label, units.nbytes(t.analytic), units.nbytes(t.measured), f"{t.difference:+,}",
+                     f"{t.unexplained:+,}", verdict])
+    if not rows:
+        return []
+    head = (f"Bytes: the byte counter on the build it ran ({'; '.join(sorted(builds)) or 'not built'}) beside the "
+            "analytic op-level bytes of that build's experts model; a difference must be a named, sized cause "
+            "(docs/bytes.md).")
+    return [head, ""] + _md_table(["stage", "analytic bytes", "measured bytes", "Δ bytes", "unexplained",
+                                   "byte verdict"], rows, align="lrrrrl")
 
 
 def _explained_text(record: Record) -> str:
@@ -615,6 +672,10 @@ def report_markdown(collected: Collected, *, summary_line: str = "", plots: dict
              f"unknown blind spots, **{counts['not_measured']}** not measured. Against the suite's goldens "
              f"(regress band): **{counts['golden_match']}** equal, **{counts['golden_differs']}** "
              f"differ, {counts['golden_missing']} without a golden yet (stock variants have none).")
+    if counts["byte_facts"]:
+        tally += (f" Byte facts: **{counts['bytes_verified']}** of {counts['byte_facts']} stages verified "
+                  f"({counts['byte_runs']} byte counter runs, one per shape key), "
+                  f"**{counts['bytes_not_verified']}** not verified, {counts['bytes_not_measured']} not measured.")
     lines += [tally, "", f"**Convention.** {CONVENTION}", ""]
     if perf is not None:
         from harness.report.perf_render import perf_lines
@@ -633,6 +694,9 @@ def report_markdown(collected: Collected, *, summary_line: str = "", plots: dict
                 body = _analytic_table(collected, target, mode, pages[0])
                 if plan.counters:
                     body += [""] + _counter_table(collected, target, mode, pages[0])
+                byte_rows = _byte_table(collected, target, mode, pages[0])
+                if byte_rows:
+                    body += [""] + byte_rows
                 text = "\n".join(body)
                 if text in seen_tables:
                     lines += [f"Same tables as {seen_tables[text]}.", ""]
@@ -668,7 +732,7 @@ def report_markdown(collected: Collected, *, summary_line: str = "", plots: dict
     return "\n".join(lines).rstrip() + "\n"
 
 
-def dumps_lines(data: dict[str, Any], compact: tuple[str, ...] = ("records", "layouts")) -> str:
+def dumps_lines(data: dict[str, Any], compact: tuple[str, ...] = ("records", "layouts", "byte_facts")) -> str:
     """Like :func:`dumps`, with each element of the ``compact`` lists on one line (report.json's
     per-page parts: one line per cell, so the file grows by a few hundred bytes per cell)."""
     marks = {key: f"@@{key}@@" for key in compact if isinstance(data.get(key), list)}

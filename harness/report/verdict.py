@@ -351,6 +351,14 @@ def exit_findings(collected: Any, perf: Any = None, *, requested_counters: tuple
             why.append("unknown blind spot: " + "; ".join(m.unknown_blind_spots[:2]))
         found.unexplained.append(f"{m.target}-{m.first.split('/')[1]}-{m.first.split('/')[0]}-{m.stage}-"
                                  f"{m.spec.label.replace(' ', ':')} ({', '.join(why)})")
+    for b in getattr(collected, "byte_measurements", {}).values():
+        cell = f"{b.target}-{b.first.split('/')[1]}-{b.first.split('/')[0]}-{b.stage}-bytes"
+        if b.verified is False:
+            keys = [r.key for r in b.verdict.rows if r.unexplained and r.key != "total"]
+            found.unexplained.append(f"{cell} (analytic op-level bytes differ from the byte counter's: "
+                                     f"{', '.join(keys) or f'total {b.total.unexplained:+,} bytes'} unexplained)")
+        elif b.verified is None:
+            found.nothing.append(f"{cell}: the byte counter measured nothing ({_short(b.error or '', 160)})")
     measured_any: dict[tuple[str, Any], bool] = {}
     for tplan in collected.plan.targets:
         for spec in collected.plan.counters:

@@ -10,11 +10,10 @@ from __future__ import annotations
 import contextlib
 import time
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from harness.golden.compare import Mismatch, format_mismatch
 from harness.golden.records import built_environment, environment_versions
 from harness.inputs.shapes import shape_key
 
@@ -22,10 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from harness.inputs.pages import Page
     from harness.inputs.workload import ViewLayout
 
-__all__ = [
-    "VARIANT", "DEVICE", "BYTES", "BYTES_DTYPE", "Case", "Engine", "Measurement", "Verification",
-    "key_differences", "key_rows", "verification", "verification_problems",
-]
+__all__ = ["VARIANT", "DEVICE", "BYTES", "BYTES_DTYPE", "Case", "Engine", "Measurement"]
 
 #: The byte counter's name among the counters of a count fact: op-level memory traffic, measured
 #: by :func:`harness.measure.bytes.count_bytes` on a bf16 build on meta (the dtype production runs).
@@ -52,88 +48,6 @@ class Case:
     @property
     def id(self) -> str:
         return f"{self.target}-{self.mode}-{self.page}-{self.stage}-{self.counter}"
-
-
-# ------------------------------------------------------------------------------------ verification
-def key_differences(analytic: Mapping[str, int], measured: Mapping[str, int],
-                    keys: Iterable[str]) -> list[tuple[str, int, int]]:
-    """``(op key, measured, analytic)`` for each of ``keys`` whose FLOPs differ (absent: 0)."""
-    return [(k, measured.get(k, 0), analytic.get(k, 0)) for k in keys if measured.get(k, 0) != analytic.get(k, 0)]
-
-
-def key_rows(analytic: Mapping[str, int], measured: Mapping[str, int], keys: Iterable[str]) -> list[Mismatch]:
-    """``by_key[<k>]`` failure rows (measured obtained, analytic expected) of :func:`key_differences`."""
-    return [Mismatch(f"by_key[{k}]", m, a) for k, m, a in key_differences(analytic, measured, keys)]
-
-
-@dataclass
-class Verification:
-    """The verification half of a case: the analytic model against a measured count.
-
-    ``key_differences``: torch only, ``(op key, measured, analytic)`` of the matmul class keys
-    that differ (they must be exact);
-    ``within_band``: the remainder after ``explain_delta`` lies within the ``verify`` band;
-    ``unknown``: blind spots no known cause explains.
-    """
-
-    explanation: Any                 # harness.measure.delta.DeltaExplanation
-    band: Any                        # harness.golden.Band ("verify")
-    within_band: bool
-    key_differences: list[tuple[str, int, int]]
-    unknown: list[Any]               # DeltaExplanation components with known == False
-
-    @property
-    def key_rows(self) -> list[Mismatch]:
-        return [Mismatch(f"by_key[{k}]", m, a) for k, m, a in self.key_differences]
-
-    @property
-    def key_lines(self) -> list[str]:
-        return [f"{k}: measured {m:,} vs analytic {a:,}" for k, m, a in self.key_differences]
-
-    @property
-    def unknown_lines(self) -> list[str]:
-        return [f"{c.name}: {c.flops:+,} ({c.detail})" for c in self.unknown]
-
-
-def verification(counter: str, stage: str, analytic: Any, measured: Any, bands: Any) -> Verification:
-    """The suite's verification verdict of one measured count (see :func:`verification_problems`)."""
-    from harness.analytic import MATMUL_KEYS
-    from harness.measure import UNMAPPED, explain_delta
-
-    keys = (*MATMUL_KEYS, UNMAPPED) if counter == "torch" else ()
-    differences = key_differences(dict(analytic.flops), measured.by_key, keys)
-    explanation = explain_delta(analytic, measured)
-    band = bands.lookup("verify", stage, counter, measured.convention)
-    expected = explanation.analytic_matmul
-    within = band.allows(expected + explanation.remainder, expected)
-    unknown = [c for c in explanation.components if not c.known]
-    return Verification(explanation, band, within, differences, unknown)
-
-
-def verification_problems(case: Any, analytic: Any, measured: Any, bands: Any) -> list[str]:
-    """Failure messages of the verification half (empty: verified)."""
-    verdict = verification(case.counter, case.stage, analytic, measured, bands)
-    explanation = verdict.explanation
-    problems = []
-    if verdict.key_differences:
-        problems.append(format_mismatch(
-            f"verify {case.id}: matmul class differs between torch (obtained) and the analytic "
-            "model (expected); it must be exact, op key by op key.", verdict.key_rows))
-    if not verdict.within_band:
-        expected = explanation.analytic_matmul
-        rows = [Mismatch("measured - explained", expected + explanation.remainder, expected,
-                         "unexplained remainder")]
-        problems.append(format_mismatch(
-            f"verify {case.id}: {case.counter} ({measured.variant}) after explain_delta differs from "
-            "the analytic matmul class (expected) beyond the band.", rows, band=verdict.band,
-            context=str(explanation).splitlines()))
-    if verdict.unknown:
-        problems.append(
-            f"verify {case.id}: {case.counter} ({measured.variant}) has blind spots no known cause "
-            "explains (document them in harness.measure.delta.KNOWN_BLIND_SPOTS, or fix the counter):\n"
-            + "\n".join(f"  {line}" for line in verdict.unknown_lines)
-            + "\n" + str(explanation))
-    return problems
 
 
 # ------------------------------------------------------------------------------------ cache
@@ -260,21 +174,30 @@ class Engine:
         return self.built[key]
 
     # analytic ---------------------------------------------------------------------------------
-    def analytic(self, case: Case, *, attn_implementation: str | None = None) -> Any:
-        """The analytic Cost of the case's stage for an attention implementation (memoised per
-        shape key). Without ``attn_implementation`` the built model's is used."""
+    def analytic(self, case: Case, *, attn_implementation: str | None = None,
+                 experts_implementation: str | None = None) -> Any:
+        """The analytic Cost of the case's stage for an attention implementation and an experts byte
+        model (memoised per shape key). Without ``attn_implementation`` the built model's attention
+        and experts byte model are used (:func:`harness.analytic.experts_model`); the FLOPs never
+        depend on the experts model, the op-level bytes do. Otherwise experts default to the loop."""
         if attn_implementation is None:
-            attn_implementation = self.built_model(case.target).attn_implementation
+            built = self.built_model(case.target)
+            attn_implementation = built.attn_implementation
+            if experts_implementation is None:
+                from harness.analytic import experts_model
+
+                experts_implementation = experts_model(case.target, built.experts_implementation)
+        experts = experts_implementation or "loop"
         layout = self.layout(case.target, case.mode, case.page)
-        key = (case.target, case.stage, self.shape_key(case), attn_implementation)
+        key = (case.target, case.stage, self.shape_key(case), attn_implementation, experts)
         if key not in self.analytic_costs:
             from harness.analytic import stage_costs
 
             costs = stage_costs(case.target, layout, text_tokens=self.text_tokens,
-                                attn_implementation=attn_implementation)
+                                attn_implementation=attn_implementation, experts_implementation=experts)
             for stage, cost in costs.items():
                 probe = Case(case.target, case.mode, case.page, stage, case.counter)
-                self.analytic_costs[(case.target, stage, self.shape_key(probe), attn_implementation)] = cost
+                self.analytic_costs[(case.target, stage, self.shape_key(probe), attn_implementation, experts)] = cost
         return self.analytic_costs[key]
 
     # measured -----------------------------------------------------------------------------------
@@ -392,38 +315,27 @@ class Engine:
             self.measurements[self.measurement_key(case, v)] = found[v]
         return found[variant]
 
-    def bytes_problems(self, case: Case, measured: Any) -> list[str]:
-        """The byte counter's verdict on one stage: every key equal to the analytic op-level bytes, or
-        its difference sized exactly by a named cause (matmul-class keys: only the vendor's routing,
-        whose experts hit is the one measured input); the stage total's unexplained part under
-        :data:`harness.measure.bytes.UNEXPLAINED_BAND`."""
-        from harness.analytic import stage_costs
-        from harness.analytic.config import load_dims
-        from harness.measure.bytes import (UNEXPLAINED_BAND, compare_bytes, format_bytes_table,
-                                            named_byte_causes, routing_cause, stage_tokens)
+    def byte_cost(self, case: Case) -> Any:
+        """The analytic op-level Cost of the case's stage on the byte counter's build (:data:`BYTES_DTYPE`):
+        its dtype bytes, attention and experts byte model (memoised per shape key)."""
+        from harness.analytic import experts_model
 
         built = self.built_model(case.target, BYTES_DTYPE)
-        layout = self.layout(case.target, case.mode, case.page)
-        b = 2
-        experts = built.experts_implementation if case.target == "ocr2" else "loop"
-        model_path = str(self.model_path) if case.target == "dsocr" and self.model_path else None
-        cost = stage_costs(case.target, layout, text_tokens=self.text_tokens, dtype_bytes=b,
-                           attn_implementation=built.attn_implementation, experts_implementation=experts,
-                           config=model_path)[case.stage]
-        dims = load_dims(case.target, model_path)
-        causes = named_byte_causes(case.target, case.stage, layout, dims, b)
-        if measured.experts_called and experts == "loop":
-            causes.append(routing_cause(dims.lm, stage_tokens(case.stage, layout), measured.experts_called, b))
-        rows = compare_bytes(case.stage, cost, measured, causes)
-        total = next(r for r in rows if r.key == "total")
-        # a matmul-class key may differ only by what a named cause sizes: the vendor's routed experts
-        # loop reads the experts the routing hit (measured), where the model assumes min(E, T*k)
-        bad = [r for r in rows if r.key != "total" and r.unexplained]
-        if not bad and abs(total.unexplained) <= UNEXPLAINED_BAND * max(total.measured, 1):
-            return []
-        return [f"bytes {case.target} {case.stage}: the analytic op-level bytes differ from the byte counter's "
-                "(matmul-class keys must be exact; every other difference must be a named, sized cause):\n"
-                + format_bytes_table(rows)]
+        experts = experts_model(case.target, built.experts_implementation)
+        key = (case.target, case.stage, self.shape_key(case), BYTES, built.attn_implementation, experts)
+        if key not in self.analytic_costs:
+            from harness.analytic import stage_costs
+
+            model_path = str(self.model_path) if case.target == "dsocr" and self.model_path else None
+            costs = stage_costs(case.target, self.layout(case.target, case.mode, case.page),
+                                text_tokens=self.text_tokens, dtype_bytes=built.dtype.itemsize,
+                                attn_implementation=built.attn_implementation, experts_implementation=experts,
+                                config=model_path)
+            for stage, cost in costs.items():
+                probe = Case(case.target, case.mode, case.page, stage, case.counter)
+                self.analytic_costs[(case.target, stage, self.shape_key(probe), BYTES,
+                                     built.attn_implementation, experts)] = cost
+        return self.analytic_costs[key]
 
     def environment(self, case: Case) -> dict[str, Any]:
         """What made the counts: versions, device, dtype, implementations, counter variant."""

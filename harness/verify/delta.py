@@ -28,8 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from .base import StageCount
-from .keys import GENERIC_KEYS, KEY_CLASS, MATMUL_KEYS, UNMAPPED
+from harness.measure.base import StageCount
+from harness.measure.keys import GENERIC_KEYS, KEY_CLASS, MATMUL_KEYS, UNMAPPED
 
 __all__ = ["BlindSpot", "KNOWN_BLIND_SPOTS", "ToolProperty", "TOOL_PROPERTIES", "tool_property_components", "DeltaComponent", "DeltaExplanation", "explain_delta",
            "PairExplanation", "explain_pair"]
