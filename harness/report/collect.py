@@ -363,7 +363,7 @@ def _measured(engine: Engine, case: Case, spec: CounterSpec, memo: tuple, key: t
     except Exception as exc:
         measured.count = getattr(exc, "result", None)   # UncountedOpError carries the count
         measured.error = _error_text(exc)
-    found = engine.measurements.get(memo)
+    found = engine.measurement(case, spec.variant)
     measured.seconds = found.seconds if found is not None else 0.0
     if measured.count is not None:
         _verify(measured, cost, bands)
@@ -390,7 +390,7 @@ def _pending(engine: Engine, plan: ReportPlan, items: list, build_errors: dict[s
             if _not_measurable(plan, case):
                 continue
             key = engine.measurement_key(case, spec.variant)
-            if key in keys or key in engine.measurements:
+            if key in keys or engine.measurement(case, spec.variant) is not None:
                 continue
             keys.add(key)
             tasks.append((case, spec.variant, key))
@@ -414,6 +414,8 @@ def _effective_jobs(jobs: int, plan: ReportPlan, n_tasks: int) -> int:
 #: parent just before the fork; fork start method only).
 _WORKER_ENGINE: Engine | None = None
 _WORKER_QUEUE: Any = None
+#: ``{counter: variants}`` the report shows: one run of a counter with shared variant runs gives them all
+_WORKER_VARIANTS: dict[str, tuple[str, ...]] = {}
 
 
 def _worker_init() -> None:
@@ -449,28 +451,35 @@ def _die_with_parent() -> None:
 
 
 def _worker_measure(task: tuple) -> tuple:
-    """In a worker: the engine's own measurement of one shape key, made picklable."""
+    """In a worker: the engine's own measurement of one shape key (with the other variants the
+    report shows, where one run gives them), made picklable: ``[(case, variant, Measurement), ...]``."""
     import pickle
 
-    case, variant, key = task
+    case, variant, _ = task
     engine = _WORKER_ENGINE
     assert engine is not None
+    also = _WORKER_VARIANTS.get(case.counter, ())
     try:
-        engine.measure(case, variant)
+        engine.measure(case, variant, also=also)
     except Exception:
         pass
-    found = engine.measurements[key]
-    error = found.error
-    if error is not None:
-        try:
-            pickle.loads(pickle.dumps(error))
-        except Exception:
-            error = ("remote", type(error).__name__, str(error), getattr(error, "result", None))
-    return key, found.count, error, found.seconds, found.page, found.failure
+    out = []
+    for v in dict.fromkeys((variant, *also)):
+        found = engine.measurement(case, v)
+        if found is None:
+            continue
+        error = found.error
+        if error is not None:
+            try:
+                pickle.loads(pickle.dumps(error))
+            except Exception:
+                error = ("remote", type(error).__name__, str(error), getattr(error, "result", None))
+        out.append((case, v, Measurement(found.count, error, found.seconds, found.page, found.failure)))
+    return out
 
 
 def _worker_unit(unit: list[tuple]) -> int:
-    """In a worker: measure a unit of tasks in order (one ModelInputs: upstream outputs computed once)."""
+    """In a worker: measure a unit of tasks in order (one StageInputs: upstream outputs computed once)."""
     for task in unit:
         _WORKER_QUEUE.put(_worker_measure(task))
     return len(unit)
@@ -490,41 +499,26 @@ def _rebuild_error(error: Any) -> BaseException | None:
     return rebuilt
 
 
-#: Stages whose inputs are outputs of earlier stages of the same page (computed once per inputs).
-_UPSTREAM_STAGES = frozenset({"sam", "clip", "encoder", "projector", "prefill"})
-
-
-def work_units(tasks: list[tuple]) -> list[list[tuple]]:
-    """Tasks grouped for workers: a page's stages that share upstream outputs stay in one unit
-    (they are computed once per inputs); every other task (decode) is a unit of its own. Largest
-    units first, so the short ones fill the gaps at the end."""
-    groups: dict[tuple, list[tuple]] = {}
-    singles: list[list[tuple]] = []
-    for task in tasks:
-        case = task[0]
-        if case.stage in _UPSTREAM_STAGES:
-            groups.setdefault((case.target, case.mode, case.page), []).append(task)
-        else:
-            singles.append([task])
-    units = sorted(groups.values(), key=len, reverse=True)
-    return units + singles
-
-
-def _prefetch_parallel(engine: Engine, tasks: list[tuple], workers: int, bar: Any) -> None:
-    """Measure ``tasks`` in forked workers; store each Measurement in the parent's memo table."""
+def _prefetch_parallel(engine: Engine, tasks: list[tuple], variants: dict[str, tuple[str, ...]], workers: int,
+                       bar: Any) -> None:
+    """Measure ``tasks`` in forked workers, in the plan's units of work
+    (:func:`harness.run.plan.work_units`); the engine adopts each measurement."""
     import multiprocessing
     import queue as queue_module
 
-    global _WORKER_ENGINE, _WORKER_QUEUE
+    from harness.run.plan import work_units
+
+    global _WORKER_ENGINE, _WORKER_QUEUE, _WORKER_VARIANTS
     context = multiprocessing.get_context("fork")
-    _WORKER_ENGINE, _WORKER_QUEUE = engine, context.Queue()
+    _WORKER_ENGINE, _WORKER_QUEUE, _WORKER_VARIANTS = engine, context.Queue(), variants
     received = 0
+    units = work_units(tasks, lambda task: (task[0].target, task[0].mode, task[0].page, task[0].stage))
     try:
         with context.Pool(workers, initializer=_worker_init) as pool:
-            done = pool.map_async(_worker_unit, work_units(tasks), chunksize=1)
+            done = pool.map_async(_worker_unit, units, chunksize=1)
             while received < len(tasks):
                 try:
-                    key, count, error, seconds, page, failure = _WORKER_QUEUE.get(timeout=0.5)
+                    found = _WORKER_QUEUE.get(timeout=0.5)
                 except queue_module.Empty:
                     if done.ready():
                         done.get()      # re-raises a worker's crash
@@ -532,14 +526,26 @@ def _prefetch_parallel(engine: Engine, tasks: list[tuple], workers: int, bar: An
                             raise RuntimeError(f"report workers finished with {len(tasks) - received} "
                                                "counts missing")
                     continue
-                engine.measurements[key] = Measurement(count, _rebuild_error(error), seconds, page, failure)
+                for case, variant, measurement in found:
+                    if engine.measurement(case, variant) is None:   # a co-variant a task of its own also gives
+                        measurement.error = _rebuild_error(measurement.error)
+                        engine.adopt(case, variant, measurement)
+                case, variant, _ = found[0]
                 received += 1
                 if bar is not None:
-                    bar.set_postfix_str(f"{key[0]} {key[1]} {key[2]}", refresh=False)
+                    bar.set_postfix_str(f"{case.target} {case.stage} {case.counter} {variant}", refresh=False)
                     bar.update(1)
             done.get()
     finally:
-        _WORKER_ENGINE, _WORKER_QUEUE = None, None
+        _WORKER_ENGINE, _WORKER_QUEUE, _WORKER_VARIANTS = None, None, {}
+
+
+def _variants_shown(plan: ReportPlan) -> dict[str, tuple[str, ...]]:
+    """``{counter: the variants of it the report shows}``."""
+    out: dict[str, tuple[str, ...]] = {}
+    for spec in plan.counters:
+        out[spec.counter] = (*out.get(spec.counter, ()), spec.variant)
+    return out
 
 
 def work_items(plan: ReportPlan) -> Iterator[tuple[str, str, Any, str]]:
@@ -562,8 +568,7 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
     processes, each running the engine's own ``measure``; the results land in the same memo
     table), then every cell is read from the memo in report order.
     """
-    from harness.analytic import stage_costs
-    from harness.inputs.workload import DEFAULT_PROMPT_TOKENS, compute_view_layout, get_workload
+    from harness.inputs.workload import DEFAULT_PROMPT_TOKENS
 
     say = status or (lambda text: None)
     if engine is None:    # an engine of the report's pages alone
@@ -583,8 +588,7 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
     for tplan in plan.targets:
         for mode in tplan.modes:
             for page in plan.pages:
-                out.layouts[(tplan.name, mode, page.page_id)] = compute_view_layout(
-                    get_workload(tplan.name, mode), page.width, page.height)
+                out.layouts[(tplan.name, mode, page.page_id)] = engine.layout(tplan.name, mode, page.page_id)
         if tplan.unavailable:
             build_errors[tplan.name] = tplan.unavailable
             out.notes.append(f"{tplan.name}: counters not run: {tplan.unavailable}. Its analytic model, "
@@ -618,47 +622,36 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
     bar = (progress(total=len(tasks), desc="counting (one run per shape key)", unit="count")
            if progress is not None and tasks else None)
     start_all = time.perf_counter()
-    before = engine.co_variants
+    # one fvcore trace / one thop forward serves every variant the report shows
+    variants = _variants_shown(plan)
     try:
         workers = _effective_jobs(jobs, plan, len(tasks))
         if workers > 1:
             say(f"measuring {len(tasks)} shape keys in {workers} worker processes ...")
-            _prefetch_parallel(engine, tasks, workers, bar)
+            _prefetch_parallel(engine, tasks, variants, workers, bar)
         else:
-            # one fvcore trace / one thop forward serves every variant the report shows
-            engine.co_variants = tuple(dict.fromkeys((*before, *(spec.variant for spec in plan.counters))))
             for case, variant, _ in tasks:
                 if bar is not None:
                     bar.set_postfix_str(f"{case.target} {case.mode} {case.page} {case.stage} {case.counter} "
                                         f"{variant}", refresh=False)
                 try:
-                    engine.measure(case, variant)
+                    engine.measure(case, variant, also=variants.get(case.counter, ()))
                 except Exception:
                     pass    # memoised with its error; the record below says why
                 if bar is not None:
                     bar.update(1)
     finally:
-        engine.co_variants = before
         if bar is not None:
             bar.close()
     fresh = {key for _, _, key in tasks}
 
-    analytic_memo: dict[tuple, Any] = {}
     params_memo: dict[tuple[str, str], int] = {}
     for target, mode, page, stage in items:
         case0 = Case(target, mode, page.page_id, stage, "torch")
-        layout = out.layouts[(target, mode, page.page_id)]
-        built = engine.built.get(target)
+        built = engine.built_if_made(target)
         attn = built.attn_implementation if built is not None else None
         key = engine.shape_key(case0)
-        if built is not None:
-            cost = engine.analytic(case0)
-        else:
-            memo_cost = (target, stage, key)
-            if memo_cost not in analytic_memo:
-                analytic_memo[memo_cost] = stage_costs(target, layout, text_tokens=out.text_tokens,
-                                                       attn_implementation=attn)[stage]
-            cost = analytic_memo[memo_cost]
+        cost = engine.analytic(case0, attn_implementation=attn)      # None: not built, the model's default
         if built is not None and (target, stage) not in params_memo:   # per stage, never per page
             params_memo[(target, stage)] = built.stage_parameters(stage)
         params = params_memo.get((target, stage))

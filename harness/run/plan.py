@@ -19,7 +19,7 @@ counts to the shape keys those pages reach.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,8 @@ from harness.inputs.selection import COUNTERS, Selection, suite_pages, target_mo
 BYTES_PAGES: tuple[str, ...] = ("letter",)
 
 __all__ = ["LayoutCase", "CountCase", "layout_cases", "count_cases", "shape_index", "expected",
-           "not_measurable", "SuiteDefinitionError"]
+           "not_measurable", "SuiteDefinitionError", "UPSTREAM_STAGES", "unit_of", "work_units",
+           "measuring_unit", "suite_scopes"]
 
 
 class SuiteDefinitionError(RuntimeError):
@@ -201,3 +202,77 @@ def expected(counters: Iterable[str] = COUNTERS + (BYTES,)) -> Expected:
                                if not not_measurable(target, stage, c))
             exp.counts[(target, stage, name)] = (shape_record(key), tuple(f"{m}/{p}" for m, p in pages), measurable)
     return exp
+
+
+# ------------------------------------------------------------------------------------ units of work
+#: Stages whose inputs are the outputs of earlier stages of the same page (the target keeps those
+#: outputs on the page's inputs): measured in one process, they compute them once.
+UPSTREAM_STAGES = frozenset({"sam", "clip", "encoder", "projector", "prefill"})
+
+
+def unit_of(target: str, mode: str, page: str, stage: str) -> str:
+    """The unit of work that measures ``stage`` of ``page`` in ``mode``: the page chain
+    ``<target>-<mode>-<page>`` for a stage fed by upstream outputs, a unit of its own
+    (``<chain>-<stage>``) for one that is not (decode)."""
+    chain = f"{target}-{mode}-{page}"
+    return chain if stage in UPSTREAM_STAGES else f"{chain}-{stage}"
+
+
+def work_units(tasks: Iterable[Any], where: Callable[[Any], tuple[str, str, str, str]]) -> list[list[Any]]:
+    """``tasks`` grouped by :func:`unit_of` their ``where(task) = (target, mode, page, stage)``, in
+    order within a unit; largest units first (ties: first seen first), so the short ones fill the
+    gaps at the end. Consumed by ``harness report``'s worker pool."""
+    groups: dict[str, list[Any]] = {}
+    for task in tasks:
+        groups.setdefault(unit_of(*where(task)), []).append(task)
+    return sorted(groups.values(), key=len, reverse=True)
+
+
+def measuring_unit(target: str, mode: str, page: str, stage: str) -> str:
+    """The unit in which the suite measures the shape key that ``stage`` of ``page`` reaches in
+    ``mode``: that of the key's first page (where its count facts are measured)."""
+    try:
+        layout = page_layout(target, mode, page)
+    except KeyError:
+        raise SuiteDefinitionError(f"{target} {mode} {page!r}: not a page of the suite's definition "
+                                   f"(the built-in pages: {', '.join(suite_pages('all'))})") from None
+    name = key_name(shape_key(stage, layout, text_tokens=_text_tokens()))
+    first = shape_index(target)[(stage, name)][1][0]
+    return unit_of(target, *first, stage)
+
+
+def fact_unit(case: CountCase) -> str:
+    """The unit a count fact is measured in: its first page's."""
+    return unit_of(case.target, *case.first, case.stage)
+
+
+def suite_scopes(cases: Iterable[CountCase], readers: Mapping[str, tuple[str, str, str]]
+                 ) -> tuple[dict[str, str], dict[str, str]]:
+    """Where xdist runs what reads the engine's memo: ``({fact id: scope}, {reader: scope})``.
+
+    ``readers`` are the tests that read the memoised counts of a page chain ``(target, mode, page)``
+    (``@pytest.mark.measures``); each joins every unit that measures one of that page's stages, and
+    units a reader joins become one scope (named after the first unit in sort order). So every
+    shape key is measured in one process, and its readers run there."""
+    parent: dict[str, str] = {}
+
+    def root(unit: str) -> str:
+        parent.setdefault(unit, unit)
+        while parent[unit] != unit:
+            parent[unit] = parent[parent[unit]]
+            unit = parent[unit]
+        return unit
+
+    def join(a: str, b: str) -> None:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+
+    facts = {case.id: fact_unit(case) for case in cases}
+    read = {}
+    for reader, (target, mode, page) in readers.items():
+        units = sorted({measuring_unit(target, mode, page, s) for s in target_stages()[target]})
+        for unit in units[1:]:
+            join(units[0], unit)
+        read[reader] = units[0]
+    return {k: root(u) for k, u in facts.items()}, {k: root(u) for k, u in read.items()}
