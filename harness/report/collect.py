@@ -29,7 +29,7 @@ from harness.run.engine import Case, Engine, Measurement, verification
 from harness.golden.records import built_environment, layout_record
 
 
-__all__ = ["Record", "Measured", "GoldenCell", "GoldenChecker", "StageInfo", "Collected", "collect", "environment_versions", "golden_dir", "BANDS_FILE"]
+__all__ = ["Record", "KeyCount", "GoldenCell", "GoldenChecker", "StageInfo", "Collected", "collect", "environment_versions", "golden_dir", "BANDS_FILE"]
 
 #: ``golden/tolerances.toml`` next to the package (an editable install / checkout).
 BANDS_FILE = "tolerances.toml"
@@ -55,8 +55,9 @@ class StageInfo:
 
 
 @dataclass(eq=False)
-class Measured:
-    """One measurement: a count under its memo key ``(target, stage, counter[:variant], shape key)``,
+class KeyCount:
+    """The report's view of one shape key's count (the engine's :class:`~harness.run.engine.Measurement`
+    of that key, read once): a count under its memo key ``(target, stage, counter[:variant], shape key)``,
     verified once against the analytic cost of that shape key. Every page x mode whose stage has
     that shape key references this one object (in memory and in report.json), so the report's
     size follows the shape keys, not the pages."""
@@ -91,7 +92,7 @@ _NO_LIST: list[str] = []
 @dataclass(eq=False, slots=True)
 class Record:
     """One ``target x mode x page x stage x counter`` cell of the report: a reference to its
-    :class:`Measured` (shared by every cell of the same shape key) plus what is the page's own
+    :class:`KeyCount` (shared by every cell of the same shape key) plus what is the page's own
     (the golden comparison, which page measured it first)."""
 
     target: str
@@ -101,7 +102,7 @@ class Record:
     spec: CounterSpec
     shape_key: tuple
     status: str                     # "measured" | "not measured"
-    measured: Measured | None = None
+    measured: KeyCount | None = None
     reused_from: str | None = None  # page/mode whose identical shape key was measured first
     reason: str | None = None       # why not measured, when no measurement was attempted
     golden: str = "n/a"             # "match" | "differs" | "no golden" | "n/a" (see GoldenChecker)
@@ -170,8 +171,8 @@ class Collected:
     layouts: dict[tuple[str, str, str], Any] = field(default_factory=dict)     # (t, mode, page) -> ViewLayout
     stages: dict[tuple[str, str, str, str], StageInfo] = field(default_factory=dict)
     records: list[Record] = field(default_factory=list)
-    #: memo key -> the one Measured every cell of that shape key references
-    measurements: dict[tuple, Measured] = field(default_factory=dict)
+    #: memo key -> the one KeyCount every cell of that shape key references
+    measurements: dict[tuple, KeyCount] = field(default_factory=dict)
     #: (target, mode, page, stage, spec) -> Record: every lookup is keyed, nothing scans the list
     cells: dict[tuple, Record] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
@@ -232,7 +233,7 @@ def _bands():
     return load_bands(golden_dir() / BANDS_FILE)
 
 
-def _verify(record: Measured, analytic: Any, bands: Any) -> None:
+def _verify(record: KeyCount, analytic: Any, bands: Any) -> None:
     """The suite's verification verdict (:func:`harness.run.engine.verification`) on one measurement."""
     verdict = verification(record.spec.counter, record.stage, analytic, record.count, bands)
     record.explanation = verdict.explanation
@@ -355,9 +356,9 @@ def public_text(text: str) -> str:
 
 
 def _measured(engine: Engine, case: Case, spec: CounterSpec, memo: tuple, key: tuple, where: str, fresh: bool,
-              index: int, cost: Any, bands: Any) -> Measured:
-    """The one :class:`Measured` of ``memo``: the engine's count (a memo hit by now), verified once."""
-    measured = Measured(f"m{index}", memo, case.target, case.stage, spec, key, where, fresh)
+              index: int, cost: Any, bands: Any) -> KeyCount:
+    """The one :class:`KeyCount` of ``memo``: the engine's count (a memo hit by now), verified once."""
+    measured = KeyCount(f"m{index}", memo, case.target, case.stage, spec, key, where, fresh)
     try:
         measured.count = engine.measure(case, spec.variant)
     except Exception as exc:

@@ -15,6 +15,13 @@ else is done once per (kind, module, signature) and reused:
 The engine holds one :class:`CallMemo` per session and measures inside it. Outside a block nothing is
 kept: ``count`` on its own, or a target used directly, always runs the model. Real tensors (values,
 data-dependent code) and stateful arguments (a KV cache) are never memoised.
+
+What is memoised where (each layer opened by the engine, in ``Engine._measure`` alone):
+
+* a count, per shape key, counter and variant: ``Engine.measurements``;
+* a page's inputs and upstream stage outputs, per (target, mode, page): the engine's
+  ``StageInputs`` (``harness.targets.base.cached``; real tensors too);
+* per-call work on meta, per (kind, module, signature): this module's :class:`CallMemo`.
 """
 
 from __future__ import annotations

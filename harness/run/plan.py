@@ -1,19 +1,13 @@
-"""The suite's definition: which facts it states, one test and one golden per fact.
+"""The suite's plan: the facts it states (one test and one golden per fact) and the units of work
+that measure them.
 
-Two kinds of fact:
-
-* **layout** -- ``<target>-<mode>-<page>``: a page's view layout, token counts and the shape keys
-  it reaches (pure arithmetic); golden ``<target>/layout/<mode>.json`` lists every page;
-* **count** -- ``<target>-<stage>-<counter>-<shape key>``: the counts of one stage at one shape key
-  by one counter; one per distinct shape key that the selected pages reach. Its golden
-  ``<target>/count/<stage>/<shape key>.json`` also lists every page of the definition that reaches
-  it.
-
-The definition is every built-in page (``all`` = grid + corpus) in every mode of every target,
-every stage and every counter; :func:`expected` is computed from it alone (never from what ran),
-so unused goldens are found, and pruned, against the definition. Selections
-(:class:`harness.inputs.selection.Selection`) narrow both kinds; a page or mode selection narrows the
-counts to the shape keys those pages reach.
+* Facts: **layout** ``<target>-<mode>-<page>`` and **count** ``<target>-<stage>-<counter>-<shape key>``
+  (measured on the key's first page), over the definition: every built-in page in every mode of
+  every target, every stage and counter. :func:`expected` comes from the definition alone;
+  selections narrow what is collected.
+* Units of work: a page chain ``<target>-<mode>-<page>`` whose upstream-fed stages share that page's
+  upstream outputs (decode apart). The xdist scheduler (:func:`suite_scopes`, root ``conftest.py``)
+  and ``harness report``'s worker pool (:func:`work_units`) both group by them.
 """
 
 from __future__ import annotations
