@@ -394,11 +394,11 @@ class Engine:
         start = time.perf_counter()
         try:
             with call_memo(self.session_memo()):
-                results = run_measurement(model, self._count, case, variants)
+                results, seconds = run_measurement(model, self._count, case, variants)
         except Exception as exc:
             text = "".join(traceback.format_exception(exc, limit=-12))
             return {variants[0]: Measurement(None, exc, time.perf_counter() - start, case.page, text)}
-        seconds = (time.perf_counter() - start) / len(variants)
+        seconds /= len(variants)
         found = {}
         for v, result in results.items():
             error = None
@@ -410,9 +410,14 @@ class Engine:
                                    "".join(traceback.format_exception(error, limit=-12)) if error else "")
         return found
 
-    def _count(self, case: Case, variants: tuple[str, ...]) -> dict[str, Any]:
+    def _count(self, case: Case, variants: tuple[str, ...]) -> tuple[dict[str, Any], float]:
         """The counter's results of one run of the case's stage (in the boundary): ``{variant:
-        count}``; the first variant's strictness raises as ``count`` does."""
+        count}`` and the seconds it took; the first variant's strictness raises as ``count`` does."""
+        start = time.perf_counter()
+        results = self._results(case, variants)
+        return results, time.perf_counter() - start
+
+    def _results(self, case: Case, variants: tuple[str, ...]) -> dict[str, Any]:
         from harness.measure import count, count_variants
 
         dtype = self._dtype(case)
