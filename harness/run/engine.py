@@ -413,26 +413,24 @@ class Engine:
     def _count(self, case: Case, variants: tuple[str, ...]) -> tuple[dict[str, Any], float]:
         """The counter's results of one run of the case's stage (in the boundary): ``{variant:
         count}`` and the seconds it took; the first variant's strictness raises as ``count`` does."""
-        start = time.perf_counter()
-        results = self._results(case, variants)
-        return results, time.perf_counter() - start
-
-    def _results(self, case: Case, variants: tuple[str, ...]) -> dict[str, Any]:
         from harness.measure import count, count_variants
 
+        start = time.perf_counter()
         dtype = self._dtype(case)
         built = self.built_model(case.target, dtype)
         calls = self.target(case.target).stage_calls(built, self._inputs(case, dtype), case.stage)
         if case.counter == BYTES:
             from harness.measure.bytes import count_bytes
 
-            return {variants[0]: count_bytes(calls, target=case.target, stage=case.stage)}
-        if len(variants) == 1:
+            results = {variants[0]: count_bytes(calls, target=case.target, stage=case.stage)}
+        elif len(variants) == 1:
             # stock: blind spots are the finding, reported rather than raised (count's default)
-            return {variants[0]: count(case.counter, calls, variant=variants[0], target=case.target,
-                                       stage=case.stage)}
-        return count_variants(case.counter, calls, variants=variants, target=case.target, stage=case.stage,
-                              strict=False)
+            results = {variants[0]: count(case.counter, calls, variant=variants[0], target=case.target,
+                                          stage=case.stage)}
+        else:
+            results = count_variants(case.counter, calls, variants=variants, target=case.target,
+                                     stage=case.stage, strict=False)
+        return results, time.perf_counter() - start
 
     def bytes_problems(self, case: Case, measured: Any) -> list[str]:
         """The byte counter's verdict on one stage: every key equal to the analytic op-level bytes, or
