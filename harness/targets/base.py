@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import re
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -38,7 +37,6 @@ __all__ = [
     "materialize_parameters",
     "load_safetensors",
     "parse_device",
-    "cached",
     "FILLER_TOKEN_BASE",
     "prompt_token_ids",
 ]
@@ -132,7 +130,8 @@ class StageInputs:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     #: ``"image"`` (decoded page), ``"blank"`` (a white page of the given size) or ``"meta"``.
     pixel_source: str = "meta"
-    #: Upstream stage outputs per model (see :func:`cached`): computed once, reused.
+    #: Upstream stage outputs per model (:func:`harness.run.callmemo.memoised_upstream`): computed
+    #: once for these inputs, reused.
     cache: dict[tuple[int, str], Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -225,18 +224,6 @@ class Target:
             raise ValueError(f"BuiltModel is a {built.target!r} model, not {self.name!r}")
         if inputs is not None and inputs.target != self.name:
             raise ValueError(f"StageInputs were prepared for {inputs.target!r}, not {self.name!r}")
-
-
-def cached(inputs: StageInputs, model: nn.Module, name: str, compute: Callable[[], Any]) -> Any:
-    """``compute()`` once per (model, name) for these inputs; a weak reference guards against a
-    new model reusing a collected model's id."""
-    key = (id(model), name)
-    hit = inputs.cache.get(key)
-    if hit is not None and hit[0]() is model:
-        return hit[1]
-    value = compute()
-    inputs.cache[key] = (weakref.ref(model), value)
-    return value
 
 
 # Devices ---------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
+from harness.run.callmemo import memoised_upstream
 from harness.targets import base, vendor
 from harness.targets.base import BuiltModel, StageInputs, StageCall, Target, TargetError
 from harness.targets.kv import frozen_kv_cache
@@ -303,12 +304,12 @@ class DsocrTarget(Target):
     # Upstream outputs ----------------------------------------------------------------------------
     def _sam_outputs(self, built: BuiltModel, inputs: StageInputs) -> list[torch.Tensor]:
         sam = built.model.model.sam_model
-        return base.cached(inputs, built.model, "sam", lambda: _no_grad(
+        return memoised_upstream(inputs, built.model, "sam", lambda: _no_grad(
             lambda: [sam(p) for p in _pixels(built, inputs)]))
 
     def _clip_outputs(self, built: BuiltModel, inputs: StageInputs) -> list[torch.Tensor]:
         clip = built.model.model.vision_model
-        return base.cached(inputs, built.model, "clip", lambda: _no_grad(
+        return memoised_upstream(inputs, built.model, "clip", lambda: _no_grad(
             lambda: [clip(p, f) for p, f in zip(_pixels(built, inputs), self._sam_outputs(built, inputs))]))
 
     def _projector_inputs(self, built: BuiltModel, inputs: StageInputs) -> list[torch.Tensor]:
@@ -318,7 +319,7 @@ class DsocrTarget(Target):
 
     def _projector_outputs(self, built: BuiltModel, inputs: StageInputs) -> list[torch.Tensor]:
         projector = built.model.model.projector
-        return base.cached(inputs, built.model, "projector", lambda: _no_grad(
+        return memoised_upstream(inputs, built.model, "projector", lambda: _no_grad(
             lambda: [projector(x) for x in self._projector_inputs(built, inputs)]))
 
     def _image_sequence(self, built: BuiltModel, inputs: StageInputs) -> torch.Tensor:
@@ -348,7 +349,7 @@ class DsocrTarget(Target):
         return sequence
 
     def _prefill_embeds(self, built: BuiltModel, inputs: StageInputs) -> tuple[torch.Tensor, str]:
-        return base.cached(inputs, built.model, "prefill_embeds", lambda: self._embeds(built, inputs))
+        return memoised_upstream(inputs, built.model, "prefill_embeds", lambda: self._embeds(built, inputs))
 
     def _embeds(self, built: BuiltModel, inputs: StageInputs) -> tuple[torch.Tensor, str]:
         dev = built.stage_devices["prefill"]

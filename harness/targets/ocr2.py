@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.run.callmemo import memoised_forward
+from harness.run.callmemo import memoised_forward, memoised_upstream
 from harness.targets import base
 from harness.targets.base import BuiltModel, StageInputs, StageCall, Target, TargetError
 from harness.targets.kv import frozen_kv_cache
@@ -314,7 +314,7 @@ class Ocr2Target(Target):
     # call memo, each view once per session: harness.run.callmemo) ----------------------------------------
     def _sam_outputs(self, built: BuiltModel, inputs: StageInputs) -> list[torch.Tensor]:
         sam = built.model.model.vision_tower.sam_encoder
-        return base.cached(inputs, built.model, "sam", lambda: _no_grad(
+        return memoised_upstream(inputs, built.model, "sam", lambda: _no_grad(
             lambda: [memoised_forward(sam, p).last_hidden_state for p in _pixels(built, inputs)]))
 
     def _encoder_inputs(self, built: BuiltModel, inputs: StageInputs) -> list[tuple[torch.Tensor, int]]:
@@ -330,17 +330,17 @@ class Ocr2Target(Target):
 
     def _encoder_outputs(self, built: BuiltModel, inputs: StageInputs) -> list[torch.Tensor]:
         encoder = built.model.model.vision_tower.vision_encoder
-        return base.cached(inputs, built.model, "encoder", lambda: _no_grad(
+        return memoised_upstream(inputs, built.model, "encoder", lambda: _no_grad(
             lambda: [memoised_forward(encoder, c, n).last_hidden_state[:, n:, :]
                      for c, n in self._encoder_inputs(built, inputs)]))
 
     def _projector_outputs(self, built: BuiltModel, inputs: StageInputs) -> list[torch.Tensor]:
         projector = built.model.model.multi_modal_projector
-        return base.cached(inputs, built.model, "projector", lambda: _no_grad(
+        return memoised_upstream(inputs, built.model, "projector", lambda: _no_grad(
             lambda: [memoised_forward(projector, f) for f in self._encoder_outputs(built, inputs)]))
 
     def _prefill_embeds(self, built: BuiltModel, inputs: StageInputs) -> torch.Tensor:
-        return base.cached(inputs, built.model, "prefill_embeds", lambda: self._scatter(built, inputs))
+        return memoised_upstream(inputs, built.model, "prefill_embeds", lambda: self._scatter(built, inputs))
 
     def _scatter(self, built: BuiltModel, inputs: StageInputs) -> torch.Tensor:
         inner = built.model.model
