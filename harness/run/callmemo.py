@@ -16,7 +16,7 @@ The engine holds one :class:`CallMemo` per session and measures inside it. Outsi
 kept: ``count`` on its own, or a target used directly, always runs the model. Real tensors (values,
 data-dependent code) and stateful arguments (a KV cache) are never memoised.
 
-What is memoised where (each layer opened by the engine, in ``Engine._measure`` and ``Engine._inputs``):
+What is memoised where (the engine opens each layer: ``Engine._measure``, ``Engine._inputs``):
 
 * a count, per shape key, counter and variant: ``Engine.measurements``;
 * a page's inputs and upstream stage outputs, per (target, mode, page): the engine's

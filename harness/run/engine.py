@@ -331,9 +331,9 @@ class Engine:
         return found.failure if found else ""
 
     def _inputs(self, case: Case, dtype: str = "float32") -> Any:
-        # the per-page memo layer: one StageInputs per (target, mode, page[, dtype]); the target keeps
-        # upstream stage outputs on it (harness.run.callmemo.memoised_upstream), so sam -> encoder -> projector
-        # -> prefill share work
+        # the per-page memo layer: one StageInputs per (target, mode, page[, dtype]); the target
+        # keeps upstream stage outputs on it (harness.run.callmemo.memoised_upstream), so sam ->
+        # encoder -> projector -> prefill share work
         key = (case.target, case.mode, case.page) + (() if dtype == "float32" else (dtype,))
         if key not in self.inputs:
             import torch
