@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from harness.inputs.workload import ViewLayout
 
 __all__ = [
-    "VARIANT", "DEVICE", "BYTES", "BYTES_DTYPE", "Case", "Engine", "Measurement", "Verification",
+    "VARIANT", "DEVICE", "BYTES", "BYTES_DTYPE", "AS_BUILT", "Case", "Engine", "Measurement", "Verification",
     "key_differences", "key_rows", "verification", "verification_problems",
 ]
 
