@@ -35,8 +35,8 @@ def pytest_configure(config):
     markers all the same (strict markers are on). Under ``--dist loadfile`` the controller makes the
     folder the workers report the ``measures`` marks in."""
     config.addinivalue_line(
-        "markers", "measures(target, mode, page): the test reads the session engine's memoised counts of "
-        "that page chain; under xdist it runs in the worker that measures the chain's count facts")
+        "markers", "measures(target, mode, *pages): the test reads the session engine's memoised counts of "
+        "those pages in that mode; under xdist it runs in the worker that measures their count facts")
     if not config.pluginmanager.hasplugin("xdist"):
         config.addinivalue_line("markers", "xdist_group(name): xdist runs the group in one worker")
     elif not hasattr(config, "workerinput") and config.getvalue("dist") == "loadfile":
@@ -63,7 +63,7 @@ def pytest_configure_node(node):
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
-    """Worker: write ``{node id: (target, mode, page)}`` of the tests marked ``measures`` for the
+    """Worker: write ``{node id: [target, mode, *pages]}`` of the tests marked ``measures`` for the
     controller's scheduler (before the worker reports its collection, hence before scheduling)."""
     folder = getattr(config, "workerinput", {}).get("harness_readers")
     if folder is None:
@@ -79,13 +79,13 @@ def pytest_collection_modifyitems(config, items):
     os.replace(path + ".tmp", path)
 
 
-def _readers(config) -> dict[str, tuple[str, str, str]]:
+def _readers(config) -> dict[str, tuple[str, ...]]:
     """The ``measures`` marks the workers reported (none without the folder: module scopes)."""
     import json
     import os
 
     folder = config.stash.get(_READERS_DIR, None)
-    out: dict[str, tuple[str, str, str]] = {}
+    out: dict[str, tuple[str, ...]] = {}
     if folder is None:
         return out
     for name in sorted(os.listdir(folder)):

@@ -240,14 +240,14 @@ def fact_unit(case: CountCase) -> str:
     return unit_of(case.target, *case.first, case.stage)
 
 
-def suite_scopes(cases: Iterable[CountCase], readers: Mapping[str, tuple[str, str, str]]
+def suite_scopes(cases: Iterable[CountCase], readers: Mapping[str, tuple[str, ...]]
                  ) -> tuple[dict[str, str], dict[str, str]]:
     """Where xdist runs what reads the engine's memo: ``({fact id: scope}, {reader: scope})``.
 
-    ``readers`` are the tests that read the memoised counts of a page chain ``(target, mode, page)``
-    (``@pytest.mark.measures``); each joins every unit that measures one of that page's stages, and
-    units a reader joins become one scope (named after the first unit in sort order). So every
-    shape key is measured in one process, and its readers run there."""
+    ``readers`` are the tests that read the memoised counts of pages in a mode, ``(target, mode,
+    *pages)`` (``@pytest.mark.measures``); each joins every unit that measures a stage of one of
+    those pages, and units a reader joins become one scope (named after the first unit in sort
+    order). So every shape key is measured in one process, and its readers run there."""
     parent: dict[str, str] = {}
 
     def root(unit: str) -> str:
@@ -264,8 +264,8 @@ def suite_scopes(cases: Iterable[CountCase], readers: Mapping[str, tuple[str, st
 
     facts = {case.id: fact_unit(case) for case in cases}
     read = {}
-    for reader, (target, mode, page) in readers.items():
-        units = sorted({measuring_unit(target, mode, page, s) for s in target_stages()[target]})
+    for reader, (target, mode, *pages) in readers.items():
+        units = sorted({measuring_unit(target, mode, page, s) for page in pages for s in target_stages()[target]})
         for unit in units[1:]:
             join(units[0], unit)
         read[reader] = units[0]

@@ -168,7 +168,8 @@ def test_readers_of_measurements_are_scheduled_with_the_facts_they_read(monkeypa
     bytes_test = "tests/test_bytes.py::test_ocr2_letter_bytes_match_the_counter"
     marked = {"tests/test_counters_ocr2.py::test_full_size_meta_counts_are_not_trivial": ("ocr2", "gundam", "letter"),
               f"{bytes_test}[base]": ("ocr2", "base", "letter"),
-              "tests/test_report.py::test_version": ("ocr2", "small", "letter")}
+              "tests/test_report.py::test_version": ("ocr2", "small", "letter"),
+              "tests/test_x.py::test_two_pages": ("ocr2", "gundam", "slide", "note-old")}
     items = [SimpleNamespace(nodeid=n, get_closest_marker=lambda name, a=a: pytest.mark.measures(*a).mark)
              for n, a in marked.items()]
     items.append(SimpleNamespace(nodeid="tests/test_pages.py::test_a_large_real_page_loads",
@@ -179,12 +180,16 @@ def test_readers_of_measurements_are_scheduled_with_the_facts_they_read(monkeypa
     scope = conftest_module.pytest_xdist_make_scheduler(controller, None)._split_scope
     cases = count_cases(Selection())[0]
     fact = {c.id: scope(f"tests/test_suite.py::test_count[{c.id}]") for c in cases}
-    for reader, (target, mode, page) in marked.items():
-        reached = [c.id for c in cases if c.target == target and f"{mode}/{page}" in c.pages]
+    for reader, (target, mode, *pages) in marked.items():
+        reached = [c.id for c in cases if c.target == target and any(f"{mode}/{p}" in c.pages for p in pages)]
         assert {c.split("-")[1] for c in reached} == {"sam", "encoder", "projector", "prefill", "decode"}
         assert {fact[c] for c in reached} == {scope(reader)}, reader
     assert scope("tests/test_counters_ocr2.py::test_full_size_meta_counts_are_not_trivial") == \
         fact["ocr2-sam-torch-g1024+6x768"] != scope("tests/test_report.py::test_version")
+    # two pages whose keys are measured apart: the reader joins both
+    slide, note = ({c.id for c in cases if c.target == "ocr2" and f"gundam/{p}" in c.pages and c.stage == "sam"}
+                   for p in ("slide", "note-old"))
+    assert slide != note and scope("tests/test_x.py::test_two_pages") == fact[min(slide)] == fact[min(note)]
     # the key of the Letter page in Base is measured on another page: the reader goes there
     assert fact["ocr2-sam-torch-g1024"] == scope(f"{bytes_test}[base]") != scope(f"{bytes_test}[gundam]")
     # the plan's units: a page chain's upstream-fed stages together, a decode key nobody reads apart
