@@ -25,55 +25,99 @@ def pytest_cmdline_main(config):
     option.dist = "loadfile"
 
 
-#: Test modules that read the engine's memoised counts of one page in one mode (the session's
-#: ``engine`` fixture): under xdist they run in the worker that measures that page's count facts.
-SHARES_MEASUREMENTS = {
-    "tests/test_counters_ocr2.py": ("ocr2", "gundam", "letter"),
-    "tests/test_bytes.py": ("ocr2", "gundam", "letter"),
-    "tests/test_report.py": ("ocr2", "small", "letter"),
-}
-#: Tests parametrized by mode that read the Letter page's counts in that mode: each runs where the
-#: keys of that page and mode are measured (``<nodeid>[<mode>]``).
-SHARES_BY_MODE = {
-    "tests/test_bytes.py::test_ocr2_letter_bytes_match_the_counter": ("ocr2", "letter"),
-}
+#: config.stash: the folder through which xdist workers tell the controller which tests carry a
+#: ``measures`` mark (the controller sees node ids only); made by this conftest, removed at the end.
+_READERS_DIR = pytest.StashKey[str]()
 
 
 def pytest_configure(config):
-    """With ``-p no:xdist``, the ``xdist_group`` marks of the suite are known markers all the same
-    (strict markers are on)."""
+    """The ``measures`` mark; with ``-p no:xdist``, the ``xdist_group`` marks of the suite are known
+    markers all the same (strict markers are on). Under ``--dist loadfile`` the controller makes the
+    folder the workers report the ``measures`` marks in."""
+    config.addinivalue_line(
+        "markers", "measures(target, mode, *pages): the test reads the session engine's memoised counts of "
+        "those pages in that mode; under xdist it runs in the worker that measures their count facts")
     if not config.pluginmanager.hasplugin("xdist"):
         config.addinivalue_line("markers", "xdist_group(name): xdist runs the group in one worker")
+    elif not hasattr(config, "workerinput") and config.getvalue("dist") == "loadfile":
+        import tempfile
+
+        config.stash[_READERS_DIR] = tempfile.mkdtemp(prefix="harness-readers-")
+
+
+def pytest_unconfigure(config):
+    folder = config.stash.get(_READERS_DIR, None)
+    if folder is not None:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)      # made by pytest_configure above
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """Controller: each worker learns where to report its ``measures`` marks."""
+    folder = node.config.stash.get(_READERS_DIR, None)
+    if folder is not None:
+        node.workerinput["harness_readers"] = folder
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Worker: write ``{node id: [target, mode, *pages]}`` of the tests marked ``measures`` for the
+    controller's scheduler (before the worker reports its collection, hence before scheduling)."""
+    folder = getattr(config, "workerinput", {}).get("harness_readers")
+    if folder is None:
+        return
+    import json
+    import os
+
+    readers = {item.nodeid: list(mark.args) for item in items
+               for mark in [item.get_closest_marker("measures")] if mark is not None}
+    path = os.path.join(folder, f"{config.workerinput['workerid']}.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(readers, f)
+    os.replace(path + ".tmp", path)
+
+
+def _readers(config) -> dict[str, tuple[str, ...]]:
+    """The ``measures`` marks the workers reported (none without the folder: module scopes)."""
+    import json
+    import os
+
+    folder = config.stash.get(_READERS_DIR, None)
+    out: dict[str, tuple[str, ...]] = {}
+    if folder is None:
+        return out
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".json"):
+            with open(os.path.join(folder, name)) as f:
+                out.update({nodeid: tuple(args) for nodeid, args in json.load(f).items()})
+    return out
 
 
 @pytest.hookimpl(optionalhook=True)       # absent with -p no:xdist
 def pytest_xdist_make_scheduler(config, log):
-    """``--dist loadfile`` (the project default), with the suite's count facts split by the page
-    and mode they are measured on (the stages of one page share its upstream outputs, so one worker
-    measures them) and the modules of SHARES_MEASUREMENTS (the tests of SHARES_BY_MODE, by their
-    mode) joined to theirs: nothing is measured twice, and the suite's half of the work spreads over
-    the workers."""
+    """``--dist loadfile`` (the project default), with the suite's count facts and the tests marked
+    ``measures`` grouped by the plan's units of work (:func:`harness.run.plan.suite_scopes`: a page
+    chain's stages share its upstream outputs, so one worker measures them, and the tests reading
+    them run there): nothing is measured twice, and the work spreads over the workers."""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
-    from harness.inputs.selection import selection_from_config, target_stages
-    from harness.run.plan import count_cases, shape_index
-
-    def chain(target, mode, page):
-        return f"{target}-{mode}-{page}"
+    from harness.inputs.selection import selection_from_config
+    from harness.run.plan import count_cases, suite_scopes
 
     cases = count_cases(selection_from_config(config))[0]
-    facts = {c.id: chain(c.target, *c.first) for c in cases}
-    shares = {module: chain(*where) for module, where in SHARES_MEASUREMENTS.items()}
+    scopes: dict[str, dict[str, str]] = {}
 
-    def measured_with(target, mode, page):
-        """The chain that measures the first stage's key of ``page`` in ``mode`` (its first page's)."""
-        first = target_stages()[target][0]
-        for (stage, _name), (_key, pages) in shape_index(target).items():
-            if stage == first and (mode, page) in pages:
-                return chain(target, *pages[0])
-        return None
+    def scope_of(nodeid: str) -> str | None:
+        if not scopes:      # first call: in schedule(), once every worker has collected
+            scopes["facts"], scopes["readers"] = suite_scopes(cases, _readers(config))
+        module, _, name = nodeid.partition("::")
+        if module.endswith("tests/test_suite.py") and name.startswith("test_count["):
+            return scopes["facts"].get(name[len("test_count["):-1])
+        return scopes["readers"].get(nodeid)
 
     class SharedMeasurementScheduling(LoadScopeScheduling):
         def remove_node(self, node):
@@ -97,13 +141,6 @@ def pytest_xdist_make_scheduler(config, log):
             return crashed
 
         def _split_scope(self, nodeid: str) -> str:
-            module, _, name = nodeid.partition("::")
-            if module.endswith("tests/test_suite.py") and name.startswith("test_count["):
-                return facts.get(name[len("test_count["):-1], module)
-            base, _, param = nodeid.partition("[")
-            if base in SHARES_BY_MODE and param:
-                target, page = SHARES_BY_MODE[base]
-                return measured_with(target, param[:-1], page) or shares.get(module, module)
-            return shares.get(module, module)
+            return scope_of(nodeid) or nodeid.partition("::")[0]
 
     return SharedMeasurementScheduling(config, log)

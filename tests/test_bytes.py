@@ -111,6 +111,7 @@ def test_count_bytes_rejects_an_empty_stage_and_records_are_exact_integers() -> 
 # the analytic model proven against the counter: ocr2, meta, bf16, Letter page, every mode
 
 
+@pytest.mark.measures("ocr2", "gundam", "letter")
 def test_byte_verdict_of_a_stage_names_each_cause_and_fails_on_a_changed_key(engine):
     """OCR-2 Gundam letter prefill on the bf16 meta build (experts batched_mm): the counter's bytes equal
     the analytic model's except the embedding lookup, which runs before the StageCall (named, sized);
@@ -143,6 +144,8 @@ def test_byte_verdict_of_a_stage_names_each_cause_and_fails_on_a_changed_key(eng
 
 
 @pytest.mark.parametrize("mode", ["small", "base", "gundam"])
+@pytest.mark.parametrize("mode", [pytest.param(m, marks=pytest.mark.measures("ocr2", m, "letter"))
+                                  for m in ("small", "base", "gundam")])
 def test_ocr2_letter_bytes_match_the_counter(engine, mode: str) -> None:
     """The rows behind tests/test_suite.py::test_count[ocr2-<stage>-bytes-<key>] (the same memoised
     measurements), with what the facts do not state: fusion only removes traffic, and the named

@@ -133,14 +133,14 @@ def test_failed_measurements_are_memoised(cache, monkeypatch):
 
 @needs_ocr2
 @pytest.mark.parametrize("counter", ["fvcore", "thop"])
-def test_co_variants_come_from_one_run_and_equal_separate_runs(counter):
-    """With ``co_variants`` (the report's stock beside patched) one fvcore trace / thop forward gives
-    both; each equals what a separate measurement gives, field by field. (Decode: the mechanism is
-    the stage's, and decode needs no upstream outputs, so three engines do not recompute them;
-    tests/test_counters_variants.py proves the other full-size stages.)"""
+def test_variants_asked_together_come_from_one_run_and_equal_separate_runs(counter):
+    """``measure(case, also=("stock",))`` (the report's stock beside patched): one fvcore trace /
+    thop forward gives both; each equals what a separate measurement gives, field by field.
+    (Decode: the mechanism is the stage's, and decode needs no upstream outputs, so three engines do
+    not recompute them; tests/test_counters_variants.py proves the other full-size stages.)"""
     case = Case("ocr2", "base", "letter", "decode", counter)
-    shared = Engine(co_variants=("patched", "stock"))
-    patched = shared.measure(case)
+    shared = Engine()
+    patched = shared.measure(case, also=("stock",))
     runs = len(shared.measurements)
     stock = shared.measure(case, "stock")
     assert len(shared.measurements) == runs == 2 and shared.lookups == 1    # stock was memoised already
@@ -152,15 +152,29 @@ def test_co_variants_come_from_one_run_and_equal_separate_runs(counter):
 
 
 @needs_ocr2
-def test_co_variants_add_no_run_to_a_counter_that_runs_once_per_variant():
-    """torch runs the model once per variant: a co-variant would be a second forward nobody asked
-    for yet, so it is measured when asked, not before."""
+def test_variants_asked_together_add_no_run_to_a_counter_that_runs_once_per_variant():
+    """torch runs the model once per variant: a variant asked for ``also`` would be a second forward
+    nobody needs yet, so it is measured when asked, not before."""
     case = Case("ocr2", "base", "letter", "decode", "torch")
-    engine = Engine(co_variants=("stock",))
-    engine.measure(case)
+    engine = Engine()
+    engine.measure(case, also=("stock",))
     assert list(engine.measurements) == [engine.measurement_key(case)]
     engine.measure(case, "stock")
     assert len(engine.measurements) == 2 and engine.lookups == 0
+
+
+@needs_ocr2
+def test_a_measurement_made_elsewhere_is_adopted_once():
+    """``adopt``: a measurement of another process (the report's forked workers) joins the memo and
+    is what ``measure`` returns; adopting a key measured already is an error (measured twice)."""
+    case = Case("ocr2", "base", "letter", "decode", "torch")
+    elsewhere = Engine()
+    elsewhere.measure(case)
+    here = Engine()
+    here.adopt(case, "patched", elsewhere.measurement(case))
+    assert here.measure(case) is elsewhere.measure(case) and here.lookups == 1
+    with pytest.raises(ValueError, match="measured already"):
+        here.adopt(case, "patched", elsewhere.measurement(case))
 
 
 @pytest.fixture(scope="module")

@@ -99,6 +99,21 @@ def test_runs_in_place_where_a_thread_would_miss_the_callers_torch_state() -> No
     assert outer == inner != here
 
 
+def test_where_a_measurement_runs_is_decided_once_and_the_lock_taken_once() -> None:
+    """``placement`` names why a run stays in place (None: the kept thread), and the one-count lock
+    is held once by the thread that runs the model code, whichever it is (a count inside nests)."""
+    from harness.run.modelrun import _ONE_COUNT, placement
+
+    assert placement(META) is None
+    assert placement(torch.ones(1)) == "real tensors"
+    with torch.inference_mode():
+        assert placement(META) == "inference mode"
+    with _Noting():
+        assert placement(META) == "a torch function or dispatch mode"
+    assert run_model_code(lambda: _ONE_COUNT._depth) == 1
+    assert run_measurement(torch.ones(1), lambda: _ONE_COUNT._depth) == 1
+
+
 def test_one_kept_thread_per_calling_thread_that_stops_with_it() -> None:
     """Every run of a calling thread uses the same model-code thread (one set of per-thread
     allocator arenas and buffers, not one per run); another calling thread gets its own, which

@@ -33,6 +33,9 @@ from harness.report.render import CSV_COLUMNS, SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
 MODE = "small"
+#: The module's report reads the session engine's counts of the Letter page in Small: under xdist the
+#: module runs where those counts are measured (the root conftest's scheduler).
+pytestmark = pytest.mark.measures("ocr2", MODE, "letter")
 SPECS = [CounterSpec("torch", "patched"), CounterSpec("torch", "stock"), CounterSpec("fvcore", "patched"),
          CounterSpec("thop", "stock")]
 STAGES = ("sam", "encoder", "projector", "prefill", "decode")
@@ -651,7 +654,8 @@ def test_harness_report_end_to_end(tmp_path: Path) -> None:
 
 def test_worker_processes_give_the_same_counts(report) -> None:
     """--jobs 2 (forked workers running the shared_engine's own measure) == the sequential counts."""
-    from harness.report.collect import collect, work_units
+    from harness.report.collect import collect
+    from harness.run.plan import work_units
 
     plan = ReportPlan(pages=[p for p in report.collected.plan.pages if p.page_id == "letter"],
                       pages_source="test", targets=[TargetPlan("ocr2", (MODE,))],
@@ -668,9 +672,9 @@ def test_worker_processes_give_the_same_counts(report) -> None:
                (twin.count.flops, twin.count.raw, twin.count.by_key, twin.count.by_op, twin.count.unknown_ops)
         assert r.seconds > 0
     # a page's upstream-sharing stages stay together; decode counts are units of their own
-    tasks = [(Case("ocr2", MODE, "letter", s, "torch"), "patched", (s,)) for s in STAGES]
-    units = work_units(tasks)
-    assert [len(u) for u in units] == [4, 1] and units[1][0][0].stage == "decode"
+    cases = [Case("ocr2", MODE, "letter", s, "torch") for s in STAGES]
+    units = work_units(cases, lambda c: (c.target, c.mode, c.page, c.stage))
+    assert [len(u) for u in units] == [4, 1] and units[1][0].stage == "decode"
 
 
 def test_golden_checker_flags_a_changed_count(report, tmp_path: Path) -> None:

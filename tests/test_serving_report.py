@@ -18,6 +18,9 @@ def _run(argv: list[str], engine=None) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+#: The report below counts the default pages in Small with the session engine: under xdist it runs
+#: where those counts are measured (the root conftest's scheduler).
+@pytest.mark.measures("ocr2", "small", "letter", "a4", "slide", "small", "strip-h")
 def test_measure_batch_on_cpu_small_with_the_serving_table(tmp_path: Path, engine) -> None:
     out = tmp_path / "r"
     code, stdout, err = _run(["report", "--page-set", "default", "--modes", "small", "--counters", "torch:patched",

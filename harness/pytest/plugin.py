@@ -667,8 +667,7 @@ def engine(pytestconfig: pytest.Config):
     if _ENGINE_KEY not in pytestconfig.stash:
         pytestconfig.stash[_ENGINE_KEY] = Engine(
             model_path=vendor_model_path(pytestconfig),
-            trust_remote_code=bool(pytestconfig.getoption("harness_trust_remote_code")),
-            co_variants=("patched", "stock"))   # the stock tools' tests and the count facts share a trace / forward
+            trust_remote_code=bool(pytestconfig.getoption("harness_trust_remote_code")))
     return pytestconfig.stash[_ENGINE_KEY]
 
 

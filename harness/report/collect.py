@@ -31,7 +31,7 @@ from harness.run.engine import BYTES, BYTES_DTYPE, Case, Engine, Measurement
 from harness.golden.records import built_environment, layout_record
 
 
-__all__ = ["Record", "Measured", "ByteFact", "GoldenCell", "GoldenChecker", "StageInfo", "Collected", "collect", "environment_versions", "golden_dir", "BANDS_FILE"]
+__all__ = ["Record", "KeyCount", "ByteFact", "GoldenCell", "GoldenChecker", "StageInfo", "Collected", "collect", "environment_versions", "golden_dir", "BANDS_FILE"]
 
 #: ``golden/tolerances.toml`` next to the package (an editable install / checkout).
 BANDS_FILE = "tolerances.toml"
@@ -86,8 +86,9 @@ class ByteFact:
 
 
 @dataclass(eq=False)
-class Measured:
-    """One measurement: a count under its memo key ``(target, stage, counter[:variant], shape key)``,
+class KeyCount:
+    """The report's view of one shape key's count (the engine's :class:`~harness.run.engine.Measurement`
+    of that key, read once): a count under its memo key ``(target, stage, counter[:variant], shape key)``,
     verified once against the analytic cost of that shape key. Every page x mode whose stage has
     that shape key references this one object (in memory and in report.json), so the report's
     size follows the shape keys, not the pages."""
@@ -122,7 +123,7 @@ _NO_LIST: list[str] = []
 @dataclass(eq=False, slots=True)
 class Record:
     """One ``target x mode x page x stage x counter`` cell of the report: a reference to its
-    :class:`Measured` (shared by every cell of the same shape key) plus what is the page's own
+    :class:`KeyCount` (shared by every cell of the same shape key) plus what is the page's own
     (the golden comparison, which page measured it first)."""
 
     target: str
@@ -132,7 +133,7 @@ class Record:
     spec: CounterSpec
     shape_key: tuple
     status: str                     # "measured" | "not measured"
-    measured: Measured | None = None
+    measured: KeyCount | None = None
     reused_from: str | None = None  # page/mode whose identical shape key was measured first
     reason: str | None = None       # why not measured, when no measurement was attempted
     golden: str = "n/a"             # "match" | "differs" | "no golden" | "n/a" (see GoldenChecker)
@@ -201,8 +202,8 @@ class Collected:
     layouts: dict[tuple[str, str, str], Any] = field(default_factory=dict)     # (t, mode, page) -> ViewLayout
     stages: dict[tuple[str, str, str, str], StageInfo] = field(default_factory=dict)
     records: list[Record] = field(default_factory=list)
-    #: memo key -> the one Measured every cell of that shape key references
-    measurements: dict[tuple, Measured] = field(default_factory=dict)
+    #: memo key -> the one KeyCount every cell of that shape key references
+    measurements: dict[tuple, KeyCount] = field(default_factory=dict)
     #: (target, mode, page, stage, spec) -> Record: every lookup is keyed, nothing scans the list
     cells: dict[tuple, Record] = field(default_factory=dict)
     #: (target, mode, page, stage) -> the ByteFact of its shape key (measured on meta only)
@@ -267,7 +268,7 @@ def _bands():
     return load_bands(golden_dir() / BANDS_FILE)
 
 
-def _verify(record: Measured, engine: Engine, case: Case, bands: Any) -> None:
+def _verify(record: KeyCount, engine: Engine, case: Case, bands: Any) -> None:
     """The suite's verification verdict (:func:`harness.verify.fact`) on one measurement."""
     from harness.verify import fact
 
@@ -391,15 +392,15 @@ def public_text(text: str) -> str:
 
 
 def _measured(engine: Engine, case: Case, spec: CounterSpec, memo: tuple, key: tuple, where: str, fresh: bool,
-              index: int, bands: Any) -> Measured:
-    """The one :class:`Measured` of ``memo``: the engine's count (a memo hit by now), verified once."""
-    measured = Measured(f"m{index}", memo, case.target, case.stage, spec, key, where, fresh)
+              index: int, bands: Any) -> KeyCount:
+    """The one :class:`KeyCount` of ``memo``: the engine's count (a memo hit by now), verified once."""
+    measured = KeyCount(f"m{index}", memo, case.target, case.stage, spec, key, where, fresh)
     try:
         measured.count = engine.measure(case, spec.variant)
     except Exception as exc:
         measured.count = getattr(exc, "result", None)   # UncountedOpError carries the count
         measured.error = _error_text(exc)
-    found = engine.measurements.get(memo)
+    found = engine.measurement(case, spec.variant)
     measured.seconds = found.seconds if found is not None else 0.0
     if measured.count is not None:
         _verify(measured, engine, case, bands)
@@ -449,7 +450,7 @@ def _pending(engine: Engine, plan: ReportPlan, items: list, build_errors: dict[s
             if _not_measurable(plan, case):
                 continue
             key = engine.measurement_key(case, spec.variant)
-            if key in keys or key in engine.measurements:
+            if key in keys or engine.measurement(case, spec.variant) is not None:
                 continue
             keys.add(key)
             tasks.append((case, spec.variant, key))
@@ -479,6 +480,8 @@ def _effective_jobs(jobs: int, plan: ReportPlan, n_tasks: int) -> int:
 #: parent just before the fork; fork start method only).
 _WORKER_ENGINE: Engine | None = None
 _WORKER_QUEUE: Any = None
+#: ``{counter: variants}`` the report shows: one run of a counter with shared variant runs gives them all
+_WORKER_VARIANTS: dict[str, tuple[str, ...]] = {}
 
 
 def _worker_init() -> None:
@@ -514,28 +517,35 @@ def _die_with_parent() -> None:
 
 
 def _worker_measure(task: tuple) -> tuple:
-    """In a worker: the engine's own measurement of one shape key, made picklable."""
+    """In a worker: the engine's own measurement of one shape key (with the other variants the
+    report shows, where one run gives them), made picklable: ``[(case, variant, Measurement), ...]``."""
     import pickle
 
-    case, variant, key = task
+    case, variant, _ = task
     engine = _WORKER_ENGINE
     assert engine is not None
+    also = _WORKER_VARIANTS.get(case.counter, ())
     try:
-        engine.measure(case, variant)
+        engine.measure(case, variant, also=also)
     except Exception:
         pass
-    found = engine.measurements[key]
-    error = found.error
-    if error is not None:
-        try:
-            pickle.loads(pickle.dumps(error))
-        except Exception:
-            error = ("remote", type(error).__name__, str(error), getattr(error, "result", None))
-    return key, found.count, error, found.seconds, found.page, found.failure
+    out = []
+    for v in dict.fromkeys((variant, *also)):
+        found = engine.measurement(case, v)
+        if found is None:
+            continue
+        error = found.error
+        if error is not None:
+            try:
+                pickle.loads(pickle.dumps(error))
+            except Exception:
+                error = ("remote", type(error).__name__, str(error), getattr(error, "result", None))
+        out.append((case, v, Measurement(found.count, error, found.seconds, found.page, found.failure)))
+    return out
 
 
 def _worker_unit(unit: list[tuple]) -> int:
-    """In a worker: measure a unit of tasks in order (one ModelInputs: upstream outputs computed once)."""
+    """In a worker: measure a unit of tasks in order (one StageInputs: upstream outputs computed once)."""
     for task in unit:
         _WORKER_QUEUE.put(_worker_measure(task))
     return len(unit)
@@ -555,41 +565,26 @@ def _rebuild_error(error: Any) -> BaseException | None:
     return rebuilt
 
 
-#: Stages whose inputs are outputs of earlier stages of the same page (computed once per inputs).
-_UPSTREAM_STAGES = frozenset({"sam", "clip", "encoder", "projector", "prefill"})
-
-
-def work_units(tasks: list[tuple]) -> list[list[tuple]]:
-    """Tasks grouped for workers: a page's stages that share upstream outputs stay in one unit
-    (they are computed once per inputs); every other task (decode) is a unit of its own. Largest
-    units first, so the short ones fill the gaps at the end."""
-    groups: dict[tuple, list[tuple]] = {}
-    singles: list[list[tuple]] = []
-    for task in tasks:
-        case = task[0]
-        if case.stage in _UPSTREAM_STAGES:
-            groups.setdefault((case.target, case.mode, case.page), []).append(task)
-        else:
-            singles.append([task])
-    units = sorted(groups.values(), key=len, reverse=True)
-    return units + singles
-
-
-def _prefetch_parallel(engine: Engine, tasks: list[tuple], workers: int, bar: Any) -> None:
-    """Measure ``tasks`` in forked workers; store each Measurement in the parent's memo table."""
+def _prefetch_parallel(engine: Engine, tasks: list[tuple], variants: dict[str, tuple[str, ...]], workers: int,
+                       bar: Any) -> None:
+    """Measure ``tasks`` in forked workers, in the plan's units of work
+    (:func:`harness.run.plan.work_units`); the engine adopts each measurement."""
     import multiprocessing
     import queue as queue_module
 
-    global _WORKER_ENGINE, _WORKER_QUEUE
+    from harness.run.plan import work_units
+
+    global _WORKER_ENGINE, _WORKER_QUEUE, _WORKER_VARIANTS
     context = multiprocessing.get_context("fork")
-    _WORKER_ENGINE, _WORKER_QUEUE = engine, context.Queue()
+    _WORKER_ENGINE, _WORKER_QUEUE, _WORKER_VARIANTS = engine, context.Queue(), variants
     received = 0
+    units = work_units(tasks, lambda task: (task[0].target, task[0].mode, task[0].page, task[0].stage))
     try:
         with context.Pool(workers, initializer=_worker_init) as pool:
-            done = pool.map_async(_worker_unit, work_units(tasks), chunksize=1)
+            done = pool.map_async(_worker_unit, units, chunksize=1)
             while received < len(tasks):
                 try:
-                    key, count, error, seconds, page, failure = _WORKER_QUEUE.get(timeout=0.5)
+                    found = _WORKER_QUEUE.get(timeout=0.5)
                 except queue_module.Empty:
                     if done.ready():
                         done.get()      # re-raises a worker's crash
@@ -597,14 +592,26 @@ def _prefetch_parallel(engine: Engine, tasks: list[tuple], workers: int, bar: An
                             raise RuntimeError(f"report workers finished with {len(tasks) - received} "
                                                "counts missing")
                     continue
-                engine.measurements[key] = Measurement(count, _rebuild_error(error), seconds, page, failure)
+                for case, variant, measurement in found:
+                    if engine.measurement(case, variant) is None:   # a co-variant a task of its own also gives
+                        measurement.error = _rebuild_error(measurement.error)
+                        engine.adopt(case, variant, measurement)
+                case, variant, _ = found[0]
                 received += 1
                 if bar is not None:
-                    bar.set_postfix_str(f"{key[0]} {key[1]} {key[2]}", refresh=False)
+                    bar.set_postfix_str(f"{case.target} {case.stage} {case.counter} {variant}", refresh=False)
                     bar.update(1)
             done.get()
     finally:
-        _WORKER_ENGINE, _WORKER_QUEUE = None, None
+        _WORKER_ENGINE, _WORKER_QUEUE, _WORKER_VARIANTS = None, None, {}
+
+
+def _variants_shown(plan: ReportPlan) -> dict[str, tuple[str, ...]]:
+    """``{counter: the variants of it the report shows}``."""
+    out: dict[str, tuple[str, ...]] = {}
+    for spec in plan.counters:
+        out[spec.counter] = (*out.get(spec.counter, ()), spec.variant)
+    return out
 
 
 def work_items(plan: ReportPlan) -> Iterator[tuple[str, str, Any, str]]:
@@ -627,8 +634,9 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
     processes, each running the engine's own ``measure``; the results land in the same memo
     table), then every cell is read from the memo in report order.
     """
-    from harness.analytic import experts_model, stage_costs
-    from harness.inputs.workload import DEFAULT_PROMPT_TOKENS, compute_view_layout, get_workload
+    from harness.analytic import experts_model
+    from harness.inputs.targets import target_facts
+    from harness.inputs.workload import DEFAULT_PROMPT_TOKENS
 
     say = status or (lambda text: None)
     if engine is None:    # an engine of the report's pages alone
@@ -648,8 +656,7 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
     for tplan in plan.targets:
         for mode in tplan.modes:
             for page in plan.pages:
-                out.layouts[(tplan.name, mode, page.page_id)] = compute_view_layout(
-                    get_workload(tplan.name, mode), page.width, page.height)
+                out.layouts[(tplan.name, mode, page.page_id)] = engine.layout(tplan.name, mode, page.page_id)
         if tplan.unavailable:
             build_errors[tplan.name] = tplan.unavailable
             out.notes.append(f"{tplan.name}: counters not run: {tplan.unavailable}. Its analytic model, "
@@ -688,55 +695,47 @@ def collect(plan: ReportPlan, *, progress: Callable[..., Any] | None = None,
     bar = (progress(total=len(tasks), desc="counting (one run per shape key)", unit="count")
            if progress is not None and tasks else None)
     start_all = time.perf_counter()
-    before = engine.co_variants
+    # one fvcore trace / one thop forward serves every variant the report shows
+    variants = _variants_shown(plan)
     try:
         workers = _effective_jobs(jobs, plan, len(tasks))
         if workers > 1:
             say(f"measuring {len(tasks)} shape keys in {workers} worker processes ...")
-            _prefetch_parallel(engine, tasks, workers, bar)
+            _prefetch_parallel(engine, tasks, variants, workers, bar)
         else:
-            # one fvcore trace / one thop forward serves every variant the report shows
-            engine.co_variants = tuple(dict.fromkeys((*before, *(spec.variant for spec in plan.counters))))
             for case, variant, _ in tasks:
                 if bar is not None:
                     bar.set_postfix_str(f"{case.target} {case.mode} {case.page} {case.stage} {case.counter} "
                                         f"{variant}", refresh=False)
                 try:
-                    engine.measure(case, variant)
+                    engine.measure(case, variant, also=variants.get(case.counter, ()))
                 except Exception:
                     pass    # memoised with its error; the record below says why
                 if bar is not None:
                     bar.update(1)
     finally:
-        engine.co_variants = before
         if bar is not None:
             bar.close()
     fresh = {key for _, _, key in tasks}
 
-    analytic_memo: dict[tuple, Any] = {}
     params_memo: dict[tuple[str, str], int] = {}
     for target, mode, page, stage in items:
         case0 = Case(target, mode, page.page_id, stage, "torch")
-        layout = out.layouts[(target, mode, page.page_id)]
-        built = engine.built.get(target)
+        built = engine.built_if_made(target)
         attn = built.attn_implementation if built is not None else None
         key = engine.shape_key(case0)
-        experts = "loop"
         if built is not None:
             cost = engine.analytic(case0)      # the build's attention and experts byte model
             experts = experts_model(target, built.experts_implementation)
         else:
-            memo_cost = (target, stage, key)
-            if memo_cost not in analytic_memo:
-                analytic_memo[memo_cost] = stage_costs(target, layout, text_tokens=out.text_tokens,
-                                                       attn_implementation=attn)[stage]
-            cost = analytic_memo[memo_cost]
+            cost = engine.analytic(case0, attn_implementation=None)      # not built: the model's defaults
+            experts = "loop"
         if built is not None and (target, stage) not in params_memo:   # per stage, never per page
             params_memo[(target, stage)] = built.stage_parameters(stage)
         params = params_memo.get((target, stage))
         out.stages[(target, mode, page.page_id, stage)] = StageInfo(
             target, mode, page.page_id, stage, cost, params, key,
-            attn or ("eager" if target == "dsocr" else "sdpa"), experts)
+            attn or target_facts(target).default_attention, experts)
         where = f"{page.page_id}/{mode}"
         if _measures_bytes(plan) and target not in build_errors:
             case = Case(target, mode, page.page_id, stage, BYTES)

@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.report import units
 from harness.report.units import md_table as _md_table, pages_text as _pages_text, short_reason
-from harness.report.collect import ByteFact, Collected, Measured, Record, StageInfo, public_text
+from harness.report.collect import ByteFact, Collected, KeyCount, Record, StageInfo, public_text
 
 __all__ = ["SCHEMA", "CSV_COLUMNS", "report_json", "report_csv", "report_markdown", "static_compute",
            "static_compute_markdown", "layout_groups", "summary_counts", "record_row"]
@@ -140,7 +140,7 @@ def _delta_dict(record: Record) -> dict[str, Any] | None:
     }
 
 
-def measurement_dict(m: Measured) -> dict[str, Any]:
+def measurement_dict(m: KeyCount) -> dict[str, Any]:
     """One entry of report.json's ``measurements``: a count stored once under its shape key."""
     band = m.band
     return {

@@ -15,18 +15,27 @@ else is done once per (kind, module, signature) and reused:
 The engine holds one :class:`CallMemo` per session and measures inside it. Outside a block nothing is
 kept: ``count`` on its own, or a target used directly, always runs the model. Real tensors (values,
 data-dependent code) and stateful arguments (a KV cache) are never memoised.
+
+What is memoised where (the engine opens each layer: ``Engine._measure``, ``Engine._inputs``):
+
+* a count, per shape key, counter and variant: ``Engine.measurements``;
+* a page's inputs and upstream stage outputs, per (target, mode, page): the engine's
+  ``StageInputs``, whose upstream outputs :func:`memoised_upstream` keeps (real tensors too, and
+  outside a :func:`call_memo` block: they belong to the inputs object);
+* per-call work on meta, per (kind, module, signature): this module's :class:`CallMemo`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import weakref
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import torch
 
-__all__ = ["CallMemo", "call_memo", "memoised_call_work", "meta_signature", "memoised_forward"]
+__all__ = ["CallMemo", "call_memo", "memoised_call_work", "meta_signature", "memoised_forward", "memoised_upstream"]
 
 
 #: Non-tensor arguments a call's meta signature may hold: values whose repr is the whole value.
@@ -94,3 +103,16 @@ def memoised_call_work(kind: str, module: Any, signature: tuple | None, make: Ca
 def memoised_forward(module: Any, *args: Any) -> Any:
     """``module(*args)``, once per module and signature inside a :func:`call_memo` block."""
     return memoised_call_work("forward", module, meta_signature(module, args, {}), lambda: module(*args))
+
+
+def memoised_upstream(inputs: Any, model: Any, name: str, compute: Callable[[], Any]) -> Any:
+    """``compute()`` once per (model, name) for these inputs (a target's upstream stage outputs of
+    one page, kept on ``inputs.cache``); a weak reference guards against a new model reusing a
+    collected model's id."""
+    key = (id(model), name)
+    hit = inputs.cache.get(key)
+    if hit is not None and hit[0]() is model:
+        return hit[1]
+    value = compute()
+    inputs.cache[key] = (weakref.ref(model), value)
+    return value

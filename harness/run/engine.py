@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from harness.inputs.pages import Page
     from harness.inputs.workload import ViewLayout
 
-__all__ = ["VARIANT", "DEVICE", "BYTES", "BYTES_DTYPE", "Case", "Engine", "Measurement"]
+__all__ = ["VARIANT", "DEVICE", "BYTES", "BYTES_DTYPE", "AS_BUILT", "Case", "Engine", "Measurement"]
 
 #: The byte counter's name among the counters of a count fact: op-level memory traffic, measured
 #: by :func:`harness.measure.bytes.count_bytes` on a bf16 build on meta (the dtype production runs).
@@ -33,6 +33,10 @@ BYTES_DTYPE = "bfloat16"
 VARIANT = "patched"
 #: Where the engine builds the models (stages a target must run on real tensors say so themselves).
 DEVICE = "meta"
+
+
+#: :meth:`Engine.analytic`'s default attention implementation: the built model's.
+AS_BUILT: Any = type("AsBuilt", (), {"__repr__": lambda self: "AS_BUILT"})()
 
 
 @dataclass(frozen=True)
@@ -79,12 +83,6 @@ class Engine:
     measurements: dict[tuple, Measurement] = field(default_factory=dict)
     lookups: int = 0
     build_seconds: dict[str, float] = field(default_factory=dict)
-    #: Variants measured together with the one asked for, where the counter reads them all from one
-    #: run (:attr:`Counter.shares_variant_runs`: fvcore's trace, thop's forward); a counter that runs
-    #: once per variant measures each when it is asked for. ``harness report`` sets the variants it
-    #: shows; the suite's engine measures both, so the count facts (patched) and the tests of the
-    #: stock tools read one trace / forward, whichever asks first.
-    co_variants: tuple[str, ...] = ()
     #: Per-call work kept on meta for the session (a view's upstream outputs, fvcore's trace, torch's
     #: and thop's counts of a call that several shape keys share), see :mod:`harness.run.callmemo`;
     #: created on the first measurement.
@@ -154,6 +152,10 @@ class Engine:
                                             trust_remote_code=self.trust_remote_code)
         return self.targets[name]
 
+    def built_if_made(self, name: str) -> Any:
+        """The target's float32 build if it was made (None: not built, or its build failed)."""
+        return self.built.get(name)
+
     def built_model(self, name: str, dtype: str = "float32") -> Any:
         """The target built on :data:`DEVICE` in ``dtype`` (once per session; a failure is memoised).
         The FLOP counters run the float32 build; the byte counter the :data:`BYTES_DTYPE` one."""
@@ -174,13 +176,14 @@ class Engine:
         return self.built[key]
 
     # analytic ---------------------------------------------------------------------------------
-    def analytic(self, case: Case, *, attn_implementation: str | None = None,
+    def analytic(self, case: Case, *, attn_implementation: Any = AS_BUILT,
                  experts_implementation: str | None = None) -> Any:
         """The analytic Cost of the case's stage for an attention implementation and an experts byte
-        model (memoised per shape key). Without ``attn_implementation`` the built model's attention
-        and experts byte model are used (:func:`harness.analytic.experts_model`); the FLOPs never
-        depend on the experts model, the op-level bytes do. Otherwise experts default to the loop."""
-        if attn_implementation is None:
+        model (memoised per shape key). By default the built model's attention and experts byte model
+        (built if need be; :func:`harness.analytic.experts_model`); ``attn_implementation=None``: the
+        analytic model's own default (a target not built here), experts then the loop unless named.
+        The FLOPs never depend on the experts model, the op-level bytes do."""
+        if attn_implementation is AS_BUILT:
             built = self.built_model(case.target)
             attn_implementation = built.attn_implementation
             if experts_implementation is None:
@@ -207,37 +210,53 @@ class Engine:
         counter = case.counter if variant == VARIANT else f"{case.counter}:{variant}"
         return (case.target, case.stage, counter, self.shape_key(case))
 
-    def measure(self, case: Case, variant: str = VARIANT) -> Any:
+    def measure(self, case: Case, variant: str = VARIANT, *, also: Iterable[str] = ()) -> Any:
         """The case's StageCount under ``variant`` ("patched": the suite's; "stock": the tool as
         shipped, whose blind spots ``harness report`` sizes), measured once per (target, stage,
-        counter, variant, shape key)."""
+        counter, variant, shape key).
+
+        ``also``: variants its caller (or a reader of the same memo) wants too. Where the counter
+        reads every variant from one run (:attr:`Counter.shares_variant_runs`: fvcore's trace,
+        thop's forward) those not memoised yet are measured by the same run; a counter that runs
+        once per variant measures each when it is asked for."""
         key = self.measurement_key(case, variant)
         found = self.measurements.get(key)
         if found is None:
-            found = self._measure(case, variant)
-            self.measurements[key] = found
+            self._store(case, self._measure(case, self._variants(case, variant, also)))
+            found = self.measurements[key]
         else:
             self.lookups += 1
         if found.error is not None:
             raise found.error
         return found.count
 
-    def _measurement(self, case: Case, variant: str = VARIANT) -> Measurement | None:
+    def measurement(self, case: Case, variant: str = VARIANT) -> Measurement | None:
+        """The memoised :class:`Measurement` of the case's shape key (None: not measured yet)."""
         return self.measurements.get(self.measurement_key(case, variant))
+
+    def adopt(self, case: Case, variant: str, measurement: Measurement) -> None:
+        """Memoise a measurement this engine's ``measure`` made in another process (``harness
+        report``'s forked workers) for the case's shape key; one already memoised here is an error
+        (it would be measured twice)."""
+        key = self.measurement_key(case, variant)
+        if key in self.measurements:
+            raise ValueError(f"adopt {case.id} ({variant}): the shape key {key} is measured already")
+        self.measurements[key] = measurement
 
     def first_page(self, case: Case, variant: str = VARIANT) -> str:
         """The page on which the case's shape key was measured."""
-        found = self._measurement(case, variant)
+        found = self.measurement(case, variant)
         return found.page if found else case.page
 
     def failure_text(self, case: Case, variant: str = VARIANT) -> str:
         """The formatted error of a failed measurement (the traceback's tail)."""
-        found = self._measurement(case, variant)
+        found = self.measurement(case, variant)
         return found.failure if found else ""
 
     def _inputs(self, case: Case, dtype: str = "float32") -> Any:
-        # one ModelInputs per (target, mode, page) whose stages are still being measured: the
-        # target caches upstream stage outputs on it, so sam -> encoder -> projector share work
+        # the per-page memo layer: one StageInputs per (target, mode, page[, dtype]); the target
+        # keeps upstream stage outputs on it (harness.run.callmemo.memoised_upstream), so sam ->
+        # encoder -> projector -> prefill share work
         key = (case.target, case.mode, case.page) + (() if dtype == "float32" else (dtype,))
         if key not in self.inputs:
             import torch
@@ -263,7 +282,29 @@ class Engine:
         FLOP counters."""
         return BYTES_DTYPE if case.counter == BYTES else "float32"
 
-    def _measure(self, case: Case, variant: str) -> Measurement:
+    def _variants(self, case: Case, variant: str, also: Iterable[str]) -> tuple[str, ...]:
+        """What one run of the case measures: ``variant``, and those of ``also`` that the same run
+        gives (a counter with shared variant runs) and that are not memoised yet."""
+        if case.counter == BYTES:
+            return (variant,)
+        from harness.measure import get_counter
+
+        if not get_counter(case.counter).shares_variant_runs:
+            return (variant,)
+        return tuple(dict.fromkeys((variant, *(v for v in also if self.measurement(case, v) is None))))
+
+    def _store(self, case: Case, found: dict[str, Measurement]) -> None:
+        for variant, measurement in found.items():
+            self.measurements[self.measurement_key(case, variant)] = measurement
+
+    def _measure(self, case: Case, variants: tuple[str, ...]) -> dict[str, Measurement]:
+        """One run of the case's stage: ``{variant: Measurement}``, failures included (memoised: every
+        page of this shape key fails the same way). The memo layers, decided here once per run:
+        the engine's table (per shape key, :meth:`measure`), the page's upstream outputs (on its
+        StageInputs, :meth:`_inputs`) and the session's :class:`~harness.run.callmemo.CallMemo`
+        (per call on meta: a view's upstream outputs, fvcore's trace, torch's and thop's counts of
+        a call), opened around the run; the run itself goes through the one boundary,
+        :func:`harness.run.modelrun.run_measurement`."""
         from harness.run.callmemo import call_memo
         from harness.run.modelrun import run_measurement
 
@@ -273,47 +314,46 @@ class Engine:
         model = None
         with contextlib.suppress(Exception):
             model = self.built_model(case.target, self._dtype(case)).model
-        with call_memo(self.session_memo()):
-            return run_measurement(model, self._measure_in_memo, case, variant)
-
-    def _measure_in_memo(self, case: Case, variant: str) -> Measurement:
-        from harness.measure import count, get_counter
-
         start = time.perf_counter()
         try:
-            dtype = self._dtype(case)
-            built = self.built_model(case.target, dtype)
-            calls = self.target(case.target).stage_calls(built, self._inputs(case, dtype), case.stage)
-            if case.counter == BYTES:
-                from harness.measure.bytes import count_bytes
-
-                result = count_bytes(calls, target=case.target, stage=case.stage)
-                return Measurement(result, None, time.perf_counter() - start, case.page)
-            # the other variants a caller wants (the report: stock beside patched) come from the same
-            # trace (fvcore) or forward (thop), when they are not memoised yet
-            shared = get_counter(case.counter).shares_variant_runs
-            variants = (variant, *(v for v in self.co_variants if shared and v != variant
-                                   and self.measurement_key(case, v) not in self.measurements))
-            if len(variants) == 1:
-                # stock: blind spots are the finding, reported rather than raised (count's default)
-                result = count(case.counter, calls, variant=variant, target=case.target, stage=case.stage)
-                return Measurement(result, None, time.perf_counter() - start, case.page)
-            from harness.measure import count_variants, uncounted_error
-
-            results = count_variants(case.counter, calls, variants=variants, target=case.target,
-                                     stage=case.stage, strict=False)
-        except Exception as exc:  # memoised: every page of this shape key fails the same way
+            with call_memo(self.session_memo()):
+                results, seconds = run_measurement(model, self._count, case, variants)
+        except Exception as exc:
             text = "".join(traceback.format_exception(exc, limit=-12))
-            return Measurement(None, exc, time.perf_counter() - start, case.page, text)
-        seconds = (time.perf_counter() - start) / len(variants)
+            return {variants[0]: Measurement(None, exc, time.perf_counter() - start, case.page, text)}
+        seconds /= len(variants)
         found = {}
         for v, result in results.items():
-            error = uncounted_error(result) if v == VARIANT else None     # patched is strict
+            error = None
+            if case.counter != BYTES and len(variants) > 1 and v == VARIANT:
+                from harness.measure import uncounted_error
+
+                error = uncounted_error(result)          # patched is strict
             found[v] = Measurement(None if error else result, error, seconds, case.page,
                                    "".join(traceback.format_exception(error, limit=-12)) if error else "")
-        for v in variants[1:]:
-            self.measurements[self.measurement_key(case, v)] = found[v]
-        return found[variant]
+        return found
+
+    def _count(self, case: Case, variants: tuple[str, ...]) -> tuple[dict[str, Any], float]:
+        """The counter's results of one run of the case's stage (in the boundary): ``{variant:
+        count}`` and the seconds it took; the first variant's strictness raises as ``count`` does."""
+        from harness.measure import count, count_variants
+
+        start = time.perf_counter()
+        dtype = self._dtype(case)
+        built = self.built_model(case.target, dtype)
+        calls = self.target(case.target).stage_calls(built, self._inputs(case, dtype), case.stage)
+        if case.counter == BYTES:
+            from harness.measure.bytes import count_bytes
+
+            results = {variants[0]: count_bytes(calls, target=case.target, stage=case.stage)}
+        elif len(variants) == 1:
+            # stock: blind spots are the finding, reported rather than raised (count's default)
+            results = {variants[0]: count(case.counter, calls, variant=variants[0], target=case.target,
+                                          stage=case.stage)}
+        else:
+            results = count_variants(case.counter, calls, variants=variants, target=case.target,
+                                     stage=case.stage, strict=False)
+        return results, time.perf_counter() - start
 
     def byte_cost(self, case: Case) -> Any:
         """The analytic op-level Cost of the case's stage on the byte counter's build (:data:`BYTES_DTYPE`):

@@ -52,7 +52,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import torch
 
-__all__ = ["counting", "run_measurement", "on_meta", "cpp_meta_kernels", "cpp_meta_kernels_available"]
+__all__ = ["counting", "run_measurement", "placement", "on_meta", "cpp_meta_kernels", "cpp_meta_kernels_available"]
 
 T = TypeVar("T")
 
@@ -205,14 +205,31 @@ def _observed() -> bool:
             or bool(enabled() if enabled is not None else torch.autograd.profiler._is_profiler_enabled))
 
 
-def _runs_in_place() -> bool:
-    """True where a new thread would not see what the caller set up (or we are inside already)."""
+def _thread_state() -> str | None:
+    """Thread-local state a new thread would not see (or we are inside already), named."""
     if getattr(_STATE, "inside", False):
-        return True
+        return "inside a measurement"
     autocast = getattr(torch._C, "_is_any_autocast_enabled", None)
-    return bool(torch._C._len_torch_function_stack() or torch._C._len_torch_dispatch_stack()
-                or torch.is_inference_mode_enabled() or (autocast is not None and autocast())
-                or torch._C._get_tracing_state() is not None)
+    if torch._C._len_torch_function_stack() or torch._C._len_torch_dispatch_stack():
+        return "a torch function or dispatch mode"
+    if torch.is_inference_mode_enabled():
+        return "inference mode"
+    if autocast is not None and autocast():
+        return "autocast"
+    if torch._C._get_tracing_state() is not None:
+        return "a jit trace"
+    return None
+
+
+def placement(model: Any) -> str | None:
+    """Where :func:`run_measurement` runs model code, decided once per measurement: None on the
+    kept thread; otherwise why in place (real tensors, a profiler or tracer, thread-local torch
+    state, nesting)."""
+    if not on_meta(model):
+        return "real tensors"
+    if _observed():
+        return "a profiler or tracer"
+    return _thread_state()
 
 
 def _serve(jobs: "queue.SimpleQueue[Callable[[], None] | None]") -> None:
@@ -267,9 +284,10 @@ def run_measurement(model: Any, fn: Callable[..., T], /, *args: Any, **kwargs: A
     """``fn(*args, **kwargs)``, one measurement of the suite or the report, within
     :func:`counting`: when ``model`` (the modules and inputs its model code runs) is on meta
     (:func:`on_meta`), on the calling thread's measuring thread with torch's C++ meta kernels,
-    waited for; in place where the module's docstring says. The result is ``fn``'s; its exception
-    is raised in the caller's thread."""
-    if not on_meta(model) or _runs_in_place() or _observed():
+    waited for; in place where :func:`placement` says. The one-count lock is taken once, by the
+    thread that runs ``fn``. The result is ``fn``'s; its exception is raised in the caller's
+    thread."""
+    if placement(model) is not None:
         with counting():
             return fn(*args, **kwargs)
     context = contextvars.copy_context()
@@ -292,16 +310,15 @@ def run_measurement(model: Any, fn: Callable[..., T], /, *args: Any, **kwargs: A
             _STATE.on_behalf_of = None
             done.set()
 
-    with counting():
-        runner = _runner()
-        runner.jobs.put(job)
-        try:
-            while not done.wait(0.1):   # a timed wait: a pending Ctrl-C is seen within 0.1 s
-                pass
-        except BaseException:
-            runner.cancel(done)
-            _STATE.runner = None
-            raise
+    runner = _runner()
+    runner.jobs.put(job)
+    try:
+        while not done.wait(0.1):   # a timed wait: a pending Ctrl-C is seen within 0.1 s
+            pass
+    except BaseException:
+        runner.cancel(done)
+        _STATE.runner = None
+        raise
     if "error" in outcome:
         error = outcome.pop("error")
         raise error

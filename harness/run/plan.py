@@ -1,25 +1,20 @@
-"""The suite's definition: which facts it states, one test and one golden per fact.
+"""The suite's plan: the facts it states (one test and one golden per fact) and the units of work
+that measure them.
 
-Two kinds of fact:
-
-* **layout** -- ``<target>-<mode>-<page>``: a page's view layout, token counts and the shape keys
-  it reaches (pure arithmetic); golden ``<target>/layout/<mode>.json`` lists every page;
-* **count** -- ``<target>-<stage>-<counter>-<shape key>``: the counts of one stage at one shape key
-  by one counter; one per distinct shape key that the selected pages reach. Its golden
-  ``<target>/count/<stage>/<shape key>.json`` holds the counts and the environment; which pages
-  reach the key is the layout goldens' fact (page -> shape keys), stated once.
-
-The definition is every built-in page (``all`` = grid + corpus) in every mode of every target,
-every stage and every counter; :func:`expected` is computed from it alone (never from what ran),
-so unused goldens are found, and pruned, against the definition. Selections
-(:class:`harness.inputs.selection.Selection`) narrow both kinds; a page or mode selection narrows the
-counts to the shape keys those pages reach.
+* Facts: **layout** ``<target>-<mode>-<page>`` and **count** ``<target>-<stage>-<counter>-<shape key>``
+  (measured on the key's first page), over the definition: every built-in page in every mode of
+  every target, every stage and counter. :func:`expected` comes from the definition alone;
+  selections narrow what is collected. A count golden holds the counts and the environment; which
+  pages reach a key is the layout goldens' fact (page -> shape keys), stated once.
+* Units of work: a page chain ``<target>-<mode>-<page>`` whose upstream-fed stages share that page's
+  upstream outputs (decode apart). The xdist scheduler (:func:`suite_scopes`, root ``conftest.py``)
+  and ``harness report``'s worker pool (:func:`work_units`) both group by them.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +29,8 @@ from harness.inputs.selection import COUNTERS, Selection, suite_pages, target_mo
 BYTES_PAGES: tuple[str, ...] = ("letter",)
 
 __all__ = ["LayoutCase", "CountCase", "layout_cases", "count_cases", "shape_index", "expected",
-           "not_measurable", "SuiteDefinitionError"]
+           "not_measurable", "SuiteDefinitionError", "UPSTREAM_STAGES", "unit_of", "work_units",
+           "measuring_unit", "suite_scopes"]
 
 
 class SuiteDefinitionError(RuntimeError):
@@ -201,3 +197,77 @@ def expected(counters: Iterable[str] = COUNTERS + (BYTES,)) -> Expected:
                                if not not_measurable(target, stage, c))
             exp.counts[(target, stage, name)] = (shape_record(key), measurable)
     return exp
+
+
+# ------------------------------------------------------------------------------------ units of work
+#: Stages whose inputs are the outputs of earlier stages of the same page (the target keeps those
+#: outputs on the page's inputs): measured in one process, they compute them once.
+UPSTREAM_STAGES = frozenset({"sam", "clip", "encoder", "projector", "prefill"})
+
+
+def unit_of(target: str, mode: str, page: str, stage: str) -> str:
+    """The unit of work that measures ``stage`` of ``page`` in ``mode``: the page chain
+    ``<target>-<mode>-<page>`` for a stage fed by upstream outputs, a unit of its own
+    (``<chain>-<stage>``) for one that is not (decode)."""
+    chain = f"{target}-{mode}-{page}"
+    return chain if stage in UPSTREAM_STAGES else f"{chain}-{stage}"
+
+
+def work_units(tasks: Iterable[Any], where: Callable[[Any], tuple[str, str, str, str]]) -> list[list[Any]]:
+    """``tasks`` grouped by :func:`unit_of` their ``where(task) = (target, mode, page, stage)``, in
+    order within a unit; largest units first (ties: first seen first), so the short ones fill the
+    gaps at the end. Consumed by ``harness report``'s worker pool."""
+    groups: dict[str, list[Any]] = {}
+    for task in tasks:
+        groups.setdefault(unit_of(*where(task)), []).append(task)
+    return sorted(groups.values(), key=len, reverse=True)
+
+
+def measuring_unit(target: str, mode: str, page: str, stage: str) -> str:
+    """The unit in which the suite measures the shape key that ``stage`` of ``page`` reaches in
+    ``mode``: that of the key's first page (where its count facts are measured)."""
+    try:
+        layout = page_layout(target, mode, page)
+    except KeyError:
+        raise SuiteDefinitionError(f"{target} {mode} {page!r}: not a page of the suite's definition "
+                                   f"(the built-in pages: {', '.join(suite_pages('all'))})") from None
+    name = key_name(shape_key(stage, layout, text_tokens=_text_tokens()))
+    first = shape_index(target)[(stage, name)][1][0]
+    return unit_of(target, *first, stage)
+
+
+def fact_unit(case: CountCase) -> str:
+    """The unit a count fact is measured in: its first page's."""
+    return unit_of(case.target, *case.first, case.stage)
+
+
+def suite_scopes(cases: Iterable[CountCase], readers: Mapping[str, tuple[str, ...]]
+                 ) -> tuple[dict[str, str], dict[str, str]]:
+    """Where xdist runs what reads the engine's memo: ``({fact id: scope}, {reader: scope})``.
+
+    ``readers`` are the tests that read the memoised counts of pages in a mode, ``(target, mode,
+    *pages)`` (``@pytest.mark.measures``); each joins every unit that measures a stage of one of
+    those pages, and units a reader joins become one scope (named after the first unit in sort
+    order). So every shape key is measured in one process, and its readers run there."""
+    parent: dict[str, str] = {}
+
+    def root(unit: str) -> str:
+        parent.setdefault(unit, unit)
+        while parent[unit] != unit:
+            parent[unit] = parent[parent[unit]]
+            unit = parent[unit]
+        return unit
+
+    def join(a: str, b: str) -> None:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+
+    facts = {case.id: fact_unit(case) for case in cases}
+    read = {}
+    for reader, (target, mode, *pages) in readers.items():
+        units = sorted({measuring_unit(target, mode, page, s) for page in pages for s in target_stages()[target]})
+        for unit in units[1:]:
+            join(units[0], unit)
+        read[reader] = units[0]
+    return {k: root(u) for k, u in facts.items()}, {k: root(u) for k, u in read.items()}

@@ -14,7 +14,7 @@ from typing import Callable
 
 from harness.targets.base import (
     BuiltModel,
-    ModelInputs,
+    StageInputs,
     StageCall,
     StageMapError,
     Target,
@@ -24,7 +24,7 @@ from harness.targets.base import (
 
 __all__ = [
     "BuiltModel",
-    "ModelInputs",
+    "StageInputs",
     "StageCall",
     "StageMapError",
     "Target",

@@ -1,7 +1,7 @@
 """The target interface: a model, the map from stage to module paths, and stage runners.
 
 A :class:`Target` builds a model (:class:`BuiltModel`), turns a page into exactly the tensors the
-vendor builds (:class:`ModelInputs`, derived from the workload's :class:`ViewLayout`), and returns
+vendor builds (:class:`StageInputs`, derived from the workload's :class:`ViewLayout`), and returns
 each stage as :class:`StageCall` objects: one module call with real upstream inputs, ready for a
 counter (``call()``; fvcore and thop get ``module``/``args``/``kwargs``).
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -27,7 +26,7 @@ from harness.inputs.workload import DEFAULT_PROMPT_TOKENS, ViewLayout
 __all__ = [
     "StageCall",
     "BuiltModel",
-    "ModelInputs",
+    "StageInputs",
     "Target",
     "TargetError",
     "StageMapError",
@@ -36,7 +35,6 @@ __all__ = [
     "empty_parameters",
     "materialize_parameters",
     "load_safetensors",
-    "cached",
     "FILLER_TOKEN_BASE",
     "prompt_token_ids",
 ]
@@ -107,7 +105,7 @@ class BuiltModel:
 
 
 @dataclass
-class ModelInputs:
+class StageInputs:
     """Exactly the tensors the vendor builds for one page, derived from ``layout``.
 
     ``input_ids``, ``image_mask`` and ``attention_mask`` are real CPU tensors of shape (1, L) with
@@ -130,7 +128,8 @@ class ModelInputs:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     #: ``"image"`` (decoded page), ``"blank"`` (a white page of the given size) or ``"meta"``.
     pixel_source: str = "meta"
-    #: Upstream stage outputs per model (see :func:`cached`): computed once, reused.
+    #: Upstream stage outputs per model (:func:`harness.run.callmemo.memoised_upstream`): computed
+    #: once for these inputs, reused.
     cache: dict[tuple[int, str], Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -215,14 +214,14 @@ class Target:
         raise NotImplementedError
 
     def prepare(self, page: Any, mode: str, prompt_tokens: int = DEFAULT_PROMPT_TOKENS, *,
-                device: str = "meta", dtype: torch.dtype = torch.float32) -> ModelInputs:
+                device: str = "meta", dtype: torch.dtype = torch.float32) -> StageInputs:
         raise NotImplementedError
 
-    def stage_calls(self, built: BuiltModel, inputs: ModelInputs, stage: str, *,
+    def stage_calls(self, built: BuiltModel, inputs: StageInputs, stage: str, *,
                     decode_context: int | None = None) -> list[StageCall]:
         raise NotImplementedError
 
-    def whole_model_call(self, built: BuiltModel, inputs: ModelInputs) -> StageCall:
+    def whole_model_call(self, built: BuiltModel, inputs: StageInputs) -> StageCall:
         raise NotImplementedError
 
     # Shared checks -------------------------------------------------------------------------
@@ -233,23 +232,11 @@ class Target:
             raise ValueError(f"Unknown stage {stage!r} for target {self.name!r}.{hint} "
                              f"Available: {', '.join(self.stages)}")
 
-    def _check_built(self, built: BuiltModel, inputs: ModelInputs | None = None) -> None:
+    def _check_built(self, built: BuiltModel, inputs: StageInputs | None = None) -> None:
         if built.target != self.name:
             raise ValueError(f"BuiltModel is a {built.target!r} model, not {self.name!r}")
         if inputs is not None and inputs.target != self.name:
-            raise ValueError(f"ModelInputs were prepared for {inputs.target!r}, not {self.name!r}")
-
-
-def cached(inputs: ModelInputs, model: nn.Module, name: str, compute: Callable[[], Any]) -> Any:
-    """``compute()`` once per (model, name) for these inputs; a weak reference guards against a
-    new model reusing a collected model's id."""
-    key = (id(model), name)
-    hit = inputs.cache.get(key)
-    if hit is not None and hit[0]() is model:
-        return hit[1]
-    value = compute()
-    inputs.cache[key] = (weakref.ref(model), value)
-    return value
+            raise ValueError(f"StageInputs were prepared for {inputs.target!r}, not {self.name!r}")
 
 
 # Stage maps ------------------------------------------------------------------------------------

@@ -43,8 +43,9 @@ from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_mod
 
 from harness.inputs.device import check_device
 from harness.inputs.targets import FACTS
+from harness.run.callmemo import memoised_upstream
 from harness.targets import base, vendor
-from harness.targets.base import BuiltModel, ModelInputs, StageCall, Target, TargetError
+from harness.targets.base import BuiltModel, StageInputs, StageCall, Target, TargetError
 from harness.targets.kv import frozen_kv_cache
 from harness.targets.pixels import dsocr_views, resolve_page
 from harness.inputs.workload import DEFAULT_PROMPT_TOKENS, compute_view_layout, get_workload, prefill_length
@@ -184,7 +185,7 @@ class DsocrTarget(Target):
 
     # Inputs -------------------------------------------------------------------------------------
     def prepare(self, page: Any, mode: str, prompt_tokens: int = DEFAULT_PROMPT_TOKENS, *,
-                device: str = "meta", dtype: torch.dtype = torch.float32) -> ModelInputs:
+                device: str = "meta", dtype: torch.dtype = torch.float32) -> StageInputs:
         """``infer()``'s tensors for one page: ``[BOS] + <image> x N + text``, views, crop grid.
 
         On meta the pixel views are meta tensors of the layout's shapes (no decoding); otherwise
@@ -215,14 +216,14 @@ class DsocrTarget(Target):
                 raise TargetError(f"dsocr {batch.role} pixels have shape {tuple(pixels.shape)}, the layout "
                                   f"says {(batch.batch, 3, batch.size, batch.size)}")
         spatial = torch.tensor([list(layout.crop_grid)], dtype=torch.long)
-        return ModelInputs(
+        return StageInputs(
             target=self.name, mode=mode, layout=layout, prompt_tokens=prompt_tokens, device=device,
             dtype=dtype, input_ids=input_ids, image_mask=image_mask,
             attention_mask=torch.ones_like(input_ids), pixel_views=views,
             model_kwargs={"images_spatial_crop": spatial}, pixel_source=kind)
 
     # Stages -------------------------------------------------------------------------------------
-    def stage_calls(self, built: BuiltModel, inputs: ModelInputs, stage: str, *,
+    def stage_calls(self, built: BuiltModel, inputs: StageInputs, stage: str, *,
                     decode_context: int | None = None) -> list[StageCall]:
         self._check_stage(stage)
         self._check_built(built, inputs)
@@ -267,7 +268,7 @@ class DsocrTarget(Target):
                           note=f"one generated token over a KV cache of {context} tokens (the cache does not "
                                "grow between calls); vision is skipped (input length 1)")]
 
-    def whole_model_call(self, built: BuiltModel, inputs: ModelInputs) -> StageCall:
+    def whole_model_call(self, built: BuiltModel, inputs: StageInputs) -> StageCall:
         """``generate``'s first forward (vision + prefill) on the vendor model; CPU or CUDA only."""
         self._check_built(built, inputs)
         if built.device == "meta":
@@ -292,27 +293,27 @@ class DsocrTarget(Target):
            if not dev.startswith("cuda") else "")
 
     # Upstream outputs ----------------------------------------------------------------------------
-    def _sam_outputs(self, built: BuiltModel, inputs: ModelInputs) -> list[torch.Tensor]:
+    def _sam_outputs(self, built: BuiltModel, inputs: StageInputs) -> list[torch.Tensor]:
         sam = built.model.model.sam_model
-        return base.cached(inputs, built.model, "sam", lambda: _no_grad(
+        return memoised_upstream(inputs, built.model, "sam", lambda: _no_grad(
             lambda: [sam(p) for p in _pixels(built, inputs)]))
 
-    def _clip_outputs(self, built: BuiltModel, inputs: ModelInputs) -> list[torch.Tensor]:
+    def _clip_outputs(self, built: BuiltModel, inputs: StageInputs) -> list[torch.Tensor]:
         clip = built.model.model.vision_model
-        return base.cached(inputs, built.model, "clip", lambda: _no_grad(
+        return memoised_upstream(inputs, built.model, "clip", lambda: _no_grad(
             lambda: [clip(p, f) for p, f in zip(_pixels(built, inputs), self._sam_outputs(built, inputs))]))
 
-    def _projector_inputs(self, built: BuiltModel, inputs: ModelInputs) -> list[torch.Tensor]:
+    def _projector_inputs(self, built: BuiltModel, inputs: StageInputs) -> list[torch.Tensor]:
         # CLIP without its CLS token, then SAM flattened to tokens: (B, n, 1024 + 1024).
         return [torch.cat((c[:, 1:], s.flatten(2).permute(0, 2, 1)), dim=-1)
                 for c, s in zip(self._clip_outputs(built, inputs), self._sam_outputs(built, inputs))]
 
-    def _projector_outputs(self, built: BuiltModel, inputs: ModelInputs) -> list[torch.Tensor]:
+    def _projector_outputs(self, built: BuiltModel, inputs: StageInputs) -> list[torch.Tensor]:
         projector = built.model.model.projector
-        return base.cached(inputs, built.model, "projector", lambda: _no_grad(
+        return memoised_upstream(inputs, built.model, "projector", lambda: _no_grad(
             lambda: [projector(x) for x in self._projector_inputs(built, inputs)]))
 
-    def _image_sequence(self, built: BuiltModel, inputs: ModelInputs) -> torch.Tensor:
+    def _image_sequence(self, built: BuiltModel, inputs: StageInputs) -> torch.Tensor:
         """The vendor's image token rows: [crop mosaic + newlines, global + newlines, separator]."""
         inner = built.model.model
         layout = inputs.layout
@@ -338,10 +339,10 @@ class DsocrTarget(Target):
                               f"{layout.image_tokens} placeholders")
         return sequence
 
-    def _prefill_embeds(self, built: BuiltModel, inputs: ModelInputs) -> tuple[torch.Tensor, str]:
-        return base.cached(inputs, built.model, "prefill_embeds", lambda: self._embeds(built, inputs))
+    def _prefill_embeds(self, built: BuiltModel, inputs: StageInputs) -> tuple[torch.Tensor, str]:
+        return memoised_upstream(inputs, built.model, "prefill_embeds", lambda: self._embeds(built, inputs))
 
-    def _embeds(self, built: BuiltModel, inputs: ModelInputs) -> tuple[torch.Tensor, str]:
+    def _embeds(self, built: BuiltModel, inputs: StageInputs) -> tuple[torch.Tensor, str]:
         dev = built.stage_devices["prefill"]
         ids = inputs.input_ids.to(dev)
         with torch.no_grad():
@@ -447,13 +448,13 @@ def _no_grad(compute):
         return compute()
 
 
-def _pixels(built: BuiltModel, inputs: ModelInputs) -> list[torch.Tensor]:
+def _pixels(built: BuiltModel, inputs: StageInputs) -> list[torch.Tensor]:
     device = built.stage_devices["sam"]
     return [p if (str(p.device) == device and p.dtype == built.dtype) else p.to(device=device, dtype=built.dtype)
             for p in inputs.pixel_views]
 
 
-def _text_only_images(inputs: ModelInputs, device: str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def _text_only_images(inputs: StageInputs, device: str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """``infer()``'s all-zero image tensors for a prompt without an image: (crops, global)."""
     w = inputs.layout.workload
     return (torch.zeros((1, 3, w.base_size, w.base_size), device=device, dtype=dtype),

@@ -28,11 +28,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.run.callmemo import memoised_forward
 from harness.inputs.device import check_device
 from harness.inputs.targets import FACTS
+from harness.run.callmemo import memoised_forward, memoised_upstream
 from harness.targets import base
-from harness.targets.base import BuiltModel, ModelInputs, StageCall, Target, TargetError
+from harness.targets.base import BuiltModel, StageInputs, StageCall, Target, TargetError
 from harness.targets.kv import frozen_kv_cache
 from harness.targets.pixels import resolve_page
 from harness.inputs.workload import DEFAULT_PROMPT_TOKENS, compute_view_layout, get_workload, prefill_length
@@ -195,7 +195,7 @@ class Ocr2Target(Target):
 
     # Inputs -------------------------------------------------------------------------------------
     def prepare(self, page: Any, mode: str, prompt_tokens: int = DEFAULT_PROMPT_TOKENS, *,
-                device: str = "meta", dtype: torch.dtype = torch.float32) -> ModelInputs:
+                device: str = "meta", dtype: torch.dtype = torch.float32) -> StageInputs:
         """The processor's inputs for one page: ``[BOS] + <image> x N + text``, pixel views.
 
         On meta the pixel tensors are meta of the layout's shapes; otherwise the page goes through
@@ -221,7 +221,7 @@ class Ocr2Target(Target):
         else:
             views = self._process(source.load(), layout, device, dtype)
             kind = source.kind
-        return ModelInputs(
+        return StageInputs(
             target=self.name, mode=mode, layout=layout, prompt_tokens=prompt_tokens, device=device,
             dtype=dtype, input_ids=input_ids, image_mask=image_mask,
             attention_mask=torch.ones_like(input_ids), pixel_views=views,
@@ -256,7 +256,7 @@ class Ocr2Target(Target):
         return tuple(views)
 
     # Stages -------------------------------------------------------------------------------------
-    def stage_calls(self, built: BuiltModel, inputs: ModelInputs, stage: str, *,
+    def stage_calls(self, built: BuiltModel, inputs: StageInputs, stage: str, *,
                     decode_context: int | None = None) -> list[StageCall]:
         self._check_stage(stage)
         self._check_built(built, inputs)
@@ -294,7 +294,7 @@ class Ocr2Target(Target):
             note=f"one generated token over a KV cache of {context} tokens (the cache does not grow "
                  "between calls)")]
 
-    def whole_model_call(self, built: BuiltModel, inputs: ModelInputs) -> StageCall:
+    def whole_model_call(self, built: BuiltModel, inputs: StageInputs) -> StageCall:
         """The processor's inputs through ``DeepseekOcr2ForConditionalGeneration.forward`` (prefill)."""
         self._check_built(built, inputs)
         pixels = dict(zip((v.role for v in inputs.layout.views), _pixels(built, inputs)))
@@ -306,12 +306,12 @@ class Ocr2Target(Target):
 
     # Upstream outputs (computed once per model, cached on the inputs; on meta inside the engine's
     # call memo, each view once per session: harness.run.callmemo) ----------------------------------------
-    def _sam_outputs(self, built: BuiltModel, inputs: ModelInputs) -> list[torch.Tensor]:
+    def _sam_outputs(self, built: BuiltModel, inputs: StageInputs) -> list[torch.Tensor]:
         sam = built.model.model.vision_tower.sam_encoder
-        return base.cached(inputs, built.model, "sam", lambda: _no_grad(
+        return memoised_upstream(inputs, built.model, "sam", lambda: _no_grad(
             lambda: [memoised_forward(sam, p).last_hidden_state for p in _pixels(built, inputs)]))
 
-    def _encoder_inputs(self, built: BuiltModel, inputs: ModelInputs) -> list[tuple[torch.Tensor, int]]:
+    def _encoder_inputs(self, built: BuiltModel, inputs: StageInputs) -> list[tuple[torch.Tensor, int]]:
         tower = built.model.model.vision_tower
         result = []
         for features in self._sam_outputs(built, inputs):
@@ -322,21 +322,21 @@ class Ocr2Target(Target):
             result.append((torch.cat([hidden, queries.unsqueeze(0).expand(batch, -1, -1)], dim=1), n))
         return result
 
-    def _encoder_outputs(self, built: BuiltModel, inputs: ModelInputs) -> list[torch.Tensor]:
+    def _encoder_outputs(self, built: BuiltModel, inputs: StageInputs) -> list[torch.Tensor]:
         encoder = built.model.model.vision_tower.vision_encoder
-        return base.cached(inputs, built.model, "encoder", lambda: _no_grad(
+        return memoised_upstream(inputs, built.model, "encoder", lambda: _no_grad(
             lambda: [memoised_forward(encoder, c, n).last_hidden_state[:, n:, :]
                      for c, n in self._encoder_inputs(built, inputs)]))
 
-    def _projector_outputs(self, built: BuiltModel, inputs: ModelInputs) -> list[torch.Tensor]:
+    def _projector_outputs(self, built: BuiltModel, inputs: StageInputs) -> list[torch.Tensor]:
         projector = built.model.model.multi_modal_projector
-        return base.cached(inputs, built.model, "projector", lambda: _no_grad(
+        return memoised_upstream(inputs, built.model, "projector", lambda: _no_grad(
             lambda: [memoised_forward(projector, f) for f in self._encoder_outputs(built, inputs)]))
 
-    def _prefill_embeds(self, built: BuiltModel, inputs: ModelInputs) -> torch.Tensor:
-        return base.cached(inputs, built.model, "prefill_embeds", lambda: self._scatter(built, inputs))
+    def _prefill_embeds(self, built: BuiltModel, inputs: StageInputs) -> torch.Tensor:
+        return memoised_upstream(inputs, built.model, "prefill_embeds", lambda: self._scatter(built, inputs))
 
-    def _scatter(self, built: BuiltModel, inputs: ModelInputs) -> torch.Tensor:
+    def _scatter(self, built: BuiltModel, inputs: StageInputs) -> torch.Tensor:
         inner = built.model.model
         by_role = dict(zip((v.role for v in inputs.layout.views), self._projector_outputs(built, inputs)))
         # get_image_features: [local (crops, row-major), global, view_separator]
@@ -361,7 +361,7 @@ def _no_grad(compute):
         return compute()
 
 
-def _pixels(built: BuiltModel, inputs: ModelInputs) -> list[torch.Tensor]:
+def _pixels(built: BuiltModel, inputs: StageInputs) -> list[torch.Tensor]:
     """The pixel views on the model's device and dtype (meta copies of real pixels are cheap)."""
     return [p if (str(p.device) == built.device and p.dtype == built.dtype)
             else p.to(device=built.device, dtype=built.dtype) for p in inputs.pixel_views]

@@ -141,14 +141,19 @@ def test_an_explicit_thread_count_is_kept(monkeypatch):
     assert _share_cores(4) == ("1", True)
 
 
-def test_readers_of_measurements_are_scheduled_with_the_facts_they_read(pytestconfig, monkeypatch):
+def test_readers_of_measurements_are_scheduled_with_the_facts_they_read(monkeypatch, tmp_path):
     """--dist loadfile with the root conftest's scheduler: each count fact goes to the scope of the
-    page it is measured on; a module that reads one page's measurements joins that scope, and a
-    test parametrized by mode joins the scope that measures the Letter page in that mode."""
+    unit it is measured in (harness.run.plan); a test marked ``measures(target, mode, page)``, as a
+    worker reports it, runs in the scope of every fact that page's stages reach, with them; a fact
+    nobody reads keeps a scope apart, and an unmarked test its module's."""
     import importlib.util
     from pathlib import Path
+    from types import SimpleNamespace
 
     from xdist.scheduler import LoadScopeScheduling
+
+    from harness.inputs.selection import Selection
+    from harness.run.plan import count_cases
 
     root = Path(__file__).resolve().parents[2]
     spec = importlib.util.spec_from_file_location("harness_root_conftest", root / "conftest.py")
@@ -156,17 +161,39 @@ def test_readers_of_measurements_are_scheduled_with_the_facts_they_read(pytestco
     spec.loader.exec_module(conftest_module)
     monkeypatch.setattr(LoadScopeScheduling, "__init__", lambda self, config, log=None: None)
 
-    class Config:
-        getvalue = staticmethod(lambda name: "loadfile" if name == "dist" else pytestconfig.getvalue(name))
-        getoption = staticmethod(lambda *a, **k: None)
-
-    scope = conftest_module.pytest_xdist_make_scheduler(Config(), None)._split_scope
+    stash = pytest.Stash()
+    stash[conftest_module._READERS_DIR] = str(tmp_path)
+    controller = SimpleNamespace(stash=stash, getvalue=lambda name: "loadfile" if name == "dist" else None,
+                                 getoption=lambda *a, **k: None)
     bytes_test = "tests/test_bytes.py::test_ocr2_letter_bytes_match_the_counter"
-    assert scope("tests/test_suite.py::test_count[ocr2-sam-torch-g1024]") == "ocr2-gundam-note-old"
-    assert scope("tests/test_suite.py::test_count[ocr2-prefill-thop-L267]") == "ocr2-gundam-note-old"
-    assert scope("tests/test_suite.py::test_count[ocr2-encoder-fvcore-g1024+6x768]") == "ocr2-gundam-letter"
-    assert scope(f"{bytes_test}[base]") == "ocr2-gundam-note-old"      # Letter in Base: the key g1024
-    assert scope(f"{bytes_test}[small]") == "ocr2-small-letter"
-    assert scope(f"{bytes_test}[gundam]") == "ocr2-gundam-letter"
-    assert scope("tests/test_report.py::test_version") == "ocr2-small-letter"
+    marked = {"tests/test_counters_ocr2.py::test_full_size_meta_counts_are_not_trivial": ("ocr2", "gundam", "letter"),
+              f"{bytes_test}[base]": ("ocr2", "base", "letter"),
+              "tests/test_report.py::test_version": ("ocr2", "small", "letter"),
+              "tests/test_x.py::test_two_pages": ("ocr2", "gundam", "slide", "note-old")}
+    items = [SimpleNamespace(nodeid=n, get_closest_marker=lambda name, a=a: pytest.mark.measures(*a).mark)
+             for n, a in marked.items()]
+    items.append(SimpleNamespace(nodeid="tests/test_pages.py::test_a_large_real_page_loads",
+                                 get_closest_marker=lambda name: None))
+    worker = SimpleNamespace(workerinput={"harness_readers": str(tmp_path), "workerid": "gw0"})
+    conftest_module.pytest_collection_modifyitems(worker, items)      # as a worker reports its collection
+
+    scope = conftest_module.pytest_xdist_make_scheduler(controller, None)._split_scope
+    cases = count_cases(Selection())[0]
+    fact = {c.id: scope(f"tests/test_suite.py::test_count[{c.id}]") for c in cases}
+    for reader, (target, mode, *pages) in marked.items():
+        reached = [c.id for c in cases if c.target == target and any(f"{mode}/{p}" in c.pages for p in pages)]
+        assert {c.split("-")[1] for c in reached} == {"sam", "encoder", "projector", "prefill", "decode"}
+        assert {fact[c] for c in reached} == {scope(reader)}, reader
+    assert scope("tests/test_counters_ocr2.py::test_full_size_meta_counts_are_not_trivial") == \
+        fact["ocr2-sam-torch-g1024+6x768"] != scope("tests/test_report.py::test_version")
+    # two pages whose keys are measured apart: the reader joins both
+    slide, note = ({c.id for c in cases if c.target == "ocr2" and f"gundam/{p}" in c.pages and c.stage == "sam"}
+                   for p in ("slide", "note-old"))
+    assert slide != note and scope("tests/test_x.py::test_two_pages") == fact[min(slide)] == fact[min(note)]
+    # the key of the Letter page in Base is measured on another page: the reader goes there
+    assert fact["ocr2-sam-torch-g1024"] == scope(f"{bytes_test}[base]") != scope(f"{bytes_test}[gundam]")
+    # the plan's units: a page chain's upstream-fed stages together, a decode key nobody reads apart
+    unread = [c for c in cases if c.stage == "decode" and fact[c.id] == f"{c.target}-{c.first[0]}-{c.first[1]}-decode"]
+    assert unread and len({fact[c.id] for c in cases if c.stage != "decode"}) < len(cases) // 10
     assert scope("tests/test_pages.py::test_a_large_real_page_loads") == "tests/test_pages.py"
+    assert scope(f"{bytes_test}[gundam]") == "tests/test_bytes.py"      # not reported by a worker: its module
