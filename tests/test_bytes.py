@@ -143,7 +143,6 @@ def test_byte_verdict_of_a_stage_names_each_cause_and_fails_on_a_changed_key(eng
     assert [r.key for r in failed.rows if r.unexplained and r.key != "total"] == ["norm"]
 
 
-@pytest.mark.parametrize("mode", ["small", "base", "gundam"])
 @pytest.mark.parametrize("mode", [pytest.param(m, marks=pytest.mark.measures("ocr2", m, "letter"))
                                   for m in ("small", "base", "gundam")])
 def test_ocr2_letter_bytes_match_the_counter(engine, mode: str) -> None:
