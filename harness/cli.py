@@ -1,22 +1,9 @@
-"""The ``harness`` command: ``harness report`` (the main job), ``harness layout`` and ``harness count``
-(explained FLOP counts of your own model, :mod:`harness.count.cli`).
+"""The ``harness`` command: ``report`` (the main job), ``layout``, ``count``, ``peak`` and ``profile``.
 
-``harness report`` needs nothing but the install: DeepSeek-OCR-2 built from its configuration on
-the meta device (no weights), the built-in default pages, every mode, every counter installed
-(torch, fvcore, thop; patched and stock). ``--model-path DIR --trust-remote-code`` adds the vendor
-DeepSeek-OCR. Bad input is an error naming the input and what to do, exit code 2, and nothing
-already in ``--out`` is touched.
-
-``harness layout`` prints, for pages x modes, the views each page becomes and its token counts
-(no model, instant).
-
-``harness peak`` measures the achievable matmul FLOP/s and copy bandwidth of a device;
-``harness profile`` times every stage of one target, mode and page on a device.
-
-Exit codes (``harness report``; docs/report.md): 0 pass, 1 an unexpected failure (traceback), 2 bad
-input, 3 a count differs from its golden, 4 a delta not explained (above its band, op keys differ,
-unknown blind spot), 5 a requested target, counter or timing measured nothing (the smallest applies;
-``--exit-zero`` reports them and exits 0), 130 interrupted.
+``harness report`` needs nothing but the install (OCR-2 on meta, the built-in pages, every mode and
+counter; ``--model-path DIR --trust-remote-code`` adds the vendor model); bad input exits 2 and
+touches nothing in ``--out``. ``harness count`` is :mod:`harness.count.cli`. Exit codes and
+options: docs/report.md.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
   view batch (crops in one batched call, then the global view), a DeepSeek-V2 MoE LM with eager
   LlamaAttention (torch.matmul QK^T/AV over the full L x L, rotary recomputed in every layer as an
   inv_freq @ positions matmul), an F.linear MoE gate, and lm_head over all L prefill positions.
-* ``ocr2``: transformers 5.23 ``deepseek_ocr2``: SAM (downsample to 896) -> Qwen2-style encoder
+* ``ocr2``: transformers 5.x ``deepseek_ocr2``: SAM (downsample to 896) -> Qwen2-style encoder
   over [SAM tokens; learned queries] (every position runs through every layer; only the query
   outputs are kept) -> Linear projector, then the same-shape LM with SDPA attention (default),
   one shared element-wise rotary table, and lm_head over ``logits_to_keep`` positions (1).

@@ -1,16 +1,10 @@
 """``harness.count``: explained FLOP counts for any PyTorch model (FLOPs = 2 x MACs).
 
-``harness.count(model, *inputs, **keyword_inputs)`` runs every installed counter (torch
-``FlopCounterMode``, fvcore, thop), stock and patched, on one call of the model and returns a
-:class:`CountResult`: each counter's raw figure, convention and FLOPs, the breakdown per module,
-op and op key, unknown / ignored ops, and the delta between every pair of counters split into
-named causes with the unexplained remainder. ``expected=`` adds a verdict.
-
-This package is itself callable (``harness.count(...)`` is :func:`harness.count.count`), so
-``import harness.count`` and ``from harness.count import count`` give the same function. Its
-names are imported on first use (torch is not imported by ``import harness.count``).
-Also here: ``harness count MODULE:FACTORY`` (:mod:`.cli`) and the ``flop_count`` pytest fixture
-(:mod:`.pytest_plugin`, registered by the ``pytest11`` entry point ``harness-count``).
+``harness.count(model, *inputs, **keyword_inputs)`` (this package is itself callable) runs every
+installed counter, stock and patched, on one call of the model and returns a :class:`CountResult`:
+each counter's figures with their convention, the breakdowns, and every pair's delta split into
+named causes; ``expected=`` adds a verdict. Names load on first use (no torch import). Also here:
+``harness count`` (:mod:`.cli`) and the ``flop_count`` fixture (:mod:`.pytest_plugin`). docs/count.md.
 """
 
 from __future__ import annotations

@@ -1,18 +1,9 @@
 """Worked examples for ``harness.count``: small models built from configurations, nothing downloaded.
 
-Each function is a factory in the sense of :mod:`harness.count.factory` (``harness count
-harness.count.examples:vit`` counts it) and takes ``device`` ("meta" by default: no storage)
-to build the model elsewhere. The hand derivations of their FLOPs are in ``docs/count.md`` and
-``tests/test_count_examples.py``, written from the shapes below, never from a counter.
-
-* :func:`vit` -- a ViT encoder (transformers ``ViTModel``, SDPA attention), patch conv + 2 layers;
-* :func:`llama` -- a Llama-style decoder (``LlamaForCausalLM``: GQA, SwiGLU MLP, RMSNorm, SDPA);
-* :func:`mixtral_moe` -- one Mixtral sparse-MoE layer (``MixtralSparseMoeBlock``; experts run
-  ``torch._grouped_mm``, transformers 5's default; bf16, which the meta grouped_mm kernel requires);
-* :func:`convnet` -- a plain torch conv net (conv, depthwise conv, batch norm, pooling, linear);
-* :func:`gpt2` -- GPT-2 small (``GPT2LMHeadModel(GPT2Config())``, 124M parameters) on 512 tokens:
-  its projections are transformers' ``Conv1D`` (a linear layer with a transposed weight, run as
-  ``torch.addmm``).
+Each function is a factory (:mod:`harness.count.factory`; ``harness count
+harness.count.examples:vit``) taking ``device`` ("meta" by default): :func:`vit`, :func:`llama`,
+:func:`mixtral_moe`, :func:`convnet`, :func:`gpt2`. Their hand derivations, written from the shapes
+and never from a counter: docs/count.md and ``tests/test_count_examples.py``.
 """
 
 from __future__ import annotations

@@ -1,17 +1,9 @@
 """``package.module:factory`` (or ``path/to/file.py:factory``): a model and its inputs, by name.
 
-The factory contract (``harness count`` and anything else that takes a spec):
-
-* ``factory()`` is called with no arguments (a factory with a ``device`` parameter gets
-  ``--device`` when it is given, and builds the model there);
-* it returns ``(model, args)`` or ``(model, args, kwargs)``: ``model`` an ``nn.Module`` or any
-  callable, ``args`` a tuple of positional inputs (a single tensor is taken as one input),
-  ``kwargs`` a dict of keyword inputs; or a :class:`ModelInputs` (which may also carry
-  ``expected``, the matmul-class FLOPs you derived, and ``device``);
-* build the model under ``torch.device("meta")`` to count it in seconds without weights.
-
-The current directory is importable (as with ``python -m``), so ``mymodels:tiny_vit`` finds
-``./mymodels.py``.
+Owns the factory contract that ``harness count`` and anything else taking a spec relies on: a
+no-argument call (``device`` passed when asked) returning ``(model, args)``, ``(model, args,
+kwargs)`` or a :class:`ModelInputs`; the current directory is importable. The contract:
+docs/count.md ("Command line").
 """
 
 from __future__ import annotations

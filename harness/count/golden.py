@@ -1,23 +1,8 @@
-"""Goldens of ``harness.count`` results for users' own models (the engine of the ``flop_count``
-fixture; :mod:`.pytest_plugin` is its thin pytest shell).
+"""Goldens of ``harness.count`` results for users' own models (the engine of the ``flop_count`` fixture).
 
-One JSON file per name, ``<root>/flop_count/<name>.json`` (``<root>``: ``--flop-count-golden-dir``,
-the ``flop_count_golden_dir`` ini option, or ``<rootdir>/golden``)::
-
-    {"schema": 1, "kind": "harness.count", "name": ..., "model": "ViTModel", "device": "meta",
-     "environment": {"torch": ..., ...},             # information, never compared
-     "counts": {"torch patched": {"raw": ..., "convention": "flop", "flops": ...,
-                                  "matmul_flops": ..., "elementwise_flops": ..., "by_key": {...},
-                                  "uncounted_ops": {...}, "complete": true, "version": ...}}}
-
-The golden engine is the suite's (:mod:`harness.golden`): read through its store (``load_doc``,
-kind ``harness.count``), written atomically at the end of the run under its update lock (on
-``<root>/flop_count/.harness-golden.lock``), compared with ``compare_entry`` within the band
-``[regress.<name>.<counter>.<convention>]`` (``"*"`` a wildcard) of
-``<root>/flop_count/tolerances.toml`` (or a band given to the call; exact without either), a
-mismatch shown with ``format_mismatch``'s table and written to ``<name>.obtained.json`` beside the
-golden. Never deleted. The ``kind`` field and the ``flop_count/`` folder keep these files apart
-from the harness suite's own goldens.
+One JSON file per name, ``<root>/flop_count/<name>.json`` (kind ``harness.count``, schema 1), read,
+compared, written and reported through the suite's golden engine (:mod:`harness.golden`); never
+deleted. :mod:`.pytest_plugin` is its thin pytest shell. Format and rules: docs/count.md.
 """
 
 from __future__ import annotations

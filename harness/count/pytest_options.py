@@ -1,18 +1,8 @@
 """The ``flop_count`` fixture's options, for a project that opts in to them.
 
-The fixture itself comes with the ``pytest11`` entry point ``harness-count``
-(:mod:`harness.count.pytest_plugin`), which adds no option, so that installing harness changes
-nothing in a project that does not use it. A project that records flop_count goldens opts in here::
-
-    # conftest.py at the project's root
-    pytest_plugins = ["harness.count.pytest_options"]
-
-(or ``pytest -p harness.count.pytest_options ...``). What it adds, all prefixed so that they
-cannot clash with the project's own:
-
-* ``--flop-count-update-golden``: write the goldens of the tests that ran;
-* ``--flop-count-golden-dir DIR``: the golden root (relative to the invocation directory);
-* the ini option ``flop_count_golden_dir`` (relative to the rootdir).
+``pytest_plugins = ["harness.count.pytest_options"]`` (or ``-p harness.count.pytest_options``) adds
+``--flop-count-update-golden``, ``--flop-count-golden-dir`` and the ini option
+``flop_count_golden_dir``; the fixture itself adds none (docs/count.md).
 """
 
 from __future__ import annotations

@@ -1,36 +1,9 @@
 """pytest plugin: the ``flop_count`` fixture asserts your model's FLOP counts against a golden.
 
-Registered by the ``pytest11`` entry point ``harness-count`` (any project with harness installed;
-no conftest needed). In a test::
-
-    def test_my_model_flops(flop_count):
-        model, x = build_my_model()                      # e.g. under torch.device("meta")
-        result = flop_count(model, x)                     # every counter, stock and patched
-        assert result["torch patched"].matmul_flops > 0   # the CountResult, for more asserts
-
-``flop_count(model, *args, name=None, expected=None, rel=None, abs=None, **count_options_and_inputs)``
-runs :func:`harness.count` and compares every counter's figures (raw, convention, FLOPs, matmul
-and element-wise FLOPs, FLOPs by op key, uncounted products) with
-``<root>/flop_count/<name>.json``; ``name`` defaults to the test's file and name. ``expected``
-(your hand derivation) must hold too (the :class:`~harness.count.Verdict`). A mismatch fails with
-an obtained / expected / difference table and the command that regenerates the golden.
-
-* Recording: ``pytest --flop-count-update-golden`` writes the goldens of the tests that ran
-  (atomically; unchanged files are not touched); nothing is ever deleted. Without it a missing
-  golden is a failure that says how to record it.
-* ``<root>``: ``--flop-count-golden-dir``, else the ini option ``flop_count_golden_dir`` (relative to
-  the rootdir), else ``<rootdir>/golden``. Tolerance bands: ``<root>/flop_count/tolerances.toml``
-  (hand-edited, never written), tables ``[regress.<name>.<counter>.<convention>]`` (``"*"`` a
-  wildcard at any level; keys ``rel``, ``abs``, ``note``), or ``rel=``/``abs=`` on the call;
-  exact without either.
-
-Installed, harness changes nothing in a project that does not ask: this module (the ``pytest11``
-entry point ``harness-count``) adds the fixture and nothing else -- no option, no ini key, no
-marker, no import of torch until a test uses the fixture. The two options and the ini key come with
-:mod:`harness.count.pytest_options`, which a project opts in to (``pytest_plugins =
-["harness.count.pytest_options"]`` in its conftest.py, or ``-p harness.count.pytest_options``);
-their ``--flop-count-`` prefix cannot clash with a project's own options. Beside the harness
-suite's plugin (this repository), the suite's ``--update-golden`` and ``--golden-dir`` apply too.
+Registered by the ``pytest11`` entry point ``harness-count``, it adds the fixture and nothing else
+(no option, no ini key, no marker, no torch import until a test uses it); the options are opt-in,
+in :mod:`harness.count.pytest_options`. The golden logic is :mod:`harness.count.golden`'s. Usage,
+recording and bands: docs/count.md.
 """
 
 from __future__ import annotations

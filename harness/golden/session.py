@@ -1,27 +1,9 @@
 """The golden bookkeeping of one pytest run: checks, records, the final write, unused and prune.
 
-One :class:`GoldenSession` lives in every pytest process. A test calls :meth:`check_layout` or
-:meth:`check_count`: a normal run compares with the golden (a failure is a table, the obtained
-file it names and the exact command that regenerates it); ``--update-golden`` records instead. The process that owns the
-terminal (the only one without xdist, the controller with it) receives the xdist workers' records
-and, at the end, writes each golden file once, atomically, under the update lock.
-
-Safety rules:
-
-* ``--update-golden`` writes and rewrites; it never deletes. A file is rewritten only when its
-  facts change; an environment difference alone (e.g. another transformers release) is shown,
-  not written. A file that cannot be read is replaced only by a run that re-measured every row
-  the suite definition puts in it; otherwise it is left as it is and the run fails, naming it.
-* Unused goldens are computed from the suite *definition* (every target, mode, page, stage,
-  counter and shape key it defines), never from what ran, and listed with the command that
-  removes them.
-* A mismatch is written to ``<golden>.obtained.json`` at the end (the golden with the obtained
-  values in place, marked ours); a later run removes it only when it is ours and every address
-  it names passed in that run.
-* Deleting takes ``--prune-golden``, which deletes a target's unused goldens only when every case
-  the definition expects of that target ran and passed in this session, and the run was not
-  stopped, interrupted, or broken by a collection error or a crashed worker. Otherwise it refuses,
-  says why, and the run fails.
+One :class:`GoldenSession` lives in every pytest process: :meth:`check_layout` and
+:meth:`check_count` compare with the golden (or record under ``--update-golden``); the process
+that owns the terminal writes each golden once at the end, under the update lock, and decides
+what is unused and what ``--prune-golden`` may delete. The safety rules: golden/README.md.
 """
 
 from __future__ import annotations

@@ -1,24 +1,10 @@
-"""Golden files on disk: where they live, their format, atomic writes, the update lock, and the
-:class:`GoldenStore` through which the suite, the report and the ``flop_count`` fixture read them
-and write obtained files (``<golden>.obtained.json``, ours by name and marker).
+"""Golden files on disk: where they live, their format, atomic writes, the update lock, the store.
 
-Two kinds of suite golden, one fact each (``schema`` 2), and the ``harness.count`` kind of the
-``flop_count`` fixture (schema 1, :mod:`harness.count.golden`):
-
-* **layout** -- ``<root>/<target>/layout/<mode>.json``: one table per target and mode listing
-  every page: its size, views, crop grid, token counts and the shape keys it reaches;
-* **count** -- ``<root>/<target>/count/<stage>/<shape key>.json``: the counts of one stage at one
-  shape key (``g1024+6x768``, ``L1131``, ``T1131``), one entry per counter (raw, convention,
-  FLOPs, per-op and per-key splits, unknown and ignored ops), the shape, and the environment that
-  made it. Which pages reach the key is the layout goldens' fact; an older file's ``pages`` list
-  is read and ignored, and dropped by :func:`migrate_legacy` in a writing run.
-
-The JSON is deterministic (sorted keys, two-space indent, floats to 12 significant digits, no
-timestamps), so deleting a golden and regenerating it on the same environment gives the same
-bytes. Files are replaced atomically (temporary file in the same directory, ``fsync``,
-``os.replace``): a crash leaves the previous golden. Runs that write take :class:`UpdateLock`, an
-exclusive lock on ``<root>/.harness-golden.lock``; a second writer fails fast, naming the first.
-Only a lock holder sweeps temporary files, so it never removes another run's.
+:class:`GoldenStore` is how the suite, the report and the ``flop_count`` fixture read goldens and
+write obtained files (``<golden>.obtained.json``, ours by name and marker). Owns the layout and
+count kinds (schema 2; the ``harness.count`` kind is :mod:`harness.count.golden`'s), the
+deterministic JSON, the atomic replace, :class:`UpdateLock` and :func:`migrate_legacy`. Format and
+rules: golden/README.md.
 """
 
 from __future__ import annotations

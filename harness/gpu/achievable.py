@@ -1,17 +1,9 @@
 """Achievable peak of the device you have: dense matmul FLOP/s for a dtype and copy bandwidth.
 
-``harness peak --device D`` and ``harness report --measure`` use this figure, never a guess: a CPU
-has no datasheet entry, and a GPU's datasheet figure is a ceiling that cuBLAS rarely reaches. The
-datasheet peak (:mod:`harness.gpu.peaks`) stands beside it where the table knows the device.
-
-Method (the same warm-up, repeat, median and IQR policy as :func:`harness.gpu.timing.time_stage`:
-CUDA events on CUDA, the monotonic host clock elsewhere):
-
-* matmul: ``a @ b`` for square ``n x n`` operands in the dtype, for each ``n`` of the size ladder;
-  FLOPs = 2 n^3 (FLOPs = 2 x MACs); the figure is the best median over the ladder (the achievable
-  rate, reached at the size that fills the device best);
-* copy: ``dst.copy_(src)`` of one large buffer; bytes = 2 x its size (each byte read once and
-  written once), the same convention as the analytic bytes (op-level traffic).
+``harness peak`` and ``harness report --measure`` use this measured figure, never a guess; the
+datasheet peak (:mod:`harness.gpu.peaks`) stands beside it where known. Method (a ladder of square
+matmuls, best median; one large copy, bytes = 2 x size; the timing policy of
+:func:`harness.gpu.timing.time_stage`): docs/report.md ("harness peak").
 """
 
 from __future__ import annotations

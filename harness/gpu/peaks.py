@@ -1,16 +1,9 @@
 """Dense peak throughput and memory bandwidth per GPU, matched on the name torch reports.
 
-Convention: every TFLOP/s figure here is the **dense** tensor-core rate (FLOPs = 2 x MACs) for the
-dtype's matmul path as PyTorch runs it; NVIDIA datasheets headline the 2:4-structured-sparse rate
-(marked "*"), which is halved here. ``fp32`` is the plain CUDA-core FP32 rate (what an fp32 matmul
-gets with ``torch.get_float32_matmul_precision() == "highest"``, the default); ``tf32`` is the
-tensor-core rate fp32 matmuls get under "high"/"medium". GeForce cards run fp16/bf16 tensor cores
-at half rate with FP32 accumulation, which is what cuBLAS uses for torch's fp16/bf16 matmuls, so
-their fp16/bf16 entries are the FP32-accumulate figures. Bandwidth is in GB/s (1e9 bytes/s).
-
-An unknown device is an error naming the device and the override, never a silent default:
-set :data:`PEAK_TFLOPS_ENV` / :data:`PEAK_BANDWIDTH_ENV` (or pass ``peak_tflops=`` /
-``bandwidth_gbps=``, which the pytest options ``--peak-tflops`` / ``--peak-bandwidth`` feed).
+Every TFLOP/s figure is the **dense** rate (FLOPs = 2 x MACs) for the dtype's matmul path as torch
+runs it, bandwidth in GB/s. An unknown device is an error naming the device and the override
+(:data:`PEAK_TFLOPS_ENV` / :data:`PEAK_BANDWIDTH_ENV`, or ``peak_tflops=`` / ``bandwidth_gbps=``),
+never a silent default. The table and its conventions: docs/gpu.md ("Peak table").
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""What a page becomes before any model runs: pages, page sets, workloads, shape keys and selections."""

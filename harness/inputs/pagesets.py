@@ -1,17 +1,8 @@
-"""The built-in page sets and the builders of their committed manifests.
+"""The built-in page sets (grid, corpus) and the builders of their committed manifests.
 
-The manifests (``fixtures/grid.json``, ``fixtures/corpus.json``) are committed and are rebuilt
-by ``python -m harness.inputs.pagesets --write``; a test checks that they match these builders. The
-images are drawn by :mod:`harness.inputs.pagegen`.
-
-* grid: pages chosen to reach every tile-grid outcome of every crop mode of both targets, the
-  tie-break and 640/768 boundary cases, small pages, strips, a very large page, EXIF-rotated
-  JPEGs and non-RGB modes.
-* corpus: OmniDocBench v1.0 stand-in. Rule: 90 pages split over the nine v1.0 sources in
-  proportion to the published page counts (largest-remainder rounding); every page of a source
-  takes the size of one of that source's v1.0 pages measured in
-  ``shared/data/omnidocbench_pages.csv``, the measured pages being used in turn (round robin,
-  order shuffled with a fixed seed) so each gets an equal share.
+``python -m harness.inputs.pagesets --write`` rebuilds ``fixtures/grid.json`` and
+``fixtures/corpus.json``; a test checks they match these builders. The images are drawn by
+:mod:`harness.inputs.pagegen`. The sets' rules: docs/inputs.md ("Built-in pages").
 """
 
 from __future__ import annotations

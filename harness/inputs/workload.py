@@ -1,19 +1,9 @@
 """Workloads: which views a page becomes and how many tokens they cost.
 
-A :class:`Workload` holds the vendor's own pre-processing parameters (``base_size``,
-``image_size``, ``crop_mode``, the tile cropper's ``min_tiles``/``max_tiles``/``tile_size``).
-:func:`compute_view_layout` turns a page size into a :class:`ViewLayout`: the SAM calls
-(:class:`ViewBatch`) in execution order, the image placeholder count in ``input_ids`` and the
-paper's "valid" token count. The rules mirror, decision for decision:
-
-* ``dsocr``: ``infer()`` of the DeepSeek-OCR Hugging Face remote code (``dynamic_preprocess``,
-  ``find_closest_aspect_ratio``) and, for ``gundam6``, the official vLLM port
-  (``process/image_process.py`` with ``MAX_CROPS = 6``);
-* ``ocr2``: transformers 5.23 ``DeepseekOcr2ImageProcessor`` / ``DeepseekOcr2Processor``
-  (``get_optimal_tiled_canvas``) and ``DeepseekOcr2Model.get_image_features``.
-
-Only sizes enter here; pixels never do. :func:`layout_for_image` reads the size of a real file
-(after its EXIF orientation) through :mod:`harness.inputs.pages`.
+A :class:`Workload` holds the vendor's own pre-processing parameters; :func:`compute_view_layout`
+turns a page size (never pixels) into a :class:`ViewLayout`: the SAM calls in execution order, the
+placeholder count and the "valid" token count, mirroring each vendor's rules decision for
+decision (docs/inputs.md, "Views and tokens").
 """
 
 from __future__ import annotations

@@ -1,38 +1,10 @@
 """Memory traffic measured at the dispatch level: bytes read and written by every aten op, by op key.
 
-:func:`count_bytes` runs a stage's calls (``StageCall`` lists, as the FLOP counters get them;
-meta tensors suffice, nothing is computed) under a ``TorchDispatchMode`` that records, for every
-aten op:
-
-* **read**: for each tensor input, the bytes *stored* under the view the op reads (element
-  size x the product of the sizes of the dimensions with a non-zero stride: an expanded or
-  broadcast input counts what is stored, not what is addressed). A gather (``index``,
-  ``index_select``, ``embedding``, ``gather``) reads only the elements it gathers (at most the
-  stored ones) plus its index tensors. Inputs an op only writes (``copy_``'s destination, ``out``)
-  and inputs a factory op only takes its shape from (``zeros_like``) are not read.
-* **written**: the bytes of each fresh output; for an in-place or ``out=`` op, of the tensor it
-  writes. Outputs that alias an input (views) move nothing.
-
-Weights are inputs whose storage belongs to an ``nn.Parameter`` of the model (a transposed or
-expanded weight is still a weight); everything else is an activation. Each op is attributed to its
-stage (the StageCall) and to an op key:
-
-* the matmul-class keys of the FLOP counters (:mod:`.keys`), for the *product* ops only (``mm``,
-  ``addmm``, ``bmm``, ``baddbmm``, ``convolution``, ``_grouped_mm``, fused SDPA kernels), keyed
-  exactly as the torch FLOP counter keys them (the functional call and module chain they ran in;
-  inside ``F.scaled_dot_product_attention`` decomposed on meta, the 1st product is ``sdpa_qk``
-  and the 2nd ``sdpa_av``);
-* data-movement keys for ops that really copy (:data:`DATA_KEYS`): ``copy`` (clone/contiguous,
-  same-dtype ``_to_copy``, repeat, roll), ``cast`` (a dtype conversion), ``cat`` (cat, stack),
-  ``index`` (gathers, embedding lookups), ``scatter`` (index_put, scatter, masked_scatter,
-  index_add: the MoE combine), ``pad`` (constant_pad_nd), ``fill`` (zeros, ones, full, arange);
-* the element-wise keys otherwise (``norm`` inside a norm module or for a norm op, ``activation``,
-  ``softmax``, ``add`` (add/sub), ``mul`` (mul/div), ``interpolate``, ``other_elementwise``);
-* views and reshapes that alias (``view``, ``transpose``, ``permute``, ``expand``, ``slice`` ...)
-  and allocations without a write (``empty``) move nothing and are listed in ``metadata_ops``.
-
-Convention: op-level traffic, no fusion and no cache: every op reads its inputs and writes its
-outputs once, at the tensors' real element sizes (an fp32 upcast is 4 bytes per element).
+:func:`count_bytes` runs a stage's ``StageCall`` lists (meta tensors suffice) under a
+``TorchDispatchMode`` and attributes each op's weight and activation bytes to its stage and to an
+op key: the FLOP counters' matmul-class keys for product ops, data-movement keys
+(:data:`DATA_KEYS`) for ops that really copy, element-wise keys otherwise; aliasing views move
+nothing. Convention: op-level traffic, no fusion, no cache. Rules in full: docs/bytes.md.
 """
 
 from __future__ import annotations

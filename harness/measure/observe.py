@@ -1,20 +1,9 @@
 """What ran, independently of any counter: the module chain and the functional products.
 
-Three observers run next to a counter, all scoped to one ``with`` block and removed on exit
-(even when the forward raises):
-
-* :class:`ModuleStack` -- the chain of modules running (global forward pre/post hooks), with
-  each module's full path in the model (``StageCall.module_path`` + its name under the call's
-  module), so every op can be attributed to a stage path and keyed (:mod:`.keys`).
-* :class:`FunctionRecorder` -- a ``TorchFunctionMode`` recording every matmul-class functional
-  call (``F.linear``, ``torch.matmul``/``@``/bmm/mm/addmm/baddbmm, ``torch.einsum``,
-  ``F.scaled_dot_product_attention``, ``F.conv*``, grouped_mm) with its module chain, its op key
-  and its size from the reference formulas below. Counters compare what they counted against it:
-  a product that ran and was not counted is a blind spot with a size, never a silent zero.
-* :func:`call_inputs` -- fresh arguments for each run of a :class:`StageCall` (a KV cache is
-  copied, so running a decode call under three counters does not grow the context three times).
-
-Reference formulas count MACs (one multiply-add); FLOPs = 2 x MACs.
+Three observers scoped to one ``with`` block: :class:`ModuleStack` (the running module chain and
+each module's path), :class:`FunctionRecorder` (every matmul-class functional call, keyed and
+sized by the reference formulas, in MACs) and :func:`call_inputs` (fresh arguments per run). They
+let a counter's blind spots be sized, never silent zeros: docs/counters.md.
 """
 
 from __future__ import annotations

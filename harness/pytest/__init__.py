@@ -1,0 +1,1 @@
+"""The suite's pytest plugin: options, markers, gating, fixtures and hooks."""

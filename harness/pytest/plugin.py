@@ -1,27 +1,10 @@
 """The harness pytest plugin: options, markers, gating, and thin hooks around the golden session.
 
-Registered through the ``pytest11`` entry point ``harness`` (an installed harness needs no root
-conftest). What it adds:
-
-* options (group ``harness``; ``dest`` prefixed ``harness_``): ``--device``, ``--update-golden``,
-  ``--prune-golden``, ``--golden-dir`` (or the ini option ``harness_golden_dir``), ``--model-path``,
-  ``--trust-remote-code`` and the selectors ``--target``, ``--mode``, ``--page``, ``--page-set``,
-  ``--stage``, ``--counter`` (one vocabulary: :mod:`harness.inputs.selection`);
-* markers ``gpu``, ``vendor``, ``slow`` (strict markers are on);
-* gating, so a run collects only what can run here: a target whose environment or inputs are
-  missing (the vendor target without ``--model-path``/``--trust-remote-code``/transformers 4.46.3,
-  ocr2 without transformers 5), a counter that cannot measure a stage on this device, a ``gpu``
-  test without CUDA, a ``vendor`` test without the vendor inputs -- each is left out, and the run
-  header says once per reason how many and what would enable them. An explicit request that cannot
-  be met (``--device cuda:0`` without CUDA, ``-m gpu`` without CUDA, ``-m vendor`` or
-  ``--model-path`` without the rest, a bad model directory, a vendor run under transformers 5)
-  is a usage error (exit code 4), never a green run of skips;
-* under xdist with a CUDA device, one worker per GPU;
-* fixtures ``harness_device``, ``gpu_device``, ``model_path``, ``engine`` (the one measuring
-  engine, :class:`harness.run.engine.Engine`), ``built_model``, ``golden_session``, ``bands``, and
-  ``golden`` (check or record a layout or count fact);
-* goldens (see :mod:`harness.golden.session`): written once per file at the end by the process
-  that owns the terminal, under a lock; never deleted except by ``--prune-golden``.
+Registered through the ``pytest11`` entry point ``harness``. Owns the suite's options (group
+``harness``; selectors from :mod:`harness.inputs.selection`), the ``gpu``/``vendor``/``slow``
+markers, the gating that leaves out what cannot run here (and makes an explicit request that
+cannot be met a usage error, exit 4), one xdist worker per GPU, and the fixtures (``engine``,
+``golden``, ...). Goldens: :mod:`harness.golden.session` and golden/README.md.
 """
 
 from __future__ import annotations

@@ -1,18 +1,8 @@
 """Collecting the report's numbers through the verification suite's own engine.
 
-The measured counts come from :class:`harness.run.engine.Engine`, the session engine the suite
-asserts with (``tests/test_suite.py``): the same model builds, the same ``stage_calls``, the same
-``count()``, memoised by the same shape key, and the same analytic costs. The **stock** variant
-of each counter (the tools as shipped, whose blind spots the report sizes) is
-``Engine.measure(case, "stock")``, memoised in the same table.
-
-Each record is one ``target x mode x page x stage x counter`` cell. The verification verdict is
-the suite's own (:func:`harness.verify.fact`): ``explain_delta`` splits the delta into
-known causes and a remainder, and the remainder must lie within the ``verify`` band of
-``golden/tolerances.toml``; for patched torch the matmul class must also match the analytic
-model op key by op key. The byte facts (the byte counter on the bf16 build, beside the analytic
-op-level bytes of that build's experts model, with their verdict) are :class:`ByteFact`, one per
-stage and shape key.
+Each record is one ``target x mode x page x stage x counter`` cell, measured by
+:class:`harness.run.engine.Engine` (stock variants included) and verified by the suite's own
+:func:`harness.verify.fact`; the byte facts are :class:`ByteFact`, one per stage and shape key.
 """
 
 from __future__ import annotations

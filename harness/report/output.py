@@ -1,21 +1,9 @@
 """Writing the report directory: nothing a user owns is lost, and a failed run changes nothing.
 
-:func:`check_out_dir` looks at ``--out`` before any work is done and decides how the report will
-be written:
-
-* ``swap`` (the usual case): the report is built in a temporary sibling directory, then swapped
-  in with two renames; readers never see a half-written report, and a failed run leaves the
-  previous ``--out`` exactly as it was.
-* ``in-place``: ``--out`` is a mount point, on another filesystem than its parent, or a symbolic
-  link, so it cannot (or should not) be renamed; the report is built in a temporary directory inside it and each file is
-  moved in with an atomic rename (the report is complete file by file, not as a whole).
-
-``--out`` may be new, empty, or a previous harness report (``report.json`` with a
-``harness.report/`` schema lists its files). Anything else in it (``my_notes.txt``, ``sub/``)
-is the user's: the run is refused, naming those entries, unless ``force`` (``--force``) says to
-delete them. Stale temporary directories of killed runs (their process is gone) are removed
-first. Running out of space, permissions and read-only filesystems are :class:`OutputError`
-lines, checked before the work where they can be (a probe directory, the free space).
+:func:`check_out_dir` checks ``--out`` before any work and chooses how the report is written: built
+in a temporary sibling and swapped in, or, where ``--out`` cannot be renamed, moved in file by file.
+Anything in ``--out`` that is not our previous report is refused unless ``--force``; problems are
+:class:`OutputError` lines. The rules: docs/inputs.md ("``--out``").
 """
 
 from __future__ import annotations

@@ -1,22 +1,10 @@
 """Roofline and time per stage: predicted offline from a peak-table entry (``--gpu NAME``) and
 measured on the device you have (``--measure --device D``).
 
-Assumptions, stated once (the report prints them next to the figures):
-
-* **FLOPs**: the analytic matmul class (``Cost.matmul_flops``, FLOPs = 2 x MACs), as executed
-  (causal prefill attention computes the full L x L scores, masked: that is what runs). The
-  *causal convention* (flash-attn / Megatron MFU: half of the QK^T and AV work of a causal
-  prefill) is a separate, labelled column, never mixed into the executed figure.
-* **Bytes**: the convention the user names (``--bytes``): ``fused`` (default; ``Cost.fused_bytes``,
-  what production GPU kernels move: flash SDPA reads Q, K, V and writes O, norms and activations
-  fused, see docs/bytes.md) or ``op`` (``Cost.total_bytes``: every aten op's reads and writes, no
-  fusion, with the routed experts as the loop over the experts the tokens hit: what eager experts run
-  on a GPU, not the ``batched_mm`` of the report's meta build), at the roofline's dtype (bf16 = 2 bytes).
-* **Roofline**: predicted time = max(FLOPs / dense peak, bytes / bandwidth) per stage; the bound is
-  the larger term. Element-wise work runs beside the tensor cores and is left out of both.
-* **Request**: vision + prefill = TTFT; each decode step is one token at its own context
-  (L, L + 1, ...), so the time for N new tokens is TTFT + the N - 1 decode steps, each held to its
-  own roofline (the analytic cost is affine in the context, so every step is exact).
+Owns the assumptions the report prints beside the figures: analytic matmul-class FLOPs as executed
+(the causal convention a separate column), the bytes of the ``--bytes`` convention, predicted time
+= max(FLOPs / peak, bytes / bandwidth), and a request as TTFT plus its decode steps. Stated in
+docs/report.md.
 """
 
 from __future__ import annotations

@@ -1,19 +1,8 @@
 """The report's plots (PNG, matplotlib's Agg backend, never a display).
 
-Per target:
-
-* ``stage_bars_<target>_<page>.png``: per mode and stage, the analytic FLOPs and each counter's,
-  stacked by op key (element-wise class hatched on top), one panel per stage with its own scale;
-* ``vision_vs_tokens_<target>.png``: vision FLOPs (all vision stages) against vision tokens over
-  the built-in corpus, by mode (analytic), with the measured torch counts of this report on top;
-* ``delta_<target>.png``: signed Δ% against the analytic matmul FLOPs per stage and counter,
-  stock beside patched (median over the shape keys, range as a line);
-* ``roofline_table.png`` (``--gpu``) / ``roofline_measured.png`` (``--measure``): each stage as a
-  point under the roof of the peak-table entry / of the measured peak;
-* ``decode_<target>.png``: decode FLOPs per generated token against the context length
-  (analytic by part), with the measured decode counts of this report.
-
-FLOPs = 2 x MACs on every axis.
+Per target: FLOPs by op key per stage and counter, vision FLOPs against vision tokens, Δ% against
+the analytic model, decode FLOPs against context, and the roofline with ``--gpu``/``--measure``.
+FLOPs = 2 x MACs on every axis. The list: docs/report.md.
 """
 
 from __future__ import annotations

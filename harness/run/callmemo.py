@@ -1,28 +1,10 @@
 """One memo of per-call work on meta tensors, shared by the targets and the counters.
 
-On the ``meta`` device a module call has no values: what it does is a function of the module and the
-call's :func:`meta_signature` (argument structure; each tensor's shape, stride, dtype and
-requires_grad; each plain argument's value). Inside :func:`call_memo`, work that depends on nothing
-else is done once per (kind, module, signature) and reused:
-
-* ``"forward"``: a target's upstream outputs of one view (SAM, encoder, projector), which every page
-  whose layout holds that view needs (the global 1024 view of every Gundam page);
-* ``"fvcore:trace"``: fvcore's ``torch.jit.trace`` of a call, which every shape key holding that view
-  reads (no variant changes the trace);
-* ``"torch:..."``, ``"thop:..."``: torch's and thop's counts of one call (a stage's count is the sum
-  of its calls').
-
-The engine holds one :class:`CallMemo` per session and measures inside it. Outside a block nothing is
-kept: ``count`` on its own, or a target used directly, always runs the model. Real tensors (values,
-data-dependent code) and stateful arguments (a KV cache) are never memoised.
-
-What is memoised where (the engine opens each layer: ``Engine._measure``, ``Engine._inputs``):
-
-* a count, per shape key, counter and variant: ``Engine.measurements``;
-* a page's inputs and upstream stage outputs, per (target, mode, page): the engine's
-  ``StageInputs``, whose upstream outputs :func:`memoised_upstream` keeps (real tensors too, and
-  outside a :func:`call_memo` block: they belong to the inputs object);
-* per-call work on meta, per (kind, module, signature): this module's :class:`CallMemo`.
+Inside :func:`call_memo`, work that depends only on the module and the call's
+:func:`meta_signature` (upstream forwards, fvcore traces, torch and thop counts of one call) is
+done once per (kind, module, signature); outside a block nothing is kept, and real tensors or
+stateful arguments are never memoised. :func:`memoised_upstream` keeps a page's upstream outputs
+on its inputs object. The memo layers: docs/counting-speed.md.
 """
 
 from __future__ import annotations

@@ -1,41 +1,10 @@
-"""How the harness runs model code to count it.
+"""How the harness runs model code to count it: plain torch in the library, one boundary for the suite.
 
-**The library is plain torch.** ``harness.count``, every counter (``count``, ``count_variants``,
-the byte counter) and a :class:`harness.targets.StageCall` run the model synchronously in the
-calling thread, with torch as shipped: no thread, no kernel changed, nothing left behind (a
-``KeyboardInterrupt`` unwinds through the counters' ``finally`` blocks, which take their hooks off
-the model). One count at a time per process: :func:`counting` makes a second thread wait until the
-first count ends (the counters patch process-wide state while they run, such as thop's SDPA rule).
-
-**One boundary, owned by the suite and the report.** Their measurements go through
-:func:`run_measurement` (the :class:`harness.run.engine.Engine` calls it; nothing else in the library
-does). For model code on meta it runs the measurement on a kept thread of its own, on a fresh Python
-stack, with torch's C++ meta kernels; neither changes an op, a shape or a count, both only make the
-run cheaper (measured on ``pytest -n 0 tests/test_suite.py``: 35 s of CPU with both, 53 s with the
-fresh stack alone, 61 s with neither):
-
-* *A fresh stack.* CPython 3.11+ keeps frames in per-thread 16 KiB chunks, mapped when a call needs
-  room past the last one and unmapped when the first frame in it returns; model code called a few
-  dozen frames deep crosses such a border at every op (308,000 ``mmap``/``munmap`` pairs for 15 thop
-  counts of the OCR-2 encoder at 200 frames deep, 4,800 at the top of a script), and
-  ``torch.jit.trace`` (fvcore) records each op's whole stack. A new thread starts on a root chunk
-  that is never unmapped. The thread gets the caller's context variables (the call memo), grad mode
-  and CUDA device, and counts on the caller's behalf (:func:`counting` sees the caller).
-* *C++ meta kernels.* ``import torch`` registers Python meta kernels for 1,337 aten ops; for 636 of
-  them (``mul``, ``add``, ``cat``, ...) they override a C++ structured meta kernel that gives the
-  same shape and dtype about 100 times faster. While a measurement runs, those 636 use the C++
-  kernel; torch's Python ones are registered again when it ends. This is process-wide (torch's
-  dispatcher has no per-thread kernel table): it is why only the suite and the report, which own
-  their process, switch it on.
-
-The boundary runs in place, as plain torch, under a profiler or tracer (``torch.profiler``,
-``sys.setprofile``/``settrace``: they then see every op), under thread-local torch state the
-thread would not have (a torch function or dispatch mode, inference mode, autocast, a jit trace in
-progress), inside another measurement, and for real tensors (their cost is the arithmetic, and on
-the kept thread the vendor LM's CPU forwards grew a worker by 2-4 GB). Ctrl-C while the caller
-waits: the ``KeyboardInterrupt`` is raised in the measuring thread too (so the counters' ``finally``
-blocks take their hooks off the model and the kernels are given back), that thread is ended and
-joined, and the caller gets the ``KeyboardInterrupt``.
+The library (``harness.count``, every counter, a :class:`harness.targets.StageCall`) runs the model
+synchronously in the calling thread with torch as shipped, one count at a time per process
+(:func:`counting`). :func:`run_measurement`, called only by the engine, is the boundary the suite
+and the report own: on meta it measures on a kept thread with torch's C++ meta kernels, and runs in
+place wherever that could change what a caller sees. Rules and reasons: docs/counting-speed.md.
 """
 
 from __future__ import annotations

@@ -1,34 +1,9 @@
 """DeepSeek-OCR (v1), the vendor's Hugging Face remote code from a local directory.
 
-Runs in the vendor environment (transformers 4.46.3; ``make vendor-env``), only with
-``trust_remote_code=True``; see :mod:`harness.targets.vendor`. ``prepare`` needs no vendor code
-and works anywhere.
-
-Devices: every stage runs on the build device, ``meta`` included. The vendor MoE reads its routing
-back to the host (``moe_infer`` calls ``tokens_per_expert.cpu().numpy()`` and loops over the experts
-that received tokens), which a meta tensor cannot give. In a meta build each ``DeepseekV2MoE`` is
-given a **fixed, balanced routing** (:func:`_balanced_routing`): the T x k (token, expert) pairs of a
-call are dealt to the experts in order, ``T*k // E`` each and one more to the first ``T*k % E``, and
-the vendor's own ``moe_infer`` runs with those counts. What does not depend on routing is what a
-real run gives (FLOPs, raw figures and op keys of every counter: each pair costs one expert MLP on
-one row whichever expert it is); what does (how many experts run, hence the number of their
-element-wise and Linear calls, and the bytes of their weights) is that of the balanced routing,
-``min(E, T*k)`` experts, which is also what the analytic model assumes. On CPU and CUDA builds the
-vendor's routing runs as written (with seeded random weights).
-
-Prefill: the vendor forward is called as ``generate`` calls it (``input_ids``, ``images``,
-``images_seq_mask``, ``images_spatial_crop``, all-ones ``attention_mask``, ``use_cache``), plus
-``inputs_embeds``: the token embeddings with the projected image features scattered into the
-placeholders when the vision ran on the LM's device, else the placeholder token's own embedding
-(a text-only prefill of the same length). ``images`` are the all-zero tensors ``infer()`` builds
-for a prompt without an image, so the forward skips vision (the global image sums to 0) and runs
-the LM over ``inputs_embeds``. The LM's FLOPs depend only on the sequence length: embeddings are
-a lookup, the image features only change values, and the MoE dispatches exactly 6 experts per
-token whatever the routing.
-
-Attention: the vendor LM has two implementations, ``"eager"`` (LlamaAttention: matmul, softmax)
-and ``"flash_attention_2"`` (CUDA + flash_attn); there is no SDPA path. SAM and CLIP always call
-``F.scaled_dot_product_attention``.
+Runs in the vendor environment (``make vendor-env``), only with ``trust_remote_code=True`` (see
+:mod:`harness.targets.vendor`); ``prepare`` needs no vendor code. Owns the vendor model's stage
+calls: a fixed, balanced MoE routing on meta, the prefill called as ``generate`` calls it, and
+the LM's attention choices. Why each is so: docs/targets.md.
 """
 
 from __future__ import annotations

@@ -1,19 +1,8 @@
 """DeepSeek-OCR-2, transformers-native (``transformers.models.deepseek_ocr2``, 5.x).
 
-Full size from ``harness/data/ocr2_config.json`` (3,389,119,360 parameters); ``small=True`` is a
-shrunken configuration with the same structure (SAM keeps 14-token windows plus global blocks,
-the Qwen2-style encoder keeps its hybrid mask and learned queries, the LM keeps one dense layer
-then MoE layers with shared experts) for CPU tests that need real numbers.
-
-Implementation choices for counting (recorded on :class:`BuiltModel`):
-
-* attention ``"sdpa"`` by default (the transformers default; SAM then calls SDPA with the rel-pos
-  bias as a float mask), ``"eager"`` on request (explicit matmul + softmax, visible to every
-  counter);
-* experts: on ``meta`` ``"batched_mm"`` (the ``"eager"`` loop is data-dependent: one_hot /
-  nonzero / where fail on meta; the default ``"grouped_mm"`` has no FlopCounterMode formula);
-  on real tensors ``"eager"`` (``batched_mm`` gathers one weight matrix per token-expert pair,
-  tens of GB at full size).
+Full size from ``harness/data/ocr2_config.json``; ``small=True`` is a shrunken configuration with
+the same structure, for CPU tests that need real numbers. The attention and experts
+implementations chosen for counting are recorded on :class:`BuiltModel`; why: docs/targets.md.
 """
 
 from __future__ import annotations

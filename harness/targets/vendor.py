@@ -1,18 +1,8 @@
 """Loading the vendor DeepSeek-OCR remote code from a local directory, offline, with consent.
 
-The directory holds ``config.json`` and the remote code (``modeling_deepseekocr.py``,
-``deepencoder.py``, ``modeling_deepseekv2.py``, ``configuration_deepseek_v2.py``,
-``conversation.py``); safetensors are optional. Rules:
-
-* the vendor's Python runs only with ``trust_remote_code=True``;
-* nothing is downloaded: ``HF_HUB_OFFLINE=1``, ``TRANSFORMERS_OFFLINE=1`` and
-  ``local_files_only=True``; a hub id is refused;
-* transformers 4.46.3 is needed (5.x removed APIs the vendor LM calls);
-* the remote code imports ``torchvision`` (only ``infer()``'s transforms use it) and, inside
-  ``infer()``, ``matplotlib``. When they are missing (or torchvision is the CUDA-linked wheel that
-  fails next to a CPU torch), tiny stand-ins are written to a private temporary directory placed
-  on ``sys.path`` *after* transformers is imported, so transformers' own availability checks keep
-  seeing "not installed". The stand-ins raise if anything calls them.
+Owns the loading rules: ``trust_remote_code=True`` required, nothing downloaded (a hub id is
+refused), transformers 4.46.3, and inert stand-ins for ``torchvision``/``matplotlib`` when they are
+missing. The rules and why: docs/targets.md.
 """
 
 from __future__ import annotations

@@ -1,26 +1,10 @@
 """Explain a counter's FLOPs against the analytic matmul-class count, cause by cause.
 
-``explain_delta(analytic, measured)`` splits ``measured.flops - analytic.matmul_flops`` into:
-
-* **convention** -- always 0 in FLOPs (``measured.flops`` is already converted), with the error a
-  reader of the raw figure would make (raw MACs read as FLOPs: off by -50%);
-* **element-wise class** -- what the counter counted under element-wise keys (norms, softmax,
-  activations, in the tool's own per-element convention): not part of the matmul class;
-* **known approximations** of the tool, sized op by op against the reference formulas
-  (``measured.deviations``, e.g. fvcore's einsum handle rounding to 4 significant digits);
-* **each blind spot** the counter showed in this run (matmul-class work that ran and that it did
-  not count, ``measured.unseen``), sized by the *analytic* op keys it covers -- an independent
-  size, e.g. "SDPA QK^T+AV not seen: -234.7 GFLOP". A blind spot not in :data:`KNOWN_BLIND_SPOTS`
-  is still shown, marked unknown (a new finding);
-* **the remainder**, absolute and relative to the analytic matmul count: the only part a
-  tolerance band may bound.
-
-``analytic`` may also be a plain integer: a matmul-class FLOP count the user derived (no op
-keys), against which each blind spot is sized by what the counter observed uncounted.
-
-``explain_pair(a, b)`` does the same between two counters, with no analytic model: ``b.raw -
-a.raw`` split into convention (MACs vs FLOPs), element-wise conventions, the tools' sized
-approximations, each side's blind spots (sized by what it observed uncounted) and a remainder.
+:func:`explain_delta` splits ``measured.flops - analytic.matmul_flops`` (``analytic`` may also be a
+plain integer the user derived) into convention, element-wise class, known approximations, each
+blind spot (sized by the analytic op keys it covers, unknown ones marked as findings) and the
+remainder, the only part a tolerance band may bound. :func:`explain_pair` does the same between two
+counters. The causes: docs/count.md ("The named causes of a delta").
 """
 
 from __future__ import annotations
