@@ -66,7 +66,7 @@ def test_cli_on_cpu_measures_its_peak_and_states_the_report_bound_and_ratio(monk
     import json
 
     from harness.analytic import stage_costs
-    from harness.report.perf import PeakUsed, stage_bytes
+    from harness.gpu.roofline import PeakUsed, stage_bytes
     from harness.targets import get_target
 
     monkeypatch.delenv(PEAK_TFLOPS_ENV, raising=False)

@@ -58,7 +58,7 @@ def test_causal_convention_halves_only_prefill_attention() -> None:
 def test_roofline_of_one_stage_by_hand() -> None:
     """The predicted time is max(FLOPs / peak, bytes / bandwidth), at the peak table's figures."""
     from harness.gpu.peaks import lookup_peak
-    from harness.report.perf import table_peak
+    from harness.gpu.roofline import table_peak
 
     peak = table_peak(lookup_peak("NVIDIA H100 80GB HBM3"), "bf16")
     assert peak.tflops == 989.5 and peak.bandwidth_gbps == 3350.0
@@ -101,12 +101,13 @@ def test_request_flops_equal_the_analytic_request_cost(monkeypatch, target: str,
     TTFT + every decode step held to its own roofline (checked step by step)."""
     from harness.analytic import decode_cost, request_cost
     from harness.gpu.peaks import lookup_peak
+    from harness.gpu.roofline import table_peak
     from harness.report import perf, render
     from harness.inputs.workload import prefill_length
 
     fake = _Collected(target, mode, 1700, 2200)
     monkeypatch.setattr(render, "layout_groups", lambda c: {target: {mode: [(["p"], "")]}})
-    peak = perf.table_peak(lookup_peak("NVIDIA H100 80GB HBM3"), "bf16")
+    peak = table_peak(lookup_peak("NVIDIA H100 80GB HBM3"), "bf16")
     n = 37
     (row,) = perf.request_times(fake, n, peak)                  # the default: the fused convention
     (op_row,) = perf.request_times(fake, n, peak, perf._Costs(fake, "bf16", "op"))

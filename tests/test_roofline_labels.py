@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from harness.analytic import stage_costs
-from harness.report.perf import PeakUsed
+from harness.gpu.roofline import PeakUsed
 from harness.report.plots import _box_gap, _crosses, _leader, _overlap, roofline_plot
 from harness.inputs.workload import MODES, compute_view_layout, get_workload
 

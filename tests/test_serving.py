@@ -192,7 +192,7 @@ def test_capacity_is_the_largest_that_fits():
 
 # ------------------------------------------------------------------------ throughput, bound
 def _peak(tflops=312.0, bandwidth=1555.0):
-    from harness.report.perf import PeakUsed
+    from harness.gpu.roofline import PeakUsed
 
     return PeakUsed("test", "bf16", tflops, bandwidth, "test")
 

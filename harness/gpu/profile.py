@@ -82,14 +82,14 @@ def profile_peak(device: str, dtype: str, *, peak_tflops: float | None = None, b
     """The peak a profile divides by. A CUDA device in the peak table (or both overrides, or
     their environment variables): as :func:`harness.gpu.peaks.resolve_peak` says. Any other device
     (a CPU, a GPU the table lacks): its achievable peak measured here, as ``harness report
-    --measure`` does (:func:`harness.report.perf.measured_peak`; an override given wins, and the
+    --measure`` does (:func:`harness.gpu.roofline.measured_peak`; an override given wins, and the
     source says so)."""
     try:
         return resolve_peak(device_name(device), dtype, peak_tflops=peak_tflops, bandwidth_gbps=bandwidth_gbps)
     except UnknownDeviceError:
         pass
     from harness.gpu.achievable import measure_peak
-    from harness.report.perf import measured_peak
+    from harness.gpu.roofline import measured_peak
 
     used = measured_peak(measure_peak(device, dtype, warmup=warmup, repeats=repeats),
                          tflops=peak_tflops, bandwidth=bandwidth_gbps)
@@ -178,12 +178,12 @@ def profile_target(target: str = "ocr2", *, device: str, dtype: torch.dtype = to
     The peak comes first (:func:`profile_peak`: the table, the overrides, or measured here), so a
     bad peak fails before minutes of building. The roofline divides ``bytes_convention``'s bytes
     (``fused``, the default, or ``op``) by the bandwidth, as ``harness report`` does
-    (:func:`harness.report.perf.stage_bytes`), so the two agree on each stage's bound.
+    (:func:`harness.gpu.roofline.stage_bytes`), so the two agree on each stage's bound.
     """
     from types import SimpleNamespace
 
     from harness.analytic import stage_costs
-    from harness.report.perf import stage_bytes
+    from harness.gpu.roofline import stage_bytes
     from harness.targets import get_target
 
     stage_bytes(SimpleNamespace(fused_bytes=0, total_bytes=0), bytes_convention)   # a bad name fails here

@@ -20,7 +20,8 @@ from typing import Any, Protocol
 from harness.gpu.peaks import ResolvedPeak
 from harness.gpu.timing import TimingResult
 
-__all__ = ["CostLike", "Roofline", "StagePerf", "achieved_tflops", "mfu", "roofline", "stage_perf", "sum_max_affine"]
+__all__ = ["CostLike", "PeakUsed", "Roofline", "StagePerf", "achieved_tflops", "measured_peak", "mfu", "roofline",
+           "stage_bytes", "stage_perf", "sum_max_affine", "table_peak"]
 
 
 class CostLike(Protocol):
@@ -142,3 +143,61 @@ def sum_max_affine(a: float, b: float, c: float, d: float, n: int) -> float:
     if g > 0:                           # the first term wins from the crossing on
         return series(c, d, 0, split) + series(a, b, split, n)
     return series(a, b, 0, split) + series(c, d, split, n)
+
+
+# ------------------------------------------------------------------------------ the peak a roofline uses
+@dataclass(frozen=True)
+class PeakUsed:
+    """A peak a roofline divides by: dense TFLOP/s for the dtype, GB/s, and where they came from."""
+
+    label: str
+    dtype: str
+    tflops: float
+    bandwidth_gbps: float
+    source: str
+    measured: bool = False
+    datasheet: str | None = None    # beside a measured peak: the table's figures, when it knows the device
+
+    @property
+    def ridge(self) -> float:
+        return self.tflops * 1e12 / (self.bandwidth_gbps * 1e9)
+
+    def roof(self, flops: float, nbytes: float) -> Roofline:
+        """The two roofline terms under this peak (:func:`harness.gpu.roofline.roofline`)."""
+        return roofline(flops, nbytes, self.tflops, self.bandwidth_gbps)
+
+    def time(self, flops: float, nbytes: float) -> tuple[float, float]:
+        roof = self.roof(flops, nbytes)
+        return roof.compute_s, roof.memory_s
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "dtype": self.dtype, "tflops": self.tflops, "bandwidth_gbps": self.bandwidth_gbps,
+                "ridge_flop_per_byte": self.ridge, "source": self.source, "measured": self.measured,
+                "datasheet": self.datasheet}
+
+
+def table_peak(entry: Any, dtype: str) -> PeakUsed:
+    return PeakUsed(entry.label, dtype, float(entry.tflops[dtype]), float(entry.bandwidth_gbps),
+                    f"peak table: {entry.label}, dense {dtype}, datasheet bandwidth")
+
+
+def measured_peak(peak: Any, *, tflops: float | None = None, bandwidth: float | None = None) -> PeakUsed:
+    """A :class:`PeakUsed` from :class:`harness.gpu.achievable.MeasuredPeak` (overrides win, and say so)."""
+    sheet = None
+    if peak.datasheet_label:
+        sheet = (f"{peak.datasheet_label}: {peak.datasheet_tflops:g} TFLOP/s dense {peak.dtype}, "
+                 f"{peak.datasheet_bandwidth_gbps:g} GB/s")
+    source = peak.source
+    if tflops is not None:
+        source += f"; TFLOP/s overridden to {tflops:g}"
+    if bandwidth is not None:
+        source += f"; bandwidth overridden to {bandwidth:g} GB/s"
+    return PeakUsed(f"{peak.device} ({peak.device_name})", peak.dtype, tflops or peak.tflops,
+                    bandwidth or peak.bandwidth_gbps, source, True, sheet)
+
+
+def stage_bytes(cost: Any, convention: str) -> int:
+    """``Cost.fused_bytes`` ("fused") or ``Cost.total_bytes`` ("op")."""
+    if convention not in ("fused", "op"):
+        raise ValueError(f"bytes convention {convention!r}: expected 'fused' or 'op'")
+    return int(cost.fused_bytes if convention == "fused" else cost.total_bytes)

@@ -13,11 +13,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.gpu.roofline import Roofline, roofline, sum_max_affine
+from harness.gpu.roofline import PeakUsed, Roofline, measured_peak, roofline, stage_bytes, sum_max_affine, table_peak
 from harness.report.inputs import InputError
 
-__all__ = ["ServingMode", "serving_modes", "PerfPlan", "PeakUsed", "StageRoof", "RequestTime", "MeasuredStage", "PerfResult", "ASSUMPTIONS",
-           "gpu_entry", "table_peak", "measured_peak", "causal_flops", "roofline_rows", "request_times",
+__all__ = ["ServingMode", "serving_modes", "PerfPlan", "StageRoof", "RequestTime", "MeasuredStage", "PerfResult", "ASSUMPTIONS",
+           "gpu_entry", "causal_flops", "roofline_rows", "request_times",
            "measure_stages", "DEFAULT_NEW_TOKENS", "ATTENTION_KEYS"]
 
 DEFAULT_NEW_TOKENS = 1000
@@ -69,36 +69,6 @@ class PerfPlan:
         return self.gpu is not None or self.measure_device is not None
 
 
-@dataclass(frozen=True)
-class PeakUsed:
-    """A peak a roofline divides by: dense TFLOP/s for the dtype, GB/s, and where they came from."""
-
-    label: str
-    dtype: str
-    tflops: float
-    bandwidth_gbps: float
-    source: str
-    measured: bool = False
-    datasheet: str | None = None    # beside a measured peak: the table's figures, when it knows the device
-
-    @property
-    def ridge(self) -> float:
-        return self.tflops * 1e12 / (self.bandwidth_gbps * 1e9)
-
-    def roof(self, flops: float, nbytes: float) -> Roofline:
-        """The two roofline terms under this peak (:func:`harness.gpu.roofline.roofline`)."""
-        return roofline(flops, nbytes, self.tflops, self.bandwidth_gbps)
-
-    def time(self, flops: float, nbytes: float) -> tuple[float, float]:
-        roof = self.roof(flops, nbytes)
-        return roof.compute_s, roof.memory_s
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "dtype": self.dtype, "tflops": self.tflops, "bandwidth_gbps": self.bandwidth_gbps,
-                "ridge_flop_per_byte": self.ridge, "source": self.source, "measured": self.measured,
-                "datasheet": self.datasheet}
-
-
 def _norm(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", text.casefold()).strip()
 
@@ -122,26 +92,6 @@ def gpu_entry(name: str) -> Any:
         raise InputError(f"--gpu {name!r} matches several peak-table entries "
                          f"({', '.join(repr(p.label) for p in partial)}); name one of them")
     raise InputError(f"--gpu {name!r}: not in the peak table (harness/gpu/peaks.py). Known: {labels}")
-
-
-def table_peak(entry: Any, dtype: str) -> PeakUsed:
-    return PeakUsed(entry.label, dtype, float(entry.tflops[dtype]), float(entry.bandwidth_gbps),
-                    f"peak table: {entry.label}, dense {dtype}, datasheet bandwidth")
-
-
-def measured_peak(peak: Any, *, tflops: float | None = None, bandwidth: float | None = None) -> PeakUsed:
-    """A :class:`PeakUsed` from :class:`harness.gpu.achievable.MeasuredPeak` (overrides win, and say so)."""
-    sheet = None
-    if peak.datasheet_label:
-        sheet = (f"{peak.datasheet_label}: {peak.datasheet_tflops:g} TFLOP/s dense {peak.dtype}, "
-                 f"{peak.datasheet_bandwidth_gbps:g} GB/s")
-    source = peak.source
-    if tflops is not None:
-        source += f"; TFLOP/s overridden to {tflops:g}"
-    if bandwidth is not None:
-        source += f"; bandwidth overridden to {bandwidth:g} GB/s"
-    return PeakUsed(f"{peak.device} ({peak.device_name})", peak.dtype, tflops or peak.tflops,
-                    bandwidth or peak.bandwidth_gbps, source, True, sheet)
 
 
 def causal_flops(stage: str, cost: Any) -> int:
@@ -217,13 +167,6 @@ class RequestTime:
                 "vision_matmul_flops": self.vision_flops, "prefill_matmul_flops": self.prefill_flops,
                 "decode_matmul_flops": self.decode_flops, "total_matmul_flops": self.total_flops,
                 "ttft_s": self.ttft_s, "tpot_s": self.tpot_s, "time_for_new_tokens_s": self.total_s}
-
-
-def stage_bytes(cost: Any, convention: str) -> int:
-    """``Cost.fused_bytes`` ("fused") or ``Cost.total_bytes`` ("op")."""
-    if convention not in ("fused", "op"):
-        raise ValueError(f"bytes convention {convention!r}: expected 'fused' or 'op'")
-    return int(cost.fused_bytes if convention == "fused" else cost.total_bytes)
 
 
 def _dtype_bytes(dtype: str) -> int:
