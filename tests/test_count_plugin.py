@@ -164,6 +164,27 @@ def test_unused_goldens_are_listed_in_a_full_run_and_never_deleted(project: pyte
     assert "unused golden" not in deselected.stdout.str()
 
 
+def test_a_pytest_run_inside_a_test_does_not_make_a_narrowed_run_full(project: pytest.Pytester):
+    """Deselection is counted per run: a test that runs pytest in-process (as pytester does) starts
+    a session of its own, which must not wipe the outer run's record of what it left out."""
+    folder = project.path / "golden" / "flop_count"
+    run(project, *OPT_IN, "--flop-count-update-golden").assert_outcomes(passed=1)
+    (folder / "test_gone.test_old_model.json").write_text((folder / "test_model.test_mlp_flops.json").read_text())
+    project.makepyfile(test_inner='''
+        import pytest
+
+        def test_inner(tmp_path):
+            (tmp_path / "test_x.py").write_text("def test_x():\\n    pass\\n")
+            assert pytest.main([str(tmp_path), "-q", "-p", "no:cacheprovider"]) == 0
+
+        def test_left_out():
+            pass
+    ''')
+    narrowed = run(project, "-k", "not left_out")
+    narrowed.assert_outcomes(passed=2, deselected=1)
+    assert "unused golden" not in narrowed.stdout.str()
+
+
 def test_broken_golden_is_named_with_the_fix(project: pytest.Pytester):
     """Without the opt-in (no option of the fixture's): the fix names it."""
     golden = project.path / "golden" / "flop_count" / "test_model.test_mlp_flops.json"

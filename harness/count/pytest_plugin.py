@@ -54,28 +54,27 @@ def _state(config: pytest.Config) -> "_Goldens":
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Start the record of this session's flop_count goldens.
+    """Start the record of this session's flop_count goldens, and count what makes this run partial
+    in its own state (collect and deselect reports carry no config, and a pytester run in-process
+    has a config of its own).
     https://docs.pytest.org/en/stable/reference/reference.html#pytest.hookspec.pytest_configure"""
-    config.stash[_STATE] = _Goldens()
+    state = config.stash[_STATE] = _Goldens()
+    config.pluginmanager.register(_Partial(state), f"harness-flop-count-partial-{id(config)}")
 
 
-def pytest_collectreport(report: pytest.CollectReport) -> None:
-    """A collection error: not a full run (no unused goldens listed)."""
-    if report.failed:
-        _INCOMPLETE[0] += 1
+class _Partial:
+    """A collection error or a deselected test: not a full run (no unused goldens listed)."""
 
+    def __init__(self, state: "_Goldens") -> None:
+        self.state = state
 
-_INCOMPLETE = [0]       # set per session in pytest_sessionstart (collect reports carry no config)
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.state.incomplete += 1
 
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    _INCOMPLETE[0] = 0
-
-
-def pytest_deselected(items: list) -> None:
-    """A deselected test: not a full run."""
-    if items:
-        _INCOMPLETE[0] += 1
+    def pytest_deselected(self, items: list) -> None:
+        if items:
+            self.state.incomplete += 1
 
 
 def golden_root(config: pytest.Config) -> Path:
@@ -198,7 +197,7 @@ def _complete(session: pytest.Session, state: "_Goldens") -> bool:
     """A full run: every test of the default paths collected and none deselected, nothing stopped
     it, no worker crashed. Only such a run can say a golden is unused."""
     config = session.config
-    return not (_INCOMPLETE[0] or state.incomplete or session.shouldstop or session.shouldfail
+    return not (state.incomplete or session.shouldstop or session.shouldfail
                 or session.exitstatus == pytest.ExitCode.INTERRUPTED
                 or config.getoption("collectonly", False)
                 or getattr(config, "args_source", None) == pytest.Config.ArgsSource.ARGS)
@@ -217,7 +216,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if hasattr(config, "workerinput"):
         config.workeroutput[WORKER_OUTPUT] = json.dumps({"names": state.names, "records": state.records,
-                                                        "incomplete": _INCOMPLETE[0]})
+                                                        "incomplete": state.incomplete})
         return
     root = golden_root(config)
     if state.records:
@@ -298,7 +297,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(line)
     if state.unused:
         terminalreporter.write_line(f"{len(state.unused)} unused golden(s): no test asked for them in this full "
-                                    "run (listed, never deleted; remove them yourself if they are not wanted)")
+                                    "run (a test skipped, or failed before it called flop_count, asks for none; listed, "
+                                    "never deleted: remove them yourself if they are not wanted)")
         for path in state.unused:
             terminalreporter.write_line(f"  unused: {path}")
     for line in state.errors:
