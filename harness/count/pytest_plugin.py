@@ -233,6 +233,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def _write(state: "_Goldens", root: Path, config: pytest.Config) -> None:
     from harness.golden import GoldenError, UpdateLock
+    from harness.golden.store import obtained_path
 
     from .golden import write_document
 
@@ -255,7 +256,7 @@ def _write(state: "_Goldens", root: Path, config: pytest.Config) -> None:
             (state.written if changed else state.unchanged).append(shown)
             name = Path(path).stem
             if store.remove_stale_obtained(Path(path), {name}):
-                state.obtained.append(f"removed stale {shown[:-len('.json')]}.obtained.json")
+                state.obtained.append(f"removed stale {store.display(obtained_path(Path(path)))}")
     finally:
         lock.release()
 

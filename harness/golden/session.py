@@ -174,7 +174,7 @@ class GoldenSession:
 
     def _load(self, path: Path, kind: str, nodeid: str | None) -> dict[str, Any] | None:
         """The golden document at ``path`` (cached), None if absent; GoldenError if corrupt."""
-        return self.store.load(path, kind, regenerate=regenerate_command(self.config, nodeid))
+        return self.store.load(path, kind, regenerate=lambda: regenerate_command(self.config, nodeid))
 
     def _obtained_note(self, path: Path, address: str, update: Callable[[dict[str, Any]], None]) -> str:
         """Record what this run obtained for ``address`` of the golden at ``path`` (written beside
@@ -348,7 +348,10 @@ class GoldenSession:
         try:
             if self.update and not self.stop_reasons(session):
                 # fields a kind no longer holds go (every other byte kept), before the rows go in
-                self.migrated = migrate_legacy(self.root, self.lock)
+                failed: list = []
+                self.migrated = migrate_legacy(self.root, self.lock, failed)
+                self.errors += [f"could not rewrite {self.display_path(path)} without its legacy fields: {exc}"
+                                for path, exc in failed]
             if self.update:
                 self._write_layouts()
                 self._write_counts()

@@ -14,7 +14,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -208,13 +208,16 @@ def without_legacy(doc: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k not in drop}
 
 
-def migrate_legacy(root: Path | str, lock: "UpdateLock") -> list[Path]:
+def migrate_legacy(root: Path | str, lock: "UpdateLock",
+                   failed: list[tuple[Path, OSError]] | None = None) -> list[Path]:
     """Drop the legacy fields from every golden under ``root`` that still holds one; only a lock
     holder may. The new text is the old document minus those fields, re-serialised; every other
     byte of its facts and environment is kept (checked before writing: a file whose remaining
-    content would change in any other way is left alone). Returns the files rewritten."""
+    content would change in any other way is left alone). Returns the files rewritten; a file that
+    cannot be written is added to ``failed`` with its error."""
     if not lock.held:
         raise RuntimeError("migrate_legacy needs the update lock")
+    failed = [] if failed is None else failed
     done = []
     for path in iter_golden_files(root):
         kind = "layout" if path.parent.name == "layout" else "count"
@@ -229,7 +232,11 @@ def migrate_legacy(root: Path | str, lock: "UpdateLock") -> list[Path]:
         new = without_legacy(doc)
         if json.loads(dumps_golden(new)) != new:      # not already in canonical form: not ours to touch
             continue
-        write_atomic(path, dumps_golden(new))
+        try:
+            write_atomic(path, dumps_golden(new))
+        except OSError as exc:     # a read-only file: the session reports it; the others go on
+            failed.append((path, exc))
+            continue
         done.append(path)
     return done
 
@@ -256,9 +263,10 @@ class GoldenStore:
                 pass
         return str(path)
 
-    def load(self, path: Path | str, kind: str, *, regenerate: str = "pytest --update-golden") -> dict[str, Any] | None:
+    def load(self, path: Path | str, kind: str, *,
+             regenerate: str | Callable[[], str] = "pytest --update-golden") -> dict[str, Any] | None:
         """The document at ``path`` (read once), None when absent; :class:`GoldenError` (naming
-        ``regenerate``) when it cannot be used."""
+        ``regenerate``, or what it returns: made only then) when it cannot be used."""
         path = Path(path)
         if path not in self._docs:
             try:
@@ -270,11 +278,9 @@ class GoldenStore:
         doc = self._docs[path]
         if isinstance(doc, GoldenError):
             text = str(doc).rsplit("\nTo regenerate it, run:", 1)[0]
-            raise GoldenError(f"{text}\nTo regenerate it, run:\n  {regenerate}")
+            command = regenerate() if callable(regenerate) else regenerate
+            raise GoldenError(f"{text}\nTo regenerate it, run:\n  {command}")
         return doc
-
-    def forget(self, path: Path | str) -> None:
-        self._docs.pop(Path(path), None)
 
     # ------------------------------------------------------------------ obtained files
     def write_obtained(self, golden: Path | str, doc: Mapping[str, Any], differs: list[str]) -> tuple[Path | None, str]:
@@ -369,13 +375,16 @@ class UpdateLock:
 
 
 def sweep_temp_files(root: Path | str, lock: UpdateLock) -> list[Path]:
-    """Remove temporary files crashed writes left under ``root``; only a lock holder may (no
-    other harness run can be writing then, so every one found is stale)."""
+    """Remove temporary files crashed golden writes left under ``root``; only a lock holder may (no
+    other harness run can be writing a golden then, so every one found is stale). Obtained files'
+    temporaries are left alone: runs that only check write those without the lock."""
     if not lock.held:
         raise RuntimeError("sweep_temp_files needs the update lock")
     removed = []
     for path in Path(root).rglob(".*.json.*" + TEMP_SUFFIX):
         if path.parent.name == "flop_count":     # the flop_count fixture's folder has a lock of its own
+            continue
+        if ".obtained.json." in path.name:       # check-only runs write obtained files without the lock
             continue
         try:
             path.unlink()

@@ -293,13 +293,6 @@ class CorruptGolden:
     problem: str
 
 
-def _shown_path(path: Path) -> str:
-    try:
-        return str(path.relative_to(golden_dir().parent))
-    except ValueError:
-        return str(path)
-
-
 class GoldenChecker:
     """The report's only reader of goldens: a patched count against its golden (regress band).
 
@@ -349,7 +342,7 @@ class GoldenChecker:
         if entry is None:
             return "no golden", []
         if isinstance(entry, CorruptGolden):      # the suite fails on it; so does the report (exit 3)
-            return "corrupt", [f"{entry.problem}; fix or restore it (git checkout -- {_shown_path(entry.path)}), or "
+            return "corrupt", [f"{entry.problem}; fix or restore it (git checkout -- {self.store.display(entry.path)}), or "
                                "regenerate it: pytest --update-golden"]
         band = self.bands.lookup("regress", cell.stage, cell.counter, cell.count.convention)
         held = self._obtained.get(id(cell.count))
@@ -515,15 +508,19 @@ def _worker_measure(task: tuple) -> tuple:
     engine = _WORKER_ENGINE
     assert engine is not None
     also = _WORKER_VARIANTS.get(case.counter, ())
+    raised = None
     try:
         engine.measure(case, variant, also=also)
-    except Exception:
-        pass
+    except Exception as exc:    # memoised with its error; or raised before the memo (then carried below)
+        raised = exc
     out = []
     for v in dict.fromkeys((variant, *also)):
         found = engine.measurement(case, v)
         if found is None:
-            continue
+            if v != variant:
+                continue
+            found = Measurement(None, raised or RuntimeError("no measurement was made"), 0.0, case.page,
+                                f"{type(raised).__name__}: {raised}" if raised else "")
         error = found.error
         if error is not None:
             try:

@@ -355,6 +355,13 @@ class Engine:
                                      stage=case.stage, strict=False)
         return results, time.perf_counter() - start
 
+    def config_path(self, target: str) -> str | None:
+        """The model directory whose configuration sizes ``target``'s analytic model: the one the
+        engine builds from, for a target that reads one (dsocr); else None (built-in sizes)."""
+        from harness.inputs.targets import target_facts
+
+        return str(self.model_path) if self.model_path and target_facts(target).needs_model_path else None
+
     def byte_cost(self, case: Case) -> Any:
         """The analytic op-level Cost of the case's stage on the byte counter's build (:data:`BYTES_DTYPE`):
         its dtype bytes, attention and experts byte model (memoised per shape key)."""
@@ -366,11 +373,10 @@ class Engine:
         if key not in self.analytic_costs:
             from harness.analytic import stage_costs
 
-            model_path = str(self.model_path) if case.target == "dsocr" and self.model_path else None
             costs = stage_costs(case.target, self.layout(case.target, case.mode, case.page),
                                 text_tokens=self.text_tokens, dtype_bytes=built.dtype.itemsize,
                                 attn_implementation=built.attn_implementation, experts_implementation=experts,
-                                config=model_path)
+                                config=self.config_path(case.target))
             for stage, cost in costs.items():
                 probe = Case(case.target, case.mode, case.page, stage, case.counter)
                 self.analytic_costs[(case.target, stage, self.shape_key(probe), BYTES,

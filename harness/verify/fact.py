@@ -24,9 +24,8 @@ def byte_inputs(engine: Any, case: Any) -> dict[str, Any]:
     from harness.run.engine import BYTES_DTYPE
 
     built = engine.built_model(case.target, BYTES_DTYPE)
-    model_path = str(engine.model_path) if case.target == "dsocr" and engine.model_path else None
     return {"layout": engine.layout(case.target, case.mode, case.page), "cost": engine.byte_cost(case),
-            "dims": load_dims(case.target, model_path), "experts": experts_model(case.target, built.experts_implementation),
+            "dims": load_dims(case.target, engine.config_path(case.target)), "experts": experts_model(case.target, built.experts_implementation),
             "dtype_bytes": built.dtype.itemsize}
 
 

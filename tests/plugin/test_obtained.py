@@ -126,3 +126,49 @@ def test_under_xdist_the_controller_writes_one_obtained_file_per_golden(made):
     doc = json.loads(serial)
     assert doc["obtained_differs"] == ["count:fake-prefill-thop-L273", "count:fake-prefill-torch-L273"]
     assert (doc["counters"]["torch"]["flops"], doc["counters"]["thop"]["raw"]) == (2_000_010, 1_000_005)
+
+
+def test_a_legacy_golden_that_cannot_be_rewritten_is_named_and_the_run_goes_on(made, monkeypatch):
+    """One legacy file the migration cannot write: the run names it and fails, and every other
+    legacy file is still migrated (no internal error, the goldens' own write still runs)."""
+    from harness.golden import dumps_golden, store
+
+    first, second = made.count("sam", "g1024"), made.count("prefill", "L273")
+    docs = {p: json.loads(p.read_text()) for p in (first, second)}
+    for p, doc in docs.items():
+        p.write_text(dumps_golden(dict(doc, pages=["base/letter"])))
+    real = store.write_atomic
+
+    def refuse_first(path, text):
+        if Path(path) == first:
+            raise OSError(30, "Read-only file system")
+        return real(path, text)
+
+    monkeypatch.setattr(store, "write_atomic", refuse_first)
+    result = made.run("--update-golden")
+    monkeypatch.undo()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["ERROR: could not rewrite golden/fake/count/sam/g1024.json without its legacy "
+                                 "fields: [[]Errno 30[]] Read-only file system"])
+    assert second.read_text() == dumps_golden(docs[second])          # migrated all the same
+
+
+def test_the_lock_holder_leaves_obtained_files_temporaries_alone(tmp_path):
+    """Runs that only check write obtained files without the update lock: a writing run's sweep of
+    crashed golden writes must not delete one of those mid-write."""
+    from harness.golden import UpdateLock
+    from harness.golden.store import sweep_temp_files
+
+    folder = tmp_path / "fake" / "count" / "sam"
+    folder.mkdir(parents=True)
+    stale = folder / ".g1024.json.x1y2.tmp"
+    writing = folder / ".g1024.obtained.json.a3b4.tmp"
+    stale.write_text("{")
+    writing.write_text("{")
+    lock = UpdateLock(tmp_path)
+    lock.acquire("test")
+    try:
+        assert sweep_temp_files(tmp_path, lock) == [stale]
+    finally:
+        lock.release()
+    assert writing.exists() and not stale.exists()
